@@ -1,0 +1,86 @@
+"""Benchmark: simulate 100 machines x 1 year, write the Kaggle CSVs, parse + validate them, then ingest them
+through the Dagster raw assets (one ranged run over every partition, in-memory instance).
+
+    .venv/bin/python benchmarks/bench_ingest.py [--machines 100] [--repeat 3]
+
+Prints wall-clock seconds per stage (best of --repeat) and the process's peak resident memory.
+"""
+
+import argparse
+import resource
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+
+def best_of(repeat: int, fn):
+    times, value = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - started)
+    return min(times), value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--machines", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    from dagster import DagsterInstance, load_assets_from_modules, materialize
+
+    from pm_assets.assets import ingestion
+    from pm_assets.core.parsing import find_source_file, read_source_csv
+    from pm_assets.core.schema import TABLES
+    from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
+    from pm_assets.core.validation import validate_rows
+    from pm_assets.partitions import daily_partitions
+    from pm_assets.resources import ParquetIOManager, RawFilesResource
+
+    config = SimulationConfig(machines=args.machines)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw"
+        t_sim, tables = best_of(args.repeat, lambda: simulate(config))
+        t_write, _ = best_of(args.repeat, lambda: write_kaggle_csv(tables, raw))
+
+        def parse_and_validate():
+            machines = validate_rows(read_source_csv(find_source_file(raw, TABLES["machines"]), TABLES["machines"]), TABLES["machines"])
+            ids = machines.kept["machineID"]
+            return {n: validate_rows(read_source_csv(find_source_file(raw, s), s), s, ids) for n, s in TABLES.items()}
+
+        t_core, results = best_of(args.repeat, parse_and_validate)
+        keys = daily_partitions.get_partition_keys()
+
+        def dagster_run():
+            with DagsterInstance.ephemeral() as instance:
+                result = materialize(
+                    load_assets_from_modules([ingestion]),
+                    instance=instance,
+                    resources={
+                        "raw_files": RawFilesResource(raw_dir=str(raw), quarantine_dir=str(Path(tmp) / "q")),
+                        "io_manager": ParquetIOManager(base_dir=str(Path(tmp) / "wh")),
+                    },
+                    tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+                )
+                assert result.success
+            return result
+
+        t_dagster, _ = best_of(1, dagster_run)
+
+    rows = {n: len(r.kept) for n, r in results.items()}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"machines={args.machines} telemetry_rows={rows['telemetry']:,} partitions={len(keys)}")
+    print(f"simulate                 {t_sim:6.2f} s")
+    print(f"write Kaggle CSVs        {t_write:6.2f} s")
+    print(f"simulate + write         {t_sim + t_write:6.2f} s")
+    print(f"parse + validate (core)  {t_core:6.2f} s   ({rows['telemetry'] / t_core / 1e6:.2f} M telemetry rows/s)")
+    print(f"dagster raw assets, 1 run over {len(keys)} partitions (in-memory instance) {t_dagster:6.2f} s")
+    print(f"peak RSS                 {peak_mb:6.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

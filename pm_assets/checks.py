@@ -1,0 +1,115 @@
+"""Asset checks of the raw tables.
+
+The checks are evaluated inside the ingestion step (they need the rows it quarantined), so each one sees both
+what was stored and what was rejected. A rule check fails with severity ERROR when the stored rows break the
+rule (which would be a bug: validation removes such rows) and with severity WARN when rows were quarantined for
+it, so the UI shows bad input without stopping the pipeline.
+"""
+
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+
+from pm_assets.core.markdown import markdown_table
+from pm_assets.core.schema import TableSpec
+from pm_assets.core.validation import ValidationResult, count_violations, empty_table
+
+#: check name -> (validation rules it covers, description)
+RULE_CHECKS: dict[str, tuple[tuple[str, ...], str]] = {
+    "no_missing_or_unparseable_values": (("missing_value", "unparseable_value"), "No NaN, empty or unparseable value."),
+    "timestamps_on_the_hour": (("not_on_the_hour",), "Every timestamp is on the hour."),
+    "known_categories": (("unknown_category",), "errorID / comp / failure / model values are in their domain."),
+    "within_physical_bounds": (("out_of_bounds",), "Sensor readings (and machine age) within physical bounds."),
+    "known_machines": (("unknown_machine",), "Every machineID is in the machines table."),
+    "unique_keys": (("duplicate_key",), "No duplicate key (e.g. machineID, datetime for telemetry)."),
+}
+COMPLETENESS_CHECK = "hourly_completeness"
+#: Shown in a check's metadata: how many quarantined rows to quote.
+SAMPLE_ROWS = 10
+
+
+def _applies(check: str, spec: TableSpec) -> bool:
+    if check == "timestamps_on_the_hour":
+        return spec.time_column is not None
+    if check == "known_categories":
+        return bool(spec.categories)
+    if check == "within_physical_bounds":
+        return bool(spec.bounds)
+    if check == "known_machines":
+        return spec.name != "machines"
+    return True
+
+
+def raw_check_specs(spec: TableSpec, asset_name: str | None = None) -> list[AssetCheckSpec]:
+    asset_name = asset_name or spec.name
+    specs = [
+        AssetCheckSpec("schema_and_dtypes", asset=asset_name, blocking=True,
+                       description="Columns, order and stored dtypes as in pm_assets.core.schema."),
+        AssetCheckSpec("rows_accounted", asset=asset_name, blocking=True,
+                       description="Rows in the source window == rows kept + rows quarantined."),
+    ]
+    specs += [AssetCheckSpec(name, asset=asset_name, description=desc)
+              for name, (_, desc) in RULE_CHECKS.items() if _applies(name, spec)]
+    if spec.name == "telemetry":
+        specs.append(AssetCheckSpec(COMPLETENESS_CHECK, asset=asset_name,
+                                    description="Every machine has every hour of the window the source covers."))
+    return specs
+
+
+def _sample_md(rejected: pd.DataFrame, rules: tuple[str, ...]) -> MetadataValue:
+    hit = rejected.loc[np.array([any(r in rules for r in rs.split(",")) for rs in rejected["rules"]], dtype=bool)]
+    return MetadataValue.md(markdown_table(hit.head(SAMPLE_ROWS)[["source_line", "reason"]]))
+
+
+def raw_check_results(
+    spec: TableSpec,
+    rows_in: int,
+    result: ValidationResult,
+    machine_ids,
+    completeness: pd.DataFrame | None = None,
+    asset_name: str | None = None,
+) -> Iterator[AssetCheckResult]:
+    """Evaluate every check of :func:`raw_check_specs` on one validation result."""
+    asset_name = asset_name or spec.name
+    kept = result.kept
+    expected = empty_table(spec).dtypes
+    schema_ok = list(kept.columns) == list(spec.columns) and all(kept[c].dtype == expected[c] for c in spec.columns)
+    yield AssetCheckResult(
+        asset_key=asset_name, check_name="schema_and_dtypes", passed=bool(schema_ok),
+        metadata={"dtypes": MetadataValue.json({c: str(t) for c, t in kept.dtypes.items()})},
+    )
+    yield AssetCheckResult(
+        asset_key=asset_name, check_name="rows_accounted", passed=rows_in == result.rows_in,
+        metadata={"rows_in": rows_in, "rows_kept": len(kept), "rows_rejected": len(result.rejected)},
+    )
+    stored = count_violations(kept, spec, machine_ids)
+    quarantined = result.rejected_by_rule()
+    for name, (rules, _) in RULE_CHECKS.items():
+        if not _applies(name, spec):
+            continue
+        n_stored = sum(stored[r] for r in rules)
+        n_quarantined = sum(quarantined[r] for r in rules)
+        yield AssetCheckResult(
+            asset_key=asset_name, check_name=name, passed=n_stored == 0 and n_quarantined == 0,
+            severity=AssetCheckSeverity.ERROR if n_stored else AssetCheckSeverity.WARN,
+            metadata={"stored_violations": n_stored, "quarantined_rows": n_quarantined,
+                      "quarantined_sample": _sample_md(result.rejected, rules)},
+        )
+    if completeness is not None:
+        incomplete = completeness[completeness["missing_hours"] > 0]
+        worst = incomplete.sort_values("missing_hours", ascending=False).head(SAMPLE_ROWS)
+        yield AssetCheckResult(
+            asset_key=asset_name, check_name=COMPLETENESS_CHECK, passed=incomplete.empty,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "machines_complete": int((completeness["missing_hours"] == 0).sum()),
+                "machines_incomplete": len(incomplete),
+                "machines_without_data": int((completeness["present_hours"] == 0).sum()),
+                "missing_machine_hours": int(completeness["missing_hours"].sum()),
+                "coverage": float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
+                "worst_machines": MetadataValue.md(markdown_table(worst)),
+            },
+        )

@@ -1,0 +1,1 @@
+"""Pure numeric core: no Dagster import anywhere below this package."""

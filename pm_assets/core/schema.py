@@ -1,0 +1,113 @@
+"""The Azure Predictive Maintenance tables: names, columns, types, value domains and keys.
+
+One place describes each of the five Kaggle files; the parser, the validator, the simulator and the
+Dagster checks all read from here. Pure Python: no Dagster import.
+
+Stored types (what every raw parquet file holds):
+
+- ``datetime``: ``datetime64[ns]``, tz-naive, UTC (the Kaggle files carry no zone; the Azure sample is UTC).
+- ``machineID``: ``int32`` (a numeric id used for joins and sorting; the set of valid ids is the machines table).
+- string domains (``errorID``, ``comp``, ``failure``, ``model``): pandas ``category`` with the fixed categories
+  below, so that partitions concatenate without falling back to ``object``.
+- sensors: ``float64`` (the features are checked to 1e-9 against reference loops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SENSORS: tuple[str, ...] = ("volt", "rotate", "pressure", "vibration")
+COMPONENTS: tuple[str, ...] = ("comp1", "comp2", "comp3", "comp4")
+ERROR_IDS: tuple[str, ...] = ("error1", "error2", "error3", "error4", "error5")
+MODELS: tuple[str, ...] = ("model1", "model2", "model3", "model4")
+
+#: The sensor whose readings drift before each component fails (the Azure sample's design).
+COMPONENT_SENSOR: dict[str, str] = {"comp1": "volt", "comp2": "rotate", "comp3": "pressure", "comp4": "vibration"}
+#: The error types that announce each component's failure.
+COMPONENT_ERRORS: dict[str, tuple[str, ...]] = {
+    "comp1": ("error1",),
+    "comp2": ("error2", "error3"),
+    "comp3": ("error4",),
+    "comp4": ("error5",),
+}
+
+#: Physical plausibility bounds (inclusive) for the sensors. Far wider than anything in the real data
+#: (volt 97..255, rotate 138..695, pressure 51..186, vibration 14..76): a row outside is a broken reading.
+SENSOR_BOUNDS: dict[str, tuple[float, float]] = {
+    "volt": (0.0, 1000.0),
+    "rotate": (0.0, 5000.0),
+    "pressure": (0.0, 1000.0),
+    "vibration": (0.0, 500.0),
+}
+#: Machine age in years.
+AGE_BOUNDS: tuple[float, float] = (0.0, 100.0)
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one Kaggle file looks and what a valid row is."""
+
+    name: str  # short table name used for assets and folders
+    file_stem: str  # Kaggle file name without extension
+    columns: tuple[str, ...]  # exact header, in order
+    kinds: dict[str, str]  # column -> "timestamp" | "id" | "float" | "int" | "category"
+    key: tuple[str, ...]  # a row's identity; duplicates of it are rejected
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def time_column(self) -> str | None:
+        return "datetime" if "datetime" in self.columns else None
+
+    @property
+    def string_columns(self) -> tuple[str, ...]:
+        """Columns written quoted in the Kaggle format."""
+        return tuple(c for c in self.columns if self.kinds[c] == "category")
+
+
+TELEMETRY = TableSpec(
+    name="telemetry",
+    file_stem="PdM_telemetry",
+    columns=("datetime", "machineID", *SENSORS),
+    kinds={"datetime": "timestamp", "machineID": "id", **{s: "float" for s in SENSORS}},
+    key=("machineID", "datetime"),
+    bounds=dict(SENSOR_BOUNDS),
+)
+ERRORS = TableSpec(
+    name="errors",
+    file_stem="PdM_errors",
+    columns=("datetime", "machineID", "errorID"),
+    kinds={"datetime": "timestamp", "machineID": "id", "errorID": "category"},
+    key=("machineID", "datetime", "errorID"),  # several error types may share one hour
+    categories={"errorID": ERROR_IDS},
+)
+MAINTENANCE = TableSpec(
+    name="maintenance",
+    file_stem="PdM_maint",
+    columns=("datetime", "machineID", "comp"),
+    kinds={"datetime": "timestamp", "machineID": "id", "comp": "category"},
+    key=("machineID", "datetime", "comp"),
+    categories={"comp": COMPONENTS},
+)
+FAILURES = TableSpec(
+    name="failures",
+    file_stem="PdM_failures",
+    columns=("datetime", "machineID", "failure"),
+    kinds={"datetime": "timestamp", "machineID": "id", "failure": "category"},
+    key=("machineID", "datetime", "failure"),  # several components may fail at once
+    categories={"failure": COMPONENTS},
+)
+MACHINES = TableSpec(
+    name="machines",
+    file_stem="PdM_machines",
+    columns=("machineID", "model", "age"),
+    kinds={"machineID": "id", "model": "category", "age": "int"},
+    key=("machineID",),
+    categories={"model": MODELS},
+    bounds={"age": AGE_BOUNDS},
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (TELEMETRY, ERRORS, MAINTENANCE, FAILURES, MACHINES)}
+EVENT_TABLES: tuple[str, ...] = ("errors", "maintenance", "failures")

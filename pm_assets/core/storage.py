@@ -1,0 +1,68 @@
+"""Atomic file writes: every file the project writes appears whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+#: Permissions of every written file (what open() would give under the usual umask 022).
+FILE_MODE = 0o644
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
+
+    The temporary file lives in the same folder, so the final ``os.replace`` is atomic on POSIX. On an
+    exception the temporary file is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.chmod(FILE_MODE)  # mkstemp makes 0600 files; outputs are meant to be read by others
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def write_parquet_atomic(df: pd.DataFrame, target: str | os.PathLike) -> Path:
+    with atomic_path(target) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(target)
+
+
+def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate per-partition frames, keeping categorical columns categorical.
+
+    A parquet file of an empty partition stores no category values, and pandas turns a concat of categoricals
+    with different categories into ``object``; so categories are united first (in order of appearance).
+    """
+    if len(frames) == 1:
+        return frames[0]
+    frames = [f.copy() for f in frames]
+    for col in frames[0].columns:
+        if isinstance(frames[0][col].dtype, pd.CategoricalDtype):
+            categories = list(dict.fromkeys(c for f in frames for c in f[col].cat.categories))
+            for f in frames:
+                f[col] = f[col].cat.set_categories(categories)
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_parquet_files(paths) -> pd.DataFrame:
+    return concat_partitions([pd.read_parquet(p) for p in paths])

@@ -1,0 +1,208 @@
+"""Row validation and quarantine.
+
+Every parsed row either is kept (typed per :mod:`pm_assets.core.schema`) or goes to the rejected table with the
+rules it broke and a human reason naming the value. Nothing is dropped: ``rows in == kept + rejected``.
+
+The same rule functions serve twice: here, to split incoming rows, and in the asset checks, to verify that what
+was stored still satisfies every rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN
+from pm_assets.core.schema import TableSpec
+
+REASON_COLUMN = "reason"
+RULES_COLUMN = "rules"
+
+#: A rule returns, for a frame, a boolean mask of violating rows and a function giving each one's message.
+RuleResult = tuple[np.ndarray, Callable[[np.ndarray], list[str]]]
+
+
+def _fmt(values: pd.Series, positions: np.ndarray) -> list[str]:
+    return [repr(v) if isinstance(v, str) else str(v) for v in values.to_numpy()[positions]]
+
+
+def _is_missing(values: pd.Series) -> np.ndarray:
+    missing = values.isna().to_numpy()
+    if values.dtype == object:
+        missing = missing | (values.astype(str).str.strip() == "").to_numpy()
+    return missing
+
+
+def rule_parse_problem(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    problems = frame[PROBLEM_COLUMN].to_numpy(dtype=object) if PROBLEM_COLUMN in frame else np.full(len(frame), "")
+    mask = problems != ""
+    return mask, lambda pos: [str(p) for p in problems[pos]]
+
+
+def rule_missing_value(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    problems = frame[PROBLEM_COLUMN].to_numpy(dtype=object) if PROBLEM_COLUMN in frame else np.full(len(frame), "")
+    per_col = {c: _is_missing(frame[c]) & (problems == "") for c in spec.columns}
+    mask = np.logical_or.reduce(list(per_col.values())) if per_col else np.zeros(len(frame), bool)
+
+    def messages(pos: np.ndarray) -> list[str]:
+        return ["; ".join(f"{c}: missing value" for c in spec.columns if per_col[c][p]) for p in pos]
+
+    return mask, messages
+
+
+def rule_not_on_the_hour(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    if not spec.time_column:
+        return np.zeros(len(frame), bool), lambda pos: []
+    times = frame[spec.time_column]
+    mask = (times.notna() & (times != times.dt.floor("h"))).to_numpy()
+    return mask, lambda pos: [f"{spec.time_column}: {t} is not on the hour" for t in times.to_numpy()[pos]]
+
+
+def rule_unknown_category(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    masks = {
+        c: (frame[c].notna() & ~frame[c].astype(object).isin(list(allowed)) & ~pd.Series(_is_missing(frame[c]), index=frame.index)).to_numpy()
+        for c, allowed in spec.categories.items()
+    }
+    mask = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(len(frame), bool)
+
+    def messages(pos: np.ndarray) -> list[str]:
+        return [
+            "; ".join(f"{c}: unknown value {frame[c].iloc[p]!r} (allowed {', '.join(spec.categories[c])})"
+                      for c in masks if masks[c][p])
+            for p in pos
+        ]
+
+    return mask, messages
+
+
+def rule_out_of_bounds(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    masks = {}
+    for c, (lo, hi) in spec.bounds.items():
+        v = frame[c].astype("float64")
+        masks[c] = (v.notna() & ((v < lo) | (v > hi))).to_numpy()
+    mask = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(len(frame), bool)
+
+    def messages(pos: np.ndarray) -> list[str]:
+        return [
+            "; ".join(f"{c}: {frame[c].iloc[p]} outside [{spec.bounds[c][0]:g}, {spec.bounds[c][1]:g}]"
+                      for c in masks if masks[c][p])
+            for p in pos
+        ]
+
+    return mask, messages
+
+
+def rule_unknown_machine(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    if machine_ids is None or spec.name == "machines":
+        return np.zeros(len(frame), bool), lambda pos: []
+    ids = frame["machineID"]
+    mask = (ids.notna() & ~ids.isin(np.asarray(machine_ids, dtype="float64"))).to_numpy()
+    return mask, lambda pos: [f"machineID: {v:g} is not in the machines table" for v in ids.to_numpy()[pos]]
+
+
+#: The rules, in the order their reasons are listed. Duplicate keys are decided after these (see below).
+RULES: dict[str, Callable[..., RuleResult]] = {
+    "unparseable_value": rule_parse_problem,
+    "missing_value": rule_missing_value,
+    "not_on_the_hour": rule_not_on_the_hour,
+    "unknown_category": rule_unknown_category,
+    "out_of_bounds": rule_out_of_bounds,
+    "unknown_machine": rule_unknown_machine,
+}
+DUPLICATE_RULE = "duplicate_key"
+ALL_RULES: tuple[str, ...] = (*RULES, DUPLICATE_RULE)
+
+
+def duplicate_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
+    """Rows whose key already appeared on an earlier row (the first occurrence is kept)."""
+    return frame.duplicated(subset=list(spec.key), keep="first").to_numpy()
+
+
+def count_violations(frame: pd.DataFrame, spec: TableSpec, machine_ids=None) -> dict[str, int]:
+    """How many rows of ``frame`` break each rule: the asset checks' view of a stored table."""
+    counts = {name: int(rule(frame, spec, machine_ids)[0].sum()) for name, rule in RULES.items()}
+    counts[DUPLICATE_RULE] = int(duplicate_mask(frame, spec).sum())
+    return counts
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    kept: pd.DataFrame  # typed per schema, without the parser's bookkeeping columns
+    rejected: pd.DataFrame  # the spec's columns plus source_line, rules, reason
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.kept) + len(self.rejected)
+
+    def rejected_by_rule(self) -> dict[str, int]:
+        if self.rejected.empty:
+            return {r: 0 for r in ALL_RULES}
+        split = self.rejected[RULES_COLUMN].str.split(",").explode()
+        return {r: int((split == r).sum()) for r in ALL_RULES}
+
+
+def to_schema_types(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Cast validated rows to the stored types (see :mod:`pm_assets.core.schema`)."""
+    out = pd.DataFrame(index=frame.index)
+    for c in spec.columns:
+        kind = spec.kinds[c]
+        if kind == "timestamp":
+            out[c] = frame[c].astype("datetime64[ns]")
+        elif kind == "id":
+            out[c] = frame[c].astype("int32")
+        elif kind == "int":
+            out[c] = frame[c].astype("int64")
+        elif kind == "float":
+            out[c] = frame[c].astype("float64")
+        else:
+            out[c] = pd.Categorical(frame[c].astype(object), categories=list(spec.categories[c]))
+    return out.reset_index(drop=True)
+
+
+def empty_table(spec: TableSpec) -> pd.DataFrame:
+    """A table with no rows and the stored column types."""
+    return to_schema_types(pd.DataFrame(columns=list(spec.columns)), spec)
+
+
+def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[int] | None = None) -> ValidationResult:
+    """Split parsed rows into kept (typed) and rejected (with rules and reasons).
+
+    ``frame`` comes from :func:`pm_assets.core.parsing.read_source_csv` (or any slice of it).
+    ``machine_ids``: the valid machine ids (the machines table); ``None`` skips that rule.
+    Duplicate keys: among rows that pass every other rule, the first occurrence in the file is kept and each
+    later one is rejected naming the line it repeats.
+    """
+    frame = frame.reset_index(drop=True)
+    n = len(frame)
+    machine_ids = None if machine_ids is None else np.asarray(list(machine_ids))
+    reasons: dict[int, list[str]] = {}
+    rules: dict[int, list[str]] = {}
+    bad = np.zeros(n, bool)
+    for name, rule in RULES.items():
+        mask, messages = rule(frame, spec, machine_ids)
+        pos = np.flatnonzero(mask)
+        for p, msg in zip(pos, messages(pos)):
+            reasons.setdefault(p, []).append(msg)
+            rules.setdefault(p, []).append(name)
+        bad |= mask
+    clean_pos = np.flatnonzero(~bad)
+    dup = duplicate_mask(frame.iloc[clean_pos], spec)
+    if dup.any():
+        clean = frame.iloc[clean_pos]
+        first_line = clean.groupby(list(spec.key), observed=True, sort=False)[LINE_COLUMN].transform("first").to_numpy()
+        for p, line in zip(clean_pos[dup], first_line[dup]):
+            reasons[p] = [f"duplicate of line {line} (same {', '.join(spec.key)})"]
+            rules[p] = [DUPLICATE_RULE]
+        bad[clean_pos[dup]] = True
+
+    kept = to_schema_types(frame.loc[~bad, list(spec.columns)], spec)
+    rejected = frame.loc[bad, [*spec.columns, LINE_COLUMN]].copy()
+    for c in spec.categories:
+        rejected[c] = rejected[c].astype(object)
+    bad_pos = np.flatnonzero(bad)
+    rejected[RULES_COLUMN] = pd.Series([",".join(rules[p]) for p in bad_pos], index=rejected.index, dtype=str)
+    rejected[REASON_COLUMN] = pd.Series(["; ".join(reasons[p]) for p in bad_pos], index=rejected.index, dtype=str)
+    return ValidationResult(kept=kept, rejected=rejected.reset_index(drop=True))

@@ -1,0 +1,13 @@
+"""The code location: assembles assets, checks, jobs and resources; no logic of its own."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from pm_assets.assets import ingestion
+from pm_assets.jobs import main_job
+from pm_assets.resources import ParquetIOManager, RawFilesResource
+
+defs = Definitions(
+    assets=load_assets_from_modules([ingestion]),
+    jobs=[main_job],
+    resources={"io_manager": ParquetIOManager(), "raw_files": RawFilesResource()},
+)

@@ -1,0 +1,111 @@
+"""Resources: where raw files come from, and the parquet IO manager every asset is stored with."""
+
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from pydantic import Field
+
+from pm_assets.core.parsing import find_source_file, read_source_csv
+from pm_assets.core.schema import TABLES, TableSpec
+from pm_assets.core.storage import concat_partitions, write_parquet_atomic
+from pm_assets.settings import QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
+
+
+@lru_cache(maxsize=8)
+def _parse_cached(path: str, size: int, mtime_ns: int, table: str) -> pd.DataFrame:
+    # Keyed by size and mtime so a replaced file is parsed again; a single-run backfill parses each file once.
+    return read_source_csv(path, TABLES[table])
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RawFilesResource(ConfigurableResource):
+    """The five Kaggle CSV files of the Azure PdM dataset, and where their rejected rows are quarantined."""
+
+    raw_dir: str = Field(default=str(RAW_DIR), description="Folder holding PdM_*.csv or PdM_*.csv.gz.")
+    telemetry_file: str | None = Field(
+        default=None,
+        description="Use this telemetry file instead of <raw_dir>/PdM_telemetry.csv[.gz] (absolute, or relative "
+        "to raw_dir), e.g. partial/PdM_telemetry_SUBSET_machines1-20_2015Q1.csv.gz.",
+    )
+    quarantine_dir: str = Field(default=str(QUARANTINE_DIR), description="Rejected rows, one parquet per partition.")
+
+    def path(self, spec: TableSpec) -> Path:
+        if spec.name == "telemetry" and self.telemetry_file:
+            return Path(self.raw_dir) / self.telemetry_file  # an absolute telemetry_file wins in the join
+        return find_source_file(self.raw_dir, spec)
+
+    def load(self, spec: TableSpec) -> pd.DataFrame:
+        """The whole parsed file (not yet validated), cached per process; callers must not modify it."""
+        path = self.path(spec)
+        stat = path.stat()
+        return _parse_cached(str(path), stat.st_size, stat.st_mtime_ns, spec.name)
+
+    def quarantine_path(self, table: str, partition: str) -> Path:
+        return Path(self.quarantine_dir) / table / f"{partition}.parquet"
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Stores each asset as parquet: ``<base_dir>/<asset>.parquet``, or one file per partition
+    ``<base_dir>/<asset>/<partition>.parquet``.
+
+    A run over a range of partitions (single-run backfills) hands over one frame; it is split into the daily
+    files by the column named in the asset's ``partition_expr`` metadata. Every partition of the range is
+    written, empty ones included, so a re-run replaces what an earlier run wrote. Writes are atomic.
+    """
+
+    base_dir: str = Field(default=str(WAREHOUSE_DIR), description="Root folder of the stored assets.")
+
+    def _path(self, asset_key, partition: str | None) -> Path:
+        name = "/".join(asset_key.path)
+        return Path(self.base_dir) / (f"{name}.parquet" if partition is None else f"{name}/{partition}.parquet")
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        if not context.has_asset_partitions:
+            path = write_parquet_atomic(obj, self._path(context.asset_key, None))
+            context.add_output_metadata({"path": str(path)})
+            return
+        column = context.definition_metadata.get("partition_expr")
+        keys = context.asset_partition_keys
+        if len(keys) > 1 and not column:
+            raise ValueError(f"{context.asset_key.to_user_string()}: a multi-partition output needs partition_expr")
+        partitions_def = context.asset_partitions_def
+        written = 0
+        for key in keys:
+            if column:
+                window = partitions_def.time_window_for_partition_key(key)
+                start, end = (pd.Timestamp(t).tz_localize(None) for t in (window.start, window.end))
+                part = obj[(obj[column] >= start) & (obj[column] < end)]
+            else:
+                part = obj
+            write_parquet_atomic(part.reset_index(drop=True), self._path(context.asset_key, key))
+            written += len(part)
+        if written != len(obj):
+            raise ValueError(
+                f"{context.asset_key.to_user_string()}: {len(obj) - written} rows fall outside partitions "
+                f"{keys[0]}..{keys[-1]} (column {column})"
+            )
+        context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        if not context.has_asset_partitions:
+            return self._read(self._path(context.asset_key, None), context)
+        return concat_partitions([self._read(self._path(context.asset_key, key), context) for key in context.asset_partition_keys])
+
+    @staticmethod
+    def _read(path: Path, context: InputContext) -> pd.DataFrame:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{context.asset_key.to_user_string()}: {path} does not exist; materialize that asset (partition) first"
+            )
+        return pd.read_parquet(path)

@@ -1,0 +1,197 @@
+"""Raw ingestion assets, run through Dagster (in-process, one in-memory instance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetCheckSeverity, load_assets_from_modules, materialize
+
+from pm_assets.assets import ingestion
+from pm_assets.core.schema import TABLES
+from pm_assets.core.storage import read_parquet_files
+from pm_assets.core.validation import empty_table
+from pm_assets.resources import ParquetIOManager, RawFilesResource
+from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
+
+RAW_ASSETS = load_assets_from_modules([ingestion])
+YEAR = ("2015-01-01", "2016-01-01")  # the default partition range: the span of the real files
+
+
+def run_raw(instance, raw_dir, out: Path, first: str, last: str, telemetry_file: str | None = None, selection=None):
+    resources = {
+        "raw_files": RawFilesResource(raw_dir=str(raw_dir), telemetry_file=telemetry_file, quarantine_dir=str(out / "quarantine")),
+        "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
+    }
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return materialize(RAW_ASSETS, instance=instance, resources=resources, tags=tags, selection=selection,
+                       raise_on_error=False)
+
+
+def stored(out: Path, table: str) -> pd.DataFrame:
+    return read_parquet_files(sorted((out / "warehouse" / table).glob("*.parquet")))
+
+
+def checks(result) -> dict[tuple[str, str], object]:
+    return {
+        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name): e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def materialization_metadata(result, asset: str) -> dict:
+    mats = [m for m in result.asset_materializations_for_node(asset)]
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def real_q1(real_data_dir, instance, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real_q1")
+    result = run_raw(instance, real_data_dir, out, *YEAR, telemetry_file=Q1_SUBSET)
+    assert result.success
+    return result, out
+
+
+def test_real_event_files_are_ingested_exactly(real_q1):
+    result, out = real_q1
+    inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet").set_index("table")
+    assert inventory.loc["errors", "rows"] == 3919
+    assert len(stored(out, "errors")) == 3919
+    assert inventory[["rows_before_partitions", "rows_after_partitions"]].drop(index="maintenance").fillna(0).eq(0).all().all()
+    assert len(stored(out, "failures")) == 761
+    assert len(pd.read_parquet(out / "warehouse" / "machines.parquet")) == 100
+    history = pd.read_parquet(out / "warehouse" / "maintenance_history.parquet")
+    assert len(history) == 400 and history["datetime"].max() < pd.Timestamp("2015-01-01")
+    in_partitions = len(stored(out, "maintenance"))
+    assert in_partitions + len(history) == 3286
+    assert inventory.loc["maintenance", "rows_before_partitions"] == 400
+    for name in ("errors", "failures", "maintenance", "telemetry"):
+        assert (len(stored(out, name)) == materialization_metadata(result, name)["rows_in"]), name
+
+
+def test_real_q1_telemetry_complete_for_its_20_machines(real_q1):
+    result, out = real_q1
+    telemetry = stored(out, "telemetry")
+    assert len(telemetry) == 43_200
+    assert telemetry["machineID"].nunique() == 20
+    assert telemetry.groupby("machineID").size().eq(90 * 24).all()
+    quarantined = pd.concat([pd.read_parquet(f) for f in (out / "quarantine" / "telemetry").glob("*.parquet")])
+    assert len(quarantined) == 0
+    completeness = checks(result)[("telemetry", "hourly_completeness")]
+    meta = {k: v.value for k, v in completeness.metadata.items()}
+    # the other 80 machines of the machines table have no telemetry in this subset: reported, not hidden
+    assert meta["machines_complete"] == 20 and meta["machines_without_data"] == 80
+    assert meta["missing_machine_hours"] == 80 * 90 * 24
+
+
+def test_real_q1_rule_checks_pass_and_dtypes_match_schema(real_q1):
+    result, out = real_q1
+    evaluations = checks(result)
+    assert all(evaluations[k].passed for k in evaluations if k[1] != "hourly_completeness")
+    for name in ("telemetry", "errors", "maintenance", "failures"):
+        assert stored(out, name).dtypes.equals(empty_table(TABLES[name]).dtypes), name
+    # every partition file exists, including days without rows, so re-runs replace earlier files
+    assert len(list((out / "warehouse" / "failures").glob("*.parquet"))) == 366
+
+
+def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instance, tmp_path):
+    result = run_raw(instance, real_data_dir, tmp_path, *YEAR, telemetry_file=UNION_PARTIAL,
+                     selection=["source_files", "machines", "telemetry"])
+    assert result.success
+    assert len(stored(tmp_path, "telemetry")) == 144_262
+    assert materialization_metadata(result, "telemetry")["rows_rejected"] == 0
+    completeness = checks(result)[("telemetry", "hourly_completeness")]
+    assert not completeness.passed and completeness.severity == AssetCheckSeverity.WARN
+    # expected: 100 machines x the hours from the file's first hour (2015-01-01 06:00) to the last partition's end
+    hours = len(pd.date_range("2015-01-01 06:00", "2016-01-01 06:00", freq="h"))
+    assert completeness.metadata["coverage"].value == pytest.approx(144_262 / (100 * hours), rel=1e-12)
+
+
+# A small hand-made dataset with bad rows, in the Kaggle format.
+MACHINES_CSV = '"machineID","model","age"\r\n1,"model3",18\r\n2,"model4",7\r\n3,"model1",4\r\n'
+EVENTS = {
+    "PdM_errors.csv": '"datetime","machineID","errorID"\r\n2015-01-01 07:00:00,1,"error1"\r\n2015-01-02 03:00:00,9,"error2"\r\n',
+    "PdM_maint.csv": '"datetime","machineID","comp"\r\n2014-12-01 06:00:00,1,"comp2"\r\n2015-01-02 06:00:00,2,"comp7"\r\n',
+    "PdM_failures.csv": '"datetime","machineID","failure"\r\n2015-01-02 06:00:00,2,"comp1"\r\n',
+}
+
+
+def _telemetry_csv() -> str:
+    lines = ['"datetime","machineID","volt","rotate","pressure","vibration"']
+    for day in ("2015-01-01", "2015-01-02"):
+        for machine in (1, 2, 3):
+            for hour in range(24):
+                lines.append(f"{day} {hour:02d}:00:00,{machine},170.5,450.25,100.0,40.0")
+    lines[5] = "2015-01-01 04:00:00,1,,450.0,100.0,40.0"  # missing volt
+    lines[30] = "2015-01-01 05:00:00,2,170.0,-3.0,100.0,40.0"  # negative rotate
+    lines[80] = "2015-01-02 07:30:00,1,170.0,450.0,100.0,40.0"  # off the hour
+    lines.append("2015-01-02 05:00:00,9,170.0,450.0,100.0,40.0")  # unknown machine
+    lines.append("2015-01-02 05:00:00,3,171.0,450.0,100.0,40.0")  # duplicate of machine 3 at 05:00
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.fixture()
+def bad_raw_dir(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "PdM_machines.csv").write_text(MACHINES_CSV, newline="")
+    (raw / "PdM_telemetry.csv").write_text(_telemetry_csv(), newline="")
+    for name, text in EVENTS.items():
+        (raw / name).write_text(text, newline="")
+    return raw
+
+
+def test_bad_rows_are_quarantined_per_partition_and_accounted(bad_raw_dir, instance, tmp_path):
+    out = tmp_path / "out"
+    result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-02")
+    assert result.success
+    parsed_telemetry = pd.read_csv(bad_raw_dir / "PdM_telemetry.csv")
+    for day in ("2015-01-01", "2015-01-02"):
+        kept = pd.read_parquet(out / "warehouse" / "telemetry" / f"{day}.parquet")
+        rejected = pd.read_parquet(out / "quarantine" / "telemetry" / f"{day}.parquet")
+        rows_in = int(parsed_telemetry["datetime"].str.startswith(day).sum())
+        assert rows_in == len(kept) + len(rejected)
+    rejected = pd.concat(pd.read_parquet(f) for f in sorted((out / "quarantine" / "telemetry").glob("*.parquet")))
+    assert sorted(rejected["rules"]) == sorted(
+        ["missing_value", "out_of_bounds", "not_on_the_hour", "unknown_machine", "duplicate_key"]
+    )
+    assert rejected["reason"].str.len().gt(0).all()
+    evaluations = checks(result)
+    for check in ("within_physical_bounds", "timestamps_on_the_hour", "known_machines", "unique_keys",
+                  "no_missing_or_unparseable_values"):
+        evaluation = evaluations[("telemetry", check)]
+        assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN, check
+        assert evaluation.metadata["stored_violations"].value == 0
+        assert evaluation.metadata["quarantined_rows"].value == 1
+    assert evaluations[("telemetry", "rows_accounted")].passed
+    assert not evaluations[("errors", "known_machines")].passed  # machine 9
+    assert not evaluations[("maintenance", "known_categories")].passed  # comp7
+    assert evaluations[("maintenance_history", "rows_accounted")].passed
+    assert len(pd.read_parquet(out / "warehouse" / "maintenance_history.parquet")) == 1
+
+
+def test_partition_by_partition_equals_one_ranged_run(bad_raw_dir, instance, tmp_path):
+    ranged, single = tmp_path / "ranged", tmp_path / "single"
+    assert run_raw(instance, bad_raw_dir, ranged, "2015-01-01", "2015-01-02").success
+    for day in ("2015-01-01", "2015-01-02"):
+        assert run_raw(instance, bad_raw_dir, single, day, day).success
+    for table in ("telemetry", "errors", "maintenance", "failures"):
+        for kind in ("warehouse", "quarantine"):
+            for day in ("2015-01-01", "2015-01-02"):
+                a = pd.read_parquet(ranged / kind / table / f"{day}.parquet")
+                b = pd.read_parquet(single / kind / table / f"{day}.parquet")
+                pd.testing.assert_frame_equal(a, b)
+
+
+def test_unparseable_file_fails_the_run_naming_file_and_line(bad_raw_dir, instance, tmp_path):
+    (bad_raw_dir / "PdM_telemetry.csv").write_text(
+        "datetime;machineID;volt;rotate;pressure;vibration\n2015-01-01 00:00:00;1;1;1;1;1\n"
+    )
+    result = run_raw(instance, bad_raw_dir, tmp_path / "out", "2015-01-01", "2015-01-01",
+                     selection=["machines", "telemetry"])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "PdM_telemetry.csv, line 1" in message and "delimiter" in message

@@ -1,0 +1,194 @@
+"""Reading the Kaggle CSV files: what is accepted, and how each unreadable file is reported."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pm_assets.core import parsing
+from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN, SourceFileError, find_source_file, read_source_csv
+from pm_assets.core.schema import ERRORS, MACHINES, MAINTENANCE, TELEMETRY, FAILURES
+from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
+
+TELEMETRY_HEADER = "datetime,machineID,volt,rotate,pressure,vibration\n"
+ROW_06 = "2015-01-01 06:00:00,1,176.2,418.5,113.1,45.1\n"
+ROW_07 = "2015-01-01 07:00:00,1,162.9,402.7,95.5,43.4\n"
+
+
+def write(tmp_path: Path, name: str, text: str | bytes, *, crlf: bool = False, truncate: bool = False) -> Path:
+    """Write ``text`` to ``tmp_path/name``: CRLF line endings if asked, gzip when the name ends in .gz."""
+    data = text.replace("\n", "\r\n") if crlf and isinstance(text, str) else text
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+        if truncate:
+            data = data[: len(data) // 2]
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def raised(path: Path, spec=TELEMETRY) -> SourceFileError:
+    with pytest.raises(SourceFileError) as info:
+        read_source_csv(path, spec)
+    return info.value
+
+
+# --- finding the file ------------------------------------------------------------------------------------------
+
+
+def test_missing_file_names_the_expected_files_and_folder(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        find_source_file(tmp_path, ERRORS)
+    message = str(info.value)
+    assert "PdM_errors.csv" in message and "PdM_errors.csv.gz" in message and str(tmp_path) in message
+
+
+def test_both_csv_and_gz_present_is_an_error(tmp_path):
+    write(tmp_path, "PdM_errors.csv", '"datetime","machineID","errorID"\n')
+    write(tmp_path, "PdM_errors.csv.gz", '"datetime","machineID","errorID"\n')
+    with pytest.raises(SourceFileError) as info:
+        find_source_file(tmp_path, ERRORS)
+    assert "PdM_errors.csv and PdM_errors.csv.gz" in str(info.value)
+    assert "keep one" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["PdM_maint.csv", "PdM_maint.csv.gz"])
+def test_the_single_file_is_found(tmp_path, name):
+    write(tmp_path, name, '"datetime","machineID","comp"\n')
+    assert find_source_file(tmp_path, MAINTENANCE) == tmp_path / name
+
+
+# --- files that cannot be parsed -------------------------------------------------------------------------------
+
+# (case id, file name, file content, crlf, line named in the error, key words of the problem)
+UNREADABLE = [
+    ("empty file", "t.csv", "", False, 1, "empty file"),
+    ("empty gzip", "t.csv.gz", "", False, 1, "empty file"),
+    ("only blank lines", "t.csv", "\n\n", True, 1, "empty file"),
+    ("not UTF-8", "t.csv", TELEMETRY_HEADER.encode() + ROW_06.encode() + b"2015-01-01 07:00:00,1,\xe9,1,1,1\n",
+     False, 3, "not UTF-8"),
+    ("missing column", "t.csv", "datetime,machineID,volt,rotate,pressure\n" + ROW_06, False, 1,
+     "missing column(s) ['vibration']"),
+    ("extra column", "t.csv", TELEMETRY_HEADER.rstrip() + ",humidity\n" + ROW_06, False, 1,
+     "unexpected column(s) ['humidity']"),
+    ("wrong order", "t.csv", "machineID,datetime,volt,rotate,pressure,vibration\n" + ROW_06, False, 1,
+     "columns in the wrong order"),
+    ("semicolons", "t.csv", (TELEMETRY_HEADER + ROW_06).replace(",", ";"), False, 1,
+     "not comma-separated (found ';' as delimiter?)"),
+    ("quoted header, semicolons", "t.csv", '"datetime";"machineID";"volt";"rotate";"pressure";"vibration"\n',
+     True, 1, "not comma-separated (found ';'"),
+    ("too many fields", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.rstrip() + ",9.9\n", False, 3,
+     "expected 6 fields, found 7"),
+    ("too few fields", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + "2015-01-01 08:00:00,1,170.0\n", True, 4,
+     "expected 6 fields, found 3"),
+    ("blank line in the middle", "t.csv", TELEMETRY_HEADER + ROW_06 + "\n" + ROW_07, False, 3, "blank line"),
+    ("blank line in the middle, CRLF gzip", "t.csv.gz", TELEMETRY_HEADER + ROW_06 + "\n" + ROW_07, True, 3,
+     "blank line"),
+    ("unparseable timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01", "2015-13-01"),
+     False, 3, "'2015-13-01 07:00:00'"),
+    ("impossible date", "t.csv.gz", TELEMETRY_HEADER + ROW_06.replace("01-01", "02-30"), True, 2,
+     "'2015-02-30 06:00:00'"),
+    ("ISO 'T' timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace(" 07", "T07"), False, 3,
+     "'2015-01-01T07:00:00'"),
+    ("empty timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + ",1,170.0,450.0,100.0,40.0\n", True, 4,
+     "line 4: ''"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "crlf", "line", "problem"), [c[1:] for c in UNREADABLE],
+                         ids=[c[0] for c in UNREADABLE])
+def test_unreadable_file_names_file_line_and_problem(tmp_path, name, content, crlf, line, problem):
+    path = write(tmp_path, name, content, crlf=crlf)
+    error = raised(path)
+    assert error.path == path and error.line == line
+    assert str(error).startswith(f"{path}, line {line}: ")
+    assert problem in str(error)
+
+
+def test_bad_timestamps_are_all_quoted(tmp_path):
+    bad = ROW_06.replace("06:00:00", "6am") + ROW_07.replace("07:00:00", "7am")
+    error = raised(write(tmp_path, "t.csv", TELEMETRY_HEADER + bad))
+    assert "2 timestamp(s) not in format %Y-%m-%d %H:%M:%S: line 2: '2015-01-01 6am', line 3: '2015-01-01 7am'" in str(error)
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    path = write(tmp_path, "PdM_telemetry.csv.gz", TELEMETRY_HEADER + ROW_06 * 200, truncate=True)
+    error = raised(path)
+    assert error.line is None
+    assert str(error).startswith(f"{path}: cannot decompress")
+
+
+# --- accepted formats ------------------------------------------------------------------------------------------
+
+EVENTS = ['2015-01-01 06:00:00,1,"error1"\n', '2015-01-01 06:00:00,1,"error3"\n', '2015-01-02 07:00:00,2,"error5"\n']
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("header", ['"datetime","machineID","errorID"\n', "datetime,machineID,errorID\n"],
+                         ids=["quoted header", "unquoted header"])
+@pytest.mark.parametrize("name", ["PdM_errors.csv", "PdM_errors.csv.gz"])
+def test_accepted_formats_give_the_same_frame(tmp_path, name, header, crlf):
+    frame = read_source_csv(write(tmp_path, name, header + "".join(EVENTS), crlf=crlf), ERRORS)
+    expected = pd.DataFrame({
+        "datetime": pd.to_datetime(["2015-01-01 06:00", "2015-01-01 06:00", "2015-01-02 07:00"]).astype("datetime64[ns]"),
+        "machineID": [1.0, 1.0, 2.0],
+        "errorID": pd.Series(["error1", "error3", "error5"], dtype=object),
+        LINE_COLUMN: [2, 3, 4],
+    })
+    pd.testing.assert_frame_equal(frame[[*ERRORS.columns, LINE_COLUMN]], expected)
+    assert frame[PROBLEM_COLUMN].tolist() == ["", "", ""]
+
+
+@pytest.mark.parametrize("text", ['"machineID","model","age"\n', '"machineID","model","age"', "machineID,model,age\r\n"],
+                         ids=["quoted", "no final newline", "unquoted CRLF"])
+def test_header_only_file_is_valid_and_empty(tmp_path, text):
+    frame = read_source_csv(write(tmp_path, "PdM_machines.csv", text), MACHINES)
+    assert len(frame) == 0
+    assert list(frame.columns) == [*MACHINES.columns, LINE_COLUMN, PROBLEM_COLUMN]
+
+
+# --- fast path and slow path agree -----------------------------------------------------------------------------
+
+
+def read_slow(path: Path, spec, monkeypatch) -> pd.DataFrame:
+    """read_source_csv with the fast reader refusing every file, so that _slow_parse does the work."""
+    def refuse(text, spec):
+        raise pa.ArrowInvalid("forced slow path")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(parsing, "_fast_parse", refuse)
+        return read_source_csv(path, spec)
+
+
+def assert_same_parse(fast: pd.DataFrame, slow: pd.DataFrame, spec) -> None:
+    columns = [*spec.columns, LINE_COLUMN]
+    pd.testing.assert_frame_equal(fast[columns], slow[columns], check_exact=True)
+    assert fast[PROBLEM_COLUMN].tolist() == slow[PROBLEM_COLUMN].tolist()
+
+
+def test_fast_and_slow_paths_agree_on_a_clean_inline_file(tmp_path, monkeypatch):
+    path = write(tmp_path, "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + "2015-01-01 08:00:00,2,0.1,1e3,-0.0,7\n",
+                 crlf=True)
+    fast = read_source_csv(path, TELEMETRY)
+    assert len(fast) == 3
+    assert_same_parse(fast, read_slow(path, TELEMETRY, monkeypatch), TELEMETRY)
+
+
+@pytest.mark.parametrize(("relative", "spec"), [
+    ("PdM_errors.csv.gz", ERRORS),
+    ("PdM_failures.csv.gz", FAILURES),
+    ("PdM_maint.csv.gz", MAINTENANCE),
+    ("PdM_machines.csv.gz", MACHINES),
+    (Q1_SUBSET, TELEMETRY),
+    (UNION_PARTIAL, TELEMETRY),
+], ids=["errors", "failures", "maintenance", "machines", "telemetry Q1", "telemetry union"])
+def test_fast_and_slow_paths_agree_on_real_files(real_data_dir, monkeypatch, relative, spec):
+    path = real_data_dir / relative
+    fast = read_source_csv(path, spec)
+    assert len(fast) > 0
+    assert_same_parse(fast, read_slow(path, spec, monkeypatch), spec)
