@@ -12,8 +12,8 @@ environment variables with documented defaults. Run-time settings live in Dagste
 | ``PM_PARTITION_END`` | ``2016-01-02`` | end of the last daily partition, exclusive |
 
 The default range, 2015-01-01 .. 2016-01-01 (366 daily partitions), is the span of the real Kaggle files, whose
-telemetry runs from 2015-01-01 06:00 to 2016-01-01 06:00; a simulated year (to 2016-01-01 exclusive) leaves the
-last partition empty.
+telemetry runs from 2015-01-01 06:00 to 2016-01-01 06:00. ``pm-assets main`` simulates the whole range when there
+is no data.
 """
 
 from __future__ import annotations
