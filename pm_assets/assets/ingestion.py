@@ -58,38 +58,55 @@ def _quarantine(raw_files: RawFilesResource, spec: TableSpec, rejected: pd.DataF
 
 
 def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result: ValidationResult, keys: list[str]) -> dict:
+    """Metadata of the whole run: totals over its partitions, schema, source file and quarantine."""
     kept, rejected = result.kept, result.rejected
     by_rule = {r: n for r, n in result.rejected_by_rule().items() if n}
     meta = {
-        "dagster/row_count": len(kept),
         "dagster/column_schema": _column_schema(kept),
-        "rows_in": rows_in,
-        "rows_rejected": len(rejected),
-        "machines_seen": int(kept["machineID"].nunique()),
+        "run_rows_in": rows_in,
+        "run_rows_kept": len(kept),
+        "run_rows_rejected": len(rejected),
+        "run_partitions": len(keys),
         "source_file": MetadataValue.path(str(raw_files.path(spec))),
         "source_sha256": sha256_file(raw_files.path(spec)),
         "quarantine": MetadataValue.path(str(raw_files.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
     }
-    if spec.time_column and len(kept):
-        meta["first_timestamp"] = str(kept[spec.time_column].min())
-        meta["last_timestamp"] = str(kept[spec.time_column].max())
-    if len(keys) > 1 and spec.time_column:
-        per_day = kept[spec.time_column].dt.floor("D").value_counts()
-        per_day = per_day.reindex(pd.to_datetime(keys), fill_value=0)
-        meta.update(partitions=len(keys), rows_per_day_min=int(per_day.min()), rows_per_day_max=int(per_day.max()),
-                    days_without_rows=int((per_day == 0).sum()))
+    if not spec.time_column:  # unpartitioned: the run is the table
+        meta.update({"dagster/row_count": len(kept), "rows_in": rows_in, "rows_rejected": len(rejected),
+                     "machines_seen": int(kept["machineID"].nunique())})
     return meta
 
 
-def _ingest_window(raw_files: RawFilesResource, spec: TableSpec, start, end, machine_ids) -> tuple[int, ValidationResult]:
-    """Validate the rows of ``spec``'s file with timestamps in [start, end) (no lower bound when start is None)."""
+def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]) -> dict[str, dict]:
+    """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span."""
+    def per_day(frame: pd.DataFrame) -> pd.core.groupby.DataFrameGroupBy:
+        return frame.groupby(frame[spec.time_column].dt.strftime("%Y-%m-%d"))
+
+    rows_in = per_day(window_rows).size()
+    kept = per_day(result.kept).agg(rows=("machineID", "size"), machines=("machineID", "nunique"),
+                                    first=(spec.time_column, "min"), last=(spec.time_column, "max"))
+    rejected = per_day(result.rejected).size()
+    out = {}
+    for key in keys:
+        meta = {"dagster/row_count": int(kept["rows"].get(key, 0)), "rows_in": int(rows_in.get(key, 0)),
+                "rows_rejected": int(rejected.get(key, 0)), "machines_seen": int(kept["machines"].get(key, 0))}
+        if key in kept.index:
+            meta.update(first_timestamp=str(kept.loc[key, "first"]), last_timestamp=str(kept.loc[key, "last"]))
+        out[key] = meta
+    return out
+
+
+def _ingest_window(raw_files: RawFilesResource, spec: TableSpec, start, end, machine_ids) -> tuple[pd.DataFrame, ValidationResult]:
+    """The parsed rows of ``spec``'s file with timestamps in [start, end) (no lower bound when start is None),
+    and their validation."""
     parsed = raw_files.load(spec)
     times = parsed[spec.time_column]
     in_window = times < _naive(end)
     if start is not None:
         in_window &= times >= _naive(start)
-    return int(in_window.sum()), validate_rows(parsed[in_window], spec, machine_ids)
+    rows = parsed[in_window]
+    return rows, validate_rows(rows, spec, machine_ids)
 
 
 @asset(
@@ -155,10 +172,12 @@ def machines(context: AssetExecutionContext, raw_files: RawFilesResource):
     "`maintenance` asset.",
 )
 def maintenance_history(context: AssetExecutionContext, raw_files: RawFilesResource, machines: pd.DataFrame):
-    rows_in, result = _ingest_window(raw_files, MAINTENANCE, None, daily_partitions.start, machines["machineID"])
+    rows, result = _ingest_window(raw_files, MAINTENANCE, None, daily_partitions.start, machines["machineID"])
     _quarantine(raw_files, MAINTENANCE, result.rejected, ["history"])
-    yield Output(result.kept, metadata=_metadata(MAINTENANCE, raw_files, rows_in, result, ["history"]))
-    yield from raw_check_results(MAINTENANCE, rows_in, result, machines["machineID"], asset_name="maintenance_history")
+    meta = _metadata(MAINTENANCE, raw_files, len(rows), result, ["history"])
+    meta.update({"dagster/row_count": len(result.kept), "rows_in": len(rows), "rows_rejected": len(result.rejected)})
+    yield Output(result.kept, metadata=meta)
+    yield from raw_check_results(MAINTENANCE, len(rows), result, machines["machineID"], asset_name="maintenance_history")
 
 
 RAW_DESCRIPTIONS = {
@@ -188,14 +207,24 @@ def build_raw_table_asset(spec: TableSpec):
     def _raw_table(context: AssetExecutionContext, raw_files: RawFilesResource, machines: pd.DataFrame):
         window, keys = context.partition_time_window, context.partition_keys
         machine_ids = machines["machineID"]
-        rows_in, result = _ingest_window(raw_files, spec, window.start, window.end, machine_ids)
+        rows, result = _ingest_window(raw_files, spec, window.start, window.end, machine_ids)
+        rows_in = len(rows)
         _quarantine(raw_files, spec, result.rejected, keys)
+        for key, partition_meta in _partition_metadata(spec, rows, result, keys).items():
+            context.add_asset_metadata(partition_meta, partition_key=key)
         meta = _metadata(spec, raw_files, rows_in, result, keys)
         completeness = None
         if spec.name == "telemetry":
             parsed = raw_files.load(spec)
             grid = expected_hours(_naive(window.start), _naive(window.end), parsed["datetime"].min(), parsed["datetime"].max())
             completeness = hourly_completeness(result.kept, machine_ids, grid)
+            # per day: kept rows (unique and on the hour) over machines x expected hours of that day
+            expected = pd.Series(1, index=grid).groupby(grid.strftime("%Y-%m-%d")).size() * len(machine_ids)
+            kept_per_day = result.kept.groupby(result.kept["datetime"].dt.strftime("%Y-%m-%d")).size()
+            for key in keys:
+                if expected.get(key, 0):
+                    context.add_asset_metadata({"coverage": float(kept_per_day.get(key, 0) / expected[key])},
+                                               partition_key=key)
             meta["coverage"] = float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
             meta["machines_complete"] = int((completeness["missing_hours"] == 0).sum())
         yield Output(result.kept, metadata=meta)

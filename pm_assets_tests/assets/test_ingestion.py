@@ -41,9 +41,9 @@ def checks(result) -> dict[tuple[str, str], object]:
     }
 
 
-def materialization_metadata(result, asset: str) -> dict:
-    mats = [m for m in result.asset_materializations_for_node(asset)]
-    return {k: v.value for k, v in mats[0].metadata.items()}
+def materialization_metadata(result, asset: str) -> dict[str | None, dict]:
+    """Metadata of each materialization of ``asset`` in the run, by partition."""
+    return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,14 @@ def test_real_event_files_are_ingested_exactly(real_q1):
     assert in_partitions + len(history) == 3286
     assert inventory.loc["maintenance", "rows_before_partitions"] == 400
     for name in ("errors", "failures", "maintenance", "telemetry"):
-        assert (len(stored(out, name)) == materialization_metadata(result, name)["rows_in"]), name
+        by_partition = materialization_metadata(result, name)
+        assert len(by_partition) == 366
+        assert sum(m["dagster/row_count"] for m in by_partition.values()) == len(stored(out, name)), name
+        assert all(m["rows_in"] == m["dagster/row_count"] + m["rows_rejected"] for m in by_partition.values())
+        assert by_partition["2015-03-01"]["run_rows_kept"] == len(stored(out, name))
+        for day in ("2015-01-01", "2015-06-30"):
+            expected_rows = stored(out, name)["datetime"].dt.strftime("%Y-%m-%d").eq(day).sum()
+            assert by_partition[day]["dagster/row_count"] == expected_rows
 
 
 def test_real_q1_telemetry_complete_for_its_20_machines(real_q1):
@@ -84,6 +91,12 @@ def test_real_q1_telemetry_complete_for_its_20_machines(real_q1):
     # the other 80 machines of the machines table have no telemetry in this subset: reported, not hidden
     assert meta["machines_complete"] == 20 and meta["machines_without_data"] == 80
     assert meta["missing_machine_hours"] == 80 * 90 * 24
+    # per partition: 20 of the 100 machines report every expected hour (from 06:00 on the file's first day)
+    by_partition = materialization_metadata(result, "telemetry")
+    assert by_partition["2015-01-01"]["dagster/row_count"] == 20 * 18
+    assert by_partition["2015-01-01"]["coverage"] == pytest.approx(0.2, abs=1e-12)
+    assert by_partition["2015-02-01"]["coverage"] == pytest.approx(0.2, abs=1e-12)
+    assert "coverage" not in by_partition["2015-06-01"]  # outside the file's span: nothing was expected
 
 
 def test_real_q1_rule_checks_pass_and_dtypes_match_schema(real_q1):
@@ -101,7 +114,9 @@ def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instanc
                      selection=["source_files", "machines", "telemetry"])
     assert result.success
     assert len(stored(tmp_path, "telemetry")) == 144_262
-    assert materialization_metadata(result, "telemetry")["rows_rejected"] == 0
+    by_partition = materialization_metadata(result, "telemetry")
+    assert sum(m["rows_rejected"] for m in by_partition.values()) == 0
+    assert 0 < by_partition["2015-06-01"]["coverage"] < 1
     completeness = checks(result)[("telemetry", "hourly_completeness")]
     assert not completeness.passed and completeness.severity == AssetCheckSeverity.WARN
     # expected: 100 machines x the hours from the file's first hour (2015-01-01 06:00) to the last partition's end
