@@ -225,8 +225,8 @@ def build_raw_table_asset(spec: TableSpec):
                 if expected.get(key, 0):
                     context.add_asset_metadata({"coverage": float(kept_per_day.get(key, 0) / expected[key])},
                                                partition_key=key)
-            meta["coverage"] = float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
-            meta["machines_complete"] = int((completeness["missing_hours"] == 0).sum())
+            meta["run_coverage"] = float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
+            meta["run_machines_complete"] = int((completeness["missing_hours"] == 0).sum())
         yield Output(result.kept, metadata=meta)
         yield from raw_check_results(spec, rows_in, result, machine_ids, completeness)
 
