@@ -2,12 +2,12 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from pm_assets.assets import ingestion
+from pm_assets.assets import features, ingestion
 from pm_assets.jobs import main_job
 from pm_assets.resources import ParquetIOManager, RawFilesResource
 
 defs = Definitions(
-    assets=load_assets_from_modules([ingestion]),
+    assets=load_assets_from_modules([ingestion, features]),
     jobs=[main_job],
     resources={"io_manager": ParquetIOManager(), "raw_files": RawFilesResource()},
 )

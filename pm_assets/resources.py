@@ -98,9 +98,20 @@ class ParquetIOManager(ConfigurableIOManager):
         context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
+        """The stored frame; for partitioned inputs, the partitions concatenated.
+
+        An input declared with ``AssetIn(metadata={"allow_missing_partitions": True})`` (data that may not
+        have arrived yet, such as tomorrow's failures) skips partitions never written; the keys actually read
+        are in ``frame.attrs["partitions_loaded"]``.
+        """
         if not context.has_asset_partitions:
             return self._read(self._path(context.asset_key, None), context)
-        return concat_partitions([self._read(self._path(context.asset_key, key), context) for key in context.asset_partition_keys])
+        keys = context.asset_partition_keys
+        if (context.definition_metadata or {}).get("allow_missing_partitions"):
+            keys = [k for k in keys if self._path(context.asset_key, k).exists()]
+        frame = concat_partitions([self._read(self._path(context.asset_key, key), context) for key in keys]) if keys else pd.DataFrame()
+        frame.attrs["partitions_loaded"] = list(keys)
+        return frame
 
     @staticmethod
     def _read(path: Path, context: InputContext) -> pd.DataFrame:

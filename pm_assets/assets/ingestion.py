@@ -19,11 +19,10 @@ from dagster import (
     BackfillPolicy,
     MetadataValue,
     Output,
-    TableColumn,
-    TableSchema,
     asset,
 )
 
+from pm_assets.assets.common import by_day, column_schema, naive_utc
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.markdown import markdown_table
@@ -37,20 +36,12 @@ RAW_GROUP = "raw"
 RAW_KINDS = {"pandas", "parquet"}
 
 
-def _naive(t) -> pd.Timestamp:
-    return pd.Timestamp(t).tz_convert("UTC").tz_localize(None) if pd.Timestamp(t).tzinfo else pd.Timestamp(t)
-
-
-def _column_schema(frame: pd.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name=c, type=str(t)) for c, t in frame.dtypes.items()])
-
-
 def _quarantine(raw_files: RawFilesResource, spec: TableSpec, rejected: pd.DataFrame, keys: list[str]) -> None:
     """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files."""
     for key in keys:
         if spec.time_column and len(keys) > 1:
             window = daily_partitions.time_window_for_partition_key(key)
-            in_day = (rejected[spec.time_column] >= _naive(window.start)) & (rejected[spec.time_column] < _naive(window.end))
+            in_day = (rejected[spec.time_column] >= naive_utc(window.start)) & (rejected[spec.time_column] < naive_utc(window.end))
             part = rejected[in_day]
         else:
             part = rejected
@@ -62,7 +53,7 @@ def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result
     kept, rejected = result.kept, result.rejected
     by_rule = {r: n for r, n in result.rejected_by_rule().items() if n}
     meta = {
-        "dagster/column_schema": _column_schema(kept),
+        "dagster/column_schema": column_schema(kept),
         "run_rows_in": rows_in,
         "run_rows_kept": len(kept),
         "run_rows_rejected": len(rejected),
@@ -80,13 +71,10 @@ def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result
 
 def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]) -> dict[str, dict]:
     """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span."""
-    def per_day(frame: pd.DataFrame) -> pd.core.groupby.DataFrameGroupBy:
-        return frame.groupby(frame[spec.time_column].dt.strftime("%Y-%m-%d"))
-
-    rows_in = per_day(window_rows).size()
-    kept = per_day(result.kept).agg(rows=("machineID", "size"), machines=("machineID", "nunique"),
+    rows_in = by_day(window_rows, spec.time_column).size()
+    kept = by_day(result.kept, spec.time_column).agg(rows=("machineID", "size"), machines=("machineID", "nunique"),
                                     first=(spec.time_column, "min"), last=(spec.time_column, "max"))
-    rejected = per_day(result.rejected).size()
+    rejected = by_day(result.rejected, spec.time_column).size()
     out = {}
     for key in keys:
         meta = {"dagster/row_count": int(kept["rows"].get(key, 0)), "rows_in": int(rows_in.get(key, 0)),
@@ -102,9 +90,9 @@ def _ingest_window(raw_files: RawFilesResource, spec: TableSpec, start, end, mac
     and their validation."""
     parsed = raw_files.load(spec)
     times = parsed[spec.time_column]
-    in_window = times < _naive(end)
+    in_window = times < naive_utc(end)
     if start is not None:
-        in_window &= times >= _naive(start)
+        in_window &= times >= naive_utc(start)
     rows = parsed[in_window]
     return rows, validate_rows(rows, spec, machine_ids)
 
@@ -116,7 +104,7 @@ def _ingest_window(raw_files: RawFilesResource, spec: TableSpec, start, end, mac
     "fall before, inside and after the partition range (rows outside it are reported here, not dropped silently).",
 )
 def source_files(context: AssetExecutionContext, raw_files: RawFilesResource) -> Output[pd.DataFrame]:
-    start, end = (_naive(t) for t in (daily_partitions.start, daily_partitions.end))
+    start, end = (naive_utc(t) for t in (daily_partitions.start, daily_partitions.end))
     rows = []
     for spec in TABLES.values():
         path = raw_files.path(spec)
@@ -216,11 +204,11 @@ def build_raw_table_asset(spec: TableSpec):
         completeness = None
         if spec.name == "telemetry":
             parsed = raw_files.load(spec)
-            grid = expected_hours(_naive(window.start), _naive(window.end), parsed["datetime"].min(), parsed["datetime"].max())
+            grid = expected_hours(naive_utc(window.start), naive_utc(window.end), parsed["datetime"].min(), parsed["datetime"].max())
             completeness = hourly_completeness(result.kept, machine_ids, grid)
             # per day: kept rows (unique and on the hour) over machines x expected hours of that day
             expected = pd.Series(1, index=grid).groupby(grid.strftime("%Y-%m-%d")).size() * len(machine_ids)
-            kept_per_day = result.kept.groupby(result.kept["datetime"].dt.strftime("%Y-%m-%d")).size()
+            kept_per_day = by_day(result.kept).size()
             for key in keys:
                 if expected.get(key, 0):
                     context.add_asset_metadata({"coverage": float(kept_per_day.get(key, 0) / expected[key])},

@@ -1,0 +1,186 @@
+"""Features and labels: one row per machine per snapshot time, on the daily partitions.
+
+Lookback through partitions is declared, not hidden: each input's ``TimeWindowPartitionMapping`` loads the
+earlier days a partition needs (14 days of telemetry, 1 day of errors, a year of replacements plus
+``maintenance_history``), and the labels load the next days' failures. So materializing partitions one by one
+gives exactly the table one run over the whole history gives (asserted in the tests).
+"""
+
+from math import ceil
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    Config,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from pydantic import Field
+
+from pm_assets.assets.common import by_day, column_schema, naive_utc
+from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
+from pm_assets.core.labels import LABEL_CLASSES, build_labels
+from pm_assets.core.markdown import markdown_table
+from pm_assets.core.schema import FAILURES
+from pm_assets.core.validation import empty_table
+from pm_assets.partitions import daily_partitions
+
+FEATURES_GROUP = "features"
+_DEFAULTS = FeatureParams()
+#: Days of earlier partitions each input needs (the longest window, 14 days, reaches into the 14th day back).
+TELEMETRY_LOOKBACK_DAYS = ceil(_DEFAULTS.lookback_hours / 24)
+ERRORS_LOOKBACK_DAYS = 1
+MAINTENANCE_LOOKBACK_DAYS = _DEFAULTS.replacement_lookback_days
+#: Days of later failure partitions the labels read: enough for horizons up to 24 * LABEL_LOOKAHEAD_DAYS hours.
+LABEL_LOOKAHEAD_DAYS = 2
+
+
+def _lookback(days: int) -> TimeWindowPartitionMapping:
+    return TimeWindowPartitionMapping(start_offset=-days, allow_nonexistent_upstream_partitions=True)
+
+
+class FeatureConfig(Config):
+    """How snapshots are taken and how much telemetry a window needs."""
+
+    snapshot_every_hours: int = Field(
+        default=_DEFAULTS.snapshot_every_hours, description="Hours between snapshots (must divide 24); 24 = one per day."
+    )
+    min_coverage: float = Field(
+        default=_DEFAULTS.min_coverage, ge=0.0, le=1.0,
+        description="Share of a window's hours that must have a reading for its mean/sd/trend (else NaN, flagged).",
+    )
+
+
+class LabelConfig(Config):
+    """The prediction target."""
+
+    horizon_hours: int = Field(
+        default=24, ge=1, le=24 * LABEL_LOOKAHEAD_DAYS,
+        description="A snapshot at t is positive for component K when K fails in (t, t + horizon].",
+    )
+
+
+@asset(
+    group_name=FEATURES_GROUP,
+    kinds={"pandas", "parquet"},
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    metadata={"partition_expr": "datetime"},
+    ins={
+        "telemetry": AssetIn(partition_mapping=_lookback(TELEMETRY_LOOKBACK_DAYS)),
+        "errors": AssetIn(partition_mapping=_lookback(ERRORS_LOOKBACK_DAYS)),
+        "maintenance": AssetIn(partition_mapping=_lookback(MAINTENANCE_LOOKBACK_DAYS)),
+        "maintenance_history": AssetIn(),
+        "machines": AssetIn(),
+    },
+    check_specs=[AssetCheckSpec("complete_snapshots_have_no_nan", asset="features", blocking=True,
+                                description="No feature is NaN in a snapshot flagged complete.")],
+    description="Snapshot features per machine (every 3 h by default), from data at or before the snapshot: "
+    "telemetry mean/sd over 3 h, 24 h, 3, 7, 14 days and 7-day trend per sensor; error counts over 24 h; days since "
+    "each component's last replacement; model and age. Coverage columns per window; `usable` (3 h and 24 h windows "
+    "covered) and `complete` (every window covered, no NaN) flags. Gaps are flagged, never filled.",
+)
+def features(
+    context: AssetExecutionContext,
+    config: FeatureConfig,
+    telemetry: pd.DataFrame,
+    errors: pd.DataFrame,
+    maintenance: pd.DataFrame,
+    maintenance_history: pd.DataFrame,
+    machines: pd.DataFrame,
+):
+    window = context.partition_time_window
+    params = FeatureParams(snapshot_every_hours=config.snapshot_every_hours, min_coverage=config.min_coverage)
+    all_maintenance = pd.concat([maintenance_history, maintenance], ignore_index=True)
+    table = build_features(telemetry, errors, all_maintenance, machines, naive_utc(window.start), naive_utc(window.end), params)
+
+    per_day = by_day(table).agg(rows=("machineID", "size"), usable=("usable", "mean"), complete=("complete", "mean"),
+                                coverage_24h=("coverage_24h", "mean"), coverage_14d=("coverage_14d", "mean"))
+    for key in context.partition_keys:
+        if key in per_day.index:
+            row = per_day.loc[key]
+            context.add_asset_metadata({"dagster/row_count": int(row["rows"]), "share_usable": float(row["usable"]),
+                                        "share_complete": float(row["complete"]), "mean_coverage_24h": float(row["coverage_24h"]),
+                                        "mean_coverage_14d": float(row["coverage_14d"])}, partition_key=key)
+    coverage = table[coverage_columns(params)].agg(["mean", "min"]).T.rename_axis("window").reset_index()
+    yield Output(table, metadata={
+        "dagster/column_schema": column_schema(table),
+        "run_rows": len(table),
+        "run_share_usable": float(table["usable"].mean()) if len(table) else 0.0,
+        "run_share_complete": float(table["complete"].mean()) if len(table) else 0.0,
+        "n_features": len(feature_columns(params)),
+        "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
+        "snapshot_every_hours": params.snapshot_every_hours,
+        "min_coverage": params.min_coverage,
+    })
+    complete = table[table["complete"]]
+    nan_in_complete = int(complete[feature_columns(params)].isna().to_numpy().sum())
+    yield AssetCheckResult(check_name="complete_snapshots_have_no_nan", passed=nan_in_complete == 0,
+                           metadata={"nan_values_in_complete_snapshots": nan_in_complete, "complete_snapshots": len(complete)})
+
+
+@asset(
+    group_name=FEATURES_GROUP,
+    kinds={"pandas", "parquet"},
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    metadata={"partition_expr": "datetime"},
+    ins={
+        "features": AssetIn(),
+        "failures": AssetIn(
+            metadata={"allow_missing_partitions": True},  # tomorrow's failures may not be ingested yet
+            partition_mapping=TimeWindowPartitionMapping(start_offset=0, end_offset=LABEL_LOOKAHEAD_DAYS,
+                                                         allow_nonexistent_upstream_partitions=True),
+        ),
+    },
+    check_specs=[AssetCheckSpec("immature_labels_have_no_class", asset="labels", blocking=True,
+                                description="No immature snapshot carries a class it could be mistaken for.")],
+    description="Per snapshot: which component (none, comp1..comp4) fails within the horizon (24 h by default), "
+    "per-component flags and the binary `failure_within_horizon`. A negative label is `label_mature` only once the "
+    "whole horizon lies within the failure data ingested so far; immature labels have no class.",
+)
+def labels(context: AssetExecutionContext, config: LabelConfig, features: pd.DataFrame, failures: pd.DataFrame):
+    loaded = failures.attrs.get("partitions_loaded", [])
+    if failures.empty and "failure" not in failures:
+        failures = empty_table(FAILURES)
+    observed_until = _observed_until(context.partition_keys[0], loaded)
+    table = build_labels(features[["machineID", "datetime"]], failures, config.horizon_hours, observed_until)
+
+    for key, day in by_day(table):
+        counts = day["failure_component"].value_counts()
+        context.add_asset_metadata({
+            "dagster/row_count": len(day),
+            "share_mature": float(day["label_mature"].mean()),
+            "positives": int(day["failure_within_horizon"].sum()),
+            **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
+        }, partition_key=key)
+    counts = table["failure_component"].value_counts(dropna=False).rename_axis("class").reset_index(name="snapshots")
+    counts["class"] = counts["class"].astype(object).fillna("immature")
+    yield Output(table, metadata={
+        "dagster/column_schema": column_schema(table),
+        "run_rows": len(table),
+        "run_share_mature": float(table["label_mature"].mean()) if len(table) else 0.0,
+        "label_counts": MetadataValue.md(markdown_table(counts)),
+        "horizon_hours": config.horizon_hours,
+        "failures_observed_until": str(observed_until),
+    })
+    immature = table[~table["label_mature"]]
+    leaked = int(immature["failure_component"].notna().sum() + immature["failure_within_horizon"].notna().sum())
+    yield AssetCheckResult(check_name="immature_labels_have_no_class", passed=leaked == 0,
+                           metadata={"immature": len(immature), "immature_with_a_class": leaked})
+
+
+def _observed_until(first_key: str, loaded: list[str]) -> pd.Timestamp:
+    """End of the contiguous run of ingested failure partitions starting at ``first_key``."""
+    day = pd.Timestamp(first_key)
+    available = set(loaded)
+    while day.strftime("%Y-%m-%d") in available:
+        day += pd.Timedelta(days=1)
+    return day

@@ -1,0 +1,124 @@
+"""Features and labels assets through Dagster: partition lookback, real-data label counts, gappy telemetry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import load_assets_from_modules, materialize
+
+from pm_assets.assets import features as features_module
+from pm_assets.assets import ingestion
+from pm_assets.core.features import feature_columns
+from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
+from pm_assets.core.storage import read_parquet_files
+from pm_assets.resources import ParquetIOManager, RawFilesResource
+from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
+
+ASSETS = load_assets_from_modules([ingestion, features_module])
+
+
+def run(instance, raw_dir, out: Path, first: str, last: str | None = None, selection=None, telemetry_file=None):
+    resources = {
+        "raw_files": RawFilesResource(raw_dir=str(raw_dir), telemetry_file=telemetry_file, quarantine_dir=str(out / "quarantine")),
+        "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
+    }
+    if last is None:
+        return materialize(ASSETS, instance=instance, resources=resources, partition_key=first, selection=selection)
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return materialize(ASSETS, instance=instance, resources=resources, tags=tags, selection=selection)
+
+
+def table(out: Path, asset: str, days=None) -> pd.DataFrame:
+    folder = out / "warehouse" / asset
+    paths = sorted(folder.glob("*.parquet")) if days is None else [folder / f"{d}.parquet" for d in days]
+    return read_parquet_files(paths)
+
+
+@pytest.fixture(scope="module")
+def simulated_raw(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("sim") / "raw"
+    write_kaggle_csv(simulate(SimulationConfig(machines=6, start="2015-01-01", end="2015-03-15", seed=7)), raw)
+    return raw
+
+
+def test_partition_by_partition_equals_one_run_over_the_history(simulated_raw, instance, tmp_path):
+    ranged, single = tmp_path / "ranged", tmp_path / "single"
+    assert run(instance, simulated_raw, ranged, "2015-01-01", "2015-03-14").success
+    # the one-by-one run starts from the same raw tables, then builds features and labels a day at a time
+    shutil.copytree(ranged / "warehouse", single / "warehouse",
+                    ignore=lambda folder, names: [n for n in names if n in ("features", "labels")])
+    days = [d.strftime("%Y-%m-%d") for d in pd.date_range("2015-01-01", "2015-03-14")]
+    for day in days:
+        assert run(instance, simulated_raw, single, day, selection=["features", "labels"]).success
+    for asset in ("features", "labels"):
+        pd.testing.assert_frame_equal(table(ranged, asset, days), table(single, asset, days))
+    feats = table(ranged, "features", days)
+    assert len(feats) == 6 * 8 * len(days)
+    # the first days lack 14 days of history: flagged, and their long windows are not invented
+    first = feats[feats["datetime"] < "2015-01-02"]
+    assert not first["complete"].any() and first["volt_mean_14d"].isna().all()
+    assert feats.loc[feats["datetime"] >= "2015-01-16", "complete"].mean() > 0.95
+
+
+@pytest.fixture(scope="module")
+def real_q1(real_data_dir, instance, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real_q1_features")
+    result = run(instance, real_data_dir, out, "2015-01-01", "2015-04-03", telemetry_file=Q1_SUBSET)
+    assert result.success
+    return out
+
+
+def test_real_failures_with_a_day_of_telemetry_are_exactly_the_positively_labelled_ones(real_q1, real_data_dir):
+    features, labels = table(real_q1, "features"), table(real_q1, "labels")
+    telemetry = table(real_q1, "telemetry")
+    failures = pd.read_csv(real_data_dir / "PdM_failures.csv.gz", parse_dates=["datetime"])
+    failures = failures[(failures["datetime"] >= "2015-01-01") & (failures["datetime"] < "2015-04-04")]
+
+    # expected, from the raw files alone: failures with every one of the 24 hours before them in the telemetry
+    hours = set(zip(telemetry["machineID"], telemetry["datetime"]))
+    def has_day_of_telemetry(row) -> bool:
+        return all((row.machineID, row.datetime - pd.Timedelta(hours=h)) in hours for h in range(1, 25))
+    expected = {(r.machineID, r.datetime, r.failure) for r in failures.itertuples() if has_day_of_telemetry(r)}
+
+    # received: failure events with a positive label on a usable snapshot in the 24 h before them
+    snaps = labels.merge(features[["machineID", "datetime", "usable"]], on=["machineID", "datetime"])
+    snaps = snaps[snaps["usable"]]
+    received = set()
+    for r in failures.itertuples():
+        before = snaps[(snaps["machineID"] == r.machineID) & (snaps["datetime"] >= r.datetime - pd.Timedelta(hours=24))
+                       & (snaps["datetime"] < r.datetime)]
+        if before[f"fails_{r.failure}"].any():
+            received.add((r.machineID, r.datetime, r.failure))
+    assert len(expected) > 30  # the Q1 window holds dozens of real failures of machines 1-20
+    assert received == expected
+
+
+def test_real_q1_labels_are_mature_except_at_the_edge_of_the_data(real_q1):
+    labels = table(real_q1, "labels")
+    assert labels.loc[labels["datetime"] < "2015-04-02", "label_mature"].all()
+    last_day = labels[labels["datetime"] >= "2015-04-03"]
+    assert not last_day["label_mature"].all()  # failures after 2015-04-03 were not ingested in this run
+    immature = labels[~labels["label_mature"]]
+    assert immature["failure_component"].isna().all() and immature["failure_within_horizon"].isna().all()
+
+
+def test_gappy_real_telemetry_reports_coverage_and_keeps_nan_out_of_complete_snapshots(real_data_dir, instance, tmp_path):
+    result = run(instance, real_data_dir, tmp_path, "2015-01-01", "2016-01-01", telemetry_file=UNION_PARTIAL,
+                 selection=["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "features"])
+    assert result.success
+    feats = table(tmp_path, "features")
+    complete = feats[feats["complete"]]
+    assert 0 < len(complete) < len(feats)
+    assert not complete[feature_columns()].isna().any().any()
+    assert feats["coverage_14d"].between(0, 1).all() and feats["coverage_14d"].mean() < 0.5
+    check = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                 and e.event_specific_data.check_name == "complete_snapshots_have_no_nan")
+    assert check.passed
+    mats = {m.partition: m.metadata for m in result.asset_materializations_for_node("features")}
+    assert len(mats) == 366
+    shares = np.array([m["share_complete"].value for m in mats.values()])
+    assert shares.min() >= 0 and shares.max() <= 1 and 0 < shares.mean() < 1
