@@ -68,14 +68,17 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result) -> None:
+    """One line per asset: partitions materialized, rows stored and rows rejected over all of them."""
+    totals: dict[str, list[int]] = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        if mat.partition not in (None, result.dagster_run.tags.get("dagster/asset_partition_range_start")):
-            continue  # one line per asset: ranged runs record the same metadata for every partition
-        rows = mat.metadata.get("dagster/row_count")
-        rejected = mat.metadata.get("rows_rejected")
-        print(f"  {mat.asset_key.to_user_string():22s} rows={rows.value if rows else '-'}"
-              f"  rejected={rejected.value if rejected else '-'}")
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        line = totals.setdefault(mat.asset_key.to_user_string(), [0, 0, 0])
+        line[0] += 1
+        line[1] += int(meta.get("dagster/row_count", 0))
+        line[2] += int(meta.get("rows_rejected", 0))
+    for asset, (partitions, rows, rejected) in totals.items():
+        print(f"  {asset:22s} partitions={partitions:4d}  rows={rows:>10,}  rejected={rejected:,}")
     failed = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
               and not e.event_specific_data.passed]
     for event in failed:

@@ -96,54 +96,84 @@ def _long(values: np.ndarray) -> np.ndarray:
     return values.T.reshape(-1)
 
 
+#: Days computed together (bounds memory: a day slice of 100 machines over 15 days is ~0.3 MB per array).
+DAYS_PER_CHUNK = 32
+
+
 def telemetry_features(telemetry: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeIndex, params: FeatureParams) -> dict[str, np.ndarray]:
-    """Window means, sds, coverage and the 7-day trend for every (machine, snapshot), machine-major."""
-    grid = _hour_grid(times, params.lookback_hours)
-    at = grid.get_indexer(times)
+    """Window means, sds, coverage and the 7-day trend for every (machine, snapshot), machine-major.
+
+    Each day's snapshots are computed from that day's own slice of the hourly grid, from ``lookback`` hours before
+    its midnight to its last hour, with running sums anchored at the slice's start and values centred on the
+    slice's first reading. So a day's features depend on nothing but that slice: one run over a year and 365
+    one-day runs give the same bits, and no reading after a snapshot touches it (not even its rounding).
+    """
+    lookback = params.lookback_hours
+    days = times.floor("D").unique()
+    grid = pd.date_range(days[0] - pd.Timedelta(hours=lookback - 1), days[-1] + pd.Timedelta(hours=23), freq="h")
+    day_of = days.get_indexer(times.floor("D"))  # each snapshot's day
+    row_of = lookback - 1 + times.hour.to_numpy()  # its row in its day's slice
+    slice_rows = np.arange(lookback + 23)
+    day_start = ((days - grid[0]) // pd.Timedelta(hours=1)).to_numpy() - (lookback - 1)  # first row of each slice
     out: dict[str, np.ndarray] = {}
     for k, sensor in enumerate(SENSORS):
-        dense = pd.DataFrame(_dense(telemetry, sensor, grid, ids))
+        dense = _dense(telemetry, sensor, grid.astype("datetime64[ns]"), ids)
+        columns: dict[str, list[np.ndarray]] = {}
+        for chunk in range(0, len(days), DAYS_PER_CHUNK):
+            chunk_days = np.arange(chunk, min(chunk + DAYS_PER_CHUNK, len(days)))
+            pick = np.isin(day_of, chunk_days)
+            slices = dense[day_start[chunk_days, None] + slice_rows[None, :], :]  # (day, hour, machine)
+            for name, values in _slice_windows(slices, day_of[pick] - chunk, row_of[pick], params).items():
+                columns.setdefault(name, []).append(values)
+        for name, parts in columns.items():
+            if name.startswith("coverage_") and k > 0:
+                continue  # a telemetry row carries every sensor, so coverage is the same for all of them
+            out[name if name.startswith("coverage_") else f"{sensor}_{name}"] = _long(np.concatenate(parts))
+    return out
+
+
+def _slice_windows(slices: np.ndarray, day: np.ndarray, row: np.ndarray, params: FeatureParams) -> dict[str, np.ndarray]:
+    """Window statistics at the snapshots (``day``, ``row``) of a stack of day slices (day x hour x machine).
+
+    Sums over a window are differences of running sums along the slice; values are centred on each slice's first
+    reading (which lies at or before any snapshot whose windows hold a reading) to keep those sums small.
+    """
+    present = ~np.isnan(slices)
+    first = np.take_along_axis(slices, present.argmax(axis=1)[:, None, :], axis=1)
+    y = np.where(present, slices - np.where(np.isnan(first), 0.0, first), 0.0)
+    hour = np.arange(slices.shape[1], dtype=np.float64)[None, :, None]
+    x = np.where(present, hour, 0.0)
+
+    def running(a: np.ndarray) -> np.ndarray:  # running[:, r] = sum of rows < r
+        return np.concatenate([np.zeros_like(a[:, :1]), np.cumsum(a, axis=1)], axis=1)
+
+    sums = {"n": running(present.astype(np.float64)), "y": running(y), "yy": running(y * y)}
+    trend_sums = {"x": running(x), "xx": running(x * x), "xy": running(x * y)}
+
+    def window(cum: np.ndarray, hours: int) -> np.ndarray:  # sum over rows (row - hours, row]: (snapshot x machine)
+        return cum[day, row + 1] - cum[day, row + 1 - hours]
+
+    base = first[day, 0]
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
         for name, hours in params.windows.items():
-            rolling = dense.rolling(hours, min_periods=1)
-            count = rolling.count().to_numpy()[at]
-            covered = count >= _min_readings(hours, params.min_coverage)
-            out[f"{sensor}_mean_{name}"] = _long(np.where(covered, rolling.mean().to_numpy()[at], np.nan))
-            out[f"{sensor}_sd_{name}"] = _long(np.where(covered & (count >= 2), rolling.std(ddof=1).to_numpy()[at], np.nan))
-            if k == 0:  # a telemetry row carries every sensor, so coverage is the same for all of them
-                out[f"coverage_{name}"] = _long(count / hours)
-        trend_hours = params.windows[TREND_WINDOW]
-        out[f"{sensor}_trend_{TREND_WINDOW}"] = _long(_trend(dense.to_numpy(), trend_hours, params.min_coverage)[at])
+            n, sy, syy = (window(sums[q], hours) for q in ("n", "y", "yy"))
+            covered = n >= _min_readings(hours, params.min_coverage)
+            out[f"mean_{name}"] = np.where(covered, base + sy / n, np.nan)
+            var = np.maximum(syy - sy * sy / n, 0.0) / (n - 1)
+            out[f"sd_{name}"] = np.where(covered & (n >= 2), np.sqrt(var), np.nan)
+            out[f"coverage_{name}"] = n / hours
+        hours = params.windows[TREND_WINDOW]
+        n, sy = window(sums["n"], hours), window(sums["y"], hours)
+        sx, sxx, sxy = (window(trend_sums[q], hours) for q in ("x", "xx", "xy"))
+        cov, var = sxy - sx * sy / n, sxx - sx * sx / n
+        ok = (n >= _min_readings(hours, params.min_coverage)) & (n >= 2) & (var > 0)
+        out[f"trend_{TREND_WINDOW}"] = np.where(ok, cov / var * 24.0, np.nan)
     return out
 
 
 def _min_readings(hours: int, min_coverage: float) -> int:
     return ceil(min_coverage * hours - 1e-9)
-
-
-def _trend(y: np.ndarray, hours: int, min_coverage: float) -> np.ndarray:
-    """Least-squares slope (units per day) of each column's readings over the trailing ``hours`` rows.
-
-    slope = cov(x, y) / var(x) over the readings present. x (the hour) is centred on the grid and each column of y
-    on its first reading, which changes no slope but keeps the rolling sums small, so the result agrees with a
-    direct fit to ~1e-12. (Not on a mean over the grid: that would include readings after the snapshots, and a
-    leak-free feature must not change, not even in its last bits, when later data does.)
-    """
-    x = np.arange(len(y), dtype=np.float64) - (len(y) - 1) / 2.0
-    mask = ~np.isnan(y)
-    first = y[mask.argmax(axis=0), np.arange(y.shape[1])]  # a column's first reading (NaN if it has none)
-    y = y - np.where(mask.any(axis=0), first, 0.0)
-    x = np.where(mask, x[:, None], np.nan)
-
-    def mean(a: np.ndarray) -> np.ndarray:
-        return pd.DataFrame(a).rolling(hours, min_periods=1).mean().to_numpy()
-
-    n = pd.DataFrame(y).rolling(hours, min_periods=1).count().to_numpy()
-    mean_x, mean_y = mean(x), mean(y)
-    cov = mean(x * y) - mean_x * mean_y
-    var = mean(x * x) - mean_x * mean_x
-    ok = (n >= _min_readings(hours, min_coverage)) & (n >= 2) & (var > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, cov / var * 24.0, np.nan)
 
 
 def error_features(errors: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeIndex) -> dict[str, np.ndarray]:

@@ -55,7 +55,7 @@ def test_partition_by_partition_equals_one_run_over_the_history(simulated_raw, i
     for day in days:
         assert run(instance, simulated_raw, single, day, selection=["features", "labels"]).success
     for asset in ("features", "labels"):
-        pd.testing.assert_frame_equal(table(ranged, asset, days), table(single, asset, days))
+        pd.testing.assert_frame_equal(table(ranged, asset, days), table(single, asset, days), check_exact=True)
     feats = table(ranged, "features", days)
     assert len(feats) == 6 * 8 * len(days)
     # the first days lack 14 days of history: flagged, and their long windows are not invented
