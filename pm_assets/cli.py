@@ -86,6 +86,36 @@ def _print_summary(result) -> None:
         print(f"  check {data.asset_key.to_user_string()}.{data.check_name}: {data.severity.value} failed")
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """Score one machine's latest snapshot with the champion model."""
+    import json
+
+    import pandas as pd
+
+    from pm_assets.core.model import predict_one
+    from pm_assets.core.registry import LocalRegistry
+    from pm_assets.settings import MODELS_DIR, WAREHOUSE_DIR
+
+    registry = LocalRegistry(args.registry or MODELS_DIR)
+    version = registry.champion()
+    if version is None:
+        print(f"no champion model in {registry.root}: run `pm-assets main` first", file=sys.stderr)
+        return 2
+    bundle = registry.load(version)
+    files = sorted((Path(args.warehouse or WAREHOUSE_DIR) / "features").glob("*.parquet"), reverse=True)
+    if args.at:
+        files = [f for f in files if f.stem <= pd.Timestamp(args.at).strftime("%Y-%m-%d")]
+    for path in files[: args.days_back]:  # newest first: the current snapshot is in the latest day with data
+        try:
+            result = predict_one(bundle, pd.read_parquet(path), args.machine, at=args.at)
+        except LookupError:
+            continue
+        print(json.dumps({**result, "model_version": version}, indent=2))
+        return 0
+    print(f"machine {args.machine}: no usable snapshot in the last {args.days_back} feature partitions", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pm-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser("main", help="simulate data if there is none (in $PM_RAW_DIR), then materialize the whole history")
     run.set_defaults(func=_main)
+
+    pred = sub.add_parser("predict", help="score one machine's current snapshot with the champion model")
+    pred.add_argument("--machine", type=int, required=True)
+    pred.add_argument("--at", help="score the latest snapshot at or before this time (default: the latest)")
+    pred.add_argument("--days-back", type=int, default=3, help="feature partitions to search, newest first")
+    pred.add_argument("--registry", help="model registry folder (default data/models)")
+    pred.add_argument("--warehouse", help="warehouse folder (default data/warehouse)")
+    pred.set_defaults(func=_predict)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -10,9 +10,10 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from pydantic import Field
 
 from pm_assets.core.parsing import find_source_file, read_source_csv
+from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import TABLES, TableSpec
 from pm_assets.core.storage import concat_partitions, write_parquet_atomic
-from pm_assets.settings import QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
+from pm_assets.settings import MODELS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
 
 
 @lru_cache(maxsize=8)
@@ -53,6 +54,16 @@ class RawFilesResource(ConfigurableResource):
 
     def quarantine_path(self, table: str, partition: str) -> Path:
         return Path(self.quarantine_dir) / table / f"{partition}.parquet"
+
+
+class ModelRegistryResource(ConfigurableResource):
+    """The local model registry: versioned artifacts with model cards and a champion pointer
+    (see :mod:`pm_assets.core.registry`)."""
+
+    root: str = Field(default=str(MODELS_DIR), description="Registry folder.")
+
+    def registry(self) -> LocalRegistry:
+        return LocalRegistry(self.root)
 
 
 class ParquetIOManager(ConfigurableIOManager):

@@ -26,6 +26,8 @@ DATA_DIR = Path(os.environ.get("PM_DATA_DIR", PROJECT_ROOT / "data"))
 RAW_DIR = Path(os.environ.get("PM_RAW_DIR", DATA_DIR / "raw" / "azure_pm"))
 WAREHOUSE_DIR = DATA_DIR / "warehouse"  # parquet written by the IO manager, one file per asset partition
 QUARANTINE_DIR = DATA_DIR / "quarantine"  # rejected rows with their reasons, one file per table partition
+MODELS_DIR = DATA_DIR / "models"  # the model registry (versions, cards, champion pointer)
+OUTPUTS_DIR = DATA_DIR / "outputs"  # reports for people: monitoring CSV/JSON/HTML
 
 PARTITION_START = os.environ.get("PM_PARTITION_START", "2015-01-01")
 PARTITION_END = os.environ.get("PM_PARTITION_END", "2016-01-02")

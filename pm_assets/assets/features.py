@@ -26,7 +26,7 @@ from pydantic import Field
 
 from pm_assets.assets.common import by_day, column_schema, naive_utc
 from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
-from pm_assets.core.labels import LABEL_CLASSES, build_labels
+from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import FAILURES
 from pm_assets.core.validation import empty_table
@@ -62,7 +62,7 @@ class LabelConfig(Config):
     """The prediction target."""
 
     horizon_hours: int = Field(
-        default=24, ge=1, le=24 * LABEL_LOOKAHEAD_DAYS,
+        default=DEFAULT_HORIZON_HOURS, ge=1, le=24 * LABEL_LOOKAHEAD_DAYS,
         description="A snapshot at t is positive for component K when K fails in (t, t + horizon].",
     )
 

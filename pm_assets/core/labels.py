@@ -17,6 +17,7 @@ import pandas as pd
 from pm_assets.core.schema import COMPONENTS
 
 NO_FAILURE = "none"
+DEFAULT_HORIZON_HOURS = 24
 LABEL_CLASSES: tuple[str, ...] = (NO_FAILURE, *COMPONENTS)
 
 

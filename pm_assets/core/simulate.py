@@ -123,9 +123,9 @@ class SimulationConfig:
     precursor_shift_sd: Mapping[str, float] = field(
         default_factory=lambda: {"comp1": 1.32, "comp2": -1.53, "comp3": 2.35, "comp4": 1.94}
     )
-    # Each precursor error comes lag hours before its failure, lag uniform in this inclusive range.
-    # (The real file puts almost all of them exactly 24 h before; (24, 24) reproduces that.)
-    precursor_error_lag_hours: tuple[int, int] = (1, 48)
+    # Each precursor error comes lag hours before its failure, lag uniform in this inclusive range. The real
+    # files put 999 of the 1,028 matching errors in the 48 h before a failure exactly 24 h before it.
+    precursor_error_lag_hours: tuple[int, int] = (24, 24)
     # Background errors per machine-year by type: real totals (1010, 988, 838, 727, 356) minus one precursor
     # error per failure of the matching component.
     background_error_rate: Mapping[str, float] = field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -66,3 +67,22 @@ def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def read_parquet_files(paths) -> pd.DataFrame:
     return concat_partitions([pd.read_parquet(p) for p in paths])
+
+
+def to_json_safe(obj):
+    """``obj`` with numpy scalars as Python numbers, NaN/inf as None, timestamps as ISO strings: valid JSON."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): to_json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, (pd.Timestamp,)):
+        return obj.isoformat()
+    return obj

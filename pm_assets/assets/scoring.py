@@ -1,0 +1,123 @@
+"""Scoring: the champion model's view of every snapshot, and the maintenance worklist a planner reads first."""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from pm_assets.assets.common import by_day, column_schema, naive_utc
+from pm_assets.core.markdown import markdown_table
+from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
+from pm_assets.core.schema import COMPONENTS
+from pm_assets.core.labels import LABEL_CLASSES
+from pm_assets.partitions import daily_partitions
+from pm_assets.resources import ModelRegistryResource
+
+SCORING_GROUP = "scoring"
+WORKLIST_SHOWN = 10
+
+
+class RiskConfig(Config):
+    """Risk levels from the calibrated p_any (the probability of a failure within the horizon)."""
+
+    medium_threshold: float = Field(
+        default=0.2, gt=0, lt=1,
+        description="medium from here: at least 20 of every 100 such snapshots precede a failure within the horizon.",
+    )
+    high_threshold: float = Field(
+        default=0.5, gt=0, le=1,
+        description="high from here: at least 50 failures expected per 100 high-risk snapshots.",
+    )
+
+
+class CostConfig(Config):
+    """A simple cost model for the worklist (any currency; only the ratio matters for the ranking)."""
+
+    failure_cost: float = Field(default=20_000.0, gt=0, description="Cost of an unplanned component failure.")
+    inspection_cost: float = Field(default=1_000.0, gt=0, description="Cost of inspecting (and if needed replacing) now.")
+
+
+@asset(
+    group_name=SCORING_GROUP,
+    kinds={"scikitlearn", "pandas", "parquet"},
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    metadata={"partition_expr": "datetime"},
+    ins={"features": AssetIn()},
+    deps=["failure_model"],
+    description="The champion model's scores for every machine and snapshot: P(none), P(comp1..comp4), p_any, the "
+    "most likely component, risk level (low/medium/high), anomaly score and the model version. Snapshots without "
+    "24 h of telemetry are not scored (scored = false).",
+)
+def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.DataFrame, model_registry: ModelRegistryResource):
+    registry = model_registry.registry()
+    version = registry.champion()
+    if version is None:
+        raise RuntimeError(f"no champion model in {registry.root}: materialize failure_model first")
+    bundle = registry.load(version)
+    out = features[["machineID", "datetime"]].copy()
+    usable = features["usable"].to_numpy()
+    scored = bundle.score(features[usable]) if usable.any() else None
+    for column in [*PROBA_COLUMNS, "p_any", "anomaly_score"]:
+        out[column] = np.nan
+        if scored is not None:
+            out.loc[usable, column] = scored[column].to_numpy()
+    for column, categories in (("likely_component", COMPONENTS), ("predicted_class", LABEL_CLASSES)):
+        values = np.full(len(out), None, dtype=object)
+        if scored is not None:
+            values[usable] = scored[column].astype(object).to_numpy()
+        out[column] = pd.Categorical(values, categories=list(categories))
+    out["risk_level"] = risk_level(out["p_any"].to_numpy(), config.medium_threshold, config.high_threshold)
+    out["model_version"] = version
+    out["scored"] = usable
+
+    for key, day in by_day(out):
+        levels = day["risk_level"].value_counts()
+        context.add_asset_metadata({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
+                                    "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
+                                    **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS}},
+                                   partition_key=key)
+    yield Output(out, metadata={"dagster/column_schema": column_schema(out), "model_version": version,
+                                "run_rows": len(out), "run_scored": int(usable.sum())})
+
+
+@asset(
+    group_name=SCORING_GROUP,
+    kinds={"pandas", "parquet"},
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    metadata={"partition_expr": "date"},
+    ins={"scores": AssetIn()},
+    description="What a maintenance planner reads first: per day, every scored machine ranked by the expected saving "
+    "of inspecting it now (p_any x failure cost - inspection cost), with its worst snapshot of the day, the likely "
+    "component, risk level and the recommended action (inspect when the saving is positive).",
+)
+def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, scores: pd.DataFrame):
+    scored = scores[scores["scored"]]
+    if scored.empty:
+        worst = scored.assign(date=pd.Series(dtype="datetime64[ns]"))
+    else:
+        worst = scored.loc[scored.groupby([scored["datetime"].dt.floor("D"), "machineID"])["p_any"].idxmax()]
+        worst = worst.assign(date=worst["datetime"].dt.floor("D"))
+    waiting, saving = expected_costs(worst["p_any"].to_numpy(), config.failure_cost, config.inspection_cost)
+    worklist = pd.DataFrame({
+        "date": worst["date"].to_numpy(),
+        "machineID": worst["machineID"].to_numpy(),
+        "worst_snapshot": worst["datetime"].to_numpy(),
+        "p_any": worst["p_any"].to_numpy(),
+        "likely_component": worst["likely_component"].to_numpy(),
+        "risk_level": worst["risk_level"].to_numpy(),
+        "expected_failure_cost": waiting,
+        "expected_saving": saving,
+        "action": np.where(saving > 0, "inspect", "monitor"),
+        "model_version": worst["model_version"].to_numpy(),
+    }).sort_values(["date", "expected_saving", "machineID"], ascending=[True, False, True], kind="stable")
+    worklist.insert(1, "rank", worklist.groupby("date").cumcount() + 1)
+    worklist = worklist.reset_index(drop=True)
+    for key, day in by_day(worklist, "date"):
+        context.add_asset_metadata({"dagster/row_count": len(day), "inspect": int((day["action"] == "inspect").sum()),
+                                    "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
+                                    "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))},
+                                   partition_key=key)
+    yield Output(worklist, metadata={"dagster/column_schema": column_schema(worklist),
+                                     "failure_cost": config.failure_cost, "inspection_cost": config.inspection_cost})

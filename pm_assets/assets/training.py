@@ -1,0 +1,169 @@
+"""Training: the calibrated failure model and the anomaly model, registered as one version, then gated.
+
+The asset trains on mature labels of usable snapshots before ``cutoff - horizon`` and tests on those from
+``cutoff`` on (the Microsoft PdM guide's gap of one horizon). The new version is a challenger; the blocking check
+``champion_gate`` scores champion and challenger on the same window (the challenger's test window, recent mature
+labels) and promotes the challenger unless its average precision is worse than the champion's by more than the
+tolerance. The first model becomes champion directly.
+"""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
+from pm_assets.core.markdown import markdown_table
+from pm_assets.core.model import ModelBundle, TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
+from pm_assets.resources import ModelRegistryResource
+
+MODEL_GROUP = "model"
+_DEFAULTS = TrainParams()
+#: Evaluation figures stored as plain floats, so the UI plots them across materializations.
+PLOTTED_METRICS = ("macro_f1_components", "roc_auc", "average_precision", "brier", "ece", "false_positive_rate",
+                   "recall_at_threshold")
+
+
+class TrainingConfig(Config):
+    """Training window, split and model settings."""
+
+    cutoff: str | None = Field(
+        default=None,
+        description="Test from this time on; train before cutoff - horizon. None: the last mature snapshot minus "
+        "test_days (so a retraining always tests on the most recent month).",
+    )
+    test_days: int = Field(default=30, ge=1, description="Length of the test window when cutoff is None.")
+    train_start: str | None = Field(default=None, description="First training snapshot; None: all history.")
+    horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, description="The labels' horizon (the train/test gap).")
+    operating_threshold: float = Field(default=0.5, gt=0, lt=1, description="Alert when p_any >= this (for FPR/recall).")
+    gate_tolerance: float = Field(
+        default=0.01, ge=0, description="Promote unless challenger AP < champion AP - tolerance on the same window."
+    )
+    seed: int = Field(default=_DEFAULTS.seed, description="Seed of the boosting, the CV folds and the isolation forest.")
+    max_iter: int = Field(default=_DEFAULTS.max_iter, description="Boosting iterations.")
+    learning_rate: float = Field(default=_DEFAULTS.learning_rate)
+    l2_regularization: float = Field(default=_DEFAULTS.l2_regularization)
+    min_samples_leaf: int = Field(default=_DEFAULTS.min_samples_leaf)
+    calibration: str = Field(default=_DEFAULTS.calibration, description="isotonic or sigmoid.")
+
+    def params(self) -> TrainParams:
+        return TrainParams(seed=self.seed, max_iter=self.max_iter, learning_rate=self.learning_rate,
+                           l2_regularization=self.l2_regularization, min_samples_leaf=self.min_samples_leaf,
+                           calibration=self.calibration)
+
+
+def data_version(rows: pd.DataFrame) -> str:
+    """sha256 of the rows a model saw (content, not file names): the training data's version."""
+    return hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
+
+
+def _metric_metadata(prefix: str, metrics: dict) -> dict:
+    return {f"{prefix}{k}": float(metrics[k]) for k in PLOTTED_METRICS}
+
+
+@asset(
+    group_name=MODEL_GROUP,
+    kinds={"scikitlearn", "joblib"},
+    ins={
+        "features": AssetIn(metadata={"allow_missing_partitions": True}),
+        "labels": AssetIn(metadata={"allow_missing_partitions": True}),
+    },
+    check_specs=[AssetCheckSpec("champion_gate", asset="failure_model", blocking=True,
+                                description="Promote the new version unless it is worse than the champion "
+                                "(average precision, same window) beyond the tolerance.")],
+    description="Calibrated failure model (HistGradientBoosting in isotonic CalibratedClassifierCV; classes none, "
+    "comp1..comp4; p_any = 1 - P(none)) and an IsolationForest anomaly model on the telemetry features, saved as "
+    "one new version of the model registry with a model card. Evaluation on the test window is in the metadata.",
+)
+def failure_model(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    model_registry: ModelRegistryResource,
+):
+    rows = training_rows(features, labels)
+    if config.train_start:
+        rows = rows[rows["datetime"] >= pd.Timestamp(config.train_start)]
+    cutoff = pd.Timestamp(config.cutoff) if config.cutoff else rows["datetime"].max() - pd.Timedelta(days=config.test_days)
+    train, test = split_by_cutoff(rows, cutoff, config.horizon_hours)
+    context.log.info(f"training on {len(train):,} rows before {cutoff - pd.Timedelta(hours=config.horizon_hours)}, "
+                     f"testing on {len(test):,} from {cutoff}")
+    bundle = fit_bundle(train, config.params())
+    scores = bundle.score(test)
+    metrics = evaluate(test, scores, config.operating_threshold)
+    y_any = (test["failure_component"].astype(str) != "none").astype(int)
+    anomaly_auc = float(_auc(y_any.to_numpy(), scores["anomaly_score"].to_numpy()))
+
+    registry = model_registry.registry()
+    card = {
+        "training_window": {"start": str(train["datetime"].min()), "end": str(train["datetime"].max()),
+                            "cutoff": str(cutoff), "horizon_hours": config.horizon_hours},
+        "test_window": {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())},
+        "partitions": {"first": str(features["datetime"].min().date()), "last": str(features["datetime"].max().date()),
+                       "count": len(features.attrs.get("partitions_loaded", []))},
+        "data_versions": {"train_rows_sha256": data_version(train), "test_rows_sha256": data_version(test)},
+        "rows": {"train": len(train), "test": len(test)},
+        "features": bundle.features,
+        "params": bundle.params,
+        "operating_threshold": config.operating_threshold,
+        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, pd.DataFrame)} | {"anomaly_roc_auc": anomaly_auc},
+    }
+    version = registry.register(bundle, card)
+
+    promote, reason, gate_meta = _champion_gate(registry, version, bundle, test, metrics, config.gate_tolerance)
+    yield MaterializeResult(metadata={
+        "version": version,
+        "promoted_to_champion": promote,
+        "champion": registry.champion() or "none",
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "training_window": f"{card['training_window']['start']} .. {card['training_window']['end']}",
+        "test_window": f"{card['test_window']['start']} .. {card['test_window']['end']}",
+        **_metric_metadata("", metrics),
+        "anomaly_roc_auc": anomaly_auc,
+        "per_class": MetadataValue.md(markdown_table(metrics["per_class"])),
+        "confusion_matrix": MetadataValue.md(markdown_table(metrics["confusion"], index=True)),
+        "model_card": MetadataValue.path(str(registry.root / version / "card.json")),
+    })
+    yield AssetCheckResult(check_name="champion_gate", passed=promote, severity=AssetCheckSeverity.ERROR,
+                           description=reason, metadata=gate_meta)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, score) if len(np.unique(y)) == 2 else float("nan")
+
+
+def _champion_gate(registry, version: str, challenger: ModelBundle, window: pd.DataFrame, challenger_metrics: dict,
+                   tolerance: float) -> tuple[bool, str, dict]:
+    """Compare the new version with the champion on ``window``; promote or not; record the decision."""
+    champion_version = registry.champion()
+    champion_ap = None
+    if champion_version is not None:
+        champion = registry.load(champion_version)
+        champion_ap = evaluate(window, champion.score(window), challenger_metrics["threshold"])["average_precision"]
+    challenger_ap = challenger_metrics["average_precision"]
+    promote, reason = gate(champion_ap, challenger_ap, tolerance)
+    if promote:
+        registry.promote(version)
+    decision = {"challenger": version, "champion_before": champion_version or "none", "promoted": promote,
+                "reason": reason, "challenger_average_precision": challenger_ap,
+                "champion_average_precision": champion_ap, "tolerance": tolerance,
+                "window": f"{window['datetime'].min()} .. {window['datetime'].max()}", "window_rows": len(window)}
+    registry.record_gate(version, decision)
+    meta = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items() if v is not None}
+    return promote, reason, meta

@@ -1,0 +1,150 @@
+"""A local, versioned model registry: one folder per version, a model card, a champion pointer. No Dagster import.
+
+Layout under the root::
+
+    v0001/model.joblib   the artifact (joblib)
+    v0001/card.json      the model card, including the artifact's sha256
+    v0001/gate.json      the champion/challenger decision about this version, once taken
+    champion             the champion's version name
+
+A joblib file runs code when loaded, so :meth:`LocalRegistry.load` only opens artifacts of this registry whose
+sha256 matches their card, and refuses anything else with a :class:`RegistryError` saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import joblib
+
+from pm_assets.core.storage import atomic_path, to_json_safe, write_bytes_atomic
+
+VERSION_PATTERN = re.compile(r"v[0-9]{4,}")
+ARTIFACT = "model.joblib"
+CARD = "card.json"
+GATE = "gate.json"
+CHAMPION = "champion"
+#: Libraries whose versions every card records.
+LIBRARIES = ("scikit-learn", "pandas", "numpy", "joblib", "pyarrow", "scipy")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation refused: unknown version, a path outside the registry, or a tampered artifact."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(to_json_safe(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
+
+
+class LocalRegistry:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    # --- versions ---------------------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        found = [p.name for p in self.root.iterdir() if VERSION_PATTERN.fullmatch(p.name) and (p / CARD).exists()]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def _folder(self, version: str) -> Path:
+        if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+            raise RegistryError(f"{version!r} is not a version of this registry (expected e.g. 'v0001')")
+        folder = (self.root / version).resolve()
+        if folder.parent != self.root:
+            raise RegistryError(f"{folder} is outside the registry {self.root}")
+        return folder
+
+    def register(self, model, card: dict) -> str:
+        """Save ``model`` as a new version with ``card`` (plus version, created time, sha256, library versions)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
+        while True:  # mkdir is atomic: two trainings at once cannot take the same number
+            folder = self.root / f"v{number:04d}"
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                number += 1
+        artifact = folder / ARTIFACT
+        with atomic_path(artifact) as tmp:
+            joblib.dump(model, tmp)
+        full_card = {
+            **card,
+            "version": folder.name,
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "artifact": ARTIFACT,
+            "sha256": sha256_of(artifact),
+            "libraries": library_versions(),
+        }
+        write_bytes_atomic(folder / CARD, _json_bytes(full_card))
+        return folder.name
+
+    def card(self, version: str) -> dict:
+        path = self._folder(version) / CARD
+        if not path.exists():
+            raise RegistryError(f"no version {version} in {self.root}")
+        return json.loads(path.read_text())
+
+    def load(self, version: str):
+        """The model of ``version``, after checking its artifact is this registry's and matches the card's sha256."""
+        folder = self._folder(version)
+        card = self.card(version)
+        artifact = (folder / card.get("artifact", ARTIFACT)).resolve()
+        if artifact.parent != folder:
+            raise RegistryError(f"{version}: artifact {artifact} is outside its version folder; refusing to load")
+        if not artifact.is_file():
+            raise RegistryError(f"{version}: artifact {artifact} is missing")
+        actual = sha256_of(artifact)
+        expected = card.get("sha256")  # a card without one is refused like a mismatch, not with a KeyError
+        if actual != expected:
+            raise RegistryError(
+                f"{version}: sha256 of {artifact} is {actual}, the model card says {expected}; the artifact "
+                "was changed after registration and is not loaded (a joblib file runs code when loaded)"
+            )
+        return joblib.load(artifact)
+
+    # --- champion and gate --------------------------------------------------------------------------------
+    def champion(self) -> str | None:
+        path = self.root / CHAMPION
+        if not path.exists():
+            return None
+        version = path.read_text().strip()
+        self._folder(version)
+        return version
+
+    def promote(self, version: str) -> None:
+        self.card(version)  # must exist
+        write_bytes_atomic(self.root / CHAMPION, (version + "\n").encode())
+
+    def record_gate(self, version: str, decision: dict) -> None:
+        self.card(version)  # must exist: writing would otherwise create a card-less version folder
+        write_bytes_atomic(self._folder(version) / GATE, _json_bytes(decision))
+
+    def gate_decision(self, version: str) -> dict | None:
+        path = self._folder(version) / GATE
+        return json.loads(path.read_text()) if path.exists() else None

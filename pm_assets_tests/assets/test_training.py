@@ -1,0 +1,119 @@
+"""Training, the champion/challenger gate, scoring and the worklist, through Dagster on a small simulation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetCheckSeverity, load_assets_from_modules, materialize
+
+from pm_assets.assets import features as features_module
+from pm_assets.assets import ingestion, scoring, training
+from pm_assets.core.model import PROBA_COLUMNS
+from pm_assets.core.registry import LocalRegistry
+from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
+from pm_assets.core.storage import read_parquet_files
+from pm_assets.resources import ModelRegistryResource, ParquetIOManager, RawFilesResource
+
+ASSETS = load_assets_from_modules([ingestion, features_module, training, scoring])
+FIRST, LAST = "2015-01-01", "2015-04-30"
+#: A model that barely learns: one boosting iteration at a tiny learning rate.
+WEAK = {"max_iter": 1, "learning_rate": 0.001}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, instance):
+    root = tmp_path_factory.mktemp("training")
+    raw = root / "raw"
+    write_kaggle_csv(simulate(SimulationConfig(machines=15, start=FIRST, end="2015-05-01", seed=11)), raw)
+    resources = {
+        "raw_files": RawFilesResource(raw_dir=str(raw), quarantine_dir=str(root / "quarantine")),
+        "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
+        "model_registry": ModelRegistryResource(root=str(root / "models")),
+    }
+    tags = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
+    selection = ["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "failures",
+                 "features", "labels"]
+    assert materialize(ASSETS, instance=instance, resources=resources, tags=tags, selection=selection).success
+
+    def train(**config):
+        return materialize(ASSETS, instance=instance, resources=resources, selection=["failure_model"],
+                           run_config={"ops": {"failure_model": {"config": config}}}, raise_on_error=False)
+
+    def score(first=FIRST, last=LAST):
+        return materialize(ASSETS, instance=instance, resources=resources, selection=["scores", "maintenance_worklist"],
+                           tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
+
+    return root, train, score
+
+
+def _gate(result):
+    return next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+
+
+def _meta(result) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node("failure_model")[0].metadata.items()}
+
+
+def test_first_model_becomes_champion_better_is_promoted_worse_is_not(pipeline):
+    root, train, _ = pipeline
+    registry = LocalRegistry(root / "models")
+
+    first = train(**WEAK)  # the first model is champion whatever its quality
+    assert first.success and _gate(first).passed and registry.champion() == "v0001"
+    weak_ap = _meta(first)["average_precision"]
+
+    better = train()
+    assert better.success and _gate(better).passed
+    assert registry.champion() == "v0002" and _meta(better)["average_precision"] > weak_ap + 0.1
+
+    worse = train(**WEAK)
+    gate = _gate(worse)
+    assert not gate.passed and gate.severity == AssetCheckSeverity.ERROR
+    assert registry.champion() == "v0002"  # unchanged
+    decision = registry.gate_decision("v0003")
+    assert decision["promoted"] is False and decision["champion_before"] == "v0002"
+    assert decision["challenger_average_precision"] < decision["champion_average_precision"] - decision["tolerance"]
+    # every version is registered with its card, promoted or not
+    assert registry.versions() == ["v0001", "v0002", "v0003"]
+    card = registry.card("v0003")
+    assert card["training_window"]["cutoff"] and card["data_versions"]["train_rows_sha256"]
+    assert card["metrics"]["average_precision"] == pytest.approx(_meta(worse)["average_precision"])
+
+
+def test_training_is_deterministic(pipeline):
+    root, train, _ = pipeline
+    a, b = _meta(train()), _meta(train())
+    for key in ("average_precision", "roc_auc", "brier", "ece", "macro_f1_components"):
+        assert a[key] == b[key], key
+    registry = LocalRegistry(root / "models")
+    cards = [registry.card(v) for v in registry.versions()[-2:]]
+    assert cards[0]["data_versions"] == cards[1]["data_versions"]
+
+
+def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(pipeline):
+    root, train, score = pipeline
+    if LocalRegistry(root / "models").champion() is None:
+        assert train().success
+    champion = LocalRegistry(root / "models").champion()
+    assert score("2015-04-01", LAST).success
+    scores = read_parquet_files(sorted((root / "warehouse" / "scores").glob("2015-04-*.parquet")))
+    scored = scores[scores["scored"]]
+    assert len(scored) > 0.9 * len(scores)
+    proba = scored[PROBA_COLUMNS].to_numpy()
+    assert ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(scored["p_any"], 1 - scored["p_none"], atol=1e-12)
+    assert (scored["model_version"] == champion).all()
+    assert scores.loc[~scores["scored"], "p_any"].isna().all()
+    worklist = read_parquet_files(sorted((root / "warehouse" / "maintenance_worklist").glob("2015-04-*.parquet")))
+    for _, day in worklist.groupby("date"):
+        assert list(day["rank"]) == list(range(1, len(day) + 1))
+        assert day["expected_saving"].is_monotonic_decreasing
+        assert ((day["action"] == "inspect") == (day["expected_saving"] > 0)).all()
+        # the worst snapshot of the day for each machine
+        day_scores = scored[scored["datetime"].dt.floor("D") == day["date"].iloc[0]]
+        worst = day_scores.groupby("machineID")["p_any"].max()
+        np.testing.assert_allclose(day.set_index("machineID")["p_any"].sort_index(), worst.sort_index())

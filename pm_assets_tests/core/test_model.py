@@ -1,0 +1,490 @@
+"""The failure and anomaly models, their metrics and the decisions on them, against sklearn and naive loops.
+
+One small simulated fleet (12 machines, four months) is featurised, labelled and split once per module; one bundle
+is trained on it (30 boosting iterations) and reused by every test that needs a fitted model.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from threadpoolctl import threadpool_limits
+
+from pm_assets.core.features import build_features
+from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE, build_labels
+from pm_assets.core.model import (
+    ANOMALY_FEATURES,
+    PROBA_COLUMNS,
+    RISK_LEVELS,
+    ModelBundle,
+    TrainParams,
+    evaluate,
+    expected_calibration_error,
+    expected_costs,
+    feature_matrix,
+    fit_bundle,
+    gate,
+    risk_level,
+    split_by_cutoff,
+    training_rows,
+)
+from pm_assets.core.schema import COMPONENTS
+from pm_assets.core.simulate import SimulationConfig, simulate
+
+SIM = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3)
+HORIZON = 24
+CUTOFF = pd.Timestamp("2015-03-20")
+PARAMS = TrainParams(max_iter=30)
+COMPONENT_COLUMNS = [f"p_{c}" for c in COMPONENTS]
+
+
+# --- fixtures -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One OpenMP/BLAS thread: on a busy 2-core machine the boosting's spinning OpenMP threads turn a 1 s fit into
+    minutes; single-threaded it is fast and the timing does not depend on other processes."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return simulate(SIM)
+
+
+@pytest.fixture(scope="module")
+def features(tables) -> pd.DataFrame:
+    return build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
+                          SIM.start, SIM.end)
+
+
+@pytest.fixture(scope="module")
+def labels(tables, features) -> pd.DataFrame:
+    return build_labels(features[["machineID", "datetime"]], tables["failures"], HORIZON, SIM.end)
+
+
+@pytest.fixture(scope="module")
+def rows(features, labels) -> pd.DataFrame:
+    return training_rows(features, labels)
+
+
+@pytest.fixture(scope="module")
+def split(rows) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return split_by_cutoff(rows, CUTOFF, HORIZON)
+
+
+@pytest.fixture(scope="module")
+def bundle(split) -> ModelBundle:
+    return fit_bundle(split[0], PARAMS)
+
+
+@pytest.fixture(scope="module")
+def test_scores(bundle, split) -> pd.DataFrame:
+    test = split[1]
+    # a non-default index: the scores must keep it
+    return bundle.score(test.set_index(np.arange(len(test)) * 3 + 7))
+
+
+# --- scores -------------------------------------------------------------------------------------------------
+
+
+def test_fixture_data_is_not_degenerate(split):
+    train, test = split
+    for frame in (train, test):
+        present = set(frame["failure_component"].astype(str))
+        assert present == set(LABEL_CLASSES)
+    assert len(test) > 1000
+
+
+def test_scores_are_probabilities_that_sum_to_one(test_scores, split):
+    test = split[1]
+    assert len(test_scores) == len(test)
+    assert list(test_scores.index) == list(np.arange(len(test)) * 3 + 7)
+    proba = test_scores[PROBA_COLUMNS + ["p_any"]].to_numpy()
+    assert np.isfinite(proba).all()
+    assert (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(test_scores[PROBA_COLUMNS].sum(axis=1), 1.0, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(test_scores["p_any"], 1.0 - test_scores["p_none"], rtol=0, atol=1e-15)
+    # p_any is also the sum of the component probabilities
+    np.testing.assert_allclose(test_scores["p_any"], test_scores[COMPONENT_COLUMNS].sum(axis=1), rtol=0, atol=1e-9)
+    # the model is not constant: it tells rows apart
+    assert test_scores["p_any"].std() > 0.01
+
+
+def test_probability_columns_follow_the_classifier_classes(bundle, split, test_scores):
+    """Each p_<class> column is the classifier's probability of that class, whatever its internal class order."""
+    raw = bundle.classifier.predict_proba(feature_matrix(split[1], bundle.features))
+    by_class = {str(c): raw[:, i] for i, c in enumerate(bundle.classifier.classes_)}
+    for c in LABEL_CLASSES:
+        np.testing.assert_array_equal(test_scores[f"p_{c}"].to_numpy(), by_class[c])
+
+
+def test_predicted_class_and_likely_component_are_the_argmax(test_scores):
+    assert list(test_scores["predicted_class"].cat.categories) == list(LABEL_CLASSES)
+    assert list(test_scores["likely_component"].cat.categories) == list(COMPONENTS)
+    for _, row in test_scores.iterrows():
+        best_class, best_p = None, -1.0
+        for c in LABEL_CLASSES:  # first maximum wins, like argmax
+            if row[f"p_{c}"] > best_p:
+                best_class, best_p = c, row[f"p_{c}"]
+        best_comp, best_cp = None, -1.0
+        for c in COMPONENTS:
+            if row[f"p_{c}"] > best_cp:
+                best_comp, best_cp = c, row[f"p_{c}"]
+        assert row["predicted_class"] == best_class
+        assert row["likely_component"] == best_comp
+    # the component argmax differs from the class argmax on rows predicted "none": both columns are exercised
+    assert (test_scores["predicted_class"] == NO_FAILURE).any()
+    assert (test_scores["predicted_class"] != NO_FAILURE).any()
+
+
+def test_anomaly_score_is_negated_isolation_forest_score(bundle, split, test_scores):
+    test = split[1]
+    expected = -bundle.anomaly.score_samples(test[ANOMALY_FEATURES].to_numpy())
+    np.testing.assert_array_equal(test_scores["anomaly_score"].to_numpy(), expected)
+    # -score_samples of an isolation forest lies in (0, 1]; higher is more anomalous
+    assert (test_scores["anomaly_score"] > 0).all() and (test_scores["anomaly_score"] <= 1).all()
+    # the anomaly model learnt normal rows only: on average failing rows look more anomalous
+    failing = test["failure_component"].astype(str).to_numpy() != NO_FAILURE
+    assert test_scores["anomaly_score"].to_numpy()[failing].mean() > test_scores["anomaly_score"].to_numpy()[~failing].mean()
+
+
+def test_anomaly_model_is_fitted_on_normal_rows_only(bundle, split):
+    train = split[0]
+    normal = int((train["failure_component"].astype(str) == NO_FAILURE).sum())
+    assert bundle.anomaly.n_features_in_ == len(ANOMALY_FEATURES)
+    assert bundle.anomaly.max_samples_ == min(PARAMS.anomaly_max_samples, normal)
+    assert bundle.params["max_iter"] == PARAMS.max_iter and bundle.params["seed"] == PARAMS.seed
+
+
+def test_score_ignores_column_order(bundle, split, test_scores):
+    test = split[1]
+    shuffled = test[list(reversed(test.columns))].set_index(test_scores.index)
+    pd.testing.assert_frame_equal(bundle.score(shuffled), test_scores)
+
+
+# --- determinism --------------------------------------------------------------------------------------------
+
+
+def test_fitting_is_deterministic_per_seed(bundle, split):
+    train, test = split
+    again = fit_bundle(train, PARAMS).score(test)
+    first = bundle.score(test)
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+
+    other = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, seed=PARAMS.seed + 1)).score(test)
+    assert not np.array_equal(other["anomaly_score"].to_numpy(), first["anomaly_score"].to_numpy())
+
+
+def test_small_training_set_fits_without_isolation_forest_warning(split):
+    """max_samples is capped by the rows the anomaly model is fitted on (the normal ones), not by all rows."""
+    train = split[0]
+    params = TrainParams(max_iter=5, anomaly_trees=10, anomaly_max_samples=len(train))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        small = fit_bundle(train, params)
+    assert small.anomaly.max_samples_ == int((train["failure_component"].astype(str) == NO_FAILURE).sum())
+
+
+# --- expected calibration error -----------------------------------------------------------------------------
+
+
+def naive_ece(y, p, bins: int = 10) -> float:
+    """Equal-width bins [k/bins, (k+1)/bins), the last one closed at 1; a plain loop over rows."""
+    y, p = [float(v) for v in y], [float(v) for v in p]
+    n = len(p)
+    if n == 0:
+        return math.nan
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [i for i in range(n) if lo <= p[i] < hi or (b == bins - 1 and p[i] == hi)]
+        if members:
+            mean_p = sum(p[i] for i in members) / len(members)
+            mean_y = sum(y[i] for i in members) / len(members)
+            total += len(members) / n * abs(mean_p - mean_y)
+    return total
+
+
+@pytest.mark.parametrize("bins", [1, 3, 10, 15])
+def test_ece_matches_naive_loop_on_random_data(bins):
+    rng = np.random.default_rng(bins)
+    p = rng.uniform(size=500)
+    p[:40] = rng.integers(0, bins + 1, size=40) / bins  # exactly on bin edges, 0.0 and 1.0 included
+    p[40:45] = 1.0
+    p[45:50] = 0.0
+    y = (rng.uniform(size=500) < p ** 2).astype(int)
+    assert expected_calibration_error(y, p, bins) == pytest.approx(naive_ece(y, p, bins), abs=1e-12)
+
+
+def test_ece_puts_probability_one_in_the_last_bin():
+    # last bin [0.9, 1.0]: mean p 0.975, observed 0.5
+    assert expected_calibration_error(np.array([1, 0]), np.array([0.95, 1.0])) == pytest.approx(0.475, abs=1e-12)
+    assert expected_calibration_error(np.array([0]), np.array([1.0])) == pytest.approx(1.0, abs=1e-12)
+    assert expected_calibration_error(np.array([1]), np.array([1.0])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ece_with_empty_bins_and_on_the_model_scores(split, test_scores):
+    p = np.array([0.01, 0.02, 0.05, 0.97, 0.99, 1.0])  # bins 1..8 are empty
+    y = np.array([0, 0, 1, 1, 1, 0])
+    assert expected_calibration_error(y, p) == pytest.approx(naive_ece(y, p), abs=1e-12)
+    y_any = (split[1]["failure_component"].astype(str) != NO_FAILURE).astype(int).to_numpy()
+    p_any = test_scores["p_any"].to_numpy()
+    assert expected_calibration_error(y_any, p_any) == pytest.approx(naive_ece(y_any, p_any), abs=1e-12)
+
+
+def test_ece_of_a_perfectly_calibrated_model_is_zero():
+    # in each bin the observed rate equals the (constant) predicted probability
+    p = np.array([0.25] * 4 + [0.75] * 4 + [0.5] * 2 + [1.0] * 3 + [0.0] * 5)
+    y = np.array([1, 0, 0, 0] + [1, 1, 1, 0] + [1, 0] + [1, 1, 1] + [0] * 5)
+    assert expected_calibration_error(y, p) == pytest.approx(0.0, abs=1e-12)
+    assert expected_calibration_error(y, p, bins=4) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ece_of_nothing_is_nan():
+    assert math.isnan(expected_calibration_error(np.array([]), np.array([])))
+
+
+# --- evaluate -----------------------------------------------------------------------------------------------
+
+
+def _noisy_case(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled rows and imperfect scores (random Dirichlet probabilities leaning towards the true class)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(list(LABEL_CLASSES), size=n, p=[0.6, 0.1, 0.1, 0.1, 0.1])
+    alpha = np.ones((n, len(LABEL_CLASSES)))
+    alpha[np.arange(n), [LABEL_CLASSES.index(t) for t in truth]] += 2.0
+    proba = np.array([rng.dirichlet(a) for a in alpha])
+    scores = pd.DataFrame(proba, columns=PROBA_COLUMNS)
+    scores["p_any"] = 1.0 - scores["p_none"]
+    scores.loc[:9, "p_any"] = 0.4  # exactly at the threshold used below: these alert
+    scores["predicted_class"] = pd.Categorical(np.array(LABEL_CLASSES)[proba.argmax(axis=1)], categories=list(LABEL_CLASSES))
+    rows = pd.DataFrame({"failure_component": pd.Categorical(truth, categories=list(LABEL_CLASSES))})
+    return rows, scores
+
+
+def _check_against_sklearn(rows: pd.DataFrame, scores: pd.DataFrame, threshold: float) -> None:
+    metrics = evaluate(rows, scores, threshold)
+    y = rows["failure_component"].astype(str).tolist()
+    pred = scores["predicted_class"].astype(str).tolist()
+    y_any = np.array([c != NO_FAILURE for c in y], dtype=int)
+    p_any = scores["p_any"].to_numpy()
+
+    per_class = metrics["per_class"].set_index("class")
+    assert list(per_class.index) == list(LABEL_CLASSES)
+    for c in LABEL_CLASSES:
+        assert per_class.loc[c, "precision"] == pytest.approx(precision_score(y, pred, labels=[c], average="macro", zero_division=0))
+        assert per_class.loc[c, "recall"] == pytest.approx(recall_score(y, pred, labels=[c], average="macro", zero_division=0))
+        assert per_class.loc[c, "f1"] == pytest.approx(f1_score(y, pred, labels=[c], average="macro", zero_division=0))
+        assert per_class.loc[c, "support"] == sum(t == c for t in y)
+    assert metrics["macro_f1_components"] == pytest.approx(
+        f1_score(y, pred, labels=list(COMPONENTS), average="macro", zero_division=0))
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y_any, p_any))
+    assert metrics["average_precision"] == pytest.approx(average_precision_score(y_any, p_any))
+    assert metrics["brier"] == pytest.approx(brier_score_loss(y_any, p_any))
+    assert metrics["ece"] == pytest.approx(naive_ece(y_any, p_any), abs=1e-12)
+
+    # naive counts at the operating point (alert when p_any >= threshold)
+    fp = sum(1 for t, p in zip(y_any, p_any) if t == 0 and p >= threshold)
+    tp = sum(1 for t, p in zip(y_any, p_any) if t == 1 and p >= threshold)
+    negatives, positives = sum(1 for t in y_any if t == 0), sum(1 for t in y_any if t == 1)
+    assert metrics["false_positive_rate"] == pytest.approx(fp / negatives)
+    assert metrics["recall_at_threshold"] == pytest.approx(tp / positives)
+    assert metrics["rows"] == len(y) and metrics["positives"] == positives
+    assert metrics["threshold"] == threshold
+
+    confusion = metrics["confusion"].to_numpy()
+    for i, t in enumerate(LABEL_CLASSES):
+        for j, q in enumerate(LABEL_CLASSES):
+            assert confusion[i, j] == sum(1 for a, b in zip(y, pred) if a == t and b == q)
+
+
+def test_evaluate_matches_sklearn_on_noisy_scores():
+    rows, scores = _noisy_case()
+    metrics = evaluate(rows, scores, 0.4)
+    assert 0.5 < metrics["roc_auc"] < 1.0  # imperfect: the comparison is not between trivial values
+    assert 0 < metrics["false_positive_rate"] < 1 and 0 < metrics["recall_at_threshold"] < 1
+    _check_against_sklearn(rows, scores, 0.4)
+
+
+def test_evaluate_threshold_is_inclusive():
+    rows, scores = _noisy_case()
+    at = evaluate(rows, scores, 0.4)
+    above = evaluate(rows, scores, np.nextafter(0.4, 1.0))
+    y_any = rows["failure_component"].astype(str).to_numpy() != NO_FAILURE
+    at_threshold = scores["p_any"].to_numpy() == 0.4
+    fp_at = (at_threshold & ~y_any).sum() / (~y_any).sum()
+    tp_at = (at_threshold & y_any).sum() / y_any.sum()
+    assert at["false_positive_rate"] - above["false_positive_rate"] == pytest.approx(fp_at)
+    assert at["recall_at_threshold"] - above["recall_at_threshold"] == pytest.approx(tp_at)
+
+
+def test_evaluate_matches_sklearn_on_the_model(split, test_scores):
+    _check_against_sklearn(split[1], test_scores.reset_index(drop=True), 0.5)
+
+
+def test_evaluate_with_one_class_has_undefined_ranking_metrics():
+    rows, scores = _noisy_case()
+    negatives = (rows["failure_component"].astype(str) == NO_FAILURE).to_numpy()
+    only_none = evaluate(rows[negatives].reset_index(drop=True), scores[negatives].reset_index(drop=True), 0.4)
+    assert math.isnan(only_none["roc_auc"]) and math.isnan(only_none["average_precision"])
+    assert math.isnan(only_none["recall_at_threshold"])
+    assert only_none["positives"] == 0
+    assert only_none["brier"] == pytest.approx(np.mean(scores["p_any"].to_numpy()[negatives] ** 2))
+
+    only_failures = evaluate(rows[~negatives].reset_index(drop=True), scores[~negatives].reset_index(drop=True), 0.4)
+    assert math.isnan(only_failures["roc_auc"]) and math.isnan(only_failures["average_precision"])
+    assert math.isnan(only_failures["false_positive_rate"])
+    assert only_failures["brier"] == pytest.approx(np.mean((1 - scores["p_any"].to_numpy()[~negatives]) ** 2))
+
+
+# --- rows and split -----------------------------------------------------------------------------------------
+
+
+def test_training_rows_keep_only_usable_and_mature_rows(features, labels, rows):
+    # the filters matter on this data: some snapshots are unusable, some labels immature
+    assert (~features["usable"]).any() and (~labels["label_mature"]).any()
+    merged = {}
+    label_of = {(m, t): (mature, comp) for m, t, mature, comp in
+                zip(labels["machineID"], labels["datetime"], labels["label_mature"], labels["failure_component"])}
+    for m, t, usable in zip(features["machineID"], features["datetime"], features["usable"]):
+        mature, comp = label_of[(m, t)]
+        if usable and mature:
+            merged[(m, t)] = comp
+    assert len(rows) == len(merged)
+    assert set(zip(rows["machineID"], rows["datetime"])) == set(merged)
+    assert rows["usable"].all() and rows["label_mature"].all()
+    assert rows["failure_component"].notna().all()
+    assert [str(c) for c in rows["failure_component"]] == [str(merged[k]) for k in zip(rows["machineID"], rows["datetime"])]
+    assert list(rows.index) == list(range(len(rows)))
+
+
+def test_training_rows_do_not_depend_on_label_order(features, labels, rows):
+    shuffled = labels.sample(frac=1.0, random_state=5)
+    again = training_rows(features, shuffled)
+    pd.testing.assert_frame_equal(again, rows)
+
+
+def test_training_rows_refuse_duplicate_labels(features, labels):
+    with pytest.raises(pd.errors.MergeError):
+        training_rows(features, pd.concat([labels, labels.iloc[:1]], ignore_index=True))
+
+
+@pytest.mark.parametrize("cutoff", ["2015-03-20", "2015-03-20 04:30", "2015-02-11 13:00"])
+@pytest.mark.parametrize("horizon", [24, 48, 7])
+def test_split_leaves_one_horizon_gap(rows, cutoff, horizon):
+    train, test = split_by_cutoff(rows, cutoff, horizon)
+    cut, gap_start = pd.Timestamp(cutoff), pd.Timestamp(cutoff) - pd.Timedelta(hours=horizon)
+    assert len(train) and len(test)
+    assert (train["datetime"] < gap_start).all()  # no train snapshot in [cutoff - horizon, cutoff)
+    assert (train["datetime"] + pd.Timedelta(hours=horizon) < cut).all()  # train labels end before the cutoff
+    assert (test["datetime"] >= cut).all()
+    gap = rows[(rows["datetime"] >= gap_start) & (rows["datetime"] < cut)]
+    assert len(gap) > 0
+    assert len(train) + len(gap) + len(test) == len(rows)  # nothing else is lost
+    expected_train = rows[rows["datetime"] < gap_start].reset_index(drop=True)
+    expected_test = rows[rows["datetime"] >= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(train, expected_train)
+    pd.testing.assert_frame_equal(test, expected_test)
+
+
+# --- fit_bundle errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("absent", [["comp3"], ["comp1", "comp4"], [NO_FAILURE]])
+def test_fit_bundle_names_missing_classes(split, absent):
+    train = split[0]
+    without = train[~train["failure_component"].astype(str).isin(absent)]
+    with pytest.raises(ValueError, match="lack classes") as info:
+        fit_bundle(without, PARAMS)
+    message = str(info.value)
+    for c in LABEL_CLASSES:
+        assert (repr(c) in message) == (c in absent), (c, message)
+
+
+# --- risk levels, gate, costs -------------------------------------------------------------------------------
+
+
+def naive_risk(p: float, medium: float, high: float):
+    if math.isnan(p):
+        return None
+    if p >= high:
+        return "high"
+    if p >= medium:
+        return "medium"
+    return "low"
+
+
+@pytest.mark.parametrize(("medium", "high"), [(0.2, 0.5), (0.1, 1.0), (0.3, 0.30000000000000004)])
+def test_risk_level_thresholds(medium, high):
+    p = np.array([0.0, np.nextafter(medium, 0), medium, (medium + high) / 2, np.nextafter(high, 0), high, 1.0, np.nan,
+                  *np.random.default_rng(1).uniform(size=50)])
+    levels = risk_level(p, medium, high)
+    assert isinstance(levels, pd.Categorical)
+    assert list(levels.categories) == list(RISK_LEVELS) and levels.ordered
+    got = [None if pd.isna(v) else v for v in levels]
+    assert got == [naive_risk(v, medium, high) for v in p]
+    assert got[2] == "medium" and got[5] == "high" and got[7] is None  # boundaries inclusive, NaN missing
+
+
+@pytest.mark.parametrize(("medium", "high"), [(0.0, 0.5), (0.5, 0.5), (0.6, 0.5), (0.2, 1.1), (-0.1, 0.5),
+                                              (np.nan, 0.5), (0.2, np.nan)])
+def test_risk_level_rejects_bad_thresholds(medium, high):
+    with pytest.raises(ValueError, match="risk thresholds"):
+        risk_level(np.array([0.5]), medium, high)
+
+
+def test_gate_decisions():
+    promoted, reason = gate(None, 0.1, 0.02)
+    assert promoted and "no champion" in reason
+    assert gate(0.75, 0.8, 0.0)[0]  # better
+    assert gate(0.75, 0.75, 0.0)[0]  # equal
+    assert gate(0.75, 0.5, 0.25)[0]  # exactly at the tolerance: not worse by *more* than it
+    assert gate(0.75, 0.625, 0.25)[0]  # within the tolerance
+    assert not gate(0.75, np.nextafter(0.5, 0), 0.25)[0]  # just beyond it
+    promoted, reason = gate(0.75, 0.5, 0.125)
+    assert not promoted and "<" in reason
+    promoted, reason = gate(0.75, float("nan"), 0.25)
+    assert not promoted and "undefined" in reason
+    assert not gate(float("nan"), float("nan"), 0.25)[0]
+    assert gate(float("nan"), 0.1, 0.0)[0]  # an undefined champion cannot be beaten by more than the tolerance
+
+
+def test_expected_costs():
+    p = np.array([0.0, 0.1, 0.5, 1.0, 0.37])
+    waiting, saving = expected_costs(p, failure_cost=1000.0, inspection_cost=120.0)
+    for i, v in enumerate(p):
+        assert waiting[i] == pytest.approx(v * 1000.0)
+        assert saving[i] == pytest.approx(v * 1000.0 - 120.0)
+    assert saving[0] == pytest.approx(-120.0) and saving[3] == pytest.approx(880.0)
+    w, s = expected_costs([0.25], 8.0, 3.0)  # lists are accepted
+    assert w.tolist() == [2.0] and s.tolist() == [-1.0]
+
+
+# --- quality smoke ------------------------------------------------------------------------------------------
+
+
+def test_model_ranks_failures_far_above_the_base_rate(split, test_scores):
+    test = split[1]
+    y_any = (test["failure_component"].astype(str) != NO_FAILURE).astype(int).to_numpy()
+    base_rate = y_any.mean()
+    ap = average_precision_score(y_any, test_scores["p_any"].to_numpy())
+    assert base_rate < 0.1
+    assert ap > 0.5 and ap > 5 * base_rate
+    metrics = evaluate(test, test_scores.reset_index(drop=True), 0.5)
+    assert metrics["roc_auc"] > 0.9
+    assert metrics["brier"] < base_rate  # better than always predicting 0
