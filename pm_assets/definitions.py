@@ -2,12 +2,13 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from pm_assets.assets import features, ingestion, scoring, training
+from pm_assets.assets import features, ingestion, monitoring, scoring, training
 from pm_assets.jobs import main_job
-from pm_assets.resources import ModelRegistryResource, ParquetIOManager, RawFilesResource
+from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager, RawFilesResource
 
 defs = Definitions(
-    assets=load_assets_from_modules([ingestion, features, training, scoring]),
+    assets=load_assets_from_modules([ingestion, features, training, scoring, monitoring]),
     jobs=[main_job],
-    resources={"io_manager": ParquetIOManager(), "raw_files": RawFilesResource(), "model_registry": ModelRegistryResource()},
+    resources={"io_manager": ParquetIOManager(), "raw_files": RawFilesResource(), "model_registry": ModelRegistryResource(),
+               "outputs": OutputsResource()},
 )

@@ -13,7 +13,7 @@ from pm_assets.core.parsing import find_source_file, read_source_csv
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import TABLES, TableSpec
 from pm_assets.core.storage import concat_partitions, write_parquet_atomic
-from pm_assets.settings import MODELS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
+from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
 
 
 @lru_cache(maxsize=8)
@@ -64,6 +64,15 @@ class ModelRegistryResource(ConfigurableResource):
 
     def registry(self) -> LocalRegistry:
         return LocalRegistry(self.root)
+
+
+class OutputsResource(ConfigurableResource):
+    """Where reports for people go (CSV, JSON, HTML)."""
+
+    root: str = Field(default=str(OUTPUTS_DIR), description="Outputs folder.")
+
+    def monitoring_folder(self, partition: str) -> Path:
+        return Path(self.root) / "monitoring" / partition
 
 
 class ParquetIOManager(ConfigurableIOManager):

@@ -27,6 +27,7 @@ from pydantic import Field
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import ModelBundle, TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
+from pm_assets.core.monitoring import permutation_importance_of
 from pm_assets.resources import ModelRegistryResource
 
 MODEL_GROUP = "model"
@@ -56,7 +57,7 @@ class TrainingConfig(Config):
     learning_rate: float = Field(default=_DEFAULTS.learning_rate)
     l2_regularization: float = Field(default=_DEFAULTS.l2_regularization)
     min_samples_leaf: int = Field(default=_DEFAULTS.min_samples_leaf)
-    calibration: str = Field(default=_DEFAULTS.calibration, description="isotonic or sigmoid.")
+    calibration: str = Field(default=_DEFAULTS.calibration, description="sigmoid or isotonic.")
 
     def params(self) -> TrainParams:
         return TrainParams(seed=self.seed, max_iter=self.max_iter, learning_rate=self.learning_rate,
@@ -83,7 +84,7 @@ def _metric_metadata(prefix: str, metrics: dict) -> dict:
     check_specs=[AssetCheckSpec("champion_gate", asset="failure_model", blocking=True,
                                 description="Promote the new version unless it is worse than the champion "
                                 "(average precision, same window) beyond the tolerance.")],
-    description="Calibrated failure model (HistGradientBoosting in isotonic CalibratedClassifierCV; classes none, "
+    description="Calibrated failure model (HistGradientBoosting in sigmoid CalibratedClassifierCV; classes none, "
     "comp1..comp4; p_any = 1 - P(none)) and an IsolationForest anomaly model on the telemetry features, saved as "
     "one new version of the model registry with a model card. Evaluation on the test window is in the metadata.",
 )
@@ -106,6 +107,8 @@ def failure_model(
     metrics = evaluate(test, scores, config.operating_threshold)
     y_any = (test["failure_component"].astype(str) != "none").astype(int)
     anomaly_auc = float(_auc(y_any.to_numpy(), scores["anomaly_score"].to_numpy()))
+    # computed once per version on its own test window, for importance-weighted drift in monitoring
+    importance = permutation_importance_of(bundle, test)
 
     registry = model_registry.registry()
     card = {
@@ -120,6 +123,8 @@ def failure_model(
         "params": bundle.params,
         "operating_threshold": config.operating_threshold,
         "metrics": {k: v for k, v in metrics.items() if not isinstance(v, pd.DataFrame)} | {"anomaly_roc_auc": anomaly_auc},
+        "permutation_importance": {"scoring": "average precision of p_any", "window": "test",
+                                   "values": importance.to_dict()},
     }
     version = registry.register(bundle, card)
 

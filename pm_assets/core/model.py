@@ -1,10 +1,13 @@
 """The failure model, the anomaly model, their evaluation and the decisions built on them. No Dagster import.
 
-- Failure model: ``HistGradientBoostingClassifier`` inside ``CalibratedClassifierCV`` (isotonic, calibrators fit on
+- Failure model: ``HistGradientBoostingClassifier`` inside ``CalibratedClassifierCV`` (sigmoid, calibrators fit on
   3-fold out-of-fold predictions, one booster refit on all rows: ``ensemble=False``, a third of the trees to run
   at prediction time) on the five classes none/comp1..comp4. ``p_any = 1 - P(none)``. The boosting is regularised
   (L2 1.0, at least 40 rows a leaf): without it, at learning rate 0.1 the multiclass boosting ran away on the
   simulated year and macro F1 fell to 0.27; with it 100 iterations reach 0.995.
+- Sigmoid, not isotonic, calibration: on the simulated 2015-08-01 split both are as good (ECE 0.0003 vs 0.0002,
+  macro F1 0.995 both), but isotonic's step function put 97.8 % of snapshots at exactly p_any = 0, which leaves
+  score drift (PSI on reference quantiles) undefined; sigmoid gives a continuous p_any.
 - Features go to the models as one float matrix, ``model`` as its category code (an ordinal code: with four models
   the trees isolate each one as easily, and declaring it categorical made the boosting run a column transformer on
   every call): a single prediction then skips pandas validation, which was a third of its time.
@@ -50,7 +53,7 @@ class TrainParams:
     learning_rate: float = 0.1
     l2_regularization: float = 1.0
     min_samples_leaf: int = 40
-    calibration: str = "isotonic"  # or "sigmoid"
+    calibration: str = "sigmoid"  # or "isotonic" (see the module docstring)
     calibration_folds: int = 3
     anomaly_trees: int = 50
     anomaly_max_samples: int = 4096

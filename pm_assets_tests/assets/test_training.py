@@ -117,3 +117,26 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
         day_scores = scored[scored["datetime"].dt.floor("D") == day["date"].iloc[0]]
         worst = day_scores.groupby("machineID")["p_any"].max()
         np.testing.assert_allclose(day.set_index("machineID")["p_any"].sort_index(), worst.sort_index())
+
+
+def test_predict_cli_scores_one_machine_with_the_champion(pipeline, capsys):
+    import json
+
+    from pm_assets.cli import main
+
+    root, train, score = pipeline
+    if LocalRegistry(root / "models").champion() is None:
+        assert train().success
+    args = ["predict", "--machine", "4", "--registry", str(root / "models"), "--warehouse", str(root / "warehouse")]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["machineID"] == 4 and result["snapshot"] == "2015-04-30 21:00:00"
+    assert result["model_version"] == LocalRegistry(root / "models").champion()
+    assert result["p_any"] == pytest.approx(1 - result["p_none"])
+    assert sum(result[c] for c in PROBA_COLUMNS) == pytest.approx(1.0)
+    # the same snapshot scored by the scores asset gives the same probability
+    assert score("2015-04-30", LAST).success
+    stored = pd.read_parquet(root / "warehouse" / "scores" / "2015-04-30.parquet")
+    row = stored[(stored["machineID"] == 4) & (stored["datetime"] == pd.Timestamp("2015-04-30 21:00"))]
+    assert row["p_any"].iloc[0] == pytest.approx(result["p_any"], abs=1e-12)
+    assert main([*args[:2], "999", *args[3:]]) == 1  # unknown machine: a clear failure, not a crash

@@ -1,0 +1,171 @@
+"""Monitoring: drift and performance of the champion's inputs and scores, a traffic light, and reports.
+
+Partitioned by day, so its history is a time series in the UI. For partition D the production window is the 14
+days ending with D and the reference window the 60 days before (``MonitoringConfig``). Every partition writes
+``data/outputs/monitoring/<D>/``: drift_features.csv, drift_scores.csv, performance.csv, drift_weighted.csv,
+drift_segments.csv, monitoring_summary.json and report.html (self-contained).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    Config,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from pydantic import Field
+
+from pm_assets.assets.common import naive_utc
+from pm_assets.core.features import feature_columns
+from pm_assets.core.html_report import render
+from pm_assets.core.markdown import markdown_table
+from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor, monitoring_rows
+from pm_assets.core.storage import to_json_safe, write_bytes_atomic
+from pm_assets.partitions import daily_partitions
+from pm_assets.resources import ModelRegistryResource, OutputsResource
+
+MONITORING_GROUP = "monitoring"
+_DEFAULTS = MonitoringParams()
+#: Earlier partitions read: the reference and production windows at their longest.
+MONITORING_LOOKBACK_DAYS = _DEFAULTS.reference_days + _DEFAULTS.production_days - 1
+ALERT_CHECKS = {"score_drift": "no_score_drift", "feature_drift": "no_feature_drift",
+                "performance_decay": "no_performance_decay", "label_drift": "no_label_drift"}
+HISTOGRAM_FEATURES = 4
+
+
+class MonitoringConfig(Config):
+    """Windows and alert thresholds (defaults: the original monitoring notebook's)."""
+
+    reference_days: int = Field(default=_DEFAULTS.reference_days, ge=1)
+    production_days: int = Field(default=_DEFAULTS.production_days, ge=1)
+    score_psi_alert: float = Field(default=_DEFAULTS.score_psi_alert, description="Alert when the score PSI is at least this.")
+    feature_psi_alert: float = Field(default=_DEFAULTS.feature_psi_alert, description="A feature drifts at this PSI.")
+    min_drifted_features: int = Field(default=_DEFAULTS.min_drifted_features, description="Alert from this many drifted features.")
+    ap_drop_alert: float = Field(default=_DEFAULTS.ap_drop_alert, description="Alert when AP drops this much from the reference.")
+    failure_rate_change_alert: float = Field(
+        default=_DEFAULTS.failure_rate_change_alert, description="Alert when the failure rate moves this much (0.10 = 10 points).")
+    min_segment_rows: int = Field(default=_DEFAULTS.min_segment_rows, description="Smallest segment window compared.")
+
+    def params(self) -> MonitoringParams:
+        if self.reference_days + self.production_days - 1 > MONITORING_LOOKBACK_DAYS:
+            raise ValueError(f"reference_days + production_days must be at most {MONITORING_LOOKBACK_DAYS + 1} "
+                             "(the partitions the monitoring asset reads)")
+        return MonitoringParams(**{k: getattr(self, k) for k in (
+            "reference_days", "production_days", "score_psi_alert", "feature_psi_alert", "min_drifted_features",
+            "ap_drop_alert", "failure_rate_change_alert", "min_segment_rows")})
+
+
+def _lookback() -> AssetIn:
+    return AssetIn(metadata={"allow_missing_partitions": True},
+                   partition_mapping=TimeWindowPartitionMapping(start_offset=-MONITORING_LOOKBACK_DAYS,
+                                                                allow_nonexistent_upstream_partitions=True))
+
+
+def write_reports(folder: Path, date: str, result, params: MonitoringParams) -> Path:
+    """The partition's CSVs, JSON summary and HTML report, each written atomically."""
+    tables = {"drift_features": result.drift_features, "drift_scores": result.drift_scores,
+              "performance": result.performance, "drift_weighted": result.drift_weighted,
+              "drift_segments": result.drift_segments}
+    for name, table in tables.items():
+        write_bytes_atomic(folder / f"{name}.csv", table.to_csv(index=False).encode())
+    summary = result.summary() | {"date": date, "feature_psi_alert": params.feature_psi_alert}
+    write_bytes_atomic(folder / "monitoring_summary.json",
+                       json.dumps(to_json_safe(summary), indent=2, allow_nan=False).encode())
+    top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
+    ref, prod = result.reference_rows, result.production_rows
+    samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
+    samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
+    page = render(date, to_json_safe(summary), result.drift_features, result.drift_scores, result.performance,
+                  result.drift_segments, samples)
+    write_bytes_atomic(folder / "report.html", page.encode())
+    return folder / "report.html"
+
+
+@asset(
+    group_name=MONITORING_GROUP,
+    kinds={"pandas", "html"},
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    metadata={"partition_expr": "date"},
+    ins={"features": _lookback(), "scores": _lookback(), "labels": _lookback()},
+    deps=["failure_model"],
+    check_specs=[AssetCheckSpec(name, asset="monitoring", description=f"Fails (WARN) when the {alert} alert fires "
+                                "on the latest partition of the run.") for alert, name in ALERT_CHECKS.items()],
+    description="Drift and performance monitoring of the champion: feature PSI/KS, score PSI/KS, failure rate, AUC/AP "
+    "per week on mature labels with label-free estimates beside them, segment drift per machine model, "
+    "importance-weighted drift; four alerts and a traffic light (green 0-1, yellow 2, red 3+; retraining "
+    "recommended from 2). One row per day; reports and an HTML page in data/outputs/monitoring/<date>/.",
+)
+def monitoring(context: AssetExecutionContext, config: MonitoringConfig, features: pd.DataFrame, scores: pd.DataFrame,
+               labels: pd.DataFrame, model_registry: ModelRegistryResource, outputs: OutputsResource):
+    params = config.params()
+    registry = model_registry.registry()
+    champion = registry.champion()
+    importance = None
+    if champion is not None:
+        values = registry.card(champion).get("permutation_importance", {}).get("values")
+        importance = pd.Series(values, dtype=float) if values else None
+    rows = monitoring_rows(features, scores, labels)
+    names = [f for f in feature_columns() if f != "model"]
+    summaries, last = [], None
+    for key in context.partition_keys:
+        end = naive_utc(daily_partitions.time_window_for_partition_key(key).end)
+        result = monitor(rows, end, names, params, importance)
+        report = write_reports(outputs.monitoring_folder(key), key, result, params)
+        perf = result.performance.set_index("period")
+        row = {
+            "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),
+            "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
+            "score_psi": result.drift_scores["psi"].iloc[0],
+            "n_drifted_features": int(result.drift_features["drifted"].sum()),
+            "ap_reference": perf.loc["reference", "average_precision"],
+            "ap_production": perf.loc["production", "average_precision"],
+            "failure_rate_reference": perf.loc["reference", "failure_rate"],
+            "failure_rate_production": perf.loc["production", "failure_rate"],
+            "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
+            "alerts": ", ".join(a.name for a in result.alerts if a.fired), "model_version": champion or "none",
+            "report": str(report),
+        }
+        summaries.append(row)
+        context.add_asset_metadata({
+            "traffic_light": result.light,
+            "light_code": row["light_code"],
+            "alert_count": row["alert_count"],
+            "retrain_recommended": row["retrain_recommended"],
+            "score_psi": _float(row["score_psi"]),
+            "n_drifted_features": row["n_drifted_features"],
+            "ap_reference": _float(row["ap_reference"]),
+            "ap_production": _float(row["ap_production"]),
+            "report": MetadataValue.path(str(report)),
+            "alerts": MetadataValue.md(markdown_table(pd.DataFrame(
+                [{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts]))),
+            "top_drifted_features": MetadataValue.md(markdown_table(result.drift_features.head(10))),
+            "performance": MetadataValue.md(markdown_table(result.performance[
+                ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
+                 "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
+        }, partition_key=key)
+        last = result
+    table = pd.DataFrame(summaries)
+    yield Output(table, metadata={"dagster/row_count": len(table), "latest_traffic_light": last.light,
+                                  "latest_report": MetadataValue.path(table["report"].iloc[-1])})
+    for alert in last.alerts:
+        yield AssetCheckResult(check_name=ALERT_CHECKS[alert.name], passed=not alert.fired,
+                               severity=AssetCheckSeverity.WARN, description=alert.reason,
+                               metadata={"value": _float(alert.value), "threshold": alert.threshold,
+                                         "partition": context.partition_keys[-1]})
+
+
+def _float(value) -> float:
+    """Metadata floats for the UI's plots (NaN stays NaN: the point is missing, not zero)."""
+    return float("nan") if value is None else float(value)
