@@ -30,7 +30,7 @@ def test_partitioned_assets_share_daily_partitions_and_run_backfills_as_one_run(
     for asset in partitioned:
         assert asset.partitions_def == daily_partitions
         assert asset.backfill_policy == BackfillPolicy.single_run()
-        assert asset.metadata_by_key[asset.key]["partition_expr"] == "datetime"
+        assert asset.metadata_by_key[asset.key]["partition_expr"] in ("datetime", "date")
 
 
 def test_default_partitions_cover_the_real_dataset_span():
