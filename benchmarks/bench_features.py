@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pm_assets.core.features import FeatureParams, build_features, snapshot_times
+from pm_assets.core.features import FeatureParams, build_features, feature_columns, snapshot_times
 from pm_assets.core.labels import build_labels
 from pm_assets.core.schema import SENSORS
 from pm_assets.core.simulate import SimulationConfig, simulate
@@ -106,7 +106,7 @@ def main() -> None:
     full = ours["complete"].to_numpy()  # where every window is covered, both ways must agree
     worst = max(np.nanmax(np.abs(ours.loc[full, c].to_numpy() - theirs.loc[full, c].to_numpy())) for c in theirs.columns)
 
-    print(f"machines={args.machines} snapshots={len(feats):,} features={feats.shape[1] - 2} telemetry_rows={len(raw['telemetry']):,}")
+    print(f"machines={args.machines} snapshots={len(feats):,} features={len(feature_columns(params))} columns={feats.shape[1]} telemetry_rows={len(raw['telemetry']):,}")
     print(f"read raw parquet ({n_files} daily files x 4 tables)     {t_read:6.2f} s")
     print(f"features (pm_assets.core.features)                 {t_feat:6.2f} s")
     print(f"labels (pm_assets.core.labels)                     {t_lab:6.2f} s")

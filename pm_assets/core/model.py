@@ -55,7 +55,7 @@ class TrainParams:
     min_samples_leaf: int = 40
     calibration: str = "sigmoid"  # or "isotonic" (see the module docstring)
     calibration_folds: int = 3
-    anomaly_trees: int = 50
+    anomaly_trees: int = 32  # scoring one row costs ~40 us a tree: 32 keeps predict_one's p99 under 10 ms
     anomaly_max_samples: int = 4096
 
 
@@ -70,9 +70,14 @@ class ModelBundle:
 
     def probabilities(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(rows x 5) class probabilities in LABEL_CLASSES order, and the anomaly scores."""
-        proba = self.classifier.predict_proba(feature_matrix(frame, self.features))
+        matrix = feature_matrix(frame, self.features)
+        proba = self.classifier.predict_proba(matrix)
         order = [list(self.classifier.classes_).index(c) for c in LABEL_CLASSES]
-        return proba[:, order], -self.anomaly.score_samples(frame[ANOMALY_FEATURES].to_numpy(dtype=np.float64))
+        if set(ANOMALY_FEATURES) <= set(self.features):  # the anomaly inputs are columns of the same matrix
+            anomaly_input = matrix[:, [self.features.index(f) for f in ANOMALY_FEATURES]]
+        else:
+            anomaly_input = frame[ANOMALY_FEATURES].to_numpy(dtype=np.float64)
+        return proba[:, order], -self.anomaly.score_samples(anomaly_input)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities, p_any, most likely component and anomaly score for each row of ``frame``."""
@@ -216,12 +221,14 @@ def predict_one(bundle: ModelBundle, snapshots: pd.DataFrame, machine_id: int, a
 
     ``snapshots``: feature rows (any number of machines and days). Returns a JSON-ready dict.
     """
-    rows = snapshots[(snapshots["machineID"] == machine_id) & snapshots["usable"]]
+    times = snapshots["datetime"].to_numpy()
+    candidates = (snapshots["machineID"].to_numpy() == machine_id) & snapshots["usable"].to_numpy()
     if at is not None:
-        rows = rows[rows["datetime"] <= pd.Timestamp(at)]
-    if rows.empty:
+        candidates &= times <= np.datetime64(pd.Timestamp(at))
+    positions = np.flatnonzero(candidates)
+    if len(positions) == 0:
         raise LookupError(f"machine {machine_id}: no usable snapshot" + (f" at or before {at}" if at is not None else ""))
-    row = rows.loc[[rows["datetime"].idxmax()]]
+    row = snapshots.iloc[[positions[np.argmax(times[positions])]]]
     proba, anomaly = bundle.probabilities(row)
     p = dict(zip(PROBA_COLUMNS, proba[0].tolist()))
     p_any = 1.0 - p["p_none"]
