@@ -9,11 +9,12 @@ snapshot grid. Prints seconds (best of --repeat) and checks the two agree.
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from timing import best_of
 
 from pm_assets.core.features import FeatureParams, build_features, feature_columns, snapshot_times
 from pm_assets.core.labels import build_labels
@@ -65,15 +66,6 @@ def worst_error_vs_exact(feats: pd.DataFrame, telemetry: pd.DataFrame, samples: 
                 sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (len(v) - 1))
                 worst = max(worst, abs(getattr(r, f"{sensor}_mean_{name}") - mean), abs(getattr(r, f"{sensor}_sd_{name}") - sd))
     return worst
-
-
-def best_of(repeat, fn):
-    times, value = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - started)
-    return min(times), value
 
 
 def main() -> None:

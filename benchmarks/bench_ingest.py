@@ -9,20 +9,12 @@ Prints wall-clock seconds per stage (best of --repeat) and the process's peak re
 import argparse
 import resource
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
 
-
-def best_of(repeat: int, fn):
-    times, value = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - started)
-    return min(times), value
+from timing import best_of  # noqa: E402
 
 
 def main() -> None:

@@ -1,14 +1,20 @@
-"""The code location: assembles assets, checks, jobs and resources; no logic of its own."""
+"""The code location: assembles assets, checks, jobs, schedules, sensors and resources; no logic of its own."""
 
 from dagster import Definitions, load_assets_from_modules
 
 from pm_assets.assets import features, ingestion, monitoring, scoring, training
-from pm_assets.jobs import main_job
+from pm_assets.automation import daily_job, daily_schedule, main_job, retrain_job, retraining_sensor, weekly_retraining_schedule
 from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager, RawFilesResource
 
 defs = Definitions(
     assets=load_assets_from_modules([ingestion, features, training, scoring, monitoring]),
-    jobs=[main_job],
-    resources={"io_manager": ParquetIOManager(), "raw_files": RawFilesResource(), "model_registry": ModelRegistryResource(),
-               "outputs": OutputsResource()},
+    jobs=[main_job, daily_job, retrain_job],
+    schedules=[daily_schedule, weekly_retraining_schedule],
+    sensors=[retraining_sensor],
+    resources={
+        "io_manager": ParquetIOManager(),
+        "raw_files": RawFilesResource(),
+        "model_registry": ModelRegistryResource(),
+        "outputs": OutputsResource(),
+    },
 )

@@ -17,3 +17,14 @@ def column_schema(frame: pd.DataFrame) -> TableSchema:
 def by_day(frame: pd.DataFrame, column: str = "datetime"):
     """``frame`` grouped by the partition key (YYYY-MM-DD) of ``column``."""
     return frame.groupby(frame[column].dt.strftime("%Y-%m-%d"))
+
+
+def daily_partitioned(partition_expr: str = "datetime") -> dict:
+    """The decorator arguments every daily asset shares: the daily partitions, backfills as one run, and the column
+    the IO manager splits a ranged run's output by."""
+    from dagster import BackfillPolicy
+
+    from pm_assets.partitions import daily_partitions
+
+    return {"partitions_def": daily_partitions, "backfill_policy": BackfillPolicy.single_run(),
+            "metadata": {"partition_expr": partition_expr}}

@@ -8,14 +8,12 @@ gives exactly the table one run over the whole history gives (asserted in the te
 
 from math import ceil
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    BackfillPolicy,
     Config,
     MetadataValue,
     Output,
@@ -24,13 +22,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, naive_utc
+from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
 from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import FAILURES
 from pm_assets.core.validation import empty_table
-from pm_assets.partitions import daily_partitions
 
 FEATURES_GROUP = "features"
 _DEFAULTS = FeatureParams()
@@ -70,9 +67,7 @@ class LabelConfig(Config):
 @asset(
     group_name=FEATURES_GROUP,
     kinds={"pandas", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_expr": "datetime"},
+    **daily_partitioned(),
     ins={
         "telemetry": AssetIn(partition_mapping=_lookback(TELEMETRY_LOOKBACK_DAYS)),
         "errors": AssetIn(partition_mapping=_lookback(ERRORS_LOOKBACK_DAYS)),
@@ -129,9 +124,7 @@ def features(
 @asset(
     group_name=FEATURES_GROUP,
     kinds={"pandas", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_expr": "datetime"},
+    **daily_partitioned(),
     ins={
         "features": AssetIn(),
         "failures": AssetIn(

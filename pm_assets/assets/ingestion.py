@@ -16,13 +16,12 @@ import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    BackfillPolicy,
     MetadataValue,
     Output,
     asset,
 )
 
-from pm_assets.assets.common import by_day, column_schema, naive_utc
+from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.markdown import markdown_table
@@ -184,9 +183,7 @@ def build_raw_table_asset(spec: TableSpec):
         name=spec.name,
         group_name=RAW_GROUP,
         kinds=RAW_KINDS,
-        partitions_def=daily_partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        metadata={"partition_expr": spec.time_column},
+        **daily_partitioned(spec.time_column),
         deps=[source_files],
         ins={"machines": AssetIn()},
         check_specs=raw_check_specs(spec),

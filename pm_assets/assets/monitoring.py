@@ -9,7 +9,6 @@ drift_segments.csv, monitoring_summary.json and report.html (self-contained).
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -17,7 +16,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    BackfillPolicy,
     Config,
     MetadataValue,
     Output,
@@ -26,7 +24,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import naive_utc
+from pm_assets.assets.common import daily_partitioned, naive_utc
 from pm_assets.core.features import feature_columns
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
@@ -95,9 +93,7 @@ def write_reports(folder: Path, date: str, result, params: MonitoringParams) -> 
 @asset(
     group_name=MONITORING_GROUP,
     kinds={"pandas", "html"},
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_expr": "date"},
+    **daily_partitioned("date"),
     ins={"features": _lookback(), "scores": _lookback(), "labels": _lookback()},
     deps=["failure_model"],
     check_specs=[AssetCheckSpec(name, asset="monitoring", description=f"Fails (WARN) when the {alert} alert fires "

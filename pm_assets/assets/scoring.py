@@ -2,15 +2,14 @@
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, naive_utc
+from pm_assets.assets.common import by_day, column_schema, daily_partitioned
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.labels import LABEL_CLASSES
-from pm_assets.partitions import daily_partitions
 from pm_assets.resources import ModelRegistryResource
 
 SCORING_GROUP = "scoring"
@@ -40,9 +39,7 @@ class CostConfig(Config):
 @asset(
     group_name=SCORING_GROUP,
     kinds={"scikitlearn", "pandas", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_expr": "datetime"},
+    **daily_partitioned(),
     ins={"features": AssetIn()},
     deps=["failure_model"],
     description="The champion model's scores for every machine and snapshot: P(none), P(comp1..comp4), p_any, the "
@@ -84,9 +81,7 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
 @asset(
     group_name=SCORING_GROUP,
     kinds={"pandas", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    metadata={"partition_expr": "date"},
+    **daily_partitioned("date"),
     ins={"scores": AssetIn()},
     description="What a maintenance planner reads first: per day, every scored machine ranked by the expected saving "
     "of inspecting it now (p_any x failure cost - inspection cost), with its worst snapshot of the day, the likely "

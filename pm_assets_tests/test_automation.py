@@ -1,0 +1,100 @@
+"""The retraining sensor's decisions, and the jobs and schedules the UI shows."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+)
+
+from dagster import Definitions, MaterializeResult, asset, define_asset_job
+
+from pm_assets.automation import retrain_job, retraining_sensor
+from pm_assets.partitions import daily_partitions
+from pm_assets.definitions import defs
+
+
+@pytest.fixture()
+def fresh_instance():
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def report_monitoring(instance, partition: str, alerts: int) -> int:
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key="monitoring", partition=partition,
+        metadata={"alert_count": alerts, "retrain_recommended": alerts >= 2,
+                  "traffic_light": ["green", "green", "yellow", "red"][min(alerts, 3)]}))
+    return instance.fetch_materializations(AssetKey("monitoring"), limit=1).records[0].storage_id
+
+
+def tick(instance, cursor=None):
+    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return retraining_sensor(context), context.cursor
+
+
+def test_no_monitoring_result_skips_with_a_reason(fresh_instance):
+    result, _ = tick(fresh_instance)
+    assert isinstance(result, SkipReason) and "no monitoring result" in result.skip_message
+
+
+def test_green_result_is_handled_without_a_run(fresh_instance):
+    event_id = report_monitoring(fresh_instance, "2015-07-01", alerts=1)
+    result, cursor = tick(fresh_instance)
+    assert isinstance(result, SkipReason) and "1 alert(s)" in result.skip_message
+    assert cursor == str(event_id)
+
+
+def test_two_alerts_request_one_retraining_run_and_never_twice(fresh_instance):
+    event_id = report_monitoring(fresh_instance, "2015-07-14", alerts=3)
+    result, cursor = tick(fresh_instance)
+    assert isinstance(result, RunRequest)
+    assert result.run_key == f"monitoring-{event_id}" and result.partition_key == "2015-07-14"
+    again, same_cursor = tick(fresh_instance, cursor)
+    assert isinstance(again, SkipReason) and "already handled" in again.skip_message
+    assert same_cursor == cursor
+
+
+def test_no_request_while_a_retraining_run_is_in_progress(fresh_instance):
+    fresh_instance.add_run(DagsterRun(job_name=retrain_job.name, run_id="a" * 36, status=DagsterRunStatus.STARTED))
+    report_monitoring(fresh_instance, "2015-07-15", alerts=2)
+    result, _ = tick(fresh_instance)
+    assert isinstance(result, SkipReason) and "already retraining" in result.skip_message
+
+
+def _monitoring_run(instance, job_name: str) -> None:
+    """A real run named ``job_name`` that materializes an asset keyed 'monitoring' recommending retraining."""
+
+    @asset(name="monitoring", partitions_def=daily_partitions)
+    def stub():
+        return MaterializeResult(metadata={"alert_count": 3, "retrain_recommended": True, "traffic_light": "red"})
+
+    job = Definitions(assets=[stub], jobs=[define_asset_job(job_name, selection=[stub])]).resolve_job_def(job_name)
+    assert job.execute_in_process(instance=instance, partition_key="2015-07-16").success
+
+
+def test_monitoring_written_by_a_retraining_run_does_not_retrain_again(fresh_instance):
+    _monitoring_run(fresh_instance, retrain_job.name)
+    result, cursor = tick(fresh_instance)
+    assert isinstance(result, SkipReason) and "came from retraining run" in result.skip_message
+    _monitoring_run(fresh_instance, "daily_job")  # the next daily result decides
+    result, _ = tick(fresh_instance, cursor)
+    assert isinstance(result, RunRequest) and result.partition_key == "2015-07-16"
+
+
+def test_jobs_schedules_and_sensor_are_visible_with_descriptions():
+    repo = defs.get_repository_def()
+    assert {"main_job", "daily_job", "retrain_job"} <= set(repo.job_names)
+    schedules = {s.name: s for s in repo.schedule_defs}
+    assert schedules["weekly_retraining_schedule"].cron_schedule == "0 2 * * 0"
+    assert all(s.description for s in schedules.values())
+    sensor = repo.get_sensor_def("retraining_sensor")
+    assert sensor.description and sensor.default_status == DefaultSensorStatus.STOPPED
