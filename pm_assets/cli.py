@@ -46,8 +46,12 @@ def _main(args: argparse.Namespace) -> int:
         print(f"no Azure PdM files in {raw_dir}: simulating 100 machines {PARTITION_START}..{PARTITION_END}")
         _simulate(argparse.Namespace(machines=100, start=PARTITION_START, end=PARTITION_END, seed=42, out=raw_dir,
                                      gzip=False, drift_start=None, drift_shift=[], drift_failure_factor=1.0))
-    from dagster import DagsterInstance
+    import warnings
 
+    from dagster import BetaWarning, DagsterInstance
+
+    # backfill_policy and allow_nonexistent_upstream_partitions are beta in Dagster 1.13 and used on purpose
+    warnings.filterwarnings("ignore", category=BetaWarning)
     from pm_assets.definitions import defs
     from pm_assets.partitions import daily_partitions
 
@@ -64,7 +68,29 @@ def _main(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f} s")
     _print_summary(result)
+    _print_outcome()
     return 0 if result.success else 1
+
+
+def _print_outcome() -> None:
+    """The champion's test metrics, the latest traffic light and where the reports are."""
+    import json
+
+    from pm_assets.core.registry import LocalRegistry
+    from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR
+
+    registry = LocalRegistry(MODELS_DIR)
+    champion = registry.champion()
+    if champion:
+        metrics = registry.card(champion)["metrics"]
+        print(f"champion model {champion}: macro F1 {metrics['macro_f1_components']:.4f}, AP "
+              f"{metrics['average_precision']:.4f}, ECE {metrics['ece']:.4f} (test window; card in {registry.root / champion})")
+    reports = sorted((OUTPUTS_DIR / "monitoring").glob("*/monitoring_summary.json"))
+    if reports:
+        latest = json.loads(reports[-1].read_text())
+        print(f"latest monitoring {latest['date']}: {latest['traffic_light'].upper()} ({latest['alert_count']} alerts) "
+              f"- {latest['action']}")
+        print(f"reports: {reports[-1].parent}/report.html ({len(reports)} days in {OUTPUTS_DIR / 'monitoring'})")
 
 
 def _print_summary(result) -> None:

@@ -135,6 +135,7 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
         }
         summaries.append(row)
         context.add_asset_metadata({
+            "dagster/row_count": 1,
             "traffic_light": result.light,
             "light_code": row["light_code"],
             "alert_count": row["alert_count"],
@@ -153,7 +154,7 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
         }, partition_key=key)
         last = result
     table = pd.DataFrame(summaries)
-    yield Output(table, metadata={"dagster/row_count": len(table), "latest_traffic_light": last.light,
+    yield Output(table, metadata={"run_partitions": len(table), "latest_traffic_light": last.light,
                                   "latest_report": MetadataValue.path(table["report"].iloc[-1])})
     for alert in last.alerts:
         yield AssetCheckResult(check_name=ALERT_CHECKS[alert.name], passed=not alert.fired,
