@@ -1,7 +1,6 @@
 """Resources: where raw files come from, and the parquet IO manager every asset is stored with."""
 
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,14 +19,6 @@ from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR,
 def _parse_cached(path: str, size: int, mtime_ns: int, table: str) -> pd.DataFrame:
     # Keyed by size and mtime so a replaced file is parsed again; a single-run backfill parses each file once.
     return read_source_csv(path, TABLES[table])
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RawFilesResource(ConfigurableResource):

@@ -26,10 +26,10 @@ from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import EVENT_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
-from pm_assets.core.storage import write_parquet_atomic
+from pm_assets.core.storage import sha256_of, write_parquet_atomic
 from pm_assets.core.validation import ValidationResult, validate_rows
 from pm_assets.partitions import daily_partitions
-from pm_assets.resources import RawFilesResource, sha256_file
+from pm_assets.resources import RawFilesResource
 
 RAW_GROUP = "raw"
 RAW_KINDS = {"pandas", "parquet"}
@@ -58,7 +58,7 @@ def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result
         "run_rows_rejected": len(rejected),
         "run_partitions": len(keys),
         "source_file": MetadataValue.path(str(raw_files.path(spec))),
-        "source_sha256": sha256_file(raw_files.path(spec)),
+        "source_sha256": sha256_of(raw_files.path(spec)),
         "quarantine": MetadataValue.path(str(raw_files.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
     }
@@ -108,7 +108,7 @@ def source_files(context: AssetExecutionContext, raw_files: RawFilesResource) ->
     for spec in TABLES.values():
         path = raw_files.path(spec)
         parsed = raw_files.load(spec)
-        row = {"table": spec.name, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path),
+        row = {"table": spec.name, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_of(path),
                "rows": len(parsed)}
         if spec.time_column:
             t = parsed[spec.time_column]

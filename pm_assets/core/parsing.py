@@ -20,7 +20,6 @@ import csv
 import gzip
 import io
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -187,20 +186,3 @@ def read_source_csv(path: str | Path, spec: TableSpec) -> pd.DataFrame:
         else:
             frame[col] = frame[col].astype(object)
     return frame
-
-
-@dataclass(frozen=True)
-class SourceProfile:
-    """What a parsed source file holds, for the inventory and for completeness rules."""
-
-    path: str
-    rows: int
-    first: pd.Timestamp | None
-    last: pd.Timestamp | None
-
-
-def profile_source(path: str | Path, frame: pd.DataFrame, spec: TableSpec) -> SourceProfile:
-    times = frame[spec.time_column] if spec.time_column else None
-    first = times.min() if times is not None and len(times) else None
-    last = times.max() if times is not None and len(times) else None
-    return SourceProfile(str(path), len(frame), first, last)

@@ -13,7 +13,6 @@ sha256 matches their card, and refuses anything else with a :class:`RegistryErro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import joblib
 
-from pm_assets.core.storage import atomic_path, to_json_safe, write_bytes_atomic
+from pm_assets.core.storage import atomic_path, sha256_of, to_json_safe, write_bytes_atomic
 
 VERSION_PATTERN = re.compile(r"v[0-9]{4,}")
 ARTIFACT = "model.joblib"
@@ -36,14 +35,6 @@ LIBRARIES = ("scikit-learn", "pandas", "numpy", "joblib", "pyarrow", "scipy")
 
 class RegistryError(RuntimeError):
     """A registry operation refused: unknown version, a path outside the registry, or a tampered artifact."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
