@@ -11,7 +11,8 @@ from pydantic import Field
 from pm_assets.core.parsing import find_source_file, read_source_csv
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import TABLES, TableSpec
-from pm_assets.core.storage import concat_partitions, write_parquet_atomic
+from pm_assets.core.storage import concat_partitions, sha256_of, write_parquet_atomic
+from pm_assets.partitions import split_by_partition
 from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
 
 
@@ -19,6 +20,11 @@ from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR,
 def _parse_cached(path: str, size: int, mtime_ns: int, table: str) -> pd.DataFrame:
     # Keyed by size and mtime so a replaced file is parsed again; a single-run backfill parses each file once.
     return read_source_csv(path, TABLES[table])
+
+
+@lru_cache(maxsize=8)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
 
 
 class RawFilesResource(ConfigurableResource):
@@ -42,6 +48,12 @@ class RawFilesResource(ConfigurableResource):
         path = self.path(spec)
         stat = path.stat()
         return _parse_cached(str(path), stat.st_size, stat.st_mtime_ns, spec.name)
+
+    def sha256(self, spec: TableSpec) -> str:
+        """sha256 of the source file, computed once per process (and again only when the file changes)."""
+        path = self.path(spec)
+        stat = path.stat()
+        return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
     def quarantine_path(self, table: str, partition: str) -> Path:
         return Path(self.quarantine_dir) / table / f"{partition}.parquet"
@@ -90,15 +102,8 @@ class ParquetIOManager(ConfigurableIOManager):
         keys = context.asset_partition_keys
         if len(keys) > 1 and not column:
             raise ValueError(f"{context.asset_key.to_user_string()}: a multi-partition output needs partition_expr")
-        partitions_def = context.asset_partitions_def
         written = 0
-        for key in keys:
-            if column:
-                window = partitions_def.time_window_for_partition_key(key)
-                start, end = (pd.Timestamp(t).tz_localize(None) for t in (window.start, window.end))
-                part = obj[(obj[column] >= start) & (obj[column] < end)]
-            else:
-                part = obj
+        for key, part in split_by_partition(obj, column, keys, context.asset_partitions_def):
             write_parquet_atomic(part.reset_index(drop=True), self._path(context.asset_key, key))
             written += len(part)
         if written != len(obj):

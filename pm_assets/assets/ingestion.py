@@ -26,9 +26,9 @@ from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import EVENT_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
-from pm_assets.core.storage import sha256_of, write_parquet_atomic
+from pm_assets.core.storage import write_parquet_atomic
 from pm_assets.core.validation import ValidationResult, validate_rows
-from pm_assets.partitions import daily_partitions
+from pm_assets.partitions import daily_partitions, split_by_partition
 from pm_assets.resources import RawFilesResource
 
 RAW_GROUP = "raw"
@@ -37,13 +37,8 @@ RAW_KINDS = {"pandas", "parquet"}
 
 def _quarantine(raw_files: RawFilesResource, spec: TableSpec, rejected: pd.DataFrame, keys: list[str]) -> None:
     """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files."""
-    for key in keys:
-        if spec.time_column and len(keys) > 1:
-            window = daily_partitions.time_window_for_partition_key(key)
-            in_day = (rejected[spec.time_column] >= naive_utc(window.start)) & (rejected[spec.time_column] < naive_utc(window.end))
-            part = rejected[in_day]
-        else:
-            part = rejected
+    column = spec.time_column if len(keys) > 1 else None  # one key ("history", "all", or a day) takes every row
+    for key, part in split_by_partition(rejected, column, keys):
         write_parquet_atomic(part.reset_index(drop=True), raw_files.quarantine_path(spec.name, key))
 
 
@@ -58,7 +53,7 @@ def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result
         "run_rows_rejected": len(rejected),
         "run_partitions": len(keys),
         "source_file": MetadataValue.path(str(raw_files.path(spec))),
-        "source_sha256": sha256_of(raw_files.path(spec)),
+        "source_sha256": raw_files.sha256(spec),
         "quarantine": MetadataValue.path(str(raw_files.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
     }
@@ -108,7 +103,7 @@ def source_files(context: AssetExecutionContext, raw_files: RawFilesResource) ->
     for spec in TABLES.values():
         path = raw_files.path(spec)
         parsed = raw_files.load(spec)
-        row = {"table": spec.name, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_of(path),
+        row = {"table": spec.name, "path": str(path), "bytes": path.stat().st_size, "sha256": raw_files.sha256(spec),
                "rows": len(parsed)}
         if spec.time_column:
             t = parsed[spec.time_column]
