@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from pm_assets.partitions import daily_partitions
+from pm_assets.settings import SENSOR_INTERVAL_SECONDS
 
 MONITORING = AssetKey("monitoring")
 ACTIVE_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -61,7 +62,7 @@ def weekly_retraining_schedule(context):
     return RunRequest(run_key=f"weekly-{key}", partition_key=key)
 
 
-@sensor(job=retrain_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.STOPPED,
+@sensor(job=retrain_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=DefaultSensorStatus.STOPPED,
         description="Retrains when the latest monitoring result recommends it (two or more alerts): one request per "
         "monitoring materialization, never while a retraining run is queued or running.")
 def retraining_sensor(context: SensorEvaluationContext):

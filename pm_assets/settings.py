@@ -10,6 +10,7 @@ environment variables with documented defaults. Run-time settings live in Dagste
 | ``PM_RAW_DIR`` | ``$PM_DATA_DIR/raw/azure_pm`` | the five Kaggle CSV files (``.csv`` or ``.csv.gz``) |
 | ``PM_PARTITION_START`` | ``2015-01-01`` | first daily partition (UTC) |
 | ``PM_PARTITION_END`` | ``2016-01-02`` | end of the last daily partition, exclusive |
+| ``PM_SENSOR_INTERVAL_SECONDS`` | ``30`` | minimum seconds between two ticks of ``retraining_sensor`` |
 
 The default range, 2015-01-01 .. 2016-01-01 (366 daily partitions), is the span of the real Kaggle files, whose
 telemetry runs from 2015-01-01 06:00 to 2016-01-01 06:00. ``pm-assets main`` simulates the whole range when there
@@ -31,3 +32,4 @@ OUTPUTS_DIR = DATA_DIR / "outputs"  # reports for people: monitoring CSV/JSON/HT
 
 PARTITION_START = os.environ.get("PM_PARTITION_START", "2015-01-01")
 PARTITION_END = os.environ.get("PM_PARTITION_END", "2016-01-02")
+SENSOR_INTERVAL_SECONDS = int(os.environ.get("PM_SENSOR_INTERVAL_SECONDS", "30"))

@@ -28,7 +28,7 @@ from pm_assets.assets.common import daily_partitioned, naive_utc
 from pm_assets.core.features import feature_columns
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor, monitoring_rows
+from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor_days, monitoring_rows
 from pm_assets.core.storage import to_json_safe, write_bytes_atomic
 from pm_assets.partitions import daily_partitions
 from pm_assets.resources import ModelRegistryResource, OutputsResource
@@ -115,9 +115,9 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     rows = monitoring_rows(features, scores, labels)
     names = [f for f in feature_columns() if f != "model"]
     summaries, last = [], None
-    for key in context.partition_keys:
-        end = naive_utc(daily_partitions.time_window_for_partition_key(key).end)
-        result = monitor(rows, end, names, params, importance)
+    keys = context.partition_keys
+    ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
+    for key, result in zip(keys, monitor_days(rows, ends, names, params, importance), strict=True):
         report = write_reports(outputs.monitoring_folder(key), key, result, params)
         perf = result.performance.set_index("period")
         row = {

@@ -28,6 +28,24 @@ def _clean(values) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
+def sorted_clean(values) -> np.ndarray:
+    """The non-NaN values, sorted: what :func:`psi_sorted` and :func:`ks_sorted` take (sort once, use twice)."""
+    values = np.sort(np.asarray(values, dtype=np.float64))  # NaN sorts last
+    return values[: len(values) - int(np.isnan(values).sum())]
+
+
+def sorted_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, q)`` (its default, linear method, bit for bit) of values already sorted, without
+    the partial sort np.quantile does again: the order statistics are at hand."""
+    position = q * (len(values) - 1)
+    below = np.floor(position).astype(np.intp)
+    gamma = position - below
+    a, b = values[below], values[np.minimum(below + 1, len(values) - 1)]
+    diff = b - a
+    # numpy's _lerp: a + diff * gamma, or b - diff * (1 - gamma) from gamma 0.5 on
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+
+
 def psi_edges(reference, bins: int = PSI_BINS) -> np.ndarray:
     ref = _clean(reference)
     if len(ref) == 0:
@@ -36,27 +54,49 @@ def psi_edges(reference, bins: int = PSI_BINS) -> np.ndarray:
 
 
 def psi(reference, production, bins: int = PSI_BINS, epsilon: float = PSI_EPSILON) -> float:
-    ref, prod = _clean(reference), _clean(production)
+    return psi_sorted(sorted_clean(reference), sorted_clean(production), bins, epsilon)
+
+
+def psi_sorted(ref: np.ndarray, prod: np.ndarray, bins: int = PSI_BINS, epsilon: float = PSI_EPSILON) -> float:
+    """:func:`psi` of two samples already passed through :func:`sorted_clean`."""
     if len(ref) < MIN_SAMPLE or len(prod) < MIN_SAMPLE:
         return float("nan")
-    edges = psi_edges(ref, bins)
+    edges = np.unique(sorted_quantiles(ref, np.arange(1, bins) / bins))
     if len(edges) < MIN_EDGES:
         return float("nan")
-    n_bins = len(edges) + 1
-    p_ref = np.bincount(np.searchsorted(edges, ref, side="left"), minlength=n_bins) / len(ref)
-    p_prod = np.bincount(np.searchsorted(edges, prod, side="left"), minlength=n_bins) / len(prod)
+    # a value equal to an edge falls in the lower bin: the count at or below each edge closes the bin
+    p_ref = np.diff(np.searchsorted(ref, edges, side="right"), prepend=0, append=len(ref)) / len(ref)
+    p_prod = np.diff(np.searchsorted(prod, edges, side="right"), prepend=0, append=len(prod)) / len(prod)
     p_ref, p_prod = np.maximum(p_ref, epsilon), np.maximum(p_prod, epsilon)
     return float(np.sum((p_prod - p_ref) * np.log(p_prod / p_ref)))
 
 
 def ks_statistic(reference, production) -> float:
-    a, b = np.sort(_clean(reference)), np.sort(_clean(production))
+    return ks_sorted(sorted_clean(reference), sorted_clean(production))
+
+
+def ks_sorted(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`ks_statistic` of two samples already passed through :func:`sorted_clean`.
+
+    Both empirical CDFs are step functions, so the largest gap is at a value u of one sample, either at u or just
+    below it. Between two consecutive distinct values of ``b`` F_b is constant and F_a only grows, so it is
+    enough to look at each distinct value u_k of ``b``: F_b(u_k) - F_a(u_k) and F_a(u_k-) - F_b(u_(k-1)); after
+    the last one F_b = 1 >= F_a. Two binary searches of the distinct values of ``b`` into ``a``.
+    """
     if len(a) == 0 or len(b) == 0:
         return float("nan")
-    both = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, both, side="right") / len(a)
-    cdf_b = np.searchsorted(b, both, side="right") / len(b)
-    return float(np.max(np.abs(cdf_a - cdf_b)))
+    if len(b) > len(a):  # search the smaller sample into the larger (the statistic is symmetric)
+        a, b = b, a
+    starts = np.flatnonzero(np.concatenate([[True], b[1:] != b[:-1]]))  # first index of each distinct value
+    u = b[starts]
+    f_b = np.append(starts[1:], len(b)) / len(b)
+    f_b_before = np.concatenate([[0.0], f_b[:-1]])
+    below = np.searchsorted(a, u, side="left")
+    at_or_below = below.copy()  # differs from `below` only where u occurs in a: search those again
+    present = a[np.minimum(below, len(a) - 1)] == u
+    at_or_below[present] = np.searchsorted(a, u[present], side="right")
+    f_a, f_a_below = at_or_below / len(a), below / len(a)
+    return float(max(np.max(f_b - f_a), np.max(f_a_below - f_b_before), 0.0))
 
 
 # --- label-free performance estimates (the idea of NannyML's CBPE) ----------------------------------------------
@@ -70,17 +110,20 @@ def expected_failure_rate(p) -> float:
 
 def expected_roc_auc(p) -> float:
     """E[concordant positive/negative pairs] / E[positive/negative pairs], ties counted half, when the score is p."""
-    p = _clean(p)
+    return expected_roc_auc_sorted(np.sort(_clean(p)))
+
+
+def expected_roc_auc_sorted(p: np.ndarray) -> float:
+    """:func:`expected_roc_auc` of probabilities already sorted ascending, without NaN."""
     if len(p) < 2:
         return float("nan")
-    order = np.argsort(p, kind="stable")
-    p = p[order]
     q = 1.0 - p
     # negatives' expected mass strictly below each score, and within its tie group (minus the row itself)
-    unique, first, counts = np.unique(p, return_index=True, return_counts=True)
+    first = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1]]))
+    counts = np.diff(first, append=len(p))
     q_before_group = np.concatenate([[0.0], np.cumsum(q)])[first]
     q_in_group = np.add.reduceat(q, first)
-    group = np.repeat(np.arange(len(unique)), counts)
+    group = np.repeat(np.arange(len(first)), counts)
     below = q_before_group[group] + 0.5 * (q_in_group[group] - q)
     numerator = np.sum(p * below)
     denominator = p.sum() * q.sum() - np.sum(p * q)
@@ -89,10 +132,41 @@ def expected_roc_auc(p) -> float:
 
 def expected_average_precision(p) -> float:
     """E[sum_k rel_k * precision@k] / E[positives], rows ranked by p (descending, stable)."""
-    p = _clean(p)
+    return expected_average_precision_sorted(np.sort(_clean(p)))
+
+
+def expected_average_precision_sorted(p: np.ndarray) -> float:
+    """:func:`expected_average_precision` of probabilities already sorted ascending, without NaN (tied rows are
+    equal, so the descending ranking is the reversed array whatever the order among ties)."""
     if len(p) == 0 or p.sum() <= 0:
         return float("nan")
-    p = p[np.argsort(-p, kind="stable")]
+    p = p[::-1]
     k = np.arange(1, len(p) + 1)
     before = np.concatenate([[0.0], np.cumsum(p)[:-1]])
     return float(np.sum((p + p * before) / k) / p.sum())
+
+
+def roc_auc_and_average_precision(y, p) -> tuple[float, float]:
+    """Realized ROC AUC and average precision (sklearn's definitions, ties included) from one sort; NaN when y has
+    one class or is empty."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    return roc_auc_and_average_precision_sorted(y[order], p[order])
+
+
+def roc_auc_and_average_precision_sorted(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """:func:`roc_auc_and_average_precision` of rows already sorted by p ascending."""
+    positives = float(y.sum())
+    negatives = len(y) - positives
+    if len(y) == 0 or positives == 0 or negatives == 0:
+        return float("nan"), float("nan")
+    first = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1]]))  # tie groups of equal scores
+    pos = np.add.reduceat(y, first)
+    neg = np.diff(first, append=len(y)) - pos
+    neg_below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])
+    auc = float(np.sum(pos * (neg_below + 0.5 * neg)) / (positives * negatives))
+    # AP: thresholds from the highest score down; precision and recall at each distinct score
+    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+    recall_step = pos[::-1] / positives
+    ap = float(np.sum(recall_step * tp / (tp + fp)))
+    return auc, ap

@@ -8,6 +8,10 @@
 - Sigmoid, not isotonic, calibration: on the simulated 2015-08-01 split both are as good (ECE 0.0003 vs 0.0002,
   macro F1 0.995 both), but isotonic's step function put 97.8 % of snapshots at exactly p_any = 0, which leaves
   score drift (PSI on reference quantiles) undefined; sigmoid gives a continuous p_any.
+- Negative sampling: the boosting trains on every failure row and a seeded quarter of the no-failure rows, each
+  weighted 4 (``negative_sample_rate``), so weighted class totals, and so the calibrated probabilities, match the
+  full data. On the simulated year (test: December) it trained 3.3x faster than on every row, AP 0.9997 vs 0.9991,
+  ECE 0.0006 vs 0.0005, mean p_any 0.0196 for a failure rate of 0.0191.
 - Features go to the models as one float matrix, ``model`` as its category code (an ordinal code: with four models
   the trees isolate each one as easily, and declaring it categorical made the boosting run a column transformer on
   every call): a single prediction then skips pandas validation, which was a third of its time.
@@ -55,6 +59,9 @@ class TrainParams:
     min_samples_leaf: int = 40
     calibration: str = "sigmoid"  # or "isotonic" (see the module docstring)
     calibration_folds: int = 3
+    #: share of no-failure rows kept for training (seeded); the kept ones weigh 1/rate so that probabilities stay
+    #: calibrated to the true failure rate. 0.25 trains 3.3x faster at the same AP and ECE (README, "Model").
+    negative_sample_rate: float = 0.25
     anomaly_trees: int = 32  # scoring one row costs ~40 us a tree: 32 keeps predict_one's p99 under 10 ms
     anomaly_max_samples: int = 4096
 
@@ -134,12 +141,24 @@ def fit_bundle(train: pd.DataFrame, params: TrainParams = TrainParams(), feature
         categorical_features=None,
     )
     classifier = CalibratedClassifierCV(booster, method=params.calibration, cv=params.calibration_folds, ensemble=False)
-    classifier.fit(feature_matrix(train, features), y)
+    keep, weight = negative_sample(y.to_numpy() == NO_FAILURE, params.negative_sample_rate, params.seed)
+    classifier.fit(feature_matrix(train, features)[keep], y.to_numpy()[keep],
+                   sample_weight=weight if params.negative_sample_rate < 1 else None)
     normal = train[train["failure_component"].astype(str) == NO_FAILURE]  # the anomaly model learns normal rows only
     anomaly = IsolationForest(n_estimators=params.anomaly_trees, max_samples=min(params.anomaly_max_samples, len(normal)),
                               random_state=params.seed)
     anomaly.fit(normal[ANOMALY_FEATURES].to_numpy())
     return ModelBundle(classifier=classifier, anomaly=anomaly, features=features, params=asdict(params))
+
+
+def negative_sample(negative: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the rows kept, their weights): every positive row with weight 1, a seeded share ``rate`` of the
+    negative rows with weight 1/rate, so weighted class totals estimate the full data's."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"negative_sample_rate must be in (0, 1], got {rate}")
+    kept = ~negative | (np.random.default_rng(seed).random(len(negative)) < rate)
+    index = np.flatnonzero(kept)
+    return index, np.where(negative[index], 1.0 / rate, 1.0)
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

@@ -12,14 +12,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 
 from pm_assets.core.drift import (
-    expected_average_precision,
+    expected_average_precision_sorted,
     expected_failure_rate,
-    expected_roc_auc,
-    ks_statistic,
+    expected_roc_auc_sorted,
+    ks_sorted,
     psi,
+    psi_sorted,
+    roc_auc_and_average_precision_sorted,
+    sorted_clean,
 )
 
 LIGHTS = ("green", "yellow", "red")
@@ -99,12 +102,6 @@ def windows_for(end, params: MonitoringParams) -> dict:
     return {"reference": (reference_start, production_start), "production": (production_start, end)}
 
 
-def _auc_ap(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    if len(y) == 0 or len(np.unique(y)) < 2:
-        return float("nan"), float("nan")
-    return float(roc_auc_score(y, p)), float(average_precision_score(y, p))
-
-
 def monitoring_rows(features: pd.DataFrame, scores: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Scored snapshots with their features, p_any and (possibly immature) labels, sorted by time."""
     keys = ["machineID", "datetime"]
@@ -113,95 +110,150 @@ def monitoring_rows(features: pd.DataFrame, scores: pd.DataFrame, labels: pd.Dat
     return rows[rows["scored"]].sort_values("datetime", kind="stable").reset_index(drop=True)
 
 
+@dataclass
+class PreparedRows:
+    """:func:`monitoring_rows` as arrays, extracted once for any number of monitoring dates (see
+    :func:`monitor_days`): times, the numeric features as one column-major float matrix, p_any, labels, model."""
+
+    rows: pd.DataFrame
+    times: np.ndarray
+    numeric: list[str]
+    matrix: np.ndarray
+    p_any: np.ndarray
+    y: np.ndarray
+    mature: np.ndarray
+    model: np.ndarray
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, feature_names: list[str]) -> PreparedRows:
+        numeric = [f for f in feature_names if f in rows and pd.api.types.is_numeric_dtype(rows[f])]
+        matrix = np.empty((len(rows), len(numeric)), order="F")  # a feature's values are contiguous
+        for j, f in enumerate(numeric):
+            matrix[:, j] = rows[f].to_numpy(dtype=np.float64, na_value=np.nan)
+        return cls(rows=rows, times=rows["datetime"].to_numpy(), numeric=numeric, matrix=matrix,
+                   p_any=rows["p_any"].to_numpy(dtype=np.float64),
+                   y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
+                   mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool),
+                   model=rows["model"].to_numpy(dtype=object) if "model" in rows else np.full(len(rows), np.nan, object))
+
+    def span(self, start, end) -> slice:
+        """The rows with start <= datetime < end (rows are sorted by time: two binary searches)."""
+        return slice(int(np.searchsorted(self.times, np.datetime64(start), "left")),
+                     int(np.searchsorted(self.times, np.datetime64(end), "left")))
+
+
 def monitor(rows: pd.DataFrame, end, feature_names: list[str], params: MonitoringParams = MonitoringParams(),
             importance: pd.Series | None = None) -> MonitoringResult:
     """Everything monitored for the window ending at ``end``, from :func:`monitoring_rows`.
 
     ``importance``: permutation importance per feature (any scale; normalised here); None skips weighting.
     """
-    win = windows_for(end, params)
-    times = rows["datetime"].to_numpy()
-    in_window = {}
-    for name, (a, b) in win.items():  # rows are sorted by time: two binary searches per window
-        lo, hi = np.searchsorted(times, np.datetime64(a), "left"), np.searchsorted(times, np.datetime64(b), "left")
-        in_window[name] = rows.iloc[lo:hi]
-    ref, prod = in_window["reference"], in_window["production"]
+    return monitor_prepared(PreparedRows.of(rows, feature_names), end, params, importance)
 
-    numeric = [f for f in feature_names if f in rows and pd.api.types.is_numeric_dtype(rows[f])]
-    drift_features = pd.DataFrame({
-        "feature": numeric,
-        "psi": [psi(ref[f], prod[f]) for f in numeric],
-        "ks": [ks_statistic(ref[f], prod[f]) for f in numeric],
-        "reference_mean": [float(ref[f].mean()) for f in numeric],
-        "production_mean": [float(prod[f].mean()) for f in numeric],
-    })
+
+def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: MonitoringParams = MonitoringParams(),
+                 importance: pd.Series | None = None):
+    """:func:`monitor` for each of ``ends`` (a generator), with the rows turned into arrays once."""
+    prepared = PreparedRows.of(rows, feature_names)
+    for end in ends:
+        yield monitor_prepared(prepared, end, params, importance)
+
+
+def monitor_prepared(data: PreparedRows, end, params: MonitoringParams = MonitoringParams(),
+                     importance: pd.Series | None = None) -> MonitoringResult:
+    win = windows_for(end, params)
+    ref, prod = data.span(*win["reference"]), data.span(*win["production"])
+
+    drift_features = _feature_drift(data, ref, prod)
     drift_features["drifted"] = drift_features["psi"] >= params.feature_psi_alert
     drift_features = drift_features.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
 
-    mature = {name: w[w["label_mature"].fillna(False).astype(bool)] for name, w in in_window.items()}
-    rate = {name: float(m["failure_within_horizon"].astype(float).mean()) if len(m) else float("nan") for name, m in mature.items()}
+    performance = _performance(data, win, ref, prod)
+    perf = performance.set_index("period")
+    ref_p, prod_p = sorted_clean(data.p_any[ref]), sorted_clean(data.p_any[prod])
     drift_scores = pd.DataFrame([{
-        "score": "p_any", "psi": psi(ref["p_any"], prod["p_any"]), "ks": ks_statistic(ref["p_any"], prod["p_any"]),
-        "reference_mean": float(ref["p_any"].mean()), "production_mean": float(prod["p_any"].mean()),
-        "reference_failure_rate": rate["reference"], "production_failure_rate": rate["production"],
+        "score": "p_any", "psi": psi_sorted(ref_p, prod_p), "ks": ks_sorted(ref_p, prod_p),
+        "reference_mean": _mean(data.p_any[ref]), "production_mean": _mean(data.p_any[prod]),
+        "reference_failure_rate": perf.loc["reference", "failure_rate"],
+        "production_failure_rate": perf.loc["production", "failure_rate"],
     }])
-
-    performance = _performance(mature, in_window, win, params)
-    drift_segments = _segments(ref, prod, params)
+    drift_segments = _segments(data, ref, prod, params)
     drift_weighted = _weighted(drift_features, importance)
 
-    ref_perf = performance[performance["period"] == "reference"].iloc[0]
-    prod_perf = performance[performance["period"] == "production"].iloc[0]
+    mature_rows = {name: int(data.mature[span].sum()) for name, span in (("reference", ref), ("production", prod))}
     result = MonitoringResult(
         windows={name: {"start": str(a), "end": str(b)} for name, (a, b) in win.items()}
-        | {"rows": {"reference": len(ref), "production": len(prod), "reference_mature": len(mature["reference"]),
-                    "production_mature": len(mature["production"])}},
+        | {"rows": {"reference": ref.stop - ref.start, "production": prod.stop - prod.start,
+                    "reference_mature": mature_rows["reference"], "production_mature": mature_rows["production"]}},
         drift_features=drift_features, drift_scores=drift_scores, performance=performance,
-        drift_segments=drift_segments, drift_weighted=drift_weighted, reference_rows=ref, production_rows=prod,
+        drift_segments=drift_segments, drift_weighted=drift_weighted,
+        reference_rows=data.rows.iloc[ref], production_rows=data.rows.iloc[prod],
     )
-    result.alerts = alerts(drift_scores.iloc[0], drift_features, ref_perf, prod_perf, params)
+    result.alerts = alerts(drift_scores.iloc[0], drift_features, perf.loc["reference"], perf.loc["production"], params)
     return result
 
 
-def _performance(mature: dict, in_window: dict, win: dict, params: MonitoringParams) -> pd.DataFrame:
+def _mean(values: np.ndarray) -> float:
+    clean = values[~np.isnan(values)]
+    return float(clean.mean()) if len(clean) else float("nan")
+
+
+def _feature_drift(data: PreparedRows, ref: slice, prod: slice) -> pd.DataFrame:
+    """PSI, KS and means per feature. Each window is sorted once, all features in one call (NaN sorts last)."""
+    ref_sorted, prod_sorted = np.sort(data.matrix[ref], axis=0), np.sort(data.matrix[prod], axis=0)
+    ref_n, prod_n = (~np.isnan(ref_sorted)).sum(axis=0), (~np.isnan(prod_sorted)).sum(axis=0)
+    table = {"feature": data.numeric, "psi": [], "ks": [], "reference_mean": [], "production_mean": []}
+    for j in range(len(data.numeric)):
+        r, p = ref_sorted[: ref_n[j], j], prod_sorted[: prod_n[j], j]
+        table["psi"].append(psi_sorted(r, p))
+        table["ks"].append(ks_sorted(r, p))
+        table["reference_mean"].append(float(r.mean()) if len(r) else float("nan"))
+        table["production_mean"].append(float(p.mean()) if len(p) else float("nan"))
+    return pd.DataFrame(table)
+
+
+def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.DataFrame:
     """Realized AUC/AP per production week and for each window, with the label-free estimates beside them."""
     rows = []
 
-    def add(period: str, start, end, labelled: pd.DataFrame, all_rows: pd.DataFrame):
-        y = labelled["failure_within_horizon"].astype(float).to_numpy()
-        auc, ap = _auc_ap(y, labelled["p_any"].to_numpy())
-        immature = all_rows[~all_rows["label_mature"].fillna(False).astype(bool)]
+    def add(period: str, start, end, span: slice):
+        mature, p = data.mature[span], data.p_any[span]
+        order = np.argsort(p[mature], kind="stable")
+        y, p_mature = data.y[span][mature][order], p[mature][order]  # mature rows sorted by score
+        auc, ap = roc_auc_and_average_precision_sorted(y, p_mature)
+        p_immature = np.sort(p[~mature])
         rows.append({
-            "period": period, "start": str(start), "end": str(end), "rows": len(all_rows), "mature_rows": len(labelled),
+            "period": period, "start": str(start), "end": str(end), "rows": len(p), "mature_rows": len(y),
             "failure_rate": float(y.mean()) if len(y) else float("nan"), "roc_auc": auc, "average_precision": ap,
             # label-free estimates: on the mature rows (to show their error) and on the immature rest
-            "estimated_roc_auc": expected_roc_auc(labelled["p_any"]),
-            "estimated_average_precision": expected_average_precision(labelled["p_any"]),
-            "estimated_failure_rate": expected_failure_rate(labelled["p_any"]),
-            "immature_rows": len(immature),
-            "immature_estimated_roc_auc": expected_roc_auc(immature["p_any"]),
-            "immature_estimated_average_precision": expected_average_precision(immature["p_any"]),
-            "immature_estimated_failure_rate": expected_failure_rate(immature["p_any"]),
+            "estimated_roc_auc": expected_roc_auc_sorted(p_mature),
+            "estimated_average_precision": expected_average_precision_sorted(p_mature),
+            "estimated_failure_rate": expected_failure_rate(p_mature),
+            "immature_rows": len(p_immature),
+            "immature_estimated_roc_auc": expected_roc_auc_sorted(p_immature),
+            "immature_estimated_average_precision": expected_average_precision_sorted(p_immature),
+            "immature_estimated_failure_rate": expected_failure_rate(p_immature),
         })
 
-    for name in ("reference", "production"):
-        add(name, *win[name], mature[name], in_window[name])
+    add("reference", *win["reference"], ref)
+    add("production", *win["production"], prod)
     start, end = win["production"]
     week = start
     while week < end:
         stop = min(week + pd.Timedelta(days=7), end)
-        pick = lambda f: f[(f["datetime"] >= week) & (f["datetime"] < stop)]  # noqa: E731
-        add(f"week of {week.date()}", week, stop, pick(mature["production"]), pick(in_window["production"]))
+        add(f"week of {week.date()}", week, stop, data.span(week, stop))
         week = stop
     return pd.DataFrame(rows)
 
 
-def _segments(ref: pd.DataFrame, prod: pd.DataFrame, params: MonitoringParams) -> pd.DataFrame:
+def _segments(data: PreparedRows, ref: slice, prod: slice, params: MonitoringParams) -> pd.DataFrame:
     rows = []
-    for model in sorted(set(ref["model"].dropna().astype(str)) | set(prod["model"].dropna().astype(str))):
-        r, p = ref[ref["model"].astype(str) == model], prod[prod["model"].astype(str) == model]
+    ref_model, prod_model = data.model[ref], data.model[prod]
+    ref_p, prod_p = data.p_any[ref], data.p_any[prod]
+    for model in sorted({str(m) for m in pd.unique(np.concatenate([ref_model, prod_model])) if not pd.isna(m)}):
+        r, p = ref_p[ref_model == model], prod_p[prod_model == model]
         small = min(len(r), len(p)) < params.min_segment_rows
-        value = float("nan") if small else psi(r["p_any"], p["p_any"])
+        value = float("nan") if small else psi(r, p)
         reason = (f"skipped: fewer than {params.min_segment_rows} rows in a window" if small
                   else "score PSI undefined (too few distinct reference scores)" if np.isnan(value) else "")
         rows.append({"segment": f"model={model}", "reference_rows": len(r), "production_rows": len(p),

@@ -31,6 +31,8 @@ from pm_assets.core.drift import (
     ks_statistic,
     psi,
     psi_edges,
+    roc_auc_and_average_precision,
+    sorted_quantiles,
 )
 
 # --- naive references ---------------------------------------------------------------------------------------
@@ -380,3 +382,36 @@ def test_expected_average_precision_undefined_cases():
     assert expected_average_precision([1.0, 1.0, 0.0]) == pytest.approx(1.0, abs=1e-12)  # labels certain: AP 1
     assert expected_average_precision([0.7, np.nan, 0.2]) == pytest.approx(
         expected_average_precision([0.7, 0.2]), abs=1e-15)
+
+
+# --- one-sort building blocks -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sorted_quantiles_equal_numpy_quantile_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    q = np.arange(1, 10) / 10
+    for values in (rng.normal(size=rng.integers(1, 5000)), rng.integers(0, 7, 999).astype(float),
+                   np.round(rng.exponential(size=48_000), 2), np.array([3.5]), np.array([1.0, 2.0])):
+        ordered = np.sort(values)
+        assert np.array_equal(sorted_quantiles(ordered, q), np.quantile(values, q))
+    extremes = np.array([0.0, 0.25, 0.5, 1.0])
+    ordered = np.sort(rng.normal(size=101))
+    assert np.array_equal(sorted_quantiles(ordered, extremes), np.quantile(ordered, extremes))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_roc_auc_and_average_precision_equal_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    y = (rng.random(n) < rng.uniform(0.01, 0.6)).astype(float)
+    y[0], y[-1] = 0.0, 1.0  # both classes
+    p = np.round(np.clip(0.3 * y + rng.normal(0.3, 0.2, n), 0, 1), int(rng.integers(1, 4)))  # many ties
+    auc, ap = roc_auc_and_average_precision(y, p)
+    assert auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert ap == pytest.approx(average_precision_score(y, p), abs=1e-12)
+
+
+def test_roc_auc_and_average_precision_undefined_with_one_class_or_no_rows():
+    for y, p in (([], []), ([1.0, 1.0], [0.2, 0.3]), ([0.0, 0.0, 0.0], [0.1, 0.5, 0.9])):
+        assert all(math.isnan(v) for v in roc_auc_and_average_precision(y, p))

@@ -36,6 +36,7 @@ from pm_assets.core.model import (
     feature_matrix,
     fit_bundle,
     gate,
+    negative_sample,
     risk_level,
     split_by_cutoff,
     training_rows,
@@ -188,6 +189,42 @@ def test_fitting_is_deterministic_per_seed(bundle, split):
 
     other = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, seed=PARAMS.seed + 1)).score(test)
     assert not np.array_equal(other["anomaly_score"].to_numpy(), first["anomaly_score"].to_numpy())
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])
+def test_negative_sample_keeps_every_positive_and_weights_negatives_by_the_inverse_rate(rate):
+    negative = np.random.default_rng(3).random(200_000) < 0.97
+    index, weight = negative_sample(negative, rate, seed=5)
+    assert np.all(np.diff(index) > 0)  # row order kept
+    assert set(np.flatnonzero(~negative)) <= set(index.tolist())
+    assert np.all(weight[~negative[index]] == 1.0) and np.allclose(weight[negative[index]], 1 / rate)
+    kept_share = negative[index].sum() / negative.sum()
+    assert abs(kept_share - rate) < 4 * math.sqrt(rate * (1 - rate) / negative.sum())  # binomial, 4 sd
+    # weighted totals estimate the full data's class totals
+    assert abs(weight[negative[index]].sum() / negative.sum() - 1) < 0.02
+    again = negative_sample(negative, rate, seed=5)
+    assert np.array_equal(again[0], index) and not np.array_equal(negative_sample(negative, rate, seed=6)[0], index)
+
+
+def test_negative_sample_rate_one_keeps_everything_and_bad_rates_are_refused():
+    negative = np.array([True, False, True, True])
+    index, weight = negative_sample(negative, 1.0, seed=0)
+    assert index.tolist() == [0, 1, 2, 3] and weight.tolist() == [1.0] * 4
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="negative_sample_rate"):
+            negative_sample(negative, bad, seed=0)
+
+
+def test_sampled_training_stays_calibrated_and_matches_the_full_fit(split):
+    """Weighting the sampled negatives by 1/rate keeps the mean p_any at the failure rate (an unweighted sample
+    would inflate it about 1/rate times) and ranks about as well as training on every row."""
+    train, test = split
+    full = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=1.0)).score(test)
+    sampled = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=0.25)).score(test)
+    y = (test["failure_component"].astype(str) != NO_FAILURE).to_numpy()
+    assert abs(sampled["p_any"].mean() - y.mean()) < 0.25 * y.mean()
+    assert average_precision_score(y, sampled["p_any"]) > average_precision_score(y, full["p_any"]) - 0.05
+    assert expected_calibration_error(y.astype(float), sampled["p_any"].to_numpy()) < 0.02
 
 
 def test_small_training_set_fits_without_isolation_forest_warning(split):

@@ -1,0 +1,122 @@
+"""Benchmark: the main command (`pm-assets main`) over the full simulated year, stage by stage.
+
+    .venv/bin/python benchmarks/bench_main.py [--machines 100] [--keep DIR]
+
+Runs in a temporary project folder (its own data/ and a copy of dagster.yaml, so the SQLite instance is the
+real one): simulates the year, runs ``pm-assets main`` (one run over every partition, in-process executor),
+then reads the run's event log for the time of each step and the number of events Dagster wrote. Prints the
+same stages computed by calling the core functions directly, without Dagster, so the difference is Dagster's
+overhead (events, IO manager, metadata).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dagster_run(folder: Path) -> tuple[float, dict]:
+    from dagster import DagsterEventType, DagsterInstance
+
+    from pm_assets.cli import main
+
+    started = time.perf_counter()
+    code = main(["main"])
+    wall = time.perf_counter() - started
+    if code:
+        sys.exit(f"pm-assets main failed ({code})")
+    instance = DagsterInstance.get()
+    run = instance.get_runs(limit=1)[0]
+    records = instance.all_logs(run.run_id)
+    steps, kinds = {}, Counter()
+    for record in records:
+        if record.dagster_event is None:
+            kinds["log message"] += 1
+            continue
+        event = record.dagster_event
+        kinds[event.event_type_value] += 1
+        if event.event_type in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+            steps.setdefault(event.step_key, {})[event.event_type_value] = record.timestamp
+    first, last = records[0].timestamp, records[-1].timestamp
+    step_times = {k: v["STEP_SUCCESS"] - v["STEP_START"] for k, v in steps.items() if len(v) == 2}
+    return wall, {"run_seconds": last - first, "steps": step_times, "events": kinds}
+
+
+def direct_run(raw_dir: Path) -> dict[str, float]:
+    """The same computation as plain function calls: parse + validate, features, labels, training, scoring,
+    monitoring of every day."""
+    import pandas as pd
+
+    from pm_assets.core.features import build_features, feature_columns
+    from pm_assets.core.labels import build_labels
+    from pm_assets.core.model import ModelParams, score_frame, train_bundle
+    from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows
+    from pm_assets.core.parsing import find_source_file, read_source_csv
+    from pm_assets.core.schema import TABLES
+    from pm_assets.core.validation import validate_rows
+    from pm_assets.settings import PARTITION_END, PARTITION_START
+
+    times, tables = {}, {}
+    started = time.perf_counter()
+    parsed = {name: read_source_csv(find_source_file(raw_dir, spec), spec) for name, spec in TABLES.items()}
+    machines = validate_rows(parsed["machines"], TABLES["machines"]).kept
+    for name, spec in TABLES.items():
+        if name != "machines":
+            tables[name] = validate_rows(parsed[name], spec, machines["machineID"]).kept
+    times["parse + validate"] = time.perf_counter() - started
+    start, end = pd.Timestamp(PARTITION_START), pd.Timestamp(PARTITION_END)
+
+    started = time.perf_counter()
+    feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], machines, start, end)
+    times["features"] = time.perf_counter() - started
+    started = time.perf_counter()
+    labels = build_labels(feats[["machineID", "datetime"]], tables["failures"], observed_until=end)
+    times["labels"] = time.perf_counter() - started
+    started = time.perf_counter()
+    bundle, _ = train_bundle(feats, labels, ModelParams())
+    times["training"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = score_frame(bundle, feats)
+    times["scoring"] = time.perf_counter() - started
+    started = time.perf_counter()
+    rows = monitoring_rows(feats, scores, labels)
+    days = pd.date_range(start, end, freq="D", inclusive="left") + pd.Timedelta(days=1)
+    monitor_days(rows, days, [f for f in feature_columns() if f != "model"], MonitoringParams())
+    times["monitoring"] = time.perf_counter() - started
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", help="project folder to use and keep (default: a temporary one)")
+    parser.add_argument("--skip-direct", action="store_true")
+    args = parser.parse_args()
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pm_bench_main_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")
+    os.environ.update(DAGSTER_HOME=str(folder), PM_DATA_DIR=str(folder / "data"))
+
+    wall, dagster = dagster_run(folder)
+    print(f"\npm-assets main: {wall:.1f} s wall (simulation included), run {dagster['run_seconds']:.1f} s")
+    print("step                                   seconds")
+    for step, seconds in sorted(dagster["steps"].items(), key=lambda kv: -kv[1]):
+        print(f"  {step:36s} {seconds:7.1f}")
+    print("events written:", ", ".join(f"{k} {v}" for k, v in dagster["events"].most_common()))
+    if not args.skip_direct:
+        direct = direct_run(folder / "data" / "raw" / "azure_pm")
+        print("\ndirect core calls (no Dagster)          seconds")
+        for stage, seconds in direct.items():
+            print(f"  {stage:36s} {seconds:7.1f}")
+        print(f"  {'total':36s} {sum(direct.values()):7.1f}")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
