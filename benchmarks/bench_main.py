@@ -48,15 +48,17 @@ def dagster_run(folder: Path) -> tuple[float, dict]:
     return wall, {"run_seconds": last - first, "steps": step_times, "events": kinds}
 
 
-def direct_run(raw_dir: Path) -> dict[str, float]:
-    """The same computation as plain function calls: parse + validate, features, labels, training, scoring,
-    monitoring of every day."""
+def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
+    """The same computation as plain function calls, in memory: parse + validate, features, labels, training
+    (with its evaluation and permutation importance, as the asset), scoring, and monitoring of every day with its
+    report files. What this does not do is Dagster's part: events, metadata, per-partition parquet files."""
     import pandas as pd
 
+    from pm_assets.assets.monitoring import write_reports
     from pm_assets.core.features import build_features, feature_columns
-    from pm_assets.core.labels import build_labels
-    from pm_assets.core.model import ModelParams, score_frame, train_bundle
-    from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows
+    from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, build_labels
+    from pm_assets.core.model import TrainParams, evaluate, fit_bundle, split_by_cutoff, training_rows
+    from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows, permutation_importance_of
     from pm_assets.core.parsing import find_source_file, read_source_csv
     from pm_assets.core.schema import TABLES
     from pm_assets.core.validation import validate_rows
@@ -76,19 +78,29 @@ def direct_run(raw_dir: Path) -> dict[str, float]:
     feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], machines, start, end)
     times["features"] = time.perf_counter() - started
     started = time.perf_counter()
-    labels = build_labels(feats[["machineID", "datetime"]], tables["failures"], observed_until=end)
+    labels = build_labels(feats[["machineID", "datetime"]], tables["failures"], DEFAULT_HORIZON_HOURS, end)
     times["labels"] = time.perf_counter() - started
     started = time.perf_counter()
-    bundle, _ = train_bundle(feats, labels, ModelParams())
+    rows = training_rows(feats, labels)
+    train, test = split_by_cutoff(rows, rows["datetime"].max() - pd.Timedelta(days=30), DEFAULT_HORIZON_HOURS)
+    bundle = fit_bundle(train, TrainParams())
+    evaluate(test, bundle.score(test), 0.5)
+    importance = permutation_importance_of(bundle, test)
     times["training"] = time.perf_counter() - started
     started = time.perf_counter()
-    scores = score_frame(bundle, feats)
+    usable = feats["usable"].to_numpy()
+    scores = feats[["machineID", "datetime"]].copy()
+    scores.loc[usable, "p_any"] = bundle.score(feats[usable])["p_any"].to_numpy()
+    scores["scored"] = usable
     times["scoring"] = time.perf_counter() - started
     started = time.perf_counter()
-    rows = monitoring_rows(feats, scores, labels)
-    days = pd.date_range(start, end, freq="D", inclusive="left") + pd.Timedelta(days=1)
-    monitor_days(rows, days, [f for f in feature_columns() if f != "model"], MonitoringParams())
-    times["monitoring"] = time.perf_counter() - started
+    monitored = monitoring_rows(feats, scores, labels)
+    days = pd.date_range(start, end, freq="D", inclusive="left")
+    params = MonitoringParams()
+    names = [f for f in feature_columns() if f != "model"]
+    for day, result in zip(days, monitor_days(monitored, days + pd.Timedelta(days=1), names, params, importance)):
+        write_reports(reports_dir / day.strftime("%Y-%m-%d"), day.strftime("%Y-%m-%d"), result, params)
+    times["monitoring (+ reports)"] = time.perf_counter() - started
     return times
 
 
@@ -109,7 +121,7 @@ def main() -> None:
         print(f"  {step:36s} {seconds:7.1f}")
     print("events written:", ", ".join(f"{k} {v}" for k, v in dagster["events"].most_common()))
     if not args.skip_direct:
-        direct = direct_run(folder / "data" / "raw" / "azure_pm")
+        direct = direct_run(folder / "data" / "raw" / "azure_pm", folder / "direct_reports")
         print("\ndirect core calls (no Dagster)          seconds")
         for stage, seconds in direct.items():
             print(f"  {stage:36s} {seconds:7.1f}")

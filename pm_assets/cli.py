@@ -62,6 +62,8 @@ def _main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = defs.resolve_job_def("main_job").execute_in_process(
         instance=instance,
+        # INFO on the console: step starts/ends and the assets' own messages, not one DEBUG line per event
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
         raise_on_error=False,
     )

@@ -1,6 +1,11 @@
-"""The code location: assembles assets, checks, jobs, schedules, sensors and resources; no logic of its own."""
+"""The code location: assembles assets, checks, jobs, schedules, sensors and resources; no logic of its own.
 
-from dagster import Definitions, load_assets_from_modules
+Executor: in-process for every job. On this 2-core machine each step of Dagster's default multiprocess executor
+costs ~2 s of process start and imports, and the graph is a chain (steps would wait for each other anyway), while
+pandas, numpy and scikit-learn already use both cores inside a step (README, "Performance").
+"""
+
+from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from pm_assets.assets import features, ingestion, monitoring, scoring, training
 from pm_assets.automation import daily_job, daily_schedule, main_job, retrain_job, retraining_sensor, weekly_retraining_schedule
@@ -11,6 +16,7 @@ defs = Definitions(
     jobs=[main_job, daily_job, retrain_job],
     schedules=[daily_schedule, weekly_retraining_schedule],
     sensors=[retraining_sensor],
+    executor=in_process_executor,
     resources={
         "io_manager": ParquetIOManager(),
         "raw_files": RawFilesResource(),

@@ -8,16 +8,24 @@ daily_partitions = DailyPartitionsDefinition(start_date=PARTITION_START, end_dat
 
 
 def split_by_partition(frame, column: str | None, keys: list[str], partitions_def=daily_partitions):
-    """Yield (key, rows of ``frame`` whose ``column`` falls in that partition's window), for each key.
+    """Yield (key, rows of ``frame`` whose ``column`` falls in that partition's window), for each key, rows in their
+    original order.
 
-    Without a column every key gets the whole frame (an unpartitioned or single-partition output).
+    Without a column every key gets the whole frame (an unpartitioned or single-partition output). The column is
+    sorted once and each window is two binary searches, so splitting a year into days is not 366 passes.
     """
+    import numpy as np
     import pandas as pd
 
-    for key in keys:
-        if column is None:
+    if column is None:
+        for key in keys:
             yield key, frame
-            continue
+        return
+    values = frame[column].to_numpy()
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    for key in keys:
         window = partitions_def.time_window_for_partition_key(key)
-        start, end = (pd.Timestamp(t).tz_convert("UTC").tz_localize(None) for t in (window.start, window.end))
-        yield key, frame[(frame[column] >= start) & (frame[column] < end)]
+        start, end = (pd.Timestamp(t).tz_convert("UTC").tz_localize(None).to_datetime64() for t in (window.start, window.end))
+        lo, hi = np.searchsorted(ordered, start, "left"), np.searchsorted(ordered, end, "left")
+        yield key, frame.iloc[np.sort(order[lo:hi])]

@@ -36,3 +36,11 @@ def test_partitioned_assets_share_daily_partitions_and_run_backfills_as_one_run(
 def test_default_partitions_cover_the_real_dataset_span():
     keys = daily_partitions.get_partition_keys()
     assert keys[0] == "2015-01-01" and keys[-1] == "2016-01-01" and len(keys) == 366
+
+
+def test_every_job_runs_its_steps_in_process():
+    """Runs launched from the UI, the schedules and the sensor use the in-process executor (one process per run)."""
+    repo = defs.get_repository_def()
+    names = {"main_job", "daily_job", "retrain_job", *(j.name for j in repo.get_all_jobs())}
+    for name in names:
+        assert repo.get_job(name).executor_def.name == "in_process", name

@@ -25,10 +25,10 @@ and pressure +2 sd, failure rate x3). Through the webserver's GraphQL API (``Dag
 5. a tick that completes after the retraining run ended skips, and there is still exactly one ``retrain_job`` run
    (the retraining run's own monitoring result must not trigger another one).
 
-The two runs the test submits use the in-process executor (run config) to spare a process per step; the run the
-sensor requests uses the job's default executor, as it would in production. Every wait is bounded; processes are
-started in their own process group and the whole group is stopped (SIGTERM, then SIGKILL after 10 s) whatever
-happens. A failure message carries the tails of the three process logs.
+Runs use the executor the code location defines (no run config), so the test follows the project's choice. Every
+wait is bounded; processes are started in their own process group and the whole group is stopped (SIGTERM, then
+SIGKILL after 10 s) whatever happens. A failure message carries the tails of the three process logs and, for a run
+that did not succeed, its error events.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,7 +66,6 @@ DRIFT_START = "2015-03-17"
 HISTORY = ("2015-01-01", "2015-03-16")
 DRIFTED = ("2015-03-17", "2015-03-31")
 SENSOR_INTERVAL = 3  # seconds; the daemon's sensor loop runs at most every 5 s anyway
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -161,6 +162,15 @@ class Stack:
 
     def fail(self, message: str):
         pytest.fail(f"{message}\n{self.report()}", pytrace=False)
+
+    @contextmanager
+    def reporting(self):
+        """Turn any assertion or error into a failure that also shows the phases and the process logs."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - re-raised as a test failure with the logs
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            self.fail(f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}: {exc}")
 
     def wait_for(self, what: str, predicate, timeout: float, interval: float = 1.0):
         """Poll ``predicate`` until it returns something truthy; fail (with the logs) after ``timeout`` s."""
@@ -343,6 +353,12 @@ def _grpc_ready(port: int):
 
 
 def test_sensor_retrains_once_through_webserver_and_daemon(stack: Stack):
+    with stack.reporting():
+        _scenario(stack)
+    print(stack.report().split("\n")[0])  # the phase timings (shown with -s)
+
+
+def _scenario(stack: Stack) -> None:
     from dagster_graphql import DagsterGraphQLClient
 
     _simulate(stack.data / "raw" / "azure_pm")
@@ -377,9 +393,8 @@ def test_sensor_retrains_once_through_webserver_and_daemon(stack: Stack):
     client = DagsterGraphQLClient("127.0.0.1", port_number=stack.web_port, timeout=60)
 
     # 1. history before the drift, as one run
-    run_id = client.submit_job_execution("main_job", repository_location_name=LOCATION, run_config=IN_PROCESS,
-                                         tags={"dagster/asset_partition_range_start": HISTORY[0],
-                                               "dagster/asset_partition_range_end": HISTORY[1]})
+    run_id = client.submit_job_execution("main_job", repository_location_name=LOCATION, tags={
+        "dagster/asset_partition_range_start": HISTORY[0], "dagster/asset_partition_range_end": HISTORY[1]})
     stack.wait_for_run(run_id, 150)
     stack.phase("main_job done")
     registry = LocalRegistry(stack.data / "models")
@@ -395,9 +410,8 @@ def test_sensor_retrains_once_through_webserver_and_daemon(stack: Stack):
     stack.phase("first tick skipped")
 
     # 3. the drifted days: monitoring of 2015-03-31 recommends retraining
-    run_id = client.submit_job_execution("daily_job", repository_location_name=LOCATION, run_config=IN_PROCESS,
-                                         tags={"dagster/asset_partition_range_start": DRIFTED[0],
-                                               "dagster/asset_partition_range_end": DRIFTED[1]})
+    run_id = client.submit_job_execution("daily_job", repository_location_name=LOCATION, tags={
+        "dagster/asset_partition_range_start": DRIFTED[0], "dagster/asset_partition_range_end": DRIFTED[1]})
     stack.wait_for_run(run_id, 90)
     stack.phase("daily_job done")
     latest = stack.graphql(LATEST_MONITORING)["assetOrError"]["assetMaterializations"][0]
@@ -438,4 +452,3 @@ def test_sensor_retrains_once_through_webserver_and_daemon(stack: Stack):
     assert any("came from retraining run" in (t["skipReason"] or "") for t in later), later
     assert [r["runId"] for r in stack.runs("retrain_job")] == [retrain["runId"]]
     assert registry.versions() == ["v0001", "v0002"]
-    print(stack.report().split("\n")[0])

@@ -7,6 +7,7 @@ drift_segments.csv, monitoring_summary.json and report.html (self-contained).
 """
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +55,8 @@ class MonitoringConfig(Config):
     failure_rate_change_alert: float = Field(
         default=_DEFAULTS.failure_rate_change_alert, description="Alert when the failure rate moves this much (0.10 = 10 points).")
     min_segment_rows: int = Field(default=_DEFAULTS.min_segment_rows, description="Smallest segment window compared.")
+    threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1,
+                         description="Days monitored at once in a ranged run (default: the CPUs this process may use).")
 
     def params(self) -> MonitoringParams:
         if self.reference_days + self.production_days - 1 > MONITORING_LOOKBACK_DAYS:
@@ -117,7 +120,7 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     summaries, last = [], None
     keys = context.partition_keys
     ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
-    for key, result in zip(keys, monitor_days(rows, ends, names, params, importance), strict=True):
+    for key, result in zip(keys, monitor_days(rows, ends, names, params, importance, config.threads), strict=True):
         report = write_reports(outputs.monitoring_folder(key), key, result, params)
         perf = result.performance.set_index("period")
         row = {

@@ -449,9 +449,13 @@ def test_monitor_alerts_agree_with_its_tables(case):
 def test_monitor_days_equals_monitor_on_each_day():
     """The ranged path (arrays extracted once) gives exactly what one call per day gives."""
     rows = build_rows()
-    ends = [END - pd.Timedelta(days=d) for d in (3, 2, 1, 0)]
+    ends = [END - pd.Timedelta(days=d) for d in (5, 4, 3, 2, 1, 0)]
     importance = pd.Series({"stable": 0.1, "shifted": 2.0, "counts": 0.5})
-    for end, ranged in zip(ends, monitor_days(rows, ends, FEATURES, PARAMS, importance), strict=True):
+    threaded = list(monitor_days(rows, ends, FEATURES, PARAMS, importance, threads=2))
+    for end, ranged, parallel in zip(ends, monitor_days(rows, ends, FEATURES, PARAMS, importance), threaded, strict=True):
+        pd.testing.assert_frame_equal(parallel.drift_features, ranged.drift_features, check_exact=True)
+        pd.testing.assert_frame_equal(parallel.performance, ranged.performance, check_exact=True)
+        assert parallel.windows == ranged.windows
         single = monitor(rows, end, FEATURES, PARAMS, importance)
         for table in ("drift_features", "drift_scores", "performance", "drift_segments", "drift_weighted"):
             pd.testing.assert_frame_equal(getattr(ranged, table), getattr(single, table), check_exact=True)
