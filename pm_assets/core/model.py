@@ -8,10 +8,12 @@
 - Sigmoid, not isotonic, calibration: on the simulated 2015-08-01 split both are as good (ECE 0.0003 vs 0.0002,
   macro F1 0.995 both), but isotonic's step function put 97.8 % of snapshots at exactly p_any = 0, which leaves
   score drift (PSI on reference quantiles) undefined; sigmoid gives a continuous p_any.
-- Negative sampling: the boosting trains on every failure row and a seeded quarter of the no-failure rows, each
-  weighted 4 (``negative_sample_rate``), so weighted class totals, and so the calibrated probabilities, match the
-  full data. On the simulated year (test: December) it trained 3.3x faster than on every row, AP 0.9997 vs 0.9991,
-  ECE 0.0006 vs 0.0005, mean p_any 0.0196 for a failure rate of 0.0191.
+- Negative sampling: the model trains on every failure row and a seeded quarter of the no-failure rows
+  (``negative_sample_rate``), calibrated on that sample; its probabilities are then mapped back to the full data's
+  class balance by the prior correction P(none) = (P_s(none) / rate) / (P_s(none) / rate + sum of P_s(comp)),
+  which is exact when the sample's model is calibrated and only the no-failure class was thinned. Weighting the
+  kept rows by 1/rate instead would do the same, but weighted boosting (no constant hessians) fitted 3.7x slower.
+  Measured figures are in the README ("Model").
 - Features go to the models as one float matrix, ``model`` as its category code (an ordinal code: with four models
   the trees isolate each one as easily, and declaring it categorical made the boosting run a column transformer on
   every call): a single prediction then skips pandas validation, which was a third of its time.
@@ -74,17 +76,23 @@ class ModelBundle:
     anomaly: IsolationForest
     features: list[str]
     params: dict = field(default_factory=dict)
+    negative_sample_rate: float = 1.0  # share of no-failure rows the classifier was trained on (see module docstring)
 
     def probabilities(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(rows x 5) class probabilities in LABEL_CLASSES order, and the anomaly scores."""
         matrix = feature_matrix(frame, self.features)
-        proba = self.classifier.predict_proba(matrix)
+        proba = self.predict_proba(matrix)
         order = [list(self.classifier.classes_).index(c) for c in LABEL_CLASSES]
         if set(ANOMALY_FEATURES) <= set(self.features):  # the anomaly inputs are columns of the same matrix
             anomaly_input = matrix[:, [self.features.index(f) for f in ANOMALY_FEATURES]]
         else:
             anomaly_input = frame[ANOMALY_FEATURES].to_numpy(dtype=np.float64)
         return proba[:, order], -self.anomaly.score_samples(anomaly_input)
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        """The classifier's probabilities (its classes' order) on the full data's class balance."""
+        return prior_correction(self.classifier.predict_proba(matrix),
+                                list(self.classifier.classes_).index(NO_FAILURE), self.negative_sample_rate)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities, p_any, most likely component and anomaly score for each row of ``frame``."""
@@ -141,24 +149,33 @@ def fit_bundle(train: pd.DataFrame, params: TrainParams = TrainParams(), feature
         categorical_features=None,
     )
     classifier = CalibratedClassifierCV(booster, method=params.calibration, cv=params.calibration_folds, ensemble=False)
-    keep, weight = negative_sample(y.to_numpy() == NO_FAILURE, params.negative_sample_rate, params.seed)
-    classifier.fit(feature_matrix(train, features)[keep], y.to_numpy()[keep],
-                   sample_weight=weight if params.negative_sample_rate < 1 else None)
+    keep = negative_sample(y.to_numpy() == NO_FAILURE, params.negative_sample_rate, params.seed)
+    classifier.fit(feature_matrix(train, features)[keep], y.to_numpy()[keep])
     normal = train[train["failure_component"].astype(str) == NO_FAILURE]  # the anomaly model learns normal rows only
     anomaly = IsolationForest(n_estimators=params.anomaly_trees, max_samples=min(params.anomaly_max_samples, len(normal)),
                               random_state=params.seed)
     anomaly.fit(normal[ANOMALY_FEATURES].to_numpy())
-    return ModelBundle(classifier=classifier, anomaly=anomaly, features=features, params=asdict(params))
+    return ModelBundle(classifier=classifier, anomaly=anomaly, features=features, params=asdict(params),
+                       negative_sample_rate=params.negative_sample_rate)
 
 
-def negative_sample(negative: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the rows kept, their weights): every positive row with weight 1, a seeded share ``rate`` of the
-    negative rows with weight 1/rate, so weighted class totals estimate the full data's."""
+def negative_sample(negative: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """Indices (in order) of the rows kept: every positive row and a seeded share ``rate`` of the negative ones."""
     if not 0 < rate <= 1:
         raise ValueError(f"negative_sample_rate must be in (0, 1], got {rate}")
-    kept = ~negative | (np.random.default_rng(seed).random(len(negative)) < rate)
-    index = np.flatnonzero(kept)
-    return index, np.where(negative[index], 1.0 / rate, 1.0)
+    if rate == 1:
+        return np.arange(len(negative))
+    return np.flatnonzero(~negative | (np.random.default_rng(seed).random(len(negative)) < rate))
+
+
+def prior_correction(proba: np.ndarray, negative_column: int, rate: float) -> np.ndarray:
+    """Probabilities of a model trained with only ``rate`` of the negative class, mapped back to the full class
+    balance: the negative column divided by ``rate``, rows renormalised (Bayes' rule with the sampling as prior)."""
+    if rate == 1:
+        return proba
+    out = proba.copy()
+    out[:, negative_column] /= rate
+    return out / out.sum(axis=1, keepdims=True)
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

@@ -332,6 +332,7 @@ def permutation_importance_of(bundle, rows: pd.DataFrame, params: MonitoringPara
     none = list(bundle.classifier.classes_).index("none")
 
     def ap_of_p_any(estimator, X, y):
+        # the classifier's own p_any: the bundle's prior correction is increasing in it, so AP is the same
         return average_precision_score(y, 1.0 - estimator.predict_proba(X)[:, none])
 
     result = permutation_importance(bundle.classifier, feature_matrix(sample, bundle.features),

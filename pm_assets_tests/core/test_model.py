@@ -37,6 +37,7 @@ from pm_assets.core.model import (
     fit_bundle,
     gate,
     negative_sample,
+    prior_correction,
     risk_level,
     split_by_cutoff,
     training_rows,
@@ -127,8 +128,10 @@ def test_scores_are_probabilities_that_sum_to_one(test_scores, split):
 
 
 def test_probability_columns_follow_the_classifier_classes(bundle, split, test_scores):
-    """Each p_<class> column is the classifier's probability of that class, whatever its internal class order."""
-    raw = bundle.classifier.predict_proba(feature_matrix(split[1], bundle.features))
+    """Each p_<class> column is the (prior-corrected) probability of that class, whatever the classifier's internal
+    class order."""
+    raw = prior_correction(bundle.classifier.predict_proba(feature_matrix(split[1], bundle.features)),
+                           list(bundle.classifier.classes_).index(NO_FAILURE), PARAMS.negative_sample_rate)
     by_class = {str(c): raw[:, i] for i, c in enumerate(bundle.classifier.classes_)}
     for c in LABEL_CLASSES:
         np.testing.assert_array_equal(test_scores[f"p_{c}"].to_numpy(), by_class[c])
@@ -192,37 +195,51 @@ def test_fitting_is_deterministic_per_seed(bundle, split):
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])
-def test_negative_sample_keeps_every_positive_and_weights_negatives_by_the_inverse_rate(rate):
+def test_negative_sample_keeps_every_positive_and_a_seeded_share_of_negatives(rate):
     negative = np.random.default_rng(3).random(200_000) < 0.97
-    index, weight = negative_sample(negative, rate, seed=5)
+    index = negative_sample(negative, rate, seed=5)
     assert np.all(np.diff(index) > 0)  # row order kept
     assert set(np.flatnonzero(~negative)) <= set(index.tolist())
-    assert np.all(weight[~negative[index]] == 1.0) and np.allclose(weight[negative[index]], 1 / rate)
     kept_share = negative[index].sum() / negative.sum()
     assert abs(kept_share - rate) < 4 * math.sqrt(rate * (1 - rate) / negative.sum())  # binomial, 4 sd
-    # weighted totals estimate the full data's class totals
-    assert abs(weight[negative[index]].sum() / negative.sum() - 1) < 0.02
-    again = negative_sample(negative, rate, seed=5)
-    assert np.array_equal(again[0], index) and not np.array_equal(negative_sample(negative, rate, seed=6)[0], index)
+    assert np.array_equal(negative_sample(negative, rate, seed=5), index)
+    assert not np.array_equal(negative_sample(negative, rate, seed=6), index)
 
 
 def test_negative_sample_rate_one_keeps_everything_and_bad_rates_are_refused():
     negative = np.array([True, False, True, True])
-    index, weight = negative_sample(negative, 1.0, seed=0)
-    assert index.tolist() == [0, 1, 2, 3] and weight.tolist() == [1.0] * 4
+    assert negative_sample(negative, 1.0, seed=0).tolist() == [0, 1, 2, 3]
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="negative_sample_rate"):
             negative_sample(negative, bad, seed=0)
 
 
+def test_prior_correction_is_bayes_rule_for_a_thinned_negative_class():
+    """Known answer: classes with true probabilities p at some x; keeping a share r of the negatives makes the sample's
+    probabilities p_s proportional to (r p_none, p_1, ...); the correction must give p back exactly."""
+    rng = np.random.default_rng(0)
+    true = rng.dirichlet(np.ones(5), size=1000)
+    for rate in (0.05, 0.25, 0.6):
+        sampled = true * np.where(np.arange(5) == 2, rate, 1.0)  # column 2 is the negative class here
+        sampled /= sampled.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(prior_correction(sampled, 2, rate), true, rtol=1e-12)
+    assert prior_correction(true, 2, 1.0) is true
+
+
 def test_sampled_training_stays_calibrated_and_matches_the_full_fit(split):
-    """Weighting the sampled negatives by 1/rate keeps the mean p_any at the failure rate (an unweighted sample
-    would inflate it about 1/rate times) and ranks about as well as training on every row."""
+    """With the prior correction the mean p_any stays at the failure rate (the sample's own probabilities are
+    inflated on the no-failure rows) and the model ranks about as well as one trained on every row."""
     train, test = split
     full = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=1.0)).score(test)
-    sampled = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=0.25)).score(test)
+    bundle = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=0.25))
+    assert bundle.negative_sample_rate == 0.25
+    sampled = bundle.score(test)
     y = (test["failure_component"].astype(str) != NO_FAILURE).to_numpy()
     assert abs(sampled["p_any"].mean() - y.mean()) < 0.25 * y.mean()
+    uncorrected = 1 - bundle.classifier.predict_proba(feature_matrix(test, bundle.features))[
+        :, list(bundle.classifier.classes_).index(NO_FAILURE)]
+    # the sample's own p_any on no-failure rows is ~1/rate times too high; the correction brings it down
+    assert uncorrected[~y].mean() > 3 * sampled["p_any"].to_numpy()[~y].mean()
     assert average_precision_score(y, sampled["p_any"]) > average_precision_score(y, full["p_any"]) - 0.05
     assert expected_calibration_error(y.astype(float), sampled["p_any"].to_numpy()) < 0.02
 
