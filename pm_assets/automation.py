@@ -77,6 +77,10 @@ def retraining_sensor(context: SensorEvaluationContext):
     meta = {k: v.value for k, v in mat.metadata.items()}
     alerts, light = meta.get("alert_count", 0), meta.get("traffic_light", "unknown")
     source = context.instance.get_run_by_id(records[0].run_id) if records[0].run_id else None
+    if source is not None and not source.is_finished:
+        # a ranged run writes one monitoring result per day: decide on its last one, once the run has ended
+        return SkipReason(f"monitoring {mat.partition} is from run {source.run_id}, still {source.status.value}: "
+                          "deciding when it has finished")
     if source is not None and source.job_name == retrain_job.name:
         # a retraining run monitors its day again; acting on that would retrain in a loop while the drift stays
         # in the reference window. The next daily monitoring result decides.

@@ -46,12 +46,8 @@ def _main(args: argparse.Namespace) -> int:
         print(f"no Azure PdM files in {raw_dir}: simulating 100 machines {PARTITION_START}..{PARTITION_END}")
         _simulate(argparse.Namespace(machines=100, start=PARTITION_START, end=PARTITION_END, seed=42, out=raw_dir,
                                      gzip=False, drift_start=None, drift_shift=[], drift_failure_factor=1.0))
-    import warnings
+    from dagster import DagsterInstance
 
-    from dagster import BetaWarning, DagsterInstance
-
-    # backfill_policy and allow_nonexistent_upstream_partitions are beta in Dagster 1.13 and used on purpose
-    warnings.filterwarnings("ignore", category=BetaWarning)
     from pm_assets.definitions import defs
     from pm_assets.partitions import daily_partitions
 

@@ -90,6 +90,28 @@ def test_monitoring_written_by_a_retraining_run_does_not_retrain_again(fresh_ins
     assert isinstance(result, RunRequest) and result.partition_key == "2015-07-16"
 
 
+def test_a_result_from_a_run_still_in_progress_waits_for_the_run_to_end(fresh_instance):
+    """A ranged run writes one monitoring result per day; the sensor decides on the run's last one, after the run."""
+    seen = []
+
+    @asset(name="monitoring", partitions_def=daily_partitions)
+    def stub():
+        return MaterializeResult(metadata={"alert_count": 3, "retrain_recommended": True, "traffic_light": "red"})
+
+    @asset(deps=[stub], partitions_def=daily_partitions)
+    def probe(context):
+        seen.append(tick(context.instance))  # the run that wrote monitoring is still STARTED here
+
+    job = Definitions(assets=[stub, probe], jobs=[define_asset_job("daily_job", selection=[stub, probe])]
+                      ).resolve_job_def("daily_job")
+    assert job.execute_in_process(instance=fresh_instance, partition_key="2015-07-16").success
+    (during, cursor_during), = seen
+    assert isinstance(during, SkipReason) and "deciding when it has finished" in during.skip_message
+    assert cursor_during is None  # nothing handled yet
+    after, _ = tick(fresh_instance)
+    assert isinstance(after, RunRequest) and after.partition_key == "2015-07-16"
+
+
 def test_jobs_schedules_and_sensor_are_visible_with_descriptions():
     repo = defs.get_repository_def()
     assert {"main_job", "daily_job", "retrain_job"} <= set(repo.job_names)
