@@ -11,8 +11,10 @@ from pydantic import Field
 from pm_assets.core.parsing import find_source_file, read_source_csv
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import TABLES, TableSpec
-from pm_assets.core.storage import concat_partitions, sha256_of, write_parquet_atomic
-from pm_assets.partitions import split_by_partition
+import numpy as np
+
+from pm_assets.core.storage import read_partitions, sha256_of, write_parquet_atomic, write_partitions_atomic
+from pm_assets.partitions import partition_rows
 from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
 
 
@@ -102,10 +104,11 @@ class ParquetIOManager(ConfigurableIOManager):
         keys = context.asset_partition_keys
         if len(keys) > 1 and not column:
             raise ValueError(f"{context.asset_key.to_user_string()}: a multi-partition output needs partition_expr")
-        written = 0
-        for key, part in split_by_partition(obj, column, keys, context.asset_partitions_def):
-            write_parquet_atomic(part.reset_index(drop=True), self._path(context.asset_key, key))
-            written += len(part)
+        if column:
+            parts = partition_rows(obj, column, keys, context.asset_partitions_def)
+        else:  # a single partition takes every row
+            parts = [(keys[0], np.arange(len(obj)))]
+        written = write_partitions_atomic(obj, ((self._path(context.asset_key, key), rows) for key, rows in parts))
         if written != len(obj):
             raise ValueError(
                 f"{context.asset_key.to_user_string()}: {len(obj) - written} rows fall outside partitions "
@@ -125,14 +128,19 @@ class ParquetIOManager(ConfigurableIOManager):
         keys = context.asset_partition_keys
         if (context.definition_metadata or {}).get("allow_missing_partitions"):
             keys = [k for k in keys if self._path(context.asset_key, k).exists()]
-        frame = concat_partitions([self._read(self._path(context.asset_key, key), context) for key in keys]) if keys else pd.DataFrame()
+        paths = [self._existing(self._path(context.asset_key, key), context) for key in keys]
+        frame = read_partitions(paths) if paths else pd.DataFrame()
         frame.attrs["partitions_loaded"] = list(keys)
         return frame
 
     @staticmethod
-    def _read(path: Path, context: InputContext) -> pd.DataFrame:
+    def _existing(path: Path, context: InputContext) -> Path:
         if not path.exists():
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()}: {path} does not exist; materialize that asset (partition) first"
             )
-        return pd.read_parquet(path)
+        return path
+
+    @classmethod
+    def _read(cls, path: Path, context: InputContext) -> pd.DataFrame:
+        return pd.read_parquet(cls._existing(path, context))

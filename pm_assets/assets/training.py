@@ -58,15 +58,15 @@ class TrainingConfig(Config):
     l2_regularization: float = Field(default=_DEFAULTS.l2_regularization)
     min_samples_leaf: int = Field(default=_DEFAULTS.min_samples_leaf)
     calibration: str = Field(default=_DEFAULTS.calibration, description="sigmoid or isotonic.")
-    negative_sample_rate: float = Field(
-        default=_DEFAULTS.negative_sample_rate, gt=0, le=1,
-        description="Share of no-failure rows trained on (seeded), weighted 1/rate so probabilities stay calibrated; "
-        "1.0 trains on every row.")
+    max_negative_rows: int | None = Field(
+        default=_DEFAULTS.max_negative_rows, ge=1,
+        description="Train on at most this many no-failure rows (a seeded sample; probabilities are corrected back "
+        "to the full class balance). None: every row.")
 
     def params(self) -> TrainParams:
         return TrainParams(seed=self.seed, max_iter=self.max_iter, learning_rate=self.learning_rate,
                            l2_regularization=self.l2_regularization, min_samples_leaf=self.min_samples_leaf,
-                           calibration=self.calibration, negative_sample_rate=self.negative_sample_rate)
+                           calibration=self.calibration, max_negative_rows=self.max_negative_rows)
 
 
 def data_version(rows: pd.DataFrame) -> str:

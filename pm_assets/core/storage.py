@@ -49,6 +49,38 @@ def write_parquet_atomic(df: pd.DataFrame, target: str | os.PathLike) -> Path:
     return Path(target)
 
 
+def write_partitions_atomic(df: pd.DataFrame, parts) -> int:
+    """Write row subsets of ``df`` as parquet files, each atomically: ``parts`` yields (target, row positions).
+
+    The frame is converted to Arrow once and each file is a ``take`` of that table, so a year split into 366 days
+    costs one conversion, not 366 (a file then reads back exactly as ``df.iloc[rows]`` written with
+    ``to_parquet(index=False)``). Returns the number of rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    written = 0
+    for target, rows in parts:
+        with atomic_path(target) as tmp:
+            pq.write_table(table.take(rows), tmp)
+        written += len(rows)
+    return written
+
+
+def read_partitions(paths) -> pd.DataFrame:
+    """The parquet files concatenated in order, as :func:`concat_partitions` of each file read with pandas would
+    give them; read as Arrow tables and converted once (falls back to pandas when the files' schemas differ)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = list(paths)
+    tables = [pq.read_table(p) for p in paths]
+    if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
+        return pa.concat_tables(tables).to_pandas()
+    return concat_partitions([t.to_pandas() for t in tables])
+
+
 def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate per-partition frames, keeping categorical columns categorical.
 
@@ -67,7 +99,7 @@ def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def read_parquet_files(paths) -> pd.DataFrame:
-    return concat_partitions([pd.read_parquet(p) for p in paths])
+    return read_partitions(paths)
 
 
 def to_json_safe(obj):

@@ -37,6 +37,7 @@ from pm_assets.core.model import (
     fit_bundle,
     gate,
     negative_sample,
+    negative_sample_rate,
     prior_correction,
     risk_level,
     split_by_cutoff,
@@ -131,7 +132,7 @@ def test_probability_columns_follow_the_classifier_classes(bundle, split, test_s
     """Each p_<class> column is the (prior-corrected) probability of that class, whatever the classifier's internal
     class order."""
     raw = prior_correction(bundle.classifier.predict_proba(feature_matrix(split[1], bundle.features)),
-                           list(bundle.classifier.classes_).index(NO_FAILURE), PARAMS.negative_sample_rate)
+                           list(bundle.classifier.classes_).index(NO_FAILURE), bundle.negative_sample_rate)
     by_class = {str(c): raw[:, i] for i, c in enumerate(bundle.classifier.classes_)}
     for c in LABEL_CLASSES:
         np.testing.assert_array_equal(test_scores[f"p_{c}"].to_numpy(), by_class[c])
@@ -206,6 +207,17 @@ def test_negative_sample_keeps_every_positive_and_a_seeded_share_of_negatives(ra
     assert not np.array_equal(negative_sample(negative, rate, seed=6), index)
 
 
+def test_negative_sample_rate_keeps_small_histories_whole():
+    assert negative_sample_rate(9_000, 60_000) == 1.0 and negative_sample_rate(60_000, 60_000) == 1.0
+    assert negative_sample_rate(240_000, 60_000) == 0.25 and negative_sample_rate(10**6, None) == 1.0
+    with pytest.raises(ValueError, match="max_negative_rows"):
+        negative_sample_rate(100, 0)
+
+
+def test_small_training_sets_are_not_sampled(bundle, split):
+    assert bundle.negative_sample_rate == 1.0  # the fixture's few thousand rows stay whole by default
+
+
 def test_negative_sample_rate_one_keeps_everything_and_bad_rates_are_refused():
     negative = np.array([True, False, True, True])
     assert negative_sample(negative, 1.0, seed=0).tolist() == [0, 1, 2, 3]
@@ -230,9 +242,10 @@ def test_sampled_training_stays_calibrated_and_matches_the_full_fit(split):
     """With the prior correction the mean p_any stays at the failure rate (the sample's own probabilities are
     inflated on the no-failure rows) and the model ranks about as well as one trained on every row."""
     train, test = split
-    full = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=1.0)).score(test)
-    bundle = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, negative_sample_rate=0.25))
-    assert bundle.negative_sample_rate == 0.25
+    full = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, max_negative_rows=None)).score(test)
+    negatives = int((train["failure_component"].astype(str) == NO_FAILURE).sum())
+    bundle = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, max_negative_rows=negatives // 4))
+    assert bundle.negative_sample_rate == pytest.approx((negatives // 4) / negatives)
     sampled = bundle.score(test)
     y = (test["failure_component"].astype(str) != NO_FAILURE).to_numpy()
     assert abs(sampled["p_any"].mean() - y.mean()) < 0.25 * y.mean()
