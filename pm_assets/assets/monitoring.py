@@ -8,6 +8,7 @@ drift_segments.csv, monitoring_summary.json and report.html (self-contained).
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +42,7 @@ MONITORING_LOOKBACK_DAYS = _DEFAULTS.reference_days + _DEFAULTS.production_days 
 ALERT_CHECKS = {"score_drift": "no_score_drift", "feature_drift": "no_feature_drift",
                 "performance_decay": "no_performance_decay", "label_drift": "no_label_drift"}
 HISTOGRAM_FEATURES = 4
+REPORT_PAGE = "report.html"
 
 
 class MonitoringConfig(Config):
@@ -89,8 +91,8 @@ def write_reports(folder: Path, date: str, result, params: MonitoringParams) -> 
     samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
     page = render(date, to_json_safe(summary), result.drift_features, result.drift_scores, result.performance,
                   result.drift_segments, samples)
-    write_bytes_atomic(folder / "report.html", page.encode())
-    return folder / "report.html"
+    write_bytes_atomic(folder / REPORT_PAGE, page.encode())
+    return folder / REPORT_PAGE
 
 
 @asset(
@@ -120,42 +122,47 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     summaries, last = [], None
     keys = context.partition_keys
     ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
-    for key, result in zip(keys, monitor_days(rows, ends, names, params, importance, config.threads), strict=True):
-        report = write_reports(outputs.monitoring_folder(key), key, result, params)
-        perf = result.performance.set_index("period")
-        row = {
-            "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),
-            "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
-            "score_psi": result.drift_scores["psi"].iloc[0],
-            "n_drifted_features": int(result.drift_features["drifted"].sum()),
-            "ap_reference": perf.loc["reference", "average_precision"],
-            "ap_production": perf.loc["production", "average_precision"],
-            "failure_rate_reference": perf.loc["reference", "failure_rate"],
-            "failure_rate_production": perf.loc["production", "failure_rate"],
-            "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
-            "alerts": ", ".join(a.name for a in result.alerts if a.fired), "model_version": champion or "none",
-            "report": str(report),
-        }
-        summaries.append(row)
-        context.add_asset_metadata({
-            "dagster/row_count": 1,
-            "traffic_light": result.light,
-            "light_code": row["light_code"],
-            "alert_count": row["alert_count"],
-            "retrain_recommended": row["retrain_recommended"],
-            "score_psi": _float(row["score_psi"]),
-            "n_drifted_features": row["n_drifted_features"],
-            "ap_reference": _float(row["ap_reference"]),
-            "ap_production": _float(row["ap_production"]),
-            "report": MetadataValue.path(str(report)),
-            "alerts": MetadataValue.md(markdown_table(pd.DataFrame(
-                [{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts]))),
-            "top_drifted_features": MetadataValue.md(markdown_table(result.drift_features.head(10))),
-            "performance": MetadataValue.md(markdown_table(result.performance[
-                ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
-                 "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
-        }, partition_key=key)
-        last = result
+    with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
+        written = []
+        for key, result in zip(keys, monitor_days(rows, ends, names, params, importance, config.threads), strict=True):
+            written.append(writer.submit(write_reports, outputs.monitoring_folder(key), key, result, params))
+            report = outputs.monitoring_folder(key) / REPORT_PAGE
+            perf = result.performance.set_index("period")
+            row = {
+                "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),
+                "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
+                "score_psi": result.drift_scores["psi"].iloc[0],
+                "n_drifted_features": int(result.drift_features["drifted"].sum()),
+                "ap_reference": perf.loc["reference", "average_precision"],
+                "ap_production": perf.loc["production", "average_precision"],
+                "failure_rate_reference": perf.loc["reference", "failure_rate"],
+                "failure_rate_production": perf.loc["production", "failure_rate"],
+                "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
+                "alerts": ", ".join(a.name for a in result.alerts if a.fired), "model_version": champion or "none",
+                "report": str(report),
+            }
+            summaries.append(row)
+            context.add_asset_metadata({
+                "dagster/row_count": 1,
+                "traffic_light": result.light,
+                "light_code": row["light_code"],
+                "alert_count": row["alert_count"],
+                "retrain_recommended": row["retrain_recommended"],
+                "score_psi": _float(row["score_psi"]),
+                "n_drifted_features": row["n_drifted_features"],
+                "ap_reference": _float(row["ap_reference"]),
+                "ap_production": _float(row["ap_production"]),
+                "report": MetadataValue.path(str(report)),
+                "alerts": MetadataValue.md(markdown_table(pd.DataFrame(
+                    [{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts]))),
+                "top_drifted_features": MetadataValue.md(markdown_table(result.drift_features.head(10))),
+                "performance": MetadataValue.md(markdown_table(result.performance[
+                    ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
+                     "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
+            }, partition_key=key)
+            last = result
+    for future in written:
+        future.result()  # a failed write fails the step
     table = pd.DataFrame(summaries)
     yield Output(table, metadata={"run_partitions": len(table), "latest_traffic_light": last.light,
                                   "latest_report": MetadataValue.path(table["report"].iloc[-1])})

@@ -122,7 +122,7 @@ class PreparedRows:
     p_any: np.ndarray
     y: np.ndarray
     mature: np.ndarray
-    model: np.ndarray
+    model: tuple[np.ndarray, list[str]]  # (code per row, -1 when missing; the names of the codes)
 
     @classmethod
     def of(cls, rows: pd.DataFrame, feature_names: list[str]) -> PreparedRows:
@@ -134,12 +134,18 @@ class PreparedRows:
                    p_any=rows["p_any"].to_numpy(dtype=np.float64),
                    y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
                    mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool),
-                   model=rows["model"].to_numpy(dtype=object) if "model" in rows else np.full(len(rows), np.nan, object))
+                   model=_codes(rows["model"]) if "model" in rows else (np.full(len(rows), -1), []))
 
     def span(self, start, end) -> slice:
         """The rows with start <= datetime < end (rows are sorted by time: two binary searches)."""
         return slice(int(np.searchsorted(self.times, np.datetime64(start), "left")),
                      int(np.searchsorted(self.times, np.datetime64(end), "left")))
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a column's values as strings (-1 for missing), and the string of each code."""
+    codes, uniques = pd.factorize(values.astype(object).where(values.notna()).map(lambda v: v if v is None else str(v)))
+    return codes, [str(u) for u in uniques]
 
 
 def monitor(rows: pd.DataFrame, end, feature_names: list[str], params: MonitoringParams = MonitoringParams(),
@@ -265,10 +271,12 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.D
 
 def _segments(data: PreparedRows, ref: slice, prod: slice, params: MonitoringParams) -> pd.DataFrame:
     rows = []
-    ref_model, prod_model = data.model[ref], data.model[prod]
-    ref_p, prod_p = data.p_any[ref], data.p_any[prod]
-    for model in sorted({str(m) for m in pd.unique(np.concatenate([ref_model, prod_model])) if not pd.isna(m)}):
-        r, p = ref_p[ref_model == model], prod_p[prod_model == model]
+    codes, names = data.model
+    ref_code, prod_code = codes[ref], codes[prod]
+    present = np.union1d(np.unique(ref_code), np.unique(prod_code))
+    for name, code in sorted((names[c], c) for c in present if c >= 0):
+        r, p = data.p_any[ref][ref_code == code], data.p_any[prod][prod_code == code]
+        model = name
         small = min(len(r), len(p)) < params.min_segment_rows
         value = float("nan") if small else psi(r, p)
         reason = (f"skipped: fewer than {params.min_segment_rows} rows in a window" if small
