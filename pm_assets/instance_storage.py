@@ -4,7 +4,8 @@ Dagster's ``ConsolidatedSqliteEventLogStorage`` opens a new SQLAlchemy engine an
 group. Per event that costs a statement compilation (the engine's cache dies with it), a commit with a full fsync,
 and, when the last connection closes, a WAL checkpoint with another fsync: ~10-20 ms per event on this machine, and
 a single-run backfill over 366 partitions writes thousands of events (one planned + one materialization per asset
-and partition). This subclass keeps one engine per process (a small pool of open connections) and sets
+and partition). This subclass keeps one engine per process (a small pool of open connections), remembers the tables and columns
+Dagster checks for before every asset event (it reflects the schema each time), and sets
 ``PRAGMA synchronous=NORMAL``, which SQLite documents as safe from corruption in WAL mode (a power cut can lose the
 last commits, not damage the file). Measured in the README ("Performance").
 
@@ -30,6 +31,11 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     _engine_pid: int | None = None
     _engine = None
 
+    def __init__(self, base_dir, inst_data=None):
+        self._tables_present: set[str] = set()
+        self._asset_key_columns_present: set[str] = set()
+        super().__init__(base_dir, inst_data)
+
     def _pooled_engine(self):
         if self._engine is None or self._engine_pid != os.getpid():  # engines must not cross a fork
             engine = create_engine(self._conn_string, pool_size=2, max_overflow=8,
@@ -43,6 +49,20 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         with self._pooled_engine().connect() as conn:
             with conn.begin():
                 yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        # asked for every asset event (Dagster checks that the tags table exists); a table, once there, stays
+        if table_name not in self._tables_present:
+            with self._pooled_engine().connect() as conn:
+                if self._pooled_engine().dialect.has_table(conn, table_name):
+                    self._tables_present.add(table_name)
+        return table_name in self._tables_present
+
+    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
+        # asked for every asset event (a schema reflection each time); a column, once there, stays
+        if column_name not in self._asset_key_columns_present and super()._has_asset_key_col_on_connection(conn, column_name):
+            self._asset_key_columns_present.add(column_name)
+        return column_name in self._asset_key_columns_present
 
     def watch(self, run_id, cursor, callback):
         if not self._obs:

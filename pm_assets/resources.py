@@ -4,16 +4,16 @@
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import Field
 
 from pm_assets.core.parsing import find_source_file, read_source_csv
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import TABLES, TableSpec
-import numpy as np
-
-from pm_assets.core.storage import read_partitions, sha256_of, write_parquet_atomic, write_partitions_atomic
+from pm_assets.core.storage import RecentPartitions, read_partitions, sha256_of, write_parquet_atomic, write_partitions_atomic
 from pm_assets.partitions import partition_rows
 from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
 
@@ -80,13 +80,19 @@ class OutputsResource(ConfigurableResource):
         return Path(self.root) / "monitoring" / partition
 
 
+#: Per process: the frames this process wrote last, handed to downstream steps of the same run without re-reading.
+_RECENT = RecentPartitions()
+
+
 class ParquetIOManager(ConfigurableIOManager):
     """Stores each asset as parquet: ``<base_dir>/<asset>.parquet``, or one file per partition
     ``<base_dir>/<asset>/<partition>.parquet``.
 
     A run over a range of partitions (single-run backfills) hands over one frame; it is split into the daily
     files by the column named in the asset's ``partition_expr`` metadata. Every partition of the range is
-    written, empty ones included, so a re-run replaces what an earlier run wrote. Writes are atomic.
+    written, empty ones included, so a re-run replaces what an earlier run wrote. Writes are atomic. Within a
+    process, a frame just written is handed to the next steps of the run without reading its files again, as long
+    as they are unchanged (``RecentPartitions``).
     """
 
     base_dir: str = Field(default=str(WAREHOUSE_DIR), description="Root folder of the stored assets.")
@@ -96,6 +102,7 @@ class ParquetIOManager(ConfigurableIOManager):
         return Path(self.base_dir) / (f"{name}.parquet" if partition is None else f"{name}/{partition}.parquet")
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        _RECENT.forget(self._name(context))
         if not context.has_asset_partitions:
             path = write_parquet_atomic(obj, self._path(context.asset_key, None))
             context.add_output_metadata({"path": str(path)})
@@ -105,15 +112,19 @@ class ParquetIOManager(ConfigurableIOManager):
         if len(keys) > 1 and not column:
             raise ValueError(f"{context.asset_key.to_user_string()}: a multi-partition output needs partition_expr")
         if column:
-            parts = partition_rows(obj, column, keys, context.asset_partitions_def)
+            parts = list(partition_rows(obj, column, keys, context.asset_partitions_def))
         else:  # a single partition takes every row
             parts = [(keys[0], np.arange(len(obj)))]
-        written = write_partitions_atomic(obj, ((self._path(context.asset_key, key), rows) for key, rows in parts))
+        paths = [self._path(context.asset_key, key) for key in keys]
+        table = pa.Table.from_pandas(obj, preserve_index=False)
+        written = write_partitions_atomic(table, ((path, rows) for path, (_, rows) in zip(paths, parts, strict=True)))
         if written != len(obj):
             raise ValueError(
                 f"{context.asset_key.to_user_string()}: {len(obj) - written} rows fall outside partitions "
                 f"{keys[0]}..{keys[-1]} (column {column})"
             )
+        order = np.concatenate([rows for _, rows in parts]) if parts else np.arange(0)
+        _RECENT.remember(self._name(context), keys, paths, table, order)
         context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
@@ -129,9 +140,14 @@ class ParquetIOManager(ConfigurableIOManager):
         if (context.definition_metadata or {}).get("allow_missing_partitions"):
             keys = [k for k in keys if self._path(context.asset_key, k).exists()]
         paths = [self._existing(self._path(context.asset_key, key), context) for key in keys]
-        frame = read_partitions(paths) if paths else pd.DataFrame()
+        frame = _RECENT.recall(self._name(context), keys, paths) if paths else None
+        if frame is None:
+            frame = read_partitions(paths) if paths else pd.DataFrame()
         frame.attrs["partitions_loaded"] = list(keys)
         return frame
+
+    def _name(self, context) -> tuple[str, str]:
+        return str(Path(self.base_dir).resolve()), "/".join(context.asset_key.path)
 
     @staticmethod
     def _existing(path: Path, context: InputContext) -> Path:

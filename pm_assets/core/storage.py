@@ -49,8 +49,9 @@ def write_parquet_atomic(df: pd.DataFrame, target: str | os.PathLike) -> Path:
     return Path(target)
 
 
-def write_partitions_atomic(df: pd.DataFrame, parts) -> int:
-    """Write row subsets of ``df`` as parquet files, each atomically: ``parts`` yields (target, row positions).
+def write_partitions_atomic(df, parts) -> int:
+    """Write row subsets of ``df`` (a DataFrame or an Arrow table) as parquet files, each atomically: ``parts``
+    yields (target, row positions).
 
     The frame is converted to Arrow once and each file is a ``take`` of that table, so a year split into 366 days
     costs one conversion, not 366 (a file then reads back exactly as ``df.iloc[rows]`` written with
@@ -59,7 +60,7 @@ def write_partitions_atomic(df: pd.DataFrame, parts) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     written = 0
     for target, rows in parts:
         with atomic_path(target) as tmp:
@@ -79,6 +80,61 @@ def read_partitions(paths) -> pd.DataFrame:
     if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
         return pa.concat_tables(tables).to_pandas()
     return concat_partitions([t.to_pandas() for t in tables])
+
+
+class RecentPartitions:
+    """What this process wrote last for a few assets, handed back instead of reading the same files again.
+
+    A ranged run reads an asset's 366 files again for every downstream asset (features: four times). An entry
+    is the Arrow table that was written and the row order of its files; it is used only when the same keys are
+    asked for and every file still has the inode, size and mtime it had just after the write (another process
+    writing any of them makes it miss). The frame it gives is built as the files would be read back
+    (``read_partitions``), and asserted equal to it in the tests.
+    """
+
+    def __init__(self, size: int = 6):
+        from collections import OrderedDict
+
+        self.size, self._entries = size, OrderedDict()
+
+    @staticmethod
+    def _stamps(paths) -> tuple | None:
+        try:
+            return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (os.stat(p) for p in paths))
+        except FileNotFoundError:
+            return None
+
+    def forget(self, name) -> None:
+        self._entries.pop(name, None)
+
+    def remember(self, name, keys, paths, table, order) -> None:
+        self._entries[name] = (tuple(keys), self._stamps(paths), table, order)
+        self._entries.move_to_end(name)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def recall(self, name, keys, paths) -> pd.DataFrame | None:
+        entry = self._entries.get(name)
+        if entry is None or entry[0] != tuple(keys) or entry[1] is None or entry[1] != self._stamps(paths):
+            return None
+        keys, stamps, table, order = entry
+        if not isinstance(table, pd.DataFrame):  # converted on first use, then kept as a frame
+            table = _as_read_back(table.take(order))
+            self._entries[name] = (keys, stamps, table, None)
+        self._entries.move_to_end(name)
+        return table.copy(deep=False)  # copy-on-write: a caller's change never reaches the kept frame
+
+
+def _as_read_back(table) -> pd.DataFrame:
+    """``table`` converted as its parquet files read back would be (parquet stores dictionaries with int32 indices)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table.slice(0, 0), buffer)  # the schema parquet would give back, from an empty file
+    schema = pq.read_schema(io.BytesIO(buffer.getvalue()))
+    return table.cast(schema).to_pandas()
 
 
 def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:

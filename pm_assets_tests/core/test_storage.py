@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pm_assets.core.storage import concat_partitions, read_partitions, write_parquet_atomic, write_partitions_atomic
+from pm_assets.core.storage import (
+    RecentPartitions,
+    concat_partitions,
+    read_partitions,
+    write_parquet_atomic,
+    write_partitions_atomic,
+)
 
 
 def frame(n: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -66,3 +72,41 @@ def test_a_failed_write_leaves_the_earlier_file(tmp_path):
     with pytest.raises(IndexError):
         write_partitions_atomic(df, [(target, np.array([0, 99]))])  # a row that does not exist
     assert target.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+def _written(tmp_path, df, name="asset"):
+    import pyarrow as pa
+
+    days = df["datetime"].dt.floor("D")
+    keys = [str(d.date()) for d in sorted(days.unique())]
+    parts = [(tmp_path / name / f"{k}.parquet", np.flatnonzero(days == pd.Timestamp(k))) for k in keys]
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    write_partitions_atomic(table, parts)
+    return keys, [p for p, _ in parts], table, np.concatenate([rows for _, rows in parts])
+
+
+def test_recent_partitions_give_exactly_what_reading_the_files_gives(tmp_path):
+    df = frame(seed=2).sample(frac=1.0, random_state=0)  # not in file order
+    keys, paths, table, order = _written(tmp_path, df)
+    recent = RecentPartitions()
+    recent.remember("a", keys, paths, table, order)
+    first = recent.recall("a", keys, paths)
+    pd.testing.assert_frame_equal(first, read_partitions(paths), check_exact=True)
+    first["value"] = 0.0  # a caller changing its frame does not change the next caller's
+    pd.testing.assert_frame_equal(recent.recall("a", keys, paths), read_partitions(paths), check_exact=True)
+
+
+def test_recent_partitions_miss_on_other_keys_or_changed_files(tmp_path):
+    df = frame(seed=3)
+    keys, paths, table, order = _written(tmp_path, df)
+    recent = RecentPartitions(size=1)
+    recent.remember("a", keys, paths, table, order)
+    assert recent.recall("a", keys[:-1], paths[:-1]) is None
+    assert recent.recall("b", keys, paths) is None
+    write_parquet_atomic(pd.read_parquet(paths[0]).head(1), paths[0])  # another writer replaced a file
+    assert recent.recall("a", keys, paths) is None
+    recent.remember("a", keys, paths, table, order)
+    recent.remember("b", keys, paths, table, order)  # size 1: "a" is evicted
+    assert recent.recall("a", keys, paths) is None and recent.recall("b", keys, paths) is not None
+    recent.forget("b")
+    assert recent.recall("b", keys, paths) is None
