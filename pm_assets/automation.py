@@ -64,7 +64,8 @@ def weekly_retraining_schedule(context):
 
 @sensor(job=retrain_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=DefaultSensorStatus.STOPPED,
         description="Retrains when the latest monitoring result recommends it (two or more alerts): one request per "
-        "monitoring materialization, never while a retraining run is queued or running.")
+        "monitoring materialization, decided once the run that wrote it has ended, never while a retraining run "
+        "is queued or running.")
 def retraining_sensor(context: SensorEvaluationContext):
     records = context.instance.fetch_materializations(MONITORING, limit=1).records
     if not records:
