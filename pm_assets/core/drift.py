@@ -34,6 +34,11 @@ def sorted_clean(values) -> np.ndarray:
     return values[: len(values) - int(np.isnan(values).sum())]
 
 
+def group_starts(ordered: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal values in a sorted array."""
+    return np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+
+
 def sorted_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``np.quantile(values, q)`` (its default, linear method, bit for bit) of values already sorted, without
     the partial sort np.quantile does again: the order statistics are at hand."""
@@ -87,7 +92,7 @@ def ks_sorted(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     if len(b) > len(a):  # search the smaller sample into the larger (the statistic is symmetric)
         a, b = b, a
-    starts = np.flatnonzero(np.concatenate([[True], b[1:] != b[:-1]]))  # first index of each distinct value
+    starts = group_starts(b)  # first index of each distinct value
     u = b[starts]
     f_b = np.append(starts[1:], len(b)) / len(b)
     f_b_before = np.concatenate([[0.0], f_b[:-1]])
@@ -119,7 +124,7 @@ def expected_roc_auc_sorted(p: np.ndarray) -> float:
         return float("nan")
     q = 1.0 - p
     # negatives' expected mass strictly below each score, and within its tie group (minus the row itself)
-    first = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1]]))
+    first = group_starts(p)
     counts = np.diff(first, append=len(p))
     q_before_group = np.concatenate([[0.0], np.cumsum(q)])[first]
     q_in_group = np.add.reduceat(q, first)
@@ -160,7 +165,7 @@ def roc_auc_and_average_precision_sorted(y: np.ndarray, p: np.ndarray) -> tuple[
     negatives = len(y) - positives
     if len(y) == 0 or positives == 0 or negatives == 0:
         return float("nan"), float("nan")
-    first = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1]]))  # tie groups of equal scores
+    first = group_starts(p)  # tie groups of equal scores
     pos = np.add.reduceat(y, first)
     neg = np.diff(first, append=len(y)) - pos
     neg_below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])

@@ -144,7 +144,7 @@ class PreparedRows:
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes of a column's values as strings (-1 for missing), and the string of each code."""
-    codes, uniques = pd.factorize(values.astype(object).where(values.notna()).map(lambda v: v if v is None else str(v)))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)  # missing values get -1
     return codes, [str(u) for u in uniques]
 
 
@@ -274,9 +274,8 @@ def _segments(data: PreparedRows, ref: slice, prod: slice, params: MonitoringPar
     codes, names = data.model
     ref_code, prod_code = codes[ref], codes[prod]
     present = np.union1d(np.unique(ref_code), np.unique(prod_code))
-    for name, code in sorted((names[c], c) for c in present if c >= 0):
+    for model, code in sorted((names[c], c) for c in present if c >= 0):
         r, p = data.p_any[ref][ref_code == code], data.p_any[prod][prod_code == code]
-        model = name
         small = min(len(r), len(p)) < params.min_segment_rows
         value = float("nan") if small else psi(r, p)
         reason = (f"skipped: fewer than {params.min_segment_rows} rows in a window" if small
