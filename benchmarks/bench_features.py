@@ -20,7 +20,7 @@ from pm_assets.core.features import FeatureParams, build_features, feature_colum
 from pm_assets.core.labels import build_labels
 from pm_assets.core.schema import SENSORS
 from pm_assets.core.simulate import SimulationConfig, simulate
-from pm_assets.core.storage import read_parquet_files, write_parquet_atomic
+from pm_assets.core.storage import read_partitions, write_parquet_atomic
 
 
 def write_partitions(frame: pd.DataFrame, folder: Path) -> None:
@@ -83,7 +83,7 @@ def main() -> None:
         write_parquet_atomic(tables["machines"], root / "machines.parquet")
 
         def read():
-            return {n: read_parquet_files(sorted((root / n).glob("*.parquet"))) for n in ("telemetry", "errors", "maintenance", "failures")}
+            return {n: read_partitions(sorted((root / n).glob("*.parquet"))) for n in ("telemetry", "errors", "maintenance", "failures")}
 
         t_read, raw = best_of(args.repeat, read)
         n_files = len(list((root / "telemetry").glob("*.parquet")))

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dagster_run(folder: Path) -> tuple[float, dict]:
+def dagster_run() -> tuple[float, dict]:
     from dagster import DagsterEventType, DagsterInstance
 
     from pm_assets.cli import main
@@ -114,7 +114,7 @@ def main() -> None:
     shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")
     os.environ.update(DAGSTER_HOME=str(folder), PM_DATA_DIR=str(folder / "data"))
 
-    wall, dagster = dagster_run(folder)
+    wall, dagster = dagster_run()
     print(f"\npm-assets main: {wall:.1f} s wall (simulation included), run {dagster['run_seconds']:.1f} s")
     print("step                                   seconds")
     for step, seconds in sorted(dagster["steps"].items(), key=lambda kv: -kv[1]):

@@ -53,8 +53,9 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     def has_table(self, table_name: str) -> bool:
         # asked for every asset event (Dagster checks that the tags table exists); a table, once there, stays
         if table_name not in self._tables_present:
-            with self._pooled_engine().connect() as conn:
-                if self._pooled_engine().dialect.has_table(conn, table_name):
+            engine = self._pooled_engine()
+            with engine.connect() as conn:
+                if engine.dialect.has_table(conn, table_name):
                     self._tables_present.add(table_name)
         return table_name in self._tables_present
 

@@ -139,7 +139,9 @@ class ParquetIOManager(ConfigurableIOManager):
         keys = context.asset_partition_keys
         if (context.definition_metadata or {}).get("allow_missing_partitions"):
             keys = [k for k in keys if self._path(context.asset_key, k).exists()]
-        paths = [self._existing(self._path(context.asset_key, key), context) for key in keys]
+            paths = [self._path(context.asset_key, key) for key in keys]
+        else:
+            paths = [self._existing(self._path(context.asset_key, key), context) for key in keys]
         frame = _RECENT.recall(self._name(context), keys, paths) if paths else None
         if frame is None:
             frame = read_partitions(paths) if paths else pd.DataFrame()

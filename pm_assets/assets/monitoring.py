@@ -125,8 +125,9 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
         written = []
         for key, result in zip(keys, monitor_days(rows, ends, names, params, importance, config.threads), strict=True):
-            written.append(writer.submit(write_reports, outputs.monitoring_folder(key), key, result, params))
-            report = outputs.monitoring_folder(key) / REPORT_PAGE
+            folder = outputs.monitoring_folder(key)
+            written.append(writer.submit(write_reports, folder, key, result, params))
+            report = folder / REPORT_PAGE
             perf = result.performance.set_index("period")
             row = {
                 "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),

@@ -52,10 +52,13 @@ def sorted_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def psi_edges(reference, bins: int = PSI_BINS) -> np.ndarray:
-    ref = _clean(reference)
+    return _edges_sorted(sorted_clean(reference), bins)
+
+
+def _edges_sorted(ref: np.ndarray, bins: int) -> np.ndarray:
     if len(ref) == 0:
         return np.array([])
-    return np.unique(np.quantile(ref, np.arange(1, bins) / bins))
+    return np.unique(sorted_quantiles(ref, np.arange(1, bins) / bins))
 
 
 def psi(reference, production, bins: int = PSI_BINS, epsilon: float = PSI_EPSILON) -> float:
@@ -66,7 +69,7 @@ def psi_sorted(ref: np.ndarray, prod: np.ndarray, bins: int = PSI_BINS, epsilon:
     """:func:`psi` of two samples already passed through :func:`sorted_clean`."""
     if len(ref) < MIN_SAMPLE or len(prod) < MIN_SAMPLE:
         return float("nan")
-    edges = np.unique(sorted_quantiles(ref, np.arange(1, bins) / bins))
+    edges = _edges_sorted(ref, bins)
     if len(edges) < MIN_EDGES:
         return float("nan")
     # a value equal to an edge falls in the lower bin: the count at or below each edge closes the bin

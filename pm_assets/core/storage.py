@@ -154,10 +154,6 @@ def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def read_parquet_files(paths) -> pd.DataFrame:
-    return read_partitions(paths)
-
-
 def to_json_safe(obj):
     """``obj`` with numpy scalars as Python numbers, NaN/inf as None, timestamps as ISO strings: valid JSON."""
     import numpy as np

@@ -14,7 +14,7 @@ from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion
 from pm_assets.core.features import feature_columns
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.core.storage import read_parquet_files
+from pm_assets.core.storage import read_partitions
 from pm_assets.resources import ParquetIOManager, RawFilesResource
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
 
@@ -35,7 +35,7 @@ def run(instance, raw_dir, out: Path, first: str, last: str | None = None, selec
 def table(out: Path, asset: str, days=None) -> pd.DataFrame:
     folder = out / "warehouse" / asset
     paths = sorted(folder.glob("*.parquet")) if days is None else [folder / f"{d}.parquet" for d in days]
-    return read_parquet_files(paths)
+    return read_partitions(paths)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from dagster import AssetCheckSeverity, load_assets_from_modules, materialize
 
 from pm_assets.assets import ingestion
 from pm_assets.core.schema import TABLES
-from pm_assets.core.storage import read_parquet_files
+from pm_assets.core.storage import read_partitions
 from pm_assets.core.validation import empty_table
 from pm_assets.resources import ParquetIOManager, RawFilesResource
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
@@ -30,7 +30,7 @@ def run_raw(instance, raw_dir, out: Path, first: str, last: str, telemetry_file:
 
 
 def stored(out: Path, table: str) -> pd.DataFrame:
-    return read_parquet_files(sorted((out / "warehouse" / table).glob("*.parquet")))
+    return read_partitions(sorted((out / "warehouse" / table).glob("*.parquet")))
 
 
 def checks(result) -> dict[tuple[str, str], object]:

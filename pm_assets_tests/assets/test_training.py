@@ -13,7 +13,7 @@ from pm_assets.assets import ingestion, scoring, training
 from pm_assets.core.model import PROBA_COLUMNS
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.core.storage import read_parquet_files
+from pm_assets.core.storage import read_partitions
 from pm_assets.resources import ModelRegistryResource, ParquetIOManager, RawFilesResource
 
 ASSETS = load_assets_from_modules([ingestion, features_module, training, scoring])
@@ -98,7 +98,7 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
         assert train().success
     champion = LocalRegistry(root / "models").champion()
     assert score("2015-04-01", LAST).success
-    scores = read_parquet_files(sorted((root / "warehouse" / "scores").glob("2015-04-*.parquet")))
+    scores = read_partitions(sorted((root / "warehouse" / "scores").glob("2015-04-*.parquet")))
     scored = scores[scores["scored"]]
     assert len(scored) > 0.9 * len(scores)
     proba = scored[PROBA_COLUMNS].to_numpy()
@@ -107,7 +107,7 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
     np.testing.assert_allclose(scored["p_any"], 1 - scored["p_none"], atol=1e-12)
     assert (scored["model_version"] == champion).all()
     assert scores.loc[~scores["scored"], "p_any"].isna().all()
-    worklist = read_parquet_files(sorted((root / "warehouse" / "maintenance_worklist").glob("2015-04-*.parquet")))
+    worklist = read_partitions(sorted((root / "warehouse" / "maintenance_worklist").glob("2015-04-*.parquet")))
     for _, day in worklist.groupby("date"):
         assert list(day["rank"]) == list(range(1, len(day) + 1))
         assert day["expected_saving"].is_monotonic_decreasing
