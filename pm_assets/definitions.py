@@ -7,19 +7,20 @@ pandas, numpy and scikit-learn already use both cores inside a step (README, "Pe
 
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
+from pm_assets import automation
 from pm_assets.assets import features, ingestion, monitoring, scoring, training
-from pm_assets.automation import daily_job, daily_schedule, main_job, retrain_job, retraining_sensor, weekly_retraining_schedule
-from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager, RawFilesResource
+from pm_assets.resources import LandingResource, ModelRegistryResource, OutputsResource, ParquetIOManager
 
 defs = Definitions(
     assets=load_assets_from_modules([ingestion, features, training, scoring, monitoring]),
-    jobs=[main_job, daily_job, retrain_job],
-    schedules=[daily_schedule, weekly_retraining_schedule],
-    sensors=[retraining_sensor],
+    asset_checks=automation.freshness_checks,
+    jobs=automation.jobs,
+    schedules=automation.schedules,
+    sensors=automation.sensors,
     executor=in_process_executor,
     resources={
         "io_manager": ParquetIOManager(),
-        "raw_files": RawFilesResource(),
+        "landing": LandingResource(),
         "model_registry": ModelRegistryResource(),
         "outputs": OutputsResource(),
     },

@@ -1,10 +1,24 @@
-"""The daily partitions every time-based asset shares (UTC days; see settings for the range)."""
+"""The daily partitions every time-based asset shares (UTC days; see settings for the range).
+
+Open-ended by default: the last partition is the last complete UTC day, so a new partition appears every night.
+"""
 
 from dagster import DailyPartitionsDefinition
 
 from pm_assets.settings import PARTITION_END, PARTITION_START
 
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITION_START, end_date=PARTITION_END)
+
+
+def partition_range(partitions_def=daily_partitions, current_time=None) -> tuple[str, str]:
+    """(first day, end day exclusive) of the partitions existing at ``current_time`` (default now), YYYY-MM-DD;
+    equal when no partition exists yet."""
+    first = partitions_def.start.strftime("%Y-%m-%d")
+    keys = partitions_def.get_partition_keys(current_time=current_time)
+    if not keys:
+        return first, first
+    end = partitions_def.time_window_for_partition_key(keys[-1]).end
+    return first, end.strftime("%Y-%m-%d")
 
 
 def partition_rows(frame, column: str, keys: list[str], partitions_def=daily_partitions):

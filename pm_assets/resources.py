@@ -1,7 +1,6 @@
-"""Resources: where raw files come from, and the parquet IO manager every asset is stored with."""
+"""Resources: the landing folder files arrive in, the model registry, report outputs, and the parquet IO manager."""
 
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -10,52 +9,27 @@ import pyarrow as pa
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import Field
 
-from pm_assets.core.parsing import find_source_file, read_source_csv
+from pm_assets.core.landing import LandedFile, Staging, list_landed
 from pm_assets.core.registry import LocalRegistry
-from pm_assets.core.schema import TABLES, TableSpec
-from pm_assets.core.storage import RecentPartitions, read_partitions, sha256_of, write_parquet_atomic, write_partitions_atomic
+from pm_assets.core.storage import RecentPartitions, read_partitions, write_parquet_atomic, write_partitions_atomic
 from pm_assets.partitions import partition_rows
-from pm_assets.settings import MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, RAW_DIR, WAREHOUSE_DIR
+from pm_assets.settings import LANDING_DIR, MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, STAGING_DIR, WAREHOUSE_DIR
 
 
-@lru_cache(maxsize=8)
-def _parse_cached(path: str, size: int, mtime_ns: int, table: str) -> pd.DataFrame:
-    # Keyed by size and mtime so a replaced file is parsed again; a single-run backfill parses each file once.
-    return read_source_csv(path, TABLES[table])
+class LandingResource(ConfigurableResource):
+    """The landing folder where Kaggle-format files arrive, the staging of their rows by day (with the ledger of
+    every file seen), and where rejected rows are quarantined (see :mod:`pm_assets.core.landing`)."""
 
-
-@lru_cache(maxsize=8)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_of(path)
-
-
-class RawFilesResource(ConfigurableResource):
-    """The five Kaggle CSV files of the Azure PdM dataset, and where their rejected rows are quarantined."""
-
-    raw_dir: str = Field(default=str(RAW_DIR), description="Folder holding PdM_*.csv or PdM_*.csv.gz.")
-    telemetry_file: str | None = Field(
-        default=None,
-        description="Use this telemetry file instead of <raw_dir>/PdM_telemetry.csv[.gz] (absolute, or relative "
-        "to raw_dir), e.g. partial/PdM_telemetry_SUBSET_machines1-20_2015Q1.csv.gz.",
-    )
+    landing_dir: str = Field(default=str(LANDING_DIR), description="Folder files arrive in (PdM_<table>*.csv[.gz]).")
+    staging_dir: str = Field(default=str(STAGING_DIR), description="Staged rows per table and day, and the ledger.")
     quarantine_dir: str = Field(default=str(QUARANTINE_DIR), description="Rejected rows, one parquet per partition.")
 
-    def path(self, spec: TableSpec) -> Path:
-        if spec.name == "telemetry" and self.telemetry_file:
-            return Path(self.raw_dir) / self.telemetry_file  # an absolute telemetry_file wins in the join
-        return find_source_file(self.raw_dir, spec)
+    def staging(self) -> Staging:
+        return Staging(self.staging_dir)
 
-    def load(self, spec: TableSpec) -> pd.DataFrame:
-        """The whole parsed file (not yet validated), cached per process; callers must not modify it."""
-        path = self.path(spec)
-        stat = path.stat()
-        return _parse_cached(str(path), stat.st_size, stat.st_mtime_ns, spec.name)
-
-    def sha256(self, spec: TableSpec) -> str:
-        """sha256 of the source file, computed once per process (and again only when the file changes)."""
-        path = self.path(spec)
-        stat = path.stat()
-        return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
+    def landed(self) -> tuple[list[LandedFile], list[str]]:
+        """The table files in the landing folder, and the names of files that say no table (ignored)."""
+        return list_landed(self.landing_dir)
 
     def quarantine_path(self, table: str, partition: str) -> Path:
         return Path(self.quarantine_dir) / table / f"{partition}.parquet"

@@ -1,20 +1,22 @@
-"""Load-time settings: where data lives and which days the partitions cover.
+"""Load-time settings: where data lives, which days the partitions cover, how often the sensors look.
 
-These are read once when the code location loads (partitions must exist before any run config does), from
-environment variables with documented defaults. Run-time settings live in Dagster ``Config`` and
+These are read once when the code location loads (partitions and sensor intervals must exist before any run config
+does), from environment variables with documented defaults. Run-time settings live in Dagster ``Config`` and
 ``ConfigurableResource`` classes next to the assets and resources that use them.
 
 | variable | default | meaning |
 |---|---|---|
 | ``PM_DATA_DIR`` | ``<project>/data`` | root of everything the project reads and writes |
-| ``PM_RAW_DIR`` | ``$PM_DATA_DIR/raw/azure_pm`` | the five Kaggle CSV files (``.csv`` or ``.csv.gz``) |
-| ``PM_PARTITION_START`` | ``2015-01-01`` | first daily partition (UTC) |
-| ``PM_PARTITION_END`` | ``2016-01-02`` | end of the last daily partition, exclusive |
+| ``PM_LANDING_DIR`` | ``$PM_DATA_DIR/landing`` | where files in the Kaggle format arrive (``.csv`` or ``.csv.gz``) |
+| ``PM_PARTITION_START`` | ``2025-12-01`` | first daily partition (UTC): the start of the fleet's history |
+| ``PM_PARTITION_END`` | empty: open-ended | end of the last daily partition, exclusive (``2016-01-02`` for the 2015 Kaggle files) |
 | ``PM_SENSOR_INTERVAL_SECONDS`` | ``30`` | minimum seconds between two ticks of ``retraining_sensor`` |
+| ``PM_LIVE_INTERVAL_SECONDS`` | ``5`` | minimum seconds between two ticks of ``landing_sensor`` and ``downstream_sensor`` |
+| ``PM_DATA_DEADLINE_CRON`` | ``0 6 * * *`` | when a day's data must have arrived (UTC): later, its freshness check fails |
+| ``PM_AUTOMATION`` | ``off`` | ``on``: every schedule and sensor starts RUNNING (until toggled in the UI), for demos |
 
-The default range, 2015-01-01 .. 2016-01-01 (366 daily partitions), is the span of the real Kaggle files, whose
-telemetry runs from 2015-01-01 06:00 to 2016-01-01 06:00. ``pm-assets main`` simulates the whole range when there
-is no data.
+Open-ended, the daily partitions end with the last complete UTC day: tonight, yesterday gets its partition. The
+default start is the first day of the demo fleet that ``pm-assets main`` simulates up to yesterday.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("PM_DATA_DIR", PROJECT_ROOT / "data"))
-RAW_DIR = Path(os.environ.get("PM_RAW_DIR", DATA_DIR / "raw" / "azure_pm"))
+LANDING_DIR = Path(os.environ.get("PM_LANDING_DIR", DATA_DIR / "landing"))
+STAGING_DIR = DATA_DIR / "staging"  # landed files parsed once, split by day, and the ledger of every file seen
 WAREHOUSE_DIR = DATA_DIR / "warehouse"  # parquet written by the IO manager, one file per asset partition
 QUARANTINE_DIR = DATA_DIR / "quarantine"  # rejected rows with their reasons, one file per table partition
 MODELS_DIR = DATA_DIR / "models"  # the model registry (versions, cards, champion pointer)
 OUTPUTS_DIR = DATA_DIR / "outputs"  # reports for people: monitoring CSV/JSON/HTML
 
-PARTITION_START = os.environ.get("PM_PARTITION_START", "2015-01-01")
-PARTITION_END = os.environ.get("PM_PARTITION_END", "2016-01-02")
+PARTITION_START = os.environ.get("PM_PARTITION_START", "2025-12-01")
+PARTITION_END = os.environ.get("PM_PARTITION_END") or None
 SENSOR_INTERVAL_SECONDS = int(os.environ.get("PM_SENSOR_INTERVAL_SECONDS", "30"))
+LIVE_INTERVAL_SECONDS = int(os.environ.get("PM_LIVE_INTERVAL_SECONDS", "5"))
+DATA_DEADLINE_CRON = os.environ.get("PM_DATA_DEADLINE_CRON", "0 6 * * *")
+AUTOMATION_ON = os.environ.get("PM_AUTOMATION", "off").lower() in ("on", "1", "true", "running")

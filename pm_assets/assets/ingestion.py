@@ -1,49 +1,64 @@
-"""Raw ingestion: the five Kaggle files become typed, validated parquet tables.
+"""Raw ingestion: files that land become typed, validated parquet tables.
 
-- ``source_files``: inventory of the CSV files (hash, rows, time span, rows outside the partition range).
+- ``source_files``: stages every new file of the landing folder (parsed once, split by day, identified by its
+  sha256; see :mod:`pm_assets.core.landing`) and is the inventory of every file seen: when, its hash, the days it
+  touched, or why it failed.
 - ``machines``: the fleet (unpartitioned); the list of valid machine ids for every other table.
 - ``maintenance_history``: replacements before the first partition, the opening history that
   "time since last replacement" needs on the first days (the real file starts 2014-06-01).
-- ``telemetry``, ``errors``, ``maintenance``, ``failures``: one daily partition per UTC day.
+- ``telemetry``, ``errors``, ``maintenance``, ``failures``: one daily partition per UTC day, built from the staged
+  rows of that day (every file that brought rows for it, in arrival order): a day is read again without parsing
+  any file, and a late file for an old day only adds to that day.
 
 Every row read is either stored or quarantined with a reason (``data/quarantine/<table>/<partition>.parquet``).
-A backfill over many partitions runs as a single run (``BackfillPolicy.single_run()``): each file is parsed
-once and split by day.
+A backfill over many partitions runs as a single run (``BackfillPolicy.single_run()``).
 """
 
 
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    Config,
+    Failure,
     MetadataValue,
     Output,
     asset,
 )
+from pydantic import Field
 
 from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
+from pm_assets.core.landing import ALL_ROWS, inventory
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import EVENT_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
-from pm_assets.core.storage import write_parquet_atomic
-from pm_assets.core.validation import ValidationResult, validate_rows
-from pm_assets.partitions import daily_partitions, split_by_partition
-from pm_assets.resources import RawFilesResource
+from pm_assets.core.storage import sha256_of, write_parquet_atomic
+from pm_assets.core.validation import FILE_COLUMN, ValidationResult, validate_rows
+from pm_assets.partitions import daily_partitions, partition_range, split_by_partition
+from pm_assets.resources import LandingResource
 
 RAW_GROUP = "raw"
 RAW_KINDS = {"pandas", "parquet"}
+#: Rows of the inventory shown in the metadata (the newest), and errors quoted in a check's description.
+INVENTORY_SHOWN = 20
+SHOWN_ERRORS = 3
 
 
-def _quarantine(raw_files: RawFilesResource, spec: TableSpec, rejected: pd.DataFrame, keys: list[str]) -> None:
+def _quarantine(landing: LandingResource, spec: TableSpec, rejected: pd.DataFrame, keys: list[str]) -> None:
     """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files."""
     column = spec.time_column if len(keys) > 1 else None  # one key ("history", "all", or a day) takes every row
     for key, part in split_by_partition(rejected, column, keys):
-        write_parquet_atomic(part.reset_index(drop=True), raw_files.quarantine_path(spec.name, key))
+        write_parquet_atomic(part.reset_index(drop=True), landing.quarantine_path(spec.name, key))
 
 
-def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result: ValidationResult, keys: list[str]) -> dict:
-    """Metadata of the whole run: totals over its partitions, schema, source file and quarantine."""
+def _metadata(spec: TableSpec, landing: LandingResource, rows: pd.DataFrame, result: ValidationResult,
+              keys: list[str]) -> dict:
+    """Metadata of the whole run: totals over its partitions, schema, source files and quarantine."""
+    rows_in = len(rows)
     kept, rejected = result.kept, result.rejected
     by_rule = {r: n for r, n in result.rejected_by_rule().items() if n}
     meta = {
@@ -52,9 +67,8 @@ def _metadata(spec: TableSpec, raw_files: RawFilesResource, rows_in: int, result
         "run_rows_kept": len(kept),
         "run_rows_rejected": len(rejected),
         "run_partitions": len(keys),
-        "source_file": MetadataValue.path(str(raw_files.path(spec))),
-        "source_sha256": raw_files.sha256(spec),
-        "quarantine": MetadataValue.path(str(raw_files.quarantine_path(spec.name, keys[0]).parent)),
+        "source_files": MetadataValue.md(_files_md(rows)),
+        "quarantine": MetadataValue.path(str(landing.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
     }
     if not spec.time_column:  # unpartitioned: the run is the table
@@ -79,48 +93,82 @@ def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: Vali
     return out
 
 
-def _ingest_window(raw_files: RawFilesResource, spec: TableSpec, start, end, machine_ids) -> tuple[pd.DataFrame, ValidationResult]:
-    """The parsed rows of ``spec``'s file with timestamps in [start, end) (no lower bound when start is None),
-    and their validation."""
-    parsed = raw_files.load(spec)
-    times = parsed[spec.time_column]
-    in_window = times < naive_utc(end)
-    if start is not None:
-        in_window &= times >= naive_utc(start)
-    rows = parsed[in_window]
-    return rows, validate_rows(rows, spec, machine_ids)
+def _files_md(rows: pd.DataFrame) -> str:
+    """The files that fed these rows and how many rows each brought (arrival order)."""
+    if rows.empty:
+        return "no file brought rows for these days"
+    counts = rows.groupby(FILE_COLUMN, sort=False).size()
+    return markdown_table(counts.rename_axis("file").reset_index(name="rows"))
+
+
+class IngestConfig(Config):
+    """Which landed files to stage."""
+
+    files: list[str] | None = Field(
+        default=None,
+        description="Names of files in the landing folder to stage (the landing sensor names the new ones). "
+        "None: every file there whose hash is not yet in the ledger. A named file that cannot be read fails "
+        "the step; with None, it is recorded and reported by the check `landed_files_readable`.",
+    )
 
 
 @asset(
     group_name=RAW_GROUP,
     kinds={"csv", "pandas"},
-    description="Inventory of the five source CSV files: path, size, sha256, rows, time span, and how many rows "
-    "fall before, inside and after the partition range (rows outside it are reported here, not dropped silently).",
+    check_specs=[AssetCheckSpec("landed_files_readable", asset="source_files",
+                                description="Every file in the landing folder could be read (else: which file, "
+                                "which line, what is wrong; it is tried again only when its bytes change).")],
+    description="Stages the files of the landing folder (each parsed once, identified by its sha256, split by UTC day) "
+    "and lists every file ever seen: table, name, sha256, size, when it was ingested, rows, the days it touched, "
+    "rows before/after the partition range, or why it failed. A re-copied file (same hash) is not staged again.",
 )
-def source_files(context: AssetExecutionContext, raw_files: RawFilesResource) -> Output[pd.DataFrame]:
-    start, end = (naive_utc(t) for t in (daily_partitions.start, daily_partitions.end))
-    rows = []
-    for spec in TABLES.values():
-        path = raw_files.path(spec)
-        parsed = raw_files.load(spec)
-        row = {"table": spec.name, "path": str(path), "bytes": path.stat().st_size, "sha256": raw_files.sha256(spec),
-               "rows": len(parsed)}
-        if spec.time_column:
-            t = parsed[spec.time_column]
-            row.update(first=t.min(), last=t.max(), rows_before_partitions=int((t < start).sum()),
-                       rows_in_partitions=int(((t >= start) & (t < end)).sum()), rows_after_partitions=int((t >= end).sum()))
-        rows.append(row)
-    inventory = pd.DataFrame(rows)
-    outside = int(inventory[["rows_before_partitions", "rows_after_partitions"]].fillna(0).to_numpy().sum())
-    return Output(
-        inventory,
-        metadata={
-            "dagster/row_count": len(inventory),
-            "files": MetadataValue.md(markdown_table(inventory.drop(columns=["path"]))),
-            "partition_range": f"{start.date()} .. {(end - pd.Timedelta(days=1)).date()}",
-            "rows_outside_partitions": outside,
-        },
-    )
+def source_files(context: AssetExecutionContext, config: IngestConfig, landing: LandingResource) -> Output[pd.DataFrame]:
+    staging = landing.staging()
+    landed, ignored = landing.landed()
+    by_name = {f.name: f for f in landed}
+    if config.files is not None:
+        missing = [n for n in config.files if n not in by_name]
+        if missing:
+            raise Failure(f"not in the landing folder {landing.landing_dir} (or not a table file): {missing}")
+        selected = [by_name[n] for n in config.files]
+    else:
+        selected = landed
+    staged, failed = [], []
+    for file in selected:
+        sha = sha256_of(file.path)
+        known = staging.entry_for(file, sha)
+        entry = staging.stage(file, sha)
+        if known is None:
+            (failed if entry["status"] == "failed" else staged).append(entry)
+            if entry["status"] == "failed":
+                context.log.error(f"{file.name}: {entry['error']}")
+    table = inventory(staging.entries(), *partition_range())
+    current = {e["id"] for f in landed for e in [staging.entry_for(f, sha256_of(f.path))] if e}
+    unreadable = table[(table["status"] == "failed") & table["id"].isin(current)]
+    meta = {
+        "dagster/row_count": len(table),
+        "files_staged_now": len(staged),
+        "files_failed_now": len(failed),
+        "files_ingested": int((table["status"] == "ingested").sum()),
+        "files_failed": int((table["status"] == "failed").sum()),
+        "rows_outside_partitions": int(table[["rows_before_partitions", "rows_after_partitions"]].to_numpy().sum()),
+        "staged_now": MetadataValue.md(markdown_table(pd.DataFrame(
+            [{"file": e["name"], "table": e["table"], "rows": e["rows"], "days": len(e["days"])} for e in staged]))
+            if staged else "nothing new"),
+        "files": MetadataValue.md(markdown_table(table.drop(columns=["id", "sha256"]).tail(INVENTORY_SHOWN))),
+        "ignored_files": ", ".join(ignored) or "none",
+        "landing_dir": MetadataValue.path(landing.landing_dir),
+    }
+    named_failures = [e for e in failed if config.files is not None]
+    if named_failures:
+        # a run for named files (the landing sensor's) fails when one of them cannot be read: the run says why
+        raise Failure(description="; ".join(e["error"] for e in named_failures),
+                      metadata={"failed_files": ", ".join(e["name"] for e in named_failures)})
+    yield Output(table, metadata=meta)
+    yield AssetCheckResult(
+        check_name="landed_files_readable", passed=unreadable.empty, severity=AssetCheckSeverity.ERROR,
+        description="; ".join(unreadable["error"].head(SHOWN_ERRORS)) or "every landed file was read",
+        metadata={"unreadable_files": len(unreadable), "files": ", ".join(unreadable["name"]) or "none"})
 
 
 @asset(
@@ -128,14 +176,18 @@ def source_files(context: AssetExecutionContext, raw_files: RawFilesResource) ->
     kinds=RAW_KINDS,
     deps=[source_files],
     check_specs=raw_check_specs(MACHINES),
-    description="The fleet: one row per machine with its model (model1..model4) and age in years. "
+    description="The fleet: one row per machine with its model (model1..model4) and age in years, from every "
+    "PdM_machines file that landed (a repeated machine id is a duplicate: the first arrival is kept). "
     "Its machine ids are the valid ids of every other table.",
 )
-def machines(context: AssetExecutionContext, raw_files: RawFilesResource):
-    parsed = raw_files.load(MACHINES)
+def machines(context: AssetExecutionContext, landing: LandingResource):
+    staging = landing.staging()
+    parsed = staging.read(MACHINES.name, [ALL_ROWS])
+    if parsed.empty and not staging.chunks(MACHINES.name, ALL_ROWS):
+        raise Failure(f"no PdM_machines file has been staged from {landing.landing_dir}: the fleet is unknown")
     result = validate_rows(parsed, MACHINES)
-    _quarantine(raw_files, MACHINES, result.rejected, ["all"])
-    meta = _metadata(MACHINES, raw_files, len(parsed), result, ["all"])
+    _quarantine(landing, MACHINES, result.rejected, ["all"])
+    meta = _metadata(MACHINES, landing, parsed, result, ["all"])
     meta["machines_by_model"] = MetadataValue.md(
         markdown_table(result.kept["model"].value_counts(sort=False).rename_axis("model").reset_index(name="machines"))
     )
@@ -153,10 +205,13 @@ def machines(context: AssetExecutionContext, raw_files: RawFilesResource):
     "'time since last replacement' needs on the first days. Later replacements are in the partitioned "
     "`maintenance` asset.",
 )
-def maintenance_history(context: AssetExecutionContext, raw_files: RawFilesResource, machines: pd.DataFrame):
-    rows, result = _ingest_window(raw_files, MAINTENANCE, None, daily_partitions.start, machines["machineID"])
-    _quarantine(raw_files, MAINTENANCE, result.rejected, ["history"])
-    meta = _metadata(MAINTENANCE, raw_files, len(rows), result, ["history"])
+def maintenance_history(context: AssetExecutionContext, landing: LandingResource, machines: pd.DataFrame):
+    staging = landing.staging()
+    first = daily_partitions.get_first_partition_key()
+    rows = staging.read(MAINTENANCE.name, [d for d in staging.days(MAINTENANCE.name) if d < first])
+    result = validate_rows(rows, MAINTENANCE, machines["machineID"])
+    _quarantine(landing, MAINTENANCE, result.rejected, ["history"])
+    meta = _metadata(MAINTENANCE, landing, rows, result, ["history"])
     meta.update({"dagster/row_count": len(result.kept), "rows_in": len(rows), "rows_rejected": len(result.rejected)})
     yield Output(result.kept, metadata=meta)
     yield from raw_check_results(MAINTENANCE, len(rows), result, machines["machineID"], asset_name="maintenance_history")
@@ -164,7 +219,7 @@ def maintenance_history(context: AssetExecutionContext, raw_files: RawFilesResou
 
 RAW_DESCRIPTIONS = {
     "telemetry": "Hourly sensor readings per machine (volt, rotate, pressure, vibration), one partition per UTC "
-    "day. Completeness per machine is checked against the hours the source file covers.",
+    "day. Completeness per machine is checked against the hours the staged rows of the window span.",
     "errors": "Non-fatal machine errors (error1..error5) with their hour; several may share one hour.",
     "maintenance": "Component replacements (comp1..comp4), scheduled or after a failure, at their hour.",
     "failures": "Component failures (comp1..comp4): each is also a replacement in `maintenance`.",
@@ -172,7 +227,7 @@ RAW_DESCRIPTIONS = {
 
 
 def build_raw_table_asset(spec: TableSpec):
-    """A daily-partitioned raw table read from its Kaggle file (one factory for four alike assets)."""
+    """A daily-partitioned raw table built from the staged rows of its days (one factory for four alike assets)."""
 
     @asset(
         name=spec.name,
@@ -182,21 +237,23 @@ def build_raw_table_asset(spec: TableSpec):
         deps=[source_files],
         ins={"machines": AssetIn()},
         check_specs=raw_check_specs(spec),
-        description=RAW_DESCRIPTIONS[spec.name],
+        description=RAW_DESCRIPTIONS[spec.name] + " Built from every landed file that brought rows for the day "
+        "(partition metadata `source_files`).",
     )
-    def _raw_table(context: AssetExecutionContext, raw_files: RawFilesResource, machines: pd.DataFrame):
+    def _raw_table(context: AssetExecutionContext, landing: LandingResource, machines: pd.DataFrame):
         window, keys = context.partition_time_window, context.partition_keys
         machine_ids = machines["machineID"]
-        rows, result = _ingest_window(raw_files, spec, window.start, window.end, machine_ids)
-        rows_in = len(rows)
-        _quarantine(raw_files, spec, result.rejected, keys)
+        rows = landing.staging().read(spec.name, keys)
+        result = validate_rows(rows, spec, machine_ids)
+        _quarantine(landing, spec, result.rejected, keys)
+        files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in by_day(rows, spec.time_column)}
         for key, partition_meta in _partition_metadata(spec, rows, result, keys).items():
+            partition_meta["source_files"] = files_per_day.get(key, "none")
             context.add_asset_metadata(partition_meta, partition_key=key)
-        meta = _metadata(spec, raw_files, rows_in, result, keys)
+        meta = _metadata(spec, landing, rows, result, keys)
         completeness = None
         if spec.name == "telemetry":
-            parsed = raw_files.load(spec)
-            grid = expected_hours(naive_utc(window.start), naive_utc(window.end), parsed["datetime"].min(), parsed["datetime"].max())
+            grid = expected_hours(naive_utc(window.start), naive_utc(window.end), rows["datetime"].min(), rows["datetime"].max())
             completeness = hourly_completeness(result.kept, machine_ids, grid)
             # per day: kept rows (unique and on the hour) over machines x expected hours of that day
             expected = pd.Series(1, index=grid).groupby(grid.strftime("%Y-%m-%d")).size() * len(machine_ids)
@@ -208,7 +265,7 @@ def build_raw_table_asset(spec: TableSpec):
             meta["run_coverage"] = float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
             meta["run_machines_complete"] = int((completeness["missing_hours"] == 0).sum())
         yield Output(result.kept, metadata=meta)
-        yield from raw_check_results(spec, rows_in, result, machine_ids, completeness)
+        yield from raw_check_results(spec, len(rows), result, machine_ids, completeness)
 
     return _raw_table
 

@@ -48,6 +48,8 @@ from pm_assets.core.storage import atomic_path
 
 DAYS_PER_YEAR = 365.0  # rates "per machine-year" are per 365 days (2015, the real year)
 HOURS_PER_YEAR = 24 * DAYS_PER_YEAR
+#: Days of replacement history simulated before the first day (2014-06-01 .. 2015-01-01 in the real file).
+HISTORY_DAYS_BEFORE_START = 214
 _HOUR = np.timedelta64(1, "h")
 _DAY = np.timedelta64(1, "D")
 
@@ -76,7 +78,8 @@ class SimulationConfig:
     start: str = "2015-01-01"  # first telemetry hour
     end: str = "2016-01-01"  # exclusive: the last telemetry hour is end - 1h
     seed: int = 42
-    maintenance_history_start: str = "2014-06-01"  # first day of the one replacement before start
+    # first day of the one replacement before start; None: 214 days before start (the real file: 2014-06-01 for 2015)
+    maintenance_history_start: str | None = None
     drift: DriftSpec | None = None
 
     # Machines. Real: model1 16, model2 17, model3 35, model4 32 of 100; ages 0..20 years.
@@ -140,6 +143,9 @@ class SimulationConfig:
         _check_keys("failure_rate", self.failure_rate, COMPONENTS)
         _check_keys("precursor_shift_sd", self.precursor_shift_sd, COMPONENTS)
         _check_keys("background_error_rate", self.background_error_rate, ERROR_IDS)
+        if self.maintenance_history_start is None:
+            default = pd.Timestamp(self.start).normalize() - pd.Timedelta(days=HISTORY_DAYS_BEFORE_START)
+            object.__setattr__(self, "maintenance_history_start", default.strftime("%Y-%m-%d"))
         history, start, end = (pd.Timestamp(t) for t in (self.maintenance_history_start, self.start, self.end))
         if not history < start < end:
             raise ValueError("need maintenance_history_start < start < end")
@@ -413,9 +419,9 @@ def _simulate_errors(config: SimulationConfig, failures: pd.DataFrame, rng: np.r
 
 
 def write_kaggle_csv(
-    tables: Mapping[str, pd.DataFrame], out_dir: str | Path, compress: bool = False
+    tables: Mapping[str, pd.DataFrame], out_dir: str | Path, compress: bool = False, suffix: str = ""
 ) -> dict[str, Path]:
-    """Write the tables as Kaggle files (``PdM_<name>.csv``, ``.csv.gz`` when ``compress``); returns name -> path.
+    """Write the tables as Kaggle files (``PdM_<name><suffix>.csv``, ``.csv.gz`` when ``compress``); returns name -> path.
 
     The exact Kaggle format: double-quoted header and string values, unquoted numbers, timestamps as
     ``2015-01-01 06:00:00``, floats at shortest round-trip precision, CRLF after every line. Each file is
@@ -436,7 +442,7 @@ def write_kaggle_csv(
             else:
                 arrays[column] = pa.array(values.to_numpy())
         table = pa.table(arrays)
-        target = out_dir / f"{spec.file_stem}.csv{'.gz' if compress else ''}"
+        target = out_dir / f"{spec.file_stem}{suffix}.csv{'.gz' if compress else ''}"
         with atomic_path(target) as tmp:
             if compress:
                 with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as stream:  # no name, no time
@@ -445,3 +451,20 @@ def write_kaggle_csv(
                 pa_csv.write_csv(table, str(tmp), options)
         paths[name] = target
     return paths
+
+
+DAILY_TABLES = ("telemetry", "errors", "maintenance", "failures")
+
+
+def day_tables(tables: Mapping[str, pd.DataFrame], day: str) -> dict[str, pd.DataFrame]:
+    """The rows of the four time tables that fall on one UTC day (what a daily export of that day holds)."""
+    start = pd.Timestamp(day)
+    end = start + pd.Timedelta(days=1)
+    return {name: tables[name][(tables[name]["datetime"] >= start) & (tables[name]["datetime"] < end)]
+            for name in DAILY_TABLES}
+
+
+def write_day_files(tables: Mapping[str, pd.DataFrame], day: str, out_dir: str | Path) -> dict[str, Path]:
+    """Write one day's export, ``PdM_<table>_<day>.csv`` for the four time tables (a header-only file where the
+    day has no rows, as a daily export has), each atomically."""
+    return write_kaggle_csv(day_tables(tables, day), out_dir, suffix=f"_{day}")

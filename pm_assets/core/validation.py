@@ -16,6 +16,9 @@ import numpy as np
 import pandas as pd
 
 from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN
+
+#: Column of staged rows naming the file they came from (see :mod:`pm_assets.core.landing`).
+FILE_COLUMN = "source_file"
 from pm_assets.core.schema import TableSpec
 
 REASON_COLUMN = "reason"
@@ -192,14 +195,21 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
     dup = duplicate_mask(frame.iloc[clean_pos], spec)
     if dup.any():
         clean = frame.iloc[clean_pos]
-        first_line = clean.groupby(list(spec.key), observed=True, sort=False)[LINE_COLUMN].transform("first").to_numpy()
-        for p, line in zip(clean_pos[dup], first_line[dup]):
-            reasons[p] = [f"duplicate of line {line} (same {', '.join(spec.key)})"]
+        groups = clean.groupby(list(spec.key), observed=True, sort=False)
+        first_line = groups[LINE_COLUMN].transform("first").to_numpy()
+        # staged rows of several files: name the file of the first occurrence when it is another one
+        first_file = groups[FILE_COLUMN].transform("first").to_numpy() if FILE_COLUMN in clean else None
+        own_file = clean[FILE_COLUMN].to_numpy() if FILE_COLUMN in clean else None
+        for i, (p, line) in enumerate(zip(clean_pos[dup], first_line[dup])):
+            where = f"line {line}"
+            if first_file is not None and first_file[dup][i] != own_file[dup][i]:
+                where = f"{first_file[dup][i]} line {line}"
+            reasons[p] = [f"duplicate of {where} (same {', '.join(spec.key)})"]
             rules[p] = [DUPLICATE_RULE]
         bad[clean_pos[dup]] = True
 
     kept = to_schema_types(frame.loc[~bad, list(spec.columns)], spec)
-    rejected = frame.loc[bad, [*spec.columns, LINE_COLUMN]].copy()
+    rejected = frame.loc[bad, [*spec.columns, LINE_COLUMN, *([FILE_COLUMN] if FILE_COLUMN in frame else [])]].copy()
     for c in spec.categories:
         rejected[c] = rejected[c].astype(object)
     bad_pos = np.flatnonzero(bad)

@@ -1,0 +1,253 @@
+"""The landing folder: files that arrive, staged once by content hash, read back per day.
+
+Files in the Kaggle format land in one folder at any time (``PdM_telemetry_2026-11-30.csv``, a whole-year
+``PdM_maint.csv.gz``, ...). Which table a file holds is said by its name: it contains the table's Kaggle stem
+(``PdM_telemetry``, ``PdM_errors``, ``PdM_maint``, ``PdM_failures``, ``PdM_machines``) and ends in ``.csv`` or
+``.csv.gz``.
+
+A file is identified by the sha256 of its bytes. Staging parses it once and writes its rows split by UTC day,
+``<staging>/<table>/<day>/<ingested_ns>-<sha12>.parquet`` (``all`` instead of a day for the machines table), and
+records it in the ledger, ``<staging>/_files/<sha>.json``: name, size, when it was seen and ingested, rows per day,
+or why it failed. A file whose hash is in the ledger is never staged again (a re-copied file, under any name), and
+a failed file is tried again only when its bytes change (a new hash). A day's rows are the staged chunks of that
+day in arrival order, so a late file for an old day adds to it (a repeated key is a duplicate, the first arrival
+kept) and a day is read again without opening any file that did not change.
+
+Pure Python, no Dagster import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pm_assets.core.parsing import SourceFileError, read_source_csv
+from pm_assets.core.schema import TABLES, TableSpec
+from pm_assets.core.storage import read_partitions, sha256_of, write_bytes_atomic, write_partitions_atomic
+from pm_assets.core.validation import FILE_COLUMN  # the file a staged row came from (quarantine reasons name it)
+
+LEDGER_FOLDER = "_files"
+#: The staging bucket of an unpartitioned table (machines).
+ALL_ROWS = "all"
+SUFFIXES = (".csv.gz", ".csv")
+DAY_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file in the landing folder whose name says which table it holds."""
+
+    path: Path
+    table: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def table_for_name(name: str) -> TableSpec | None:
+    """The table a file name says it holds, or None (not a .csv / .csv.gz, or no Kaggle stem in the name)."""
+    if not name.endswith(SUFFIXES) or name.startswith("."):
+        return None
+    stem = name[: -len(next(s for s in SUFFIXES if name.endswith(s)))]
+    # the longest matching stem wins, so a name can never say two tables
+    matches = [spec for spec in TABLES.values() if spec.file_stem.lower() in stem.lower()]
+    return max(matches, key=lambda s: len(s.file_stem)) if matches else None
+
+
+def list_landed(landing_dir: str | Path) -> tuple[list[LandedFile], list[str]]:
+    """The table files in the landing folder (sorted by name), and the names of other files, which are ignored."""
+    landing_dir = Path(landing_dir)
+    files, ignored = [], []
+    if not landing_dir.is_dir():
+        return files, ignored
+    for path in sorted(landing_dir.iterdir()):
+        if not path.is_file() or path.name.startswith("."):  # temporary files of atomic writers start with a dot
+            continue
+        spec = table_for_name(path.name)
+        if spec is None:
+            ignored.append(path.name)
+            continue
+        stat = path.stat()
+        files.append(LandedFile(path, spec.name, stat.st_size, stat.st_mtime_ns))
+    return files, ignored
+
+
+def day_keys(times: pd.Series) -> np.ndarray:
+    """YYYY-MM-DD of each timestamp (formatted once per distinct day)."""
+    days, codes = np.unique(times.to_numpy().astype("datetime64[D]"), return_inverse=True)
+    return np.datetime_as_string(days, unit="D")[codes.reshape(-1)]
+
+
+def declared_day(name: str) -> str | None:
+    """The day a file's name says it exports (``PdM_failures_2026-11-30.csv``: 2026-11-30), if it names a valid one."""
+    match = DAY_IN_NAME.search(name)
+    if not match:
+        return None
+    try:
+        return pd.Timestamp(match.group(1)).strftime("%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def rows_per_day(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> dict[str, int]:
+    """Rows of a parsed file per UTC day (one bucket, ``all``, for the machines table), days in order. The day a
+    file's name declares counts even with no row: a daily export of a day without failures says so."""
+    if not spec.time_column:
+        return {ALL_ROWS: len(frame)}
+    keys, counts = np.unique(day_keys(frame[spec.time_column]), return_counts=True)
+    out = {str(k): int(n) for k, n in zip(keys, counts)}
+    day = declared_day(name)
+    if day is not None:
+        out.setdefault(day, 0)
+    return dict(sorted(out.items()))
+
+
+def file_id(sha: str, name: str) -> str:
+    """A landed file's identity: the sha256 of its bytes, and the day its name declares if it declares one.
+
+    Two header-only exports of different days have the same bytes but say different things (no failure on either
+    day); a re-copied file (same bytes, same day) has the same identity under any name."""
+    day = declared_day(name)
+    return sha if day is None else hashlib.sha256(f"{sha}:{day}".encode()).hexdigest()
+
+
+class Staging:
+    """The staged rows and the ledger of every file seen (see the module docstring)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # --- ledger --------------------------------------------------------------------------------------
+    def ledger_path(self, identity: str) -> Path:
+        return self.root / LEDGER_FOLDER / f"{identity}.json"
+
+    def entry(self, identity: str) -> dict | None:
+        """The ledger entry of a file identity (see :func:`file_id`), or None."""
+        path = self.ledger_path(identity)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def entries(self) -> list[dict]:
+        """Every ledger entry, in the order the files were ingested (or failed)."""
+        folder = self.root / LEDGER_FOLDER
+        entries = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
+        return sorted(entries, key=lambda e: (e["ingested_ns"], e["id"]))
+
+    def _record(self, entry: dict) -> None:
+        write_bytes_atomic(self.ledger_path(entry["id"]), json.dumps(entry, indent=1, sort_keys=True).encode())
+
+    # --- staging -------------------------------------------------------------------------------------
+    def entry_for(self, landed: LandedFile, sha: str) -> dict | None:
+        return self.entry(file_id(sha, landed.name))
+
+    def stage(self, landed: LandedFile, sha: str | None = None) -> dict:
+        """Stage one landed file (parse, split by day, write, record); returns its ledger entry.
+
+        A file whose hash is already in the ledger is not read again: its existing entry is returned (with this
+        name added to the names it was seen under). A file that cannot be read gets a ``failed`` entry whose
+        ``error`` names the file and line; nothing of it is staged.
+        """
+        sha = sha or sha256_of(landed.path)
+        identity = file_id(sha, landed.name)
+        known = self.entry(identity)
+        if known is not None:
+            if landed.name not in known["names"]:
+                known["names"].append(landed.name)
+                self._record(known)
+            return known
+        spec = TABLES[landed.table]
+        now = time.time_ns()
+        entry = {"id": identity, "sha256": sha, "declared_day": declared_day(landed.name), "table": spec.name, "name": landed.name, "names": [landed.name],
+                 "bytes": landed.size, "ingested_ns": now,
+                 "ingested_at": pd.Timestamp(now, unit="ns").isoformat(timespec="seconds")}
+        try:
+            frame = read_source_csv(landed.path, spec)
+        except (SourceFileError, UnicodeDecodeError) as exc:
+            entry.update(status="failed", error=str(exc), rows=0, days={})
+            self._record(entry)
+            return entry
+        frame[FILE_COLUMN] = landed.name
+        per_day = rows_per_day(frame, spec, landed.name)
+        chunk = f"{now}-{identity[:12]}.parquet"
+        if spec.time_column:
+            keys = day_keys(frame[spec.time_column])
+            order = np.argsort(keys, kind="stable")
+            bounds = np.searchsorted(keys[order], list(per_day), side="left")
+            ends = [*bounds[1:], len(order)]
+            parts = ((self.root / spec.name / day / chunk, np.sort(order[lo:hi]))
+                     for day, lo, hi in zip(per_day, bounds, ends))
+        else:
+            parts = [(self.root / spec.name / ALL_ROWS / chunk, np.arange(len(frame)))]
+        write_partitions_atomic(frame, parts)
+        entry.update(status="ingested", error=None, rows=len(frame), days=per_day)
+        self._record(entry)  # last: a file is in the ledger only once all of its rows are staged
+        return entry
+
+    # --- reading back --------------------------------------------------------------------------------
+    def chunks(self, table: str, day: str) -> list[Path]:
+        """The staged chunks of one day (or ``all``) of a table, in arrival order."""
+        folder = self.root / table / day
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def days(self, table: str) -> list[str]:
+        folder = self.root / table
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def read(self, table: str, days: Iterable[str]) -> pd.DataFrame:
+        """The staged rows of these days (parsed, not yet validated), in day order and arrival order within a day;
+        ``source_line`` and ``source_file`` say where each came from."""
+        paths = [p for day in days for p in self.chunks(table, day)]
+        if not paths:
+            return empty_staged(TABLES[table])
+        frame = read_partitions(paths)
+        return frame.reset_index(drop=True)
+
+    def files_of(self, table: str, days: Iterable[str]) -> dict[str, list[str]]:
+        """day -> names of the files that fed it (arrival order), from the chunk names and the ledger."""
+        names = {e["id"][:12]: e["name"] for e in self.entries()}
+        return {day: [names.get(p.stem.split("-", 1)[1], p.stem) for p in self.chunks(table, day)] for day in days}
+
+
+def empty_staged(spec: TableSpec) -> pd.DataFrame:
+    """A parsed frame with no rows (what :func:`read_source_csv` gives for a header-only file), plus the file column."""
+    from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN
+
+    columns = {}
+    for col in spec.columns:
+        kind = spec.kinds[col]
+        columns[col] = pd.Series(dtype="datetime64[ns]" if kind == "timestamp" else
+                                 "float64" if kind in ("id", "int", "float") else object)
+    columns[LINE_COLUMN] = pd.Series(dtype="int64")
+    columns[PROBLEM_COLUMN] = pd.Series(dtype=object)
+    columns[FILE_COLUMN] = pd.Series(dtype=object)
+    return pd.DataFrame(columns)
+
+
+def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
+    """One row per file in the ledger: what it is, when it came, the days it touched and the rows it brought
+    before / inside / after the partition range [start, end) (days as YYYY-MM-DD), or why it failed."""
+    rows = []
+    for e in entries:
+        days = {d: n for d, n in e["days"].items() if d != ALL_ROWS}
+        before = sum(n for d, n in days.items() if d < start)
+        after = sum(n for d, n in days.items() if d >= end)
+        rows.append({
+            "table": e["table"], "name": e["name"], "id": e["id"], "sha256": e["sha256"], "bytes": e["bytes"],
+            "ingested_at": e["ingested_at"], "status": e["status"], "rows": e["rows"],
+            "first_day": min(days) if days else None, "last_day": max(days) if days else None, "days": len(days),
+            "rows_before_partitions": before, "rows_after_partitions": after,
+            "error": e.get("error") or "",
+        })
+    columns = ["table", "name", "id", "sha256", "bytes", "ingested_at", "status", "rows", "first_day", "last_day", "days",
+               "rows_before_partitions", "rows_after_partitions", "error"]
+    return pd.DataFrame(rows, columns=columns).astype({"rows_before_partitions": "int64", "rows_after_partitions": "int64"})
