@@ -1,7 +1,9 @@
-"""Command line: ``pm-assets simulate`` writes a simulated dataset, ``pm-assets main`` runs the whole history.
+"""Command line: ``simulate`` writes a simulated fleet, ``main`` runs the whole history, ``live`` plays a fleet
+forward into the landing folder day by day, ``automation on|off`` starts or stops every schedule and sensor,
+``predict`` scores one machine.
 
-``main`` runs through the real Dagster instance of this project (``dagster.yaml``; ``DAGSTER_HOME`` defaults to
-the project folder), so ``dagster dev -w workspace.yaml`` afterwards shows every materialization.
+``main`` and ``live`` run through the real Dagster instance of this project (``dagster.yaml``; ``DAGSTER_HOME``
+defaults to the project folder), so ``dagster dev -w workspace.yaml`` shows every materialization.
 """
 
 import argparse
@@ -10,48 +12,63 @@ import sys
 import time
 from pathlib import Path
 
-from pm_assets.core.parsing import find_source_file
-from pm_assets.core.schema import TABLES
-from pm_assets.settings import PARTITION_END, PARTITION_START, PROJECT_ROOT, RAW_DIR
+from pm_assets.core.landing import list_landed
+from pm_assets.settings import LANDING_DIR, PARTITION_END, PARTITION_START, PROJECT_ROOT
+
+#: The demo fleet of ``main`` and ``live``: 100 machines, seed 42 (README figures are of this fleet).
+DEMO_MACHINES, DEMO_SEED = 100, 42
+#: Drift the live demo injects when asked for one without details: two sensors +2 sd, failures x3.
+DEFAULT_DRIFT_SHIFT = ("volt=2", "pressure=2")
+DEFAULT_DRIFT_FAILURE_FACTOR = 3.0
+
+
+def _today() -> str:
+    """00:00 UTC today: the exclusive end of simulated data, so that the last simulated day is yesterday."""
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+
+
+def _default_end() -> str:
+    return PARTITION_END or _today()
+
+
+def _drift(start: str | None, shifts: list[str], factor: float):
+    from pm_assets.core.simulate import DriftSpec
+
+    if not start:
+        return None
+    pairs = dict((s.split("=")[0], float(s.split("=")[1])) for s in (shifts or DEFAULT_DRIFT_SHIFT))
+    return DriftSpec(start=start, sensor_shift_sd=pairs, failure_rate_factor=factor)
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate, write_kaggle_csv
+    from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
 
-    drift = None
-    if args.drift_start:
-        shifts = dict((s.split("=")[0], float(s.split("=")[1])) for s in args.drift_shift)
-        drift = DriftSpec(start=args.drift_start, sensor_shift_sd=shifts, failure_rate_factor=args.drift_failure_factor)
-    config = SimulationConfig(machines=args.machines, start=args.start, end=args.end, seed=args.seed, drift=drift)
+    drift = _drift(args.drift_start, args.drift_shift, args.drift_failure_factor)
+    config = SimulationConfig(machines=args.machines, start=args.start, end=args.end or _default_end(), seed=args.seed,
+                              drift=drift)
     started = time.perf_counter()
     paths = write_kaggle_csv(simulate(config), args.out, compress=args.gzip)
     for name, path in paths.items():
         print(f"{name:12s} {path}")
-    print(f"simulated {args.machines} machines {args.start}..{args.end} in {time.perf_counter() - started:.1f} s")
+    print(f"simulated {args.machines} machines {config.start}..{config.end} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def _has_raw_data(raw_dir: Path) -> bool:
-    try:
-        return all(find_source_file(raw_dir, spec) for spec in TABLES.values())
-    except FileNotFoundError:
-        return False
-
-
-def _main(args: argparse.Namespace) -> int:
+def _use_project_instance() -> None:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
     os.chdir(os.environ["DAGSTER_HOME"])  # dagster.yaml's storage paths are relative to the working directory
-    raw_dir = RAW_DIR
-    if not _has_raw_data(raw_dir):
-        print(f"no Azure PdM files in {raw_dir}: simulating 100 machines {PARTITION_START}..{PARTITION_END}")
-        _simulate(argparse.Namespace(machines=100, start=PARTITION_START, end=PARTITION_END, seed=42, out=raw_dir,
-                                     gzip=False, drift_start=None, drift_shift=[], drift_failure_factor=1.0))
+
+
+def _run_history(first: str | None = None, last: str | None = None):
+    """``main_job`` over the partitions first..last (default: all that exist) as one run, on the project instance."""
     from dagster import DagsterInstance
 
     from pm_assets.definitions import defs
     from pm_assets.partitions import daily_partitions
 
-    keys = daily_partitions.get_partition_keys()
+    keys = [k for k in daily_partitions.get_partition_keys() if (first is None or k >= first) and (last is None or k <= last)]
     instance = DagsterInstance.get()
     print(f"materializing every asset over {keys[0]}..{keys[-1]} ({len(keys)} partitions) as one run "
           f"in {os.environ['DAGSTER_HOME']}")
@@ -63,7 +80,19 @@ def _main(args: argparse.Namespace) -> int:
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
         raise_on_error=False,
     )
-    elapsed = time.perf_counter() - started
+    return result, time.perf_counter() - started
+
+
+def _main(args: argparse.Namespace) -> int:
+    _use_project_instance()
+    if not list_landed(LANDING_DIR)[0]:
+        end = _default_end()
+        print(f"no Azure PdM files in {LANDING_DIR}: simulating {DEMO_MACHINES} machines {PARTITION_START}..{end} "
+              "(the last day is yesterday)")
+        _simulate(argparse.Namespace(machines=DEMO_MACHINES, start=PARTITION_START, end=end, seed=DEMO_SEED,
+                                     out=LANDING_DIR, gzip=False, drift_start=None, drift_shift=[],
+                                     drift_failure_factor=1.0))
+    result, elapsed = _run_history()
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f} s")
     _print_summary(result)
     _print_outcome()
@@ -140,16 +169,93 @@ def _predict(args: argparse.Namespace) -> int:
     return 1
 
 
+def _live(args: argparse.Namespace) -> int:
+    """Play a fleet forward into the landing folder, one day every ``--every`` seconds, ending with yesterday."""
+    import pandas as pd
+
+    from pm_assets.core.simulate import DAILY_TABLES, SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
+    from pm_assets.settings import STAGING_DIR
+    from pm_assets.core.landing import Staging
+
+    _use_project_instance()
+    end = _today()
+    last_day = pd.Timestamp(end) - pd.Timedelta(days=1)
+    days = list(pd.date_range(end=last_day, periods=args.days, freq="D").strftime("%Y-%m-%d"))
+    if days[0] <= PARTITION_START:
+        print(f"--days {args.days} reaches back to {days[0]}, at or before the first partition {PARTITION_START}",
+              file=sys.stderr)
+        return 2
+    drift_start = args.drift_start or (days[args.drift_after] if args.drift_after is not None and args.drift_after < len(days) else None)
+    config = SimulationConfig(machines=args.machines, start=PARTITION_START, end=end, seed=args.seed,
+                              drift=_drift(drift_start, args.drift_shift, args.drift_failure_factor))
+    tables = simulate(config)
+    if not list_landed(LANDING_DIR)[0]:
+        history = {name: (t[t["datetime"] < pd.Timestamp(days[0])] if name in DAILY_TABLES else t) for name, t in tables.items()}
+        print(f"live demo: history {PARTITION_START}..{(pd.Timestamp(days[0]) - pd.Timedelta(days=1)).date()} of "
+              f"{args.machines} machines into {LANDING_DIR}, materialized as one run first")
+        write_kaggle_csv(history, LANDING_DIR)
+        result, elapsed = _run_history(last=(pd.Timestamp(days[0]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"))
+        print(f"history run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f} s")
+        if not result.success:
+            return 1
+    else:
+        delivered = Staging(STAGING_DIR).days("telemetry")
+        if not delivered:
+            print(f"{LANDING_DIR} holds files nobody ingested yet: run `pm-assets main` first", file=sys.stderr)
+            return 2
+        days = [d for d in pd.date_range(pd.Timestamp(delivered[-1]) + pd.Timedelta(days=1), last_day, freq="D")
+                .strftime("%Y-%m-%d")]
+        if not days:
+            print(f"the landing folder already reaches {delivered[-1]} (yesterday): nothing to play. For the live demo "
+                  "start from an empty data folder, e.g. `PM_DATA_DIR=$PWD/demo DAGSTER_HOME=... pm-assets live` or "
+                  "delete data/ and .dagster_home/storage (see README)", file=sys.stderr)
+            return 2
+        print(f"live demo: continuing after {delivered[-1]} (same seed and fleet settings as before)")
+    print(f"playing {len(days)} days {days[0]}..{days[-1]} into {LANDING_DIR}, one every {args.every:g} s"
+          + (f"; drift from {drift_start}" if drift_start else ""))
+    for i, day in enumerate(days):
+        if i:
+            time.sleep(args.every)
+        write_day_files(tables, day, LANDING_DIR)
+        rows = day_tables(tables, day)
+        drifted = " (drifted)" if drift_start and day >= drift_start[:10] else ""
+        print(f"  {day}{drifted}: {len(rows['telemetry']):,} readings, {len(rows['errors'])} errors, "
+              f"{len(rows['maintenance'])} replacements, {len(rows['failures'])} failures", flush=True)
+    return 0
+
+
+def _automation(args: argparse.Namespace) -> int:
+    """Start (or stop) every schedule and sensor of the code location, through Dagster's own CLI."""
+    import subprocess
+
+    from pm_assets.automation import schedules, sensors
+
+    _use_project_instance()
+    dagster = str(Path(sys.executable).parent / "dagster")
+    base = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
+    if args.state == "on":
+        commands = [[dagster, "sensor", "start", "--start-all", *base], [dagster, "schedule", "start", "--start-all", *base]]
+    else:
+        commands = [[dagster, "sensor", "stop", s.name, *base] for s in sensors]
+        commands += [[dagster, "schedule", "stop", s.name, *base] for s in schedules]
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True)
+        print(done.stdout.strip() or done.stderr.strip().splitlines()[-1])
+        if done.returncode:
+            return done.returncode
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pm-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a simulated Azure PdM dataset in the Kaggle CSV format")
-    sim.add_argument("--machines", type=int, default=100)
+    sim.add_argument("--machines", type=int, default=DEMO_MACHINES)
     sim.add_argument("--start", default=PARTITION_START, help="first telemetry hour (00:00 of this day)")
-    sim.add_argument("--end", default=PARTITION_END, help="end, exclusive")
-    sim.add_argument("--seed", type=int, default=42)
-    sim.add_argument("--out", default=str(RAW_DIR))
+    sim.add_argument("--end", default=None, help="end, exclusive (default: PM_PARTITION_END, else today: data up to yesterday)")
+    sim.add_argument("--seed", type=int, default=DEMO_SEED)
+    sim.add_argument("--out", default=str(LANDING_DIR))
     sim.add_argument("--gzip", action="store_true", help="write .csv.gz instead of .csv")
     sim.add_argument("--drift-start", help="inject drift from this timestamp")
     sim.add_argument("--drift-shift", action="append", default=[], metavar="SENSOR=SD",
@@ -157,8 +263,25 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--drift-failure-factor", type=float, default=1.0, help="multiply failure rates from --drift-start")
     sim.set_defaults(func=_simulate)
 
-    run = sub.add_parser("main", help="simulate data if there is none (in $PM_RAW_DIR), then materialize the whole history")
+    run = sub.add_parser("main", help="simulate data if the landing folder has none, then materialize the whole history")
     run.set_defaults(func=_main)
+
+    live = sub.add_parser("live", help="play a fleet forward into the landing folder, one day every few seconds, "
+                          "ending with yesterday (run it beside `dagster dev` with automation on)")
+    live.add_argument("--days", type=int, default=14, help="days to play (the last of them is yesterday)")
+    live.add_argument("--every", type=float, default=5.0, help="seconds between two days")
+    live.add_argument("--machines", type=int, default=DEMO_MACHINES)
+    live.add_argument("--seed", type=int, default=DEMO_SEED)
+    live.add_argument("--drift-after", type=int, help="start the drift after this many played days")
+    live.add_argument("--drift-start", help="start the drift at this timestamp instead")
+    live.add_argument("--drift-shift", action="append", default=[], metavar="SENSOR=SD",
+                      help=f"sensor shift in sds from the drift start (repeatable; default {' '.join(DEFAULT_DRIFT_SHIFT)})")
+    live.add_argument("--drift-failure-factor", type=float, default=DEFAULT_DRIFT_FAILURE_FACTOR)
+    live.set_defaults(func=_live)
+
+    auto = sub.add_parser("automation", help="start (on) or stop (off) every schedule and sensor")
+    auto.add_argument("state", choices=["on", "off"])
+    auto.set_defaults(func=_automation)
 
     pred = sub.add_parser("predict", help="score one machine's current snapshot with the champion model")
     pred.add_argument("--machine", type=int, required=True)

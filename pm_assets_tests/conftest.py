@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# The tests run on the 2015 calendar of the Kaggle files, with the partitions open-ended as deployed (so a
+# schedule evaluated years later sees real partitions). Set before pm_assets is imported; processes the tests start
+# (the end-to-end test) set their own.
+os.environ["PM_PARTITION_START"] = "2015-01-01"
+os.environ.pop("PM_PARTITION_END", None)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA_DIR = Path(os.environ.get("PM_REAL_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "azure_pm"))
 Q1_SUBSET = "partial/PdM_telemetry_SUBSET_machines1-20_2015Q1.csv.gz"
@@ -33,3 +39,22 @@ def instance():
 
     with DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+def landing_resource(root: Path, raw_dir: Path, telemetry: str | None = None):
+    """A LandingResource over ``root`` whose landing folder holds links to the Kaggle files of ``raw_dir`` (the
+    telemetry file replaced by ``telemetry``, a path relative to ``raw_dir``, when given). Idempotent."""
+    from pm_assets.core.landing import table_for_name
+    from pm_assets.resources import LandingResource
+
+    landing = root / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    sources = [p for p in Path(raw_dir).iterdir() if p.is_file() and table_for_name(p.name)]
+    if telemetry:
+        sources = [p for p in sources if table_for_name(p.name).name != "telemetry"] + [Path(raw_dir) / telemetry]
+    for source in sources:
+        link = landing / source.name
+        if not link.exists():
+            link.symlink_to(source.resolve())
+    return LandingResource(landing_dir=str(landing), staging_dir=str(root / "staging"),
+                           quarantine_dir=str(root / "quarantine"))

@@ -228,8 +228,8 @@ def empty_staged(spec: TableSpec) -> pd.DataFrame:
         columns[col] = pd.Series(dtype="datetime64[ns]" if kind == "timestamp" else
                                  "float64" if kind in ("id", "int", "float") else object)
     columns[LINE_COLUMN] = pd.Series(dtype="int64")
-    columns[PROBLEM_COLUMN] = pd.Series(dtype=object)
-    columns[FILE_COLUMN] = pd.Series(dtype=object)
+    columns[PROBLEM_COLUMN] = pd.Series(dtype=str)
+    columns[FILE_COLUMN] = pd.Series(dtype=str)
     return pd.DataFrame(columns)
 
 

@@ -212,6 +212,8 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
     rejected = frame.loc[bad, [*spec.columns, LINE_COLUMN, *([FILE_COLUMN] if FILE_COLUMN in frame else [])]].copy()
     for c in spec.categories:
         rejected[c] = rejected[c].astype(object)
+    if FILE_COLUMN in rejected:
+        rejected[FILE_COLUMN] = rejected[FILE_COLUMN].astype(str)  # one dtype whether or not any row was rejected
     bad_pos = np.flatnonzero(bad)
     rejected[RULES_COLUMN] = pd.Series([",".join(rules[p]) for p in bad_pos], index=rejected.index, dtype=str)
     rejected[REASON_COLUMN] = pd.Series(["; ".join(reasons[p]) for p in bad_pos], index=rejected.index, dtype=str)

@@ -15,15 +15,15 @@ from pm_assets.assets import ingestion
 from pm_assets.core.features import feature_columns
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
 from pm_assets.core.storage import read_partitions
-from pm_assets.resources import ParquetIOManager, RawFilesResource
-from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
+from pm_assets.resources import ParquetIOManager
+from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL, landing_resource
 
 ASSETS = load_assets_from_modules([ingestion, features_module])
 
 
 def run(instance, raw_dir, out: Path, first: str, last: str | None = None, selection=None, telemetry_file=None):
     resources = {
-        "raw_files": RawFilesResource(raw_dir=str(raw_dir), telemetry_file=telemetry_file, quarantine_dir=str(out / "quarantine")),
+        "landing": landing_resource(out, raw_dir, telemetry_file),
         "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
     }
     if last is None:

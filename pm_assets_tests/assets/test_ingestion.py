@@ -12,8 +12,8 @@ from pm_assets.assets import ingestion
 from pm_assets.core.schema import TABLES
 from pm_assets.core.storage import read_partitions
 from pm_assets.core.validation import empty_table
-from pm_assets.resources import ParquetIOManager, RawFilesResource
-from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
+from pm_assets.resources import ParquetIOManager
+from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL, landing_resource
 
 RAW_ASSETS = load_assets_from_modules([ingestion])
 YEAR = ("2015-01-01", "2016-01-01")  # the default partition range: the span of the real files
@@ -21,7 +21,7 @@ YEAR = ("2015-01-01", "2016-01-01")  # the default partition range: the span of 
 
 def run_raw(instance, raw_dir, out: Path, first: str, last: str, telemetry_file: str | None = None, selection=None):
     resources = {
-        "raw_files": RawFilesResource(raw_dir=str(raw_dir), telemetry_file=telemetry_file, quarantine_dir=str(out / "quarantine")),
+        "landing": landing_resource(out, raw_dir, telemetry_file),
         "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
     }
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
@@ -200,12 +200,31 @@ def test_partition_by_partition_equals_one_ranged_run(bad_raw_dir, instance, tmp
                 pd.testing.assert_frame_equal(a, b)
 
 
-def test_unparseable_file_fails_the_run_naming_file_and_line(bad_raw_dir, instance, tmp_path):
+def test_an_unreadable_file_is_reported_and_the_other_tables_go_on(bad_raw_dir, instance, tmp_path):
     (bad_raw_dir / "PdM_telemetry.csv").write_text(
         "datetime;machineID;volt;rotate;pressure;vibration\n2015-01-01 00:00:00;1;1;1;1;1\n"
     )
-    result = run_raw(instance, bad_raw_dir, tmp_path / "out", "2015-01-01", "2015-01-01",
-                     selection=["machines", "telemetry"])
+    out = tmp_path / "out"
+    result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-01")
+    assert result.success  # the other four files were staged and their tables built
+    check = checks(result)[("source_files", "landed_files_readable")]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert "PdM_telemetry.csv, line 1" in check.description and "delimiter" in check.description
+    inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet").set_index("table")
+    assert inventory.loc["telemetry", "status"] == "failed" and "line 1" in inventory.loc["telemetry", "error"]
+    assert (inventory.drop(index="telemetry")["status"] == "ingested").all()
+    assert len(stored(out, "errors")) > 0 and len(stored(out, "telemetry")) == 0
+
+
+def test_a_named_unreadable_file_fails_its_run_naming_file_and_line(bad_raw_dir, instance, tmp_path):
+    (bad_raw_dir / "PdM_telemetry.csv").write_text(
+        "datetime;machineID;volt;rotate;pressure;vibration\n2015-01-01 00:00:00;1;1;1;1;1\n"
+    )
+    resources = {"landing": landing_resource(tmp_path, bad_raw_dir),
+                 "io_manager": ParquetIOManager(base_dir=str(tmp_path / "warehouse"))}
+    result = materialize(RAW_ASSETS, instance=instance, resources=resources, selection=["source_files"],
+                         run_config={"ops": {"source_files": {"config": {"files": ["PdM_telemetry.csv"]}}}},
+                         raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)

@@ -13,7 +13,8 @@ from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, monitoring, scoring, training
 from pm_assets.assets.monitoring import ALERT_CHECKS
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager, RawFilesResource
+from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
+from pm_assets_tests.conftest import landing_resource
 
 ASSETS = load_assets_from_modules([ingestion, features_module, training, scoring, monitoring])
 REPORT_FILES = {"drift_features.csv", "drift_scores.csv", "performance.csv", "drift_weighted.csv",
@@ -25,7 +26,7 @@ def monitored(tmp_path_factory, instance):
     root = tmp_path_factory.mktemp("monitoring")
     write_kaggle_csv(simulate(SimulationConfig(machines=15, start="2015-01-01", end="2015-05-01", seed=5)), root / "raw")
     resources = {
-        "raw_files": RawFilesResource(raw_dir=str(root / "raw"), quarantine_dir=str(root / "quarantine")),
+        "landing": landing_resource(root, root / "raw"),
         "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
         "model_registry": ModelRegistryResource(root=str(root / "models")),
         "outputs": OutputsResource(root=str(root / "outputs")),

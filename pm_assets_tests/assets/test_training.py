@@ -14,7 +14,8 @@ from pm_assets.core.model import PROBA_COLUMNS
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
 from pm_assets.core.storage import read_partitions
-from pm_assets.resources import ModelRegistryResource, ParquetIOManager, RawFilesResource
+from pm_assets.resources import ModelRegistryResource, ParquetIOManager
+from pm_assets_tests.conftest import landing_resource
 
 ASSETS = load_assets_from_modules([ingestion, features_module, training, scoring])
 FIRST, LAST = "2015-01-01", "2015-04-30"
@@ -28,7 +29,7 @@ def pipeline(tmp_path_factory, instance):
     raw = root / "raw"
     write_kaggle_csv(simulate(SimulationConfig(machines=15, start=FIRST, end="2015-05-01", seed=11)), raw)
     resources = {
-        "raw_files": RawFilesResource(raw_dir=str(raw), quarantine_dir=str(root / "quarantine")),
+        "landing": landing_resource(root, raw),
         "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
         "model_registry": ModelRegistryResource(root=str(root / "models")),
     }
