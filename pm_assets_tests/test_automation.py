@@ -112,11 +112,12 @@ def test_a_result_from_a_run_still_in_progress_waits_for_the_run_to_end(fresh_in
     assert isinstance(after, RunRequest) and after.partition_key == "2015-07-16"
 
 
-def test_jobs_schedules_and_sensor_are_visible_with_descriptions():
+def test_jobs_schedules_and_sensors_are_visible_with_descriptions_and_documented_defaults():
     repo = defs.get_repository_def()
-    assert {"main_job", "daily_job", "retrain_job"} <= set(repo.job_names)
-    schedules = {s.name: s for s in repo.schedule_defs}
-    assert schedules["weekly_retraining_schedule"].cron_schedule == "0 2 * * 0"
-    assert all(s.description for s in schedules.values())
-    sensor = repo.get_sensor_def("retraining_sensor")
-    assert sensor.description and sensor.default_status == DefaultSensorStatus.STOPPED
+    assert {"main_job", "ingest_job", "downstream_job", "retrain_job"} <= set(repo.job_names)
+    assert {s.name for s in repo.schedule_defs} == {"daily_schedule", "weekly_retraining_schedule"}
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "downstream_sensor", "retraining_sensor",
+                                                 "freshness_sensor"}
+    for definition in [*repo.schedule_defs, *repo.sensor_defs]:
+        assert definition.description, definition.name
+        assert definition.default_status.value == "STOPPED", definition.name  # PM_AUTOMATION is not set here
