@@ -76,6 +76,8 @@ RAW_TABLES = ("telemetry", "errors", "maintenance", "failures")
 #: The daily assets downstream of the raw tables, in the topological order the catch-up groups them in.
 DOWNSTREAM = ("features", "scores", "maintenance_worklist", "labels", "monitoring")
 TRIGGER_TAG = "pm_assets/trigger"
+#: Days after a sensor-requested retraining during which further alerts do not retrain again: one production window.
+RETRAIN_COOLDOWN_DAYS = monitoring.MonitoringConfig().production_days
 
 main_job = define_asset_job(
     "main_job",
@@ -277,7 +279,7 @@ def downstream_sensor(context: SensorEvaluationContext):
 @sensor(job=retrain_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=SENSOR_STATUS,
         description="Retrains when the latest monitoring result recommends it (two or more alerts): one request per "
         "monitoring materialization, decided once the run that wrote it has ended, never while a retraining run "
-        "is queued or running.")
+        "is queued or running, and at most once per production window (14 days) for the same drift.")
 def retraining_sensor(context: SensorEvaluationContext):
     records = context.instance.fetch_materializations(MONITORING, limit=1).records
     if not records:
@@ -308,10 +310,32 @@ def retraining_sensor(context: SensorEvaluationContext):
         context.update_cursor(str(storage_id))
         return SkipReason(f"monitoring {mat.partition} recommends retraining, but run {active[0].run_id} "
                           f"({active[0].status.value}) is already retraining")
+    recent = _recent_sensor_retraining(context.instance, mat.partition)
+    if recent is not None:
+        # the drift that triggered that retraining stays in the production window for up to its length: acting on
+        # every daily result until then would retrain every day for the same drift
+        context.update_cursor(str(storage_id))
+        return SkipReason(f"monitoring {mat.partition} recommends retraining, but the retraining for {recent} is "
+                          f"less than {RETRAIN_COOLDOWN_DAYS} days before it (one production window)")
     context.update_cursor(str(storage_id))
     return RunRequest(run_key=f"monitoring-{storage_id}", partition_key=mat.partition,
                       tags={TRIGGER_TAG: "retraining_sensor", "pm_assets/monitoring_partition": mat.partition,
                             "pm_assets/alerts": str(alerts)})
+
+
+def _recent_sensor_retraining(instance, partition: str) -> str | None:
+    """The monitoring day of the latest sensor-requested retraining, if it is less than one production window before
+    ``partition``. A retraining the champion gate refused counts: a new challenger on the same drift would be
+    judged on the same window (the weekly schedule still retrains). Only a canceled run does not count."""
+    runs = instance.get_runs(filters=RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "retraining_sensor"}),
+                             limit=10)
+    days = [r.tags.get("pm_assets/monitoring_partition") for r in runs if r.status != DagsterRunStatus.CANCELED]
+    days = [d for d in days if d and d <= partition]
+    if not days:
+        return None
+    latest = max(days)
+    gap = (np.datetime64(partition) - np.datetime64(latest)).astype(int)
+    return latest if gap < RETRAIN_COOLDOWN_DAYS else None
 
 
 # --- schedules -----------------------------------------------------------------------------------------------

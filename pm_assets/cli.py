@@ -230,9 +230,9 @@ def _automation(args: argparse.Namespace) -> int:
 
     from pm_assets.automation import schedules, sensors
 
+    base = ["-w", str(Path(args.workspace).resolve())]  # before the working directory changes
     _use_project_instance()
     dagster = str(Path(sys.executable).parent / "dagster")
-    base = ["-w", str(PROJECT_ROOT / "workspace.yaml")]
     if args.state == "on":
         commands = [[dagster, "sensor", "start", "--start-all", *base], [dagster, "schedule", "start", "--start-all", *base]]
     else:
@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     auto = sub.add_parser("automation", help="start (on) or stop (off) every schedule and sensor")
     auto.add_argument("state", choices=["on", "off"])
+    auto.add_argument("-w", "--workspace", default=str(PROJECT_ROOT / "workspace.yaml"), help="workspace file")
     auto.set_defaults(func=_automation)
 
     pred = sub.add_parser("predict", help="score one machine's current snapshot with the champion model")

@@ -112,6 +112,18 @@ def test_a_result_from_a_run_still_in_progress_waits_for_the_run_to_end(fresh_in
     assert isinstance(after, RunRequest) and after.partition_key == "2015-07-16"
 
 
+def test_a_second_recommendation_within_one_production_window_does_not_retrain_again(fresh_instance):
+    fresh_instance.add_run(DagsterRun(job_name=retrain_job.name, run_id="c" * 36, status=DagsterRunStatus.SUCCESS,
+                                      tags={"pm_assets/trigger": "retraining_sensor",
+                                            "pm_assets/monitoring_partition": "2015-07-10"}))
+    report_monitoring(fresh_instance, "2015-07-23", alerts=3)  # 13 days later: the same drift
+    result, cursor = tick(fresh_instance)
+    assert isinstance(result, SkipReason) and "retraining for 2015-07-10" in result.skip_message
+    report_monitoring(fresh_instance, "2015-07-24", alerts=3)  # 14 days later: a new production window
+    result, _ = tick(fresh_instance, cursor)
+    assert isinstance(result, RunRequest) and result.partition_key == "2015-07-24"
+
+
 def test_jobs_schedules_and_sensors_are_visible_with_descriptions_and_documented_defaults():
     repo = defs.get_repository_def()
     assert {"main_job", "ingest_job", "downstream_job", "retrain_job"} <= set(repo.job_names)

@@ -1,34 +1,34 @@
-"""End to end through real processes: code server, webserver and daemon on 127.0.0.1, the retraining sensor.
+"""End to end through real processes, the daemon alone carrying the fleet: files land, nobody launches a run.
 
 What runs:
 
 - one code server, ``dagster code-server start -m pm_assets.definitions``, on a free port. The webserver and the
   daemon both read a temporary ``workspace.yaml`` with a ``grpc_server`` entry pointing at it, so the project's
   code is imported once for both (and the run workers are children of that server). The test waits until the
-  server lists the repository (gRPC ``list_repositories``, which the code server answers only once the code is
-  loaded) before starting the other two, so neither of them sees a location still loading.
-  (``python_module`` in the workspace would make the webserver and the daemon each start their own code server:
-  two more imports of the project on a 2-core machine, and two copies of the code that could disagree.)
+  server lists the repository before starting the other two.
 - ``dagster-webserver -w workspace.yaml`` and ``dagster-daemon run -w workspace.yaml``, with a temporary
-  ``DAGSTER_HOME`` holding a copy of the project's ``dagster.yaml`` (its storage paths are relative, so every
-  process runs with the working directory ``DAGSTER_HOME``). Its ``concurrency.runs`` block makes run submission
-  queued: the daemon's run queue dequeues and launches every run, the ones the webserver submits included.
+  ``DAGSTER_HOME`` holding a copy of the project's ``dagster.yaml`` (run queue: at most 2 runs at once).
 
-The scenario: a simulated fleet (20 machines, 2015-01-01 .. 2015-04-01) with drift injected from 2015-03-17 (volt
-and pressure +2 sd, failure rate x3). Through the webserver's GraphQL API (``DagsterGraphQLClient``):
+The calendar is today's: open-ended daily partitions from 90 days ago; a simulated fleet (20 machines, seed 1) with
+drift (volt and pressure +2 sd, failures x3) from the 7th of the 12 days before today.
 
-1. ``main_job`` over 2015-01-01 .. 2015-03-16 as one run (history before the drift: model v0001, monitoring green);
-2. turn ``retraining_sensor`` on; its first tick skips (``no retraining needed``);
-3. ``daily_job`` over 2015-03-17 .. 2015-03-31: monitoring of 2015-03-31 compares 14 drifted days with 60 clean
-   ones and fires score_drift, feature_drift and performance_decay (seed 1; at least two are asserted);
-4. the daemon's sensor requests one ``retrain_job`` run, the queue launches it, it succeeds and registers v0002;
-5. a tick that completes after the retraining run ended skips, and there is still exactly one ``retrain_job`` run
-   (the retraining run's own monitoring result must not trigger another one).
+Setup (the only runs the test launches): the history before those 12 days lands as whole files and ``main_job``
+materializes it (model v0001); ``pm-assets automation on`` starts every sensor and schedule. Then the test only
+drops files into the landing folder and waits, bounded:
 
-Runs use the executor the code location defines (no run config), so the test follows the project's choice. Every
-wait is bounded; processes are started in their own process group and the whole group is stopped (SIGTERM, then
-SIGKILL after 10 s) whatever happens. A failure message carries the tails of the three process logs and, for a run
-that did not succeed, its error events.
+1. days 1-6 and days 7-12 (the drifted ones), one file per table and day, in two drops;
+2. a copy of a file already ingested, under another name: nothing starts;
+3. a late errors file for day 2 with rows it did not have: exactly that day's errors partition is ingested again,
+   then exactly the partitions that read it.
+
+Asserted: every dropped file is ingested once; each raw partition of a dropped day is materialized once; each
+downstream partition is materialized once per change that reaches it (counted from the drops and the partition
+dependencies); monitoring of the last drifted day is yellow or red; the retraining sensor requests exactly one
+``retrain_job`` run and it registers v0002.
+
+Processes are started in their own process group and the whole group is stopped (SIGTERM, then SIGKILL after
+10 s) whatever happens. A failure message carries the tails of the three process logs and, for a run that did not
+succeed, its error events.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ from pathlib import Path
 
 import pytest
 
+import pandas as pd
+
 from pm_assets.core.registry import LocalRegistry
-from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate, write_kaggle_csv
+from pm_assets.core.simulate import DriftSpec, SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
 
 pytestmark = [
     pytest.mark.e2e,
@@ -61,11 +63,14 @@ pytestmark = [
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = "pm_assets"
-START, END = "2015-01-01", "2015-04-01"  # partitions 2015-01-01 .. 2015-03-31
-DRIFT_START = "2015-03-17"
-HISTORY = ("2015-01-01", "2015-03-16")
-DRIFTED = ("2015-03-17", "2015-03-31")
+TODAY = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+START = (TODAY - pd.Timedelta(days=90)).strftime("%Y-%m-%d")
+LIVE_DAYS = list(pd.date_range(end=TODAY - pd.Timedelta(days=1), periods=12).strftime("%Y-%m-%d"))
+DROPS = (LIVE_DAYS[:6], LIVE_DAYS[6:])
+DRIFT_START = LIVE_DAYS[6]
+HISTORY_END = (pd.Timestamp(LIVE_DAYS[0]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
 SENSOR_INTERVAL = 3  # seconds; the daemon's sensor loop runs at most every 5 s anyway
+LATE_DAY = LIVE_DAYS[1]
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -109,10 +114,9 @@ class Stack:
             **{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "DAGSTER_"))},
             "DAGSTER_HOME": str(self.home),
             "PM_DATA_DIR": str(self.data),
-            "PM_RAW_DIR": str(self.data / "raw" / "azure_pm"),
             "PM_PARTITION_START": START,
-            "PM_PARTITION_END": END,
             "PM_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL),
+            "PM_LIVE_INTERVAL_SECONDS": str(SENSOR_INTERVAL),
             "OMP_NUM_THREADS": "1",  # 2 cores, several processes: no OpenMP oversubscription
             "PYTHONUNBUFFERED": "1",
         }
@@ -193,8 +197,12 @@ class Stack:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}/graphql", data=body,
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                payload = json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # the server's own error message, not just the status
+            raise GraphQLError(f"HTTP {exc.code} for {query.split('(')[0].strip()[:60]}: "
+                               f"{exc.read().decode(errors='replace')[:2000]}") from exc
         if payload.get("errors"):
             raise GraphQLError(json.dumps(payload["errors"])[:2000])
         return payload["data"]
@@ -320,12 +328,20 @@ query {
 }"""
 
 
-def _simulate(raw_dir: Path) -> None:
-    # seed 1: monitoring of 2015-03-16 is green (0 alerts), of 2015-03-31 red (score, feature and performance
-    # alerts), and both trainings see every failure class.
+MATERIALIZATIONS = """
+query ($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset { assetMaterializations(limit: 10000) { partition runId
+      metadataEntries { label ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } }
+  }
+}"""
+
+
+def _fleet() -> dict[str, pd.DataFrame]:
+    # seed 1: both trainings see every failure class; the drift fires score and feature drift within 6 days
     drift = DriftSpec(start=DRIFT_START, sensor_shift_sd={"volt": 2.0, "pressure": 2.0}, failure_rate_factor=3.0)
-    config = SimulationConfig(machines=20, start=START, end=END, seed=1, drift=drift)
-    write_kaggle_csv(simulate(config), raw_dir)
+    return simulate(SimulationConfig(machines=20, start=START, end=TODAY.strftime("%Y-%m-%d"), seed=1, drift=drift))
 
 
 @pytest.fixture()
@@ -352,19 +368,13 @@ def _grpc_ready(port: int):
         return None
 
 
-def test_sensor_retrains_once_through_webserver_and_daemon(stack: Stack):
+def test_the_daemon_alone_carries_dropped_files_to_monitoring_and_one_retraining(stack: Stack):
     with stack.reporting():
         _scenario(stack)
     print(stack.report().split("\n")[0])  # the phase timings (shown with -s)
 
 
-def _scenario(stack: Stack) -> None:
-    from dagster_graphql import DagsterGraphQLClient
-
-    _simulate(stack.data / "raw" / "azure_pm")
-    stack.phase("simulated")
-
-    # code server first: the webserver and daemon then find the location loaded
+def _start(stack: Stack) -> dict:
     stack.start("code-server", str(BIN / "dagster"), "code-server", "start", "-m", "pm_assets.definitions",
                 "-h", "127.0.0.1", "-p", str(stack.grpc_port), "--location-name", LOCATION,
                 "--use-python-environment-entry-point")
@@ -386,69 +396,182 @@ def _scenario(stack: Stack) -> None:
 
     repo = stack.wait_for("the webserver to serve the code location", location_loaded, 90, 0.5)
     stack.phase("webserver ready")
-    assert {"main_job", "daily_job", "retrain_job"} <= {j["name"] for j in repo["jobs"]}
-    sensor_info = next(s for s in repo["sensors"] if s["name"] == "retraining_sensor")
-    assert sensor_info["minIntervalSeconds"] == SENSOR_INTERVAL  # PM_SENSOR_INTERVAL_SECONDS reached the code
-    selector = {"repositoryLocationName": LOCATION, "repositoryName": repo["name"], "sensorName": "retraining_sensor"}
+    return repo
+
+
+def _all_runs(stack: Stack) -> list[dict]:
+    data = stack.graphql(RUNS_QUERY, {"filter": {}})["runsOrError"]
+    return data["results"]
+
+
+def _settled(stack: Stack, selector: dict, after: float):
+    """True once a landing_sensor tick that began after ``after`` has completed, no run is queued or running, and a
+    downstream_sensor tick that began after every run ended found everything up to date."""
+    landing_ticks = stack.ticks({**selector, "sensorName": "landing_sensor"})
+    if not any(t["timestamp"] > after and t["status"] != "STARTED" for t in landing_ticks):
+        return None
+    runs = _all_runs(stack)
+    if any(r["status"] not in TERMINAL for r in runs):
+        return None
+    failed = [r for r in runs if r["status"] != "SUCCESS" and r["jobName"] != "__ASSET_JOB"
+              and not _refused_by_the_gate(stack, r)]
+    if failed:
+        stack.fail(f"run {failed[0]['runId']} ({failed[0]['jobName']}) ended {failed[0]['status']}:\n"
+                   f"{stack.run_errors(failed[0]['runId'])}")
+    last_end = max([after, *[r["endTime"] or 0 for r in runs]])
+    ticks = stack.ticks(selector)
+    return any(t["timestamp"] > last_end and t["status"] == "SKIPPED" and "up to date" in (t["skipReason"] or "")
+               for t in ticks)
+
+
+def _refused_by_the_gate(stack: Stack, run: dict) -> bool:
+    """A retraining run that ended because the champion gate (a blocking check) kept the champion: by design."""
+    return run["jobName"] == "retrain_job" and "1 blocking asset check failed" in stack.run_errors(run["runId"])
+
+
+def _materializations(stack: Stack, asset: str) -> list[dict]:
+    data = stack.graphql(MATERIALIZATIONS, {"key": {"path": [asset]}})["assetOrError"]
+    return data.get("assetMaterializations") or []
+
+
+def _expected_changes(changes: list[set[tuple[str, str]]], days: list[str]) -> dict[str, dict[str, int]]:
+    """Per downstream asset and day, how many of ``changes`` reach it: a naive walk over the partition
+    dependencies (a materialized partition is redone when a partition it reads changed; a missing one is made when
+    a partition of its own day exists or changed), starting from a history where every asset has every day
+    before the first dropped day."""
+    from pm_assets.automation import DEPENDENCIES, DOWNSTREAM
+
+    index = {d: i for i, d in enumerate(days)}
+    history = {d for d in days if d <= HISTORY_END}
+    materialized = {a: set(history) for a in ("telemetry", "errors", "maintenance", "failures", *DOWNSTREAM)}
+    counts = {a: {} for a in DOWNSTREAM}
+    for change in changes:
+        changed = set(change)
+        for table, day in change:
+            materialized[table].add(day)
+        for child in DOWNSTREAM:
+            for d in days:
+                i = index[d]
+                reads = [(dep.parent, days[j]) for dep in DEPENDENCIES[child]
+                         for j in range(i + dep.start_offset, i + dep.end_offset + 1) if 0 <= j < len(days)]
+                if d in materialized[child]:
+                    hit = any(r in changed for r in reads)
+                else:
+                    hit = any((dep.parent, d) in changed or d in materialized[dep.parent]
+                              for dep in DEPENDENCIES[child] if dep.start_offset <= 0 <= dep.end_offset)
+                if hit:
+                    changed.add((child, d))
+                    materialized[child].add(d)
+                    counts[child][d] = counts[child].get(d, 0) + 1
+    return counts
+
+
+def _scenario(stack: Stack) -> None:
+    from dagster_graphql import DagsterGraphQLClient
+
+    landing = stack.data / "landing"
+    tables = _fleet()
+    history = {name: (t[t["datetime"] <= pd.Timestamp(HISTORY_END) + pd.Timedelta(hours=23)] if "datetime" in t else t)
+               for name, t in tables.items()}
+    write_kaggle_csv(history, landing)
+    stack.phase("simulated")
+    repo = _start(stack)
     client = DagsterGraphQLClient("127.0.0.1", port_number=stack.web_port, timeout=60)
 
-    # 1. history before the drift, as one run
+    # setup: the history as one run, then every schedule and sensor on (the only runs the test launches)
     run_id = client.submit_job_execution("main_job", repository_location_name=LOCATION, tags={
-        "dagster/asset_partition_range_start": HISTORY[0], "dagster/asset_partition_range_end": HISTORY[1]})
+        "dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": HISTORY_END})
     stack.wait_for_run(run_id, 150)
-    stack.phase("main_job done")
+    stack.phase("history materialized")
     registry = LocalRegistry(stack.data / "models")
     assert registry.versions() == ["v0001"], registry.versions()
+    turned_on = subprocess.run([str(BIN / "pm-assets"), "automation", "on", "-w", str(stack.home / "workspace.yaml")],
+                               env=stack.env, cwd=stack.home, capture_output=True, text=True, timeout=120)
+    assert turned_on.returncode == 0, turned_on.stdout + turned_on.stderr
+    stack.phase("automation on")
+    selector = {"repositoryLocationName": LOCATION, "repositoryName": repo["name"], "sensorName": "downstream_sensor"}
+    setup_runs = {r["runId"] for r in _all_runs(stack)}
 
-    # 2. sensor on; its first tick finds the green monitoring of 2015-03-16
-    started = stack.graphql(START_SENSOR, {"selector": selector})["startSensor"]
-    assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
-    first = stack.wait_for("the first sensor tick",
-                           lambda: [t for t in stack.ticks(selector) if t["status"] != "STARTED"], 45)[0]
-    assert first["status"] == "SKIPPED" and "no retraining needed" in (first["skipReason"] or ""), first
-    assert HISTORY[1] in first["skipReason"], first
-    stack.phase("first tick skipped")
-
-    # 3. the drifted days: monitoring of 2015-03-31 recommends retraining
-    run_id = client.submit_job_execution("daily_job", repository_location_name=LOCATION, tags={
-        "dagster/asset_partition_range_start": DRIFTED[0], "dagster/asset_partition_range_end": DRIFTED[1]})
-    stack.wait_for_run(run_id, 90)
-    stack.phase("daily_job done")
-    latest = stack.graphql(LATEST_MONITORING)["assetOrError"]["assetMaterializations"][0]
-    meta = {e["label"]: e.get("intValue", e.get("boolValue", e.get("text"))) for e in latest["metadataEntries"]}
-    assert latest["partition"] == DRIFTED[1] and latest["runId"] == run_id, latest
-    assert meta["alert_count"] >= 2 and meta["retrain_recommended"] is True, meta
-    summary = json.loads((stack.data / "outputs" / "monitoring" / DRIFTED[1] / "monitoring_summary.json").read_text())
-    fired = {a["name"] for a in summary["alerts"] if a["fired"]}
-    assert len(fired) == meta["alert_count"] and {"score_drift", "feature_drift"} <= fired, summary["alerts"]
-
-    # 4. the daemon's sensor requests one retraining run, the queue launches it, it registers a new version
-    retrain = stack.wait_for("the sensor to request a retrain_job run", lambda: stack.runs("retrain_job"), 60)[0]
-    stack.phase("retrain requested")
-    tags = {t["key"]: t["value"] for t in retrain["tags"]}
-    assert tags.get("pm_assets/trigger") == "retraining_sensor", tags
-    # normally 2015-03-31; a tick that falls between the 15 monitoring events of the ranged run may see an earlier
-    # drifted day first (the later ones are then skipped: a retraining is already queued or running)
-    assert DRIFTED[0] <= tags.get("dagster/partition", "") <= DRIFTED[1], tags
-    assert tags.get("dagster/sensor_name") == "retraining_sensor", tags
-    retrain = stack.wait_for_run(retrain["runId"], 150)
-    stack.phase("retrain done")
+    # 1. the twelve days, in two drops; the test launches nothing
+    for drop in DROPS:
+        dropped_at = time.time()
+        for day in drop:
+            write_day_files(tables, day, landing)
+        stack.wait_for(f"the daemon to carry {drop[0]}..{drop[-1]} through", lambda: _settled(stack, selector, dropped_at),
+                       120, 1.0)
+        stack.phase(f"drop {drop[0]}..{drop[-1]} settled")
+    retrain = stack.wait_for("the sensor's retraining run to end", lambda: [
+        r for r in stack.runs("retrain_job") if r["status"] in TERMINAL], 120)
+    retrained_at = time.time()
+    stack.wait_for("everything to settle after the retraining", lambda: _settled(stack, selector, retrained_at), 90)
+    stack.phase("retrained")
     assert registry.versions() == ["v0001", "v0002"], registry.versions()
-    assert registry.card("v0002")["partitions"]["last"] == DRIFTED[1]
+    # the new version is promoted, or the gate kept the champion (its decision is recorded either way)
+    gate = json.loads((registry.root / "v0002" / "gate.json").read_text())
+    assert gate["promoted"] == (retrain[0]["status"] == "SUCCESS"), (gate, retrain[0]["status"])
+    assert registry.champion() == ("v0002" if gate["promoted"] else "v0001")
+    print(f"retraining: v0002 {'promoted' if gate['promoted'] else 'kept out'} ({gate['reason']})")
 
-    # 5. a tick completed after the retraining run ended skips, and nothing else was launched
-    def tick_after_retrain():
-        ticks = stack.ticks(selector)
-        done = [t for t in ticks if t["status"] != "STARTED" and t["timestamp"] > retrain["endTime"]]
-        return ticks if done else None
+    # 2. a copy of an ingested file under another name starts nothing
+    before = {r["runId"] for r in _all_runs(stack)}
+    shutil.copy(landing / f"PdM_errors_{LIVE_DAYS[3]}.csv", landing / f"PdM_errors_{LIVE_DAYS[3]} (copy).csv")
+    landing_selector = {**selector, "sensorName": "landing_sensor"}
+    copied_at = time.time()
+    stack.wait_for("two landing sensor ticks after the copy", lambda: len(
+        [t for t in stack.ticks(landing_selector) if t["timestamp"] > copied_at and t["status"] != "STARTED"]) >= 2, 60)
+    assert {r["runId"] for r in _all_runs(stack)} - before == set()
+    stack.phase("copy ignored")
 
-    ticks = stack.wait_for("a sensor tick after the retraining run", tick_after_retrain, 45)
-    stack.phase("tick after retrain")
-    requesting = [t for t in ticks if t["runIds"]]
-    assert [t["runIds"] for t in requesting] == [[retrain["runId"]]], ticks
-    later = [t for t in ticks if t["timestamp"] > requesting[0]["timestamp"] and t["status"] != "STARTED"]
-    assert later and all(t["status"] == "SKIPPED" for t in later), later
-    # the retraining run's own monitoring result was seen and ignored, not acted on
-    assert any("came from retraining run" in (t["skipReason"] or "") for t in later), later
-    assert [r["runId"] for r in stack.runs("retrain_job")] == [retrain["runId"]]
-    assert registry.versions() == ["v0001", "v0002"]
+    # 3. a late errors file for day 2, with rows the day did not have
+    known = day_tables(tables, LATE_DAY)["errors"]
+    late = pd.DataFrame({"datetime": pd.to_datetime([f"{LATE_DAY} 03:00", f"{LATE_DAY} 04:00"]), "machineID": [1, 2],
+                         "errorID": pd.Categorical(["error5", "error5"], categories=known["errorID"].cat.categories)})
+    late_at = time.time()
+    write_kaggle_csv({"errors": late}, landing, suffix=f"_late_{LATE_DAY}")
+    stack.wait_for("the late file's day and its dependents to be redone", lambda: _settled(stack, selector, late_at),
+                   120, 1.0)
+    stack.phase("late file settled")
+    _assert_outcome(stack, setup_runs, retrain, late_at)
+
+
+def _assert_outcome(stack: Stack, setup_runs: set[str], retrain: list[dict], late_at: float) -> None:
+    runs = {r["runId"]: r for r in _all_runs(stack)}
+    # nothing but the sensors and schedules launched a run after the setup
+    later = [r for rid, r in runs.items() if rid not in setup_runs]
+    triggers = {r["runId"]: {t["key"]: t["value"] for t in r["tags"]}.get("pm_assets/trigger") for r in later
+                if r["jobName"] != "__ASSET_JOB"}
+    assert set(triggers.values()) <= {"landing_sensor", "downstream_sensor", "retraining_sensor"}, triggers
+    # exactly one retraining, requested by the sensor, for a drifted day
+    (only,) = [r for r in later if r["jobName"] == "retrain_job"]
+    tags = {t["key"]: t["value"] for t in only["tags"]}
+    assert tags["pm_assets/trigger"] == "retraining_sensor" and tags["dagster/partition"] >= DRIFT_START, tags
+    # every dropped file ingested once (the copy is remembered under its second name, not staged again)
+    inventory = pd.read_parquet(stack.data / "warehouse" / "source_files.parquet")
+    dropped = inventory[inventory["name"].str.contains("|".join(LIVE_DAYS))]
+    assert len(dropped) == 4 * len(LIVE_DAYS) + 1 and dropped["status"].eq("ingested").all(), dropped
+    assert dropped["name"].is_unique
+    # each raw partition of a dropped day once, the late day's errors twice
+    for table in ("telemetry", "errors", "maintenance", "failures"):
+        counts = pd.Series([m["partition"] for m in _materializations(stack, table)]).value_counts()
+        for day in LIVE_DAYS:
+            expected = 2 if (table, day) == ("errors", LATE_DAY) else 1
+            assert counts.get(day, 0) == expected, (table, day, counts.get(day, 0))
+    # each downstream partition once per change that reaches it (runs of the downstream sensor)
+    days = list(pd.date_range(START, LIVE_DAYS[-1]).strftime("%Y-%m-%d"))
+    changes = [{(t, d) for t in ("telemetry", "errors", "maintenance", "failures") for d in drop} for drop in DROPS]
+    changes.append({("errors", LATE_DAY)})
+    expected = _expected_changes(changes, days)
+    for asset, per_day in expected.items():
+        observed = pd.Series([m["partition"] for m in _materializations(stack, asset)
+                              if runs.get(m["runId"], {}).get("jobName") == "downstream_job"]).value_counts().to_dict()
+        assert observed == per_day, (asset, observed, per_day)
+    # the late file: its ingestion run was exactly errors of that day
+    (late_run,) = [r for r in later if r["jobName"] == "ingest_job" and (r["startTime"] or 0) > late_at]
+    late_tags = {t["key"]: t["value"] for t in late_run["tags"]}
+    assert (late_tags["dagster/asset_partition_range_start"], late_tags["dagster/asset_partition_range_end"]) == (
+        LATE_DAY, LATE_DAY), late_tags
+    # the last drifted day's monitoring (of the daily path) is yellow or red
+    last = [m for m in _materializations(stack, "monitoring") if m["partition"] == LIVE_DAYS[-1]
+            and runs.get(m["runId"], {}).get("jobName") == "downstream_job"]
+    lights = {e["label"]: e.get("text") for e in last[-1]["metadataEntries"]}
+    assert lights["traffic_light"] in ("yellow", "red"), lights
