@@ -199,6 +199,9 @@ def _ingest_request(files: list[dict]) -> RunRequest:
         "so a re-copied file starts nothing). A file that cannot be read gets a run of its own, which fails naming "
         "the file and line; it is tried again only when its bytes change.")
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
+    history = _active_runs(context.instance, [main_job.name])
+    if history:  # it stages every file of the landing folder itself
+        return SkipReason(f"main_job run {history[0].run_id} is ingesting the landing folder")
     cursor = json.loads(context.cursor) if context.cursor else {}
     requests, notes, seen = plan_landing(landing, cursor)
     if not requests:

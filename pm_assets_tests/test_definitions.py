@@ -1,5 +1,10 @@
 """The code location loads, and every asset is documented the way the UI needs."""
 
+import os
+import subprocess
+import sys
+
+import pandas as pd
 from dagster import AssetsDefinition, BackfillPolicy
 
 from pm_assets.definitions import defs
@@ -13,7 +18,7 @@ def _assets() -> list[AssetsDefinition]:
 def test_definitions_load_and_main_job_resolves():
     repo = defs.get_repository_def()
     assert repo.get_job("main_job") is not None
-    assert {"io_manager", "raw_files"} <= set(defs.resources)
+    assert {"io_manager", "landing", "model_registry", "outputs"} <= set(defs.resources)
 
 
 def test_every_asset_has_description_group_and_kinds():
@@ -33,14 +38,33 @@ def test_partitioned_assets_share_daily_partitions_and_run_backfills_as_one_run(
         assert asset.metadata_by_key[asset.key]["partition_expr"] in ("datetime", "date")
 
 
-def test_default_partitions_cover_the_real_dataset_span():
-    keys = daily_partitions.get_partition_keys()
-    assert keys[0] == "2015-01-01" and keys[-1] == "2016-01-01" and len(keys) == 366
+def _partitions_in_a_fresh_process(env: dict) -> list[str]:
+    """first key, last key and count of the daily partitions a process with ``env`` loads (settings are read at import)."""
+    code = ("from pm_assets.partitions import daily_partitions as p; k = p.get_partition_keys(); "
+            "print(k[0], k[-1], len(k))")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_")}
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env={**clean, **env}, capture_output=True,
+                         text=True, check=True)
+    return out.stdout.split()
+
+
+def test_partitions_are_open_ended_up_to_yesterday_by_default():
+    yesterday = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    first, last, count = _partitions_in_a_fresh_process({})
+    assert first == "2025-12-01" and last == yesterday
+    assert int(count) == len(pd.date_range("2025-12-01", yesterday))
+    keys = daily_partitions.get_partition_keys()  # the tests' own: open-ended from 2015-01-01 (conftest)
+    assert keys[0] == "2015-01-01" and keys[-1] == yesterday
+
+
+def test_an_end_date_stays_possible_for_the_kaggle_year():
+    assert _partitions_in_a_fresh_process({"PM_PARTITION_START": "2015-01-01", "PM_PARTITION_END": "2016-01-02"}) == [
+        "2015-01-01", "2016-01-01", "366"]
 
 
 def test_every_job_runs_its_steps_in_process():
     """Runs launched from the UI, the schedules and the sensor use the in-process executor (one process per run)."""
     repo = defs.get_repository_def()
-    names = {"main_job", "daily_job", "retrain_job", *(j.name for j in repo.get_all_jobs())}
+    names = {"main_job", "ingest_job", "downstream_job", "retrain_job", *(j.name for j in repo.get_all_jobs())}
     for name in names:
         assert repo.get_job(name).executor_def.name == "in_process", name

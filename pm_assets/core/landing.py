@@ -18,11 +18,13 @@ Pure Python, no Dagster import.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +160,21 @@ class Staging:
         ``error`` names the file and line; nothing of it is staged.
         """
         sha = sha or sha256_of(landed.path)
+        with self._lock():  # two runs (or main and a sensor's run) never stage the same file twice
+            return self._stage_locked(landed, sha)
+
+    @contextmanager
+    def _lock(self):
+        folder = self.root / LEDGER_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _stage_locked(self, landed: LandedFile, sha: str) -> dict:
         identity = file_id(sha, landed.name)
         known = self.entry(identity)
         if known is not None:

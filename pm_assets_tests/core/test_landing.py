@@ -110,3 +110,26 @@ def test_inventory_counts_rows_outside_the_partitions(tmp_path, fleet):
 def test_rows_per_day_counts_by_utc_day():
     frame = pd.DataFrame({"datetime": pd.to_datetime(["2015-01-01 23:00", "2015-01-02 00:00", "2015-01-02 01:00"])})
     assert rows_per_day(frame, TELEMETRY) == {"2015-01-01": 1, "2015-01-02": 2}
+
+
+def _stage_in_a_process(staging_root, landing_dir):
+    staging = Staging(staging_root)
+    for f in list_landed(landing_dir)[0]:
+        staging.stage(f)
+
+
+def test_two_processes_staging_the_same_file_at_once_stage_it_once(tmp_path, fleet):
+    import multiprocessing
+
+    write_kaggle_csv({"telemetry": fleet["telemetry"]}, tmp_path / "landing")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_stage_in_a_process, args=(tmp_path / "staging", tmp_path / "landing"))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+        assert w.exitcode == 0
+    staging = Staging(tmp_path / "staging")
+    assert len(staging.entries()) == 1
+    assert all(len(staging.chunks("telemetry", d)) == 1 for d in staging.days("telemetry"))
