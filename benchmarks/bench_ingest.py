@@ -7,12 +7,15 @@ Prints wall-clock seconds per stage (best of --repeat) and the process's peak re
 """
 
 import argparse
+import os
 import resource
 import tempfile
 import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore")
+# the simulated year (2015) as the partitions, set before pm_assets is imported
+os.environ.update(PM_PARTITION_START="2015-01-01", PM_PARTITION_END="2016-01-02")
 
 from timing import best_of  # noqa: E402
 
@@ -31,7 +34,7 @@ def main() -> None:
     from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
     from pm_assets.core.validation import validate_rows
     from pm_assets.partitions import daily_partitions
-    from pm_assets.resources import ParquetIOManager, RawFilesResource
+    from pm_assets.resources import LandingResource, ParquetIOManager
 
     config = SimulationConfig(machines=args.machines)
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +48,7 @@ def main() -> None:
             return {n: validate_rows(read_source_csv(find_source_file(raw, s), s), s, ids) for n, s in TABLES.items()}
 
         t_core, results = best_of(args.repeat, parse_and_validate)
-        keys = daily_partitions.get_partition_keys()
+        keys = [k for k in daily_partitions.get_partition_keys() if k < config.end]
 
         def dagster_run():
             with DagsterInstance.ephemeral() as instance:
@@ -53,7 +56,8 @@ def main() -> None:
                     load_assets_from_modules([ingestion]),
                     instance=instance,
                     resources={
-                        "raw_files": RawFilesResource(raw_dir=str(raw), quarantine_dir=str(Path(tmp) / "q")),
+                        "landing": LandingResource(landing_dir=str(raw), staging_dir=str(Path(tmp) / "staging"),
+                                                   quarantine_dir=str(Path(tmp) / "q")),
                         "io_manager": ParquetIOManager(base_dir=str(Path(tmp) / "wh")),
                     },
                     tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},

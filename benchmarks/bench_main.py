@@ -62,7 +62,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     from pm_assets.core.parsing import find_source_file, read_source_csv
     from pm_assets.core.schema import TABLES
     from pm_assets.core.validation import validate_rows
-    from pm_assets.settings import PARTITION_END, PARTITION_START
+    from pm_assets.partitions import partition_range
 
     times, tables = {}, {}
     started = time.perf_counter()
@@ -72,7 +72,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
         if name != "machines":
             tables[name] = validate_rows(parsed[name], spec, machines["machineID"]).kept
     times["parse + validate"] = time.perf_counter() - started
-    start, end = pd.Timestamp(PARTITION_START), pd.Timestamp(PARTITION_END)
+    start, end = (pd.Timestamp(day) for day in partition_range())
 
     started = time.perf_counter()
     feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], machines, start, end)
@@ -121,7 +121,7 @@ def main() -> None:
         print(f"  {step:36s} {seconds:7.1f}")
     print("events written:", ", ".join(f"{k} {v}" for k, v in dagster["events"].most_common()))
     if not args.skip_direct:
-        direct = direct_run(folder / "data" / "raw" / "azure_pm", folder / "direct_reports")
+        direct = direct_run(folder / "data" / "landing", folder / "direct_reports")
         print("\ndirect core calls (no Dagster)          seconds")
         for stage, seconds in direct.items():
             print(f"  {stage:36s} {seconds:7.1f}")

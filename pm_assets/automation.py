@@ -59,7 +59,7 @@ from dagster import (
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, monitoring, scoring
 from pm_assets.core.catchup import Dependency, next_stage, out_of_date
-from pm_assets.core.landing import ALL_ROWS, rows_per_day
+from pm_assets.core.landing import ALL_ROWS, file_id, rows_per_day
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import TABLES
 from pm_assets.core.storage import sha256_of
@@ -139,8 +139,11 @@ def _next_day(day: str) -> str:
 
 
 def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list[RunRequest], list[str], dict]:
-    """(run requests for the new landed files, what each tick saw, the new cursor). Pure of Dagster state:
-    reads the landing folder, the ledger and ``cursor`` = {name: [size, mtime_ns, sha]}."""
+    """(run requests for the new landed files, notes on what the tick saw, the new cursor).
+
+    Reads the landing folder, the ledger and ``cursor`` = {name: [size, mtime_ns, sha, plan]}: a file is hashed
+    and read again only when its size or mtime changed; ``plan`` is "done" once the ledger has the file, else what
+    reading it found (kept while its run is still to come)."""
     staging = landing.staging()
     first_day, end_day = partition_range(daily_partitions, now)
     landed, ignored = landing.landed()
@@ -148,20 +151,14 @@ def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list
     new, notes = [], []
     for file in landed:
         known = cursor.get(file.name)
-        sha = known[2] if known and known[:2] == [file.size, file.mtime_ns] else sha256_of(file.path)
-        seen[file.name] = [file.size, file.mtime_ns, sha]
-        if staging.entry_for(file, sha) is not None:
+        unchanged = bool(known) and known[:2] == [file.size, file.mtime_ns]
+        sha = known[2] if unchanged else sha256_of(file.path)
+        identity = file_id(sha, file.name)
+        if staging.ledger_path(identity).exists():  # a stat, not a read: a long history costs little per tick
+            seen[file.name] = [file.size, file.mtime_ns, sha, "done"]
             continue
-        info = {"name": file.name, "sha": sha, "table": file.table, "first": None, "last": None, "history": False,
-                "error": None}
-        try:
-            days = rows_per_day(read_source_csv(file.path, TABLES[file.table]), TABLES[file.table], file.name)
-        except SourceFileError as exc:  # its own run fails with this message; nothing else waits for it
-            info["error"] = str(exc)
-            days = {}
-        inside = sorted(d for d in days if first_day <= d < end_day)
-        info.update(first=inside[0] if inside else None, last=inside[-1] if inside else None,
-                    history=any(d < first_day for d in days if d != ALL_ROWS))
+        info = known[3] if unchanged and isinstance(known[3], dict) else _read_days(file, sha, first_day, end_day)
+        seen[file.name] = [file.size, file.mtime_ns, sha, info]
         new.append(info)
     if ignored:
         notes.append(f"ignored (no table in the name): {', '.join(ignored)}")
@@ -173,6 +170,22 @@ def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list
     for group in _group_by_days(good):
         requests.append(_ingest_request(group))
     return requests, notes, seen
+
+
+def _read_days(file, sha: str, first_day: str, end_day: str) -> dict:
+    """What a new file holds: its table, the partition days it touches (first, last), whether it has rows before
+    the first partition, or why it cannot be read."""
+    info = {"name": file.name, "sha": sha, "table": file.table, "first": None, "last": None, "history": False,
+            "error": None}
+    try:
+        days = rows_per_day(read_source_csv(file.path, TABLES[file.table]), TABLES[file.table], file.name)
+    except SourceFileError as exc:  # its own run fails with this message; nothing else waits for it
+        info["error"] = str(exc)
+        return info
+    inside = sorted(d for d in days if first_day <= d < end_day)
+    info.update(first=inside[0] if inside else None, last=inside[-1] if inside else None,
+                history=any(d < first_day for d in days if d != ALL_ROWS))
+    return info
 
 
 def _ingest_request(files: list[dict]) -> RunRequest:

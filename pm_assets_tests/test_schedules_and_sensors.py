@@ -272,3 +272,13 @@ def test_a_day_whose_data_did_not_arrive_by_the_deadline_is_late(fresh_instance,
     materialize_runless(fresh_instance, "errors", day)
     checks = evaluate()
     assert checks["telemetry"] and checks["errors"] and not checks["maintenance"] and not checks["failures"]
+
+
+def test_freshness_sensor_requests_the_overdue_checks(fresh_instance):
+    from pm_assets.automation import freshness_sensor
+
+    data = sensor_tick(freshness_sensor, fresh_instance)
+    (request,) = data.run_requests
+    assert {k.asset_key.to_user_string() for k in request.asset_check_keys} == {
+        "telemetry", "errors", "maintenance", "failures"}
+    assert {k.name for k in request.asset_check_keys} == {"freshness_check"}
