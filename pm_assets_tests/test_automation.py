@@ -85,7 +85,7 @@ def test_monitoring_written_by_a_retraining_run_does_not_retrain_again(fresh_ins
     _monitoring_run(fresh_instance, retrain_job.name)
     result, cursor = tick(fresh_instance)
     assert isinstance(result, SkipReason) and "came from retraining run" in result.skip_message
-    _monitoring_run(fresh_instance, "daily_job")  # the next daily result decides
+    _monitoring_run(fresh_instance, "downstream_job")  # the next daily result decides
     result, _ = tick(fresh_instance, cursor)
     assert isinstance(result, RunRequest) and result.partition_key == "2015-07-16"
 
@@ -102,8 +102,8 @@ def test_a_result_from_a_run_still_in_progress_waits_for_the_run_to_end(fresh_in
     def probe(context):
         seen.append(tick(context.instance))  # the run that wrote monitoring is still STARTED here
 
-    job = Definitions(assets=[stub, probe], jobs=[define_asset_job("daily_job", selection=[stub, probe])]
-                      ).resolve_job_def("daily_job")
+    job = Definitions(assets=[stub, probe], jobs=[define_asset_job("downstream_job", selection=[stub, probe])]
+                      ).resolve_job_def("downstream_job")
     assert job.execute_in_process(instance=fresh_instance, partition_key="2015-07-16").success
     (during, cursor_during), = seen
     assert isinstance(during, SkipReason) and "deciding when it has finished" in during.skip_message
