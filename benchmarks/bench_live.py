@@ -183,7 +183,7 @@ def latency(days: int = 10, every: float = 45.0, drift_after: int | None = None)
         values = list(latencies.values())
         if values:
             print(f"  median {statistics.median(values):.1f} s, worst {max(values):.1f} s over {len(values)} days")
-        _outcome(instance, played)
+        _outcome(instance, played, root / "data" / "models")
     finally:
         for proc in reversed(procs):
             try:
@@ -198,14 +198,13 @@ def latency(days: int = 10, every: float = 45.0, drift_after: int | None = None)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _outcome(instance, played: list[str]) -> None:
+def _outcome(instance, played: list[str], models: Path) -> None:
     """What a newcomer watching the UI would see: each day's light, the retraining runs, the champion."""
     import time as _time
 
     from dagster import AssetKey, AssetRecordsFilter, RunsFilter
 
     from pm_assets.core.registry import LocalRegistry
-    from pm_assets.settings import MODELS_DIR
 
     deadline = _time.time() + 120  # a retraining may still be running
     while _time.time() < deadline and any(not r.is_finished for r in instance.get_runs(limit=20)):
@@ -220,7 +219,7 @@ def _outcome(instance, played: list[str]) -> None:
     for run in instance.get_runs(filters=RunsFilter(job_name="retrain_job")):
         print(f"  retrain_job {run.run_id[:8]} for {run.tags.get('dagster/partition')}: {run.status.value} "
               f"(trigger {run.tags.get('pm_assets/trigger')})")
-    registry = LocalRegistry(MODELS_DIR)
+    registry = LocalRegistry(models)
     print(f"  registry {registry.versions()}, champion {registry.champion()}")
 
 

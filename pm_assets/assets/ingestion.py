@@ -117,7 +117,10 @@ class IngestConfig(Config):
     kinds={"csv", "pandas"},
     check_specs=[AssetCheckSpec("landed_files_readable", asset="source_files",
                                 description="Every file in the landing folder could be read (else: which file, "
-                                "which line, what is wrong; it is tried again only when its bytes change).")],
+                                "which line, what is wrong; it is tried again only when its bytes change)."),
+                 AssetCheckSpec("no_unexpected_columns", asset="source_files",
+                                description="No landed file has columns the tables do not use (WARN: they are "
+                                "ignored; which files and columns is in the metadata).")],
     description="Stages the files of the landing folder (each parsed once, identified by its sha256, split by UTC day) "
     "and lists every file ever seen: table, name, sha256, size, when it was ingested, rows, the days it touched, "
     "rows before/after the partition range, or why it failed. A re-copied file (same hash) is not staged again.",
@@ -166,6 +169,12 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
         raise Failure(description="; ".join(e["error"] for e in named_failures),
                       metadata={"failed_files": ", ".join(e["name"] for e in named_failures)})
     yield Output(table, metadata=meta)
+    extra = table[(table["extra_columns"] != "") & table["name"].isin(list(by_name))]
+    yield AssetCheckResult(
+        check_name="no_unexpected_columns", passed=extra.empty, severity=AssetCheckSeverity.WARN,
+        description="; ".join(f"{n}: {c}" for n, c in zip(extra["name"], extra["extra_columns"])) or "none",
+        metadata={"files_with_extra_columns": len(extra),
+                  "files": MetadataValue.md(markdown_table(extra[["name", "extra_columns"]])) if len(extra) else "none"})
     yield AssetCheckResult(
         check_name="landed_files_readable", passed=unreadable.empty, severity=AssetCheckSeverity.ERROR,
         description="; ".join(unreadable["error"].head(SHOWN_ERRORS)) or "every landed file was read",

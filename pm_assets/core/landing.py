@@ -193,6 +193,7 @@ class Staging:
             entry.update(status="failed", error=str(exc), rows=0, days={})
             self._record(entry)
             return entry
+        extras = frame.attrs.get("extra_columns", [])
         frame[FILE_COLUMN] = landed.name
         per_day = rows_per_day(frame, spec, landed.name)
         chunk = f"{now}-{identity[:12]}.parquet"
@@ -206,7 +207,7 @@ class Staging:
         else:
             parts = [(self.root / spec.name / ALL_ROWS / chunk, np.arange(len(frame)))]
         write_partitions_atomic(frame, parts)
-        entry.update(status="ingested", error=None, rows=len(frame), days=per_day)
+        entry.update(status="ingested", error=None, rows=len(frame), days=per_day, extra_columns=extras)
         self._record(entry)  # last: a file is in the ledger only once all of its rows are staged
         return entry
 
@@ -263,8 +264,8 @@ def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
             "ingested_at": e["ingested_at"], "status": e["status"], "rows": e["rows"],
             "first_day": min(days) if days else None, "last_day": max(days) if days else None, "days": len(days),
             "rows_before_partitions": before, "rows_after_partitions": after,
-            "error": e.get("error") or "",
+            "error": e.get("error") or "", "extra_columns": ", ".join(e.get("extra_columns") or []),
         })
     columns = ["table", "name", "id", "sha256", "bytes", "ingested_at", "status", "rows", "first_day", "last_day", "days",
-               "rows_before_partitions", "rows_after_partitions", "error"]
+               "rows_before_partitions", "rows_after_partitions", "error", "extra_columns"]
     return pd.DataFrame(rows, columns=columns).astype({"rows_before_partitions": "int64", "rows_after_partitions": "int64"})

@@ -11,7 +11,10 @@ Two levels of bad input:
 Fast path: pyarrow's typed CSV reader (about 0.1 s for a year of telemetry). Only when it refuses the file do
 we take the slow path, which reads every field as text to find and name the offending lines.
 
-Both quoted and unquoted headers and both CRLF and LF line endings are accepted (the real files have both).
+Both quoted and unquoted headers and both CRLF and LF line endings are accepted (the real files have both), and a
+leading byte-order mark. Columns are matched by name, in any order; columns the table does not use are ignored and
+reported (``frame.attrs["extra_columns"]``); a missing required column is an error. Timestamps are the Kaggle
+format (naive, UTC) or ISO 8601 (``T``, ``Z``, ``+HH:MM``; converted to UTC).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pm_assets.core.schema import TIMESTAMP_FORMAT, TableSpec
 #: Columns the parser adds to every table.
 LINE_COLUMN = "source_line"
 PROBLEM_COLUMN = "parse_problem"
+BOM = "\ufeff"
 #: How many offending lines an error message quotes.
 MAX_QUOTED_LINES = 5
 #: Spellings the fast reader takes as a missing number ("", "NaN", "NA", ...): the slow path must agree.
@@ -73,28 +77,49 @@ def read_text(path: str | Path) -> str:
     except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip
         raise SourceFileError(path, f"cannot decompress ({exc})") from exc
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix(BOM)  # a byte-order mark, as Excel and Windows exports write
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise SourceFileError(path, f"not UTF-8 text (byte {exc.start})", line) from exc
 
 
-def _check_header(path: Path, text: str, spec: TableSpec) -> None:
+def read_header(path: Path, text: str, spec: TableSpec) -> list[str]:
+    """The file's header (quoted or not), checked: every column of ``spec`` is there, by name, in any order.
+    Columns the spec does not know are allowed (an export may add a sensor): the caller reports them."""
     first = text.split("\n", 1)[0].rstrip("\r")
     if not first.strip():
         raise SourceFileError(path, "empty file: expected the header " + ",".join(spec.columns), 1)
-    header = next(csv.reader([first]))
+    header = [c.strip() for c in next(csv.reader([first]))]
     if header == list(spec.columns):
-        return
+        return header
     if len(header) == 1 and len(spec.columns) > 1:
         guess = next((d for d in (";", "\t", "|") if d in first), None)
         hint = f" (found '{guess}' as delimiter?)" if guess else ""
         raise SourceFileError(path, f"header is not comma-separated{hint}: {first!r}", 1)
     missing = [c for c in spec.columns if c not in header]
-    extra = [c for c in header if c not in spec.columns]
-    parts = [f"missing column(s) {missing}" if missing else "", f"unexpected column(s) {extra}" if extra else ""]
-    problem = "; ".join(p for p in parts if p) or f"columns in the wrong order {header}"
-    raise SourceFileError(path, f"header {header} does not match {list(spec.columns)}: {problem}", 1)
+    if missing:
+        raise SourceFileError(path, f"header {header} lacks the required column(s) {missing}", 1)
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise SourceFileError(path, f"header {header} names column(s) {repeated} more than once", 1)
+    return header
+
+
+def extra_columns(header: list[str], spec: TableSpec) -> list[str]:
+    """Columns of a header that the table does not use (ignored, and reported)."""
+    return [c for c in header if c not in spec.columns]
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC: the Kaggle format ``YYYY-MM-DD HH:MM:SS`` (UTC, as documented), or ISO 8601 with a
+    ``T``, a ``Z`` or a ``+HH:MM`` offset (converted to UTC). Anything else, impossible dates included, is NaT."""
+    parsed = pd.to_datetime(values, format=TIMESTAMP_FORMAT, errors="coerce")
+    retry = parsed.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if retry.any():  # only the rows the Kaggle format refused: a clean file pays nothing
+        iso = pd.to_datetime(values[retry], format="ISO8601", errors="coerce", utc=True)
+        parsed = parsed.astype("datetime64[ns]")
+        parsed[retry] = iso.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    return parsed
 
 
 def _arrow_types(spec: TableSpec) -> dict[str, pa.DataType]:
@@ -104,20 +129,21 @@ def _arrow_types(spec: TableSpec) -> dict[str, pa.DataType]:
     return {c: kind_type.get(spec.kinds[c], pa.string()) for c in spec.columns}
 
 
-def _fast_parse(text: str, spec: TableSpec) -> pd.DataFrame:
+def _fast_parse(text: str, spec: TableSpec, header: list[str]) -> pd.DataFrame:
     table = pacsv.read_csv(
         io.BytesIO(text.encode("utf-8")),
-        read_options=pacsv.ReadOptions(column_names=list(spec.columns), skip_rows=1),
+        read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
         parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
         convert_options=pacsv.ConvertOptions(
             column_types=_arrow_types(spec),
+            include_columns=list(spec.columns),  # by name, in the spec's order; other columns are not converted
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
     )
     frame = table.to_pandas()
     if spec.time_column:
-        times = pd.to_datetime(frame[spec.time_column], format=TIMESTAMP_FORMAT, errors="coerce")
+        times = parse_timestamps(frame[spec.time_column])
         if times.isna().any():
             raise pa.ArrowInvalid("empty or unparseable timestamp")  # the slow path names the line
         frame[spec.time_column] = times
@@ -125,10 +151,10 @@ def _fast_parse(text: str, spec: TableSpec) -> pd.DataFrame:
     return frame
 
 
-def _slow_parse(path: Path, text: str, spec: TableSpec) -> pd.DataFrame:
+def _slow_parse(path: Path, text: str, spec: TableSpec, header: list[str]) -> pd.DataFrame:
     """Field-by-field parse that names the lines the fast reader refused."""
     rows = []
-    width = len(spec.columns)
+    width = len(header)
     reader = csv.reader(io.StringIO(text, newline=""))
     next(reader)  # the header, already checked
     for fields in reader:
@@ -136,13 +162,13 @@ def _slow_parse(path: Path, text: str, spec: TableSpec) -> pd.DataFrame:
             problem = f"expected {width} fields, found {len(fields)}: {fields!r}" if fields else "blank line"
             raise SourceFileError(path, problem, reader.line_num)
         rows.append(fields)
-    raw = pd.DataFrame(rows, columns=list(spec.columns), dtype=object)
+    raw = pd.DataFrame(rows, columns=header, dtype=object)[list(spec.columns)]
     frame = pd.DataFrame(index=raw.index)
     problems = pd.Series("", index=raw.index, dtype=object)
     for col in spec.columns:
         kind, values = spec.kinds[col], raw[col]
         if kind == "timestamp":
-            parsed = pd.to_datetime(values, format=TIMESTAMP_FORMAT, errors="coerce")
+            parsed = parse_timestamps(values)
             bad = np.flatnonzero(parsed.isna().to_numpy())
             if len(bad):
                 quoted = ", ".join(f"line {i + 2}: {values.iloc[i]!r}" for i in bad[:MAX_QUOTED_LINES])
@@ -171,11 +197,11 @@ def read_source_csv(path: str | Path, spec: TableSpec) -> pd.DataFrame:
     """
     path = Path(path)
     text = read_text(path)
-    _check_header(path, text, spec)
+    header = read_header(path, text, spec)
     try:
-        frame = _fast_parse(text, spec)
+        frame = _fast_parse(text, spec, header)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        frame = _slow_parse(path, text, spec)
+        frame = _slow_parse(path, text, spec, header)
     frame.insert(len(spec.columns), LINE_COLUMN, np.arange(2, len(frame) + 2, dtype=np.int64))
     for col in spec.columns:
         kind = spec.kinds[col]
@@ -185,4 +211,5 @@ def read_source_csv(path: str | Path, spec: TableSpec) -> pd.DataFrame:
             frame[col] = frame[col].astype("float64")  # NaN-capable until validated
         else:
             frame[col] = frame[col].astype(object)
+    frame.attrs["extra_columns"] = extra_columns(header, spec)
     return frame

@@ -229,3 +229,17 @@ def test_a_named_unreadable_file_fails_its_run_naming_file_and_line(bad_raw_dir,
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)
     assert "PdM_telemetry.csv, line 1" in message and "delimiter" in message
+
+
+def test_an_extra_column_is_ignored_and_reported_by_a_warn_check(bad_raw_dir, instance, tmp_path):
+    errors = (bad_raw_dir / "PdM_errors.csv").read_text().splitlines()
+    (bad_raw_dir / "PdM_errors.csv").write_text("\n".join(
+        [errors[0] + ',"site"'] + [line + ',"plant 7"' for line in errors[1:]]) + "\n")
+    out = tmp_path / "out"
+    result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-02")
+    assert result.success
+    check = checks(result)[("source_files", "no_unexpected_columns")]
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert check.description == "PdM_errors.csv: site"
+    stored_errors = stored(out, "errors")
+    assert list(stored_errors.columns) == list(TABLES["errors"].columns) and len(stored_errors) > 0
