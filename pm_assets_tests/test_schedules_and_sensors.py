@@ -170,7 +170,7 @@ def test_landing_sensor_groups_touching_days_and_keeps_a_late_day_apart(fresh_in
 def test_landing_sensor_gives_an_unreadable_file_a_run_of_its_own(fresh_instance, landing, fleet):
     write_day_files(fleet, "2015-01-20", landing.landing_dir)
     bad = Path(landing.landing_dir) / "PdM_errors_2015-01-21.csv"
-    bad.write_text('"datetime","machineID","errorID"\n2015-13-45 99:00:00,1,"error1"\n')
+    bad.write_text('"datetime";"machineID";"errorID"\n2015-01-21 06:00:00;1;"error1"\n')  # not comma-separated
     data = sensor_tick(landing_sensor, fresh_instance, {"landing": landing})
     alone = [r for r in data.run_requests if r.run_config["ops"]["source_files"]["config"]["files"] == [bad.name]]
     assert len(alone) == 1 and _selection(alone[0]) == {"source_files"} and _range(alone[0]) == (None, None)

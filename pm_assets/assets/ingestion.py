@@ -33,11 +33,11 @@ from pydantic import Field
 from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
-from pm_assets.core.landing import ALL_ROWS, inventory
+from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import EVENT_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
 from pm_assets.core.storage import sha256_of, write_parquet_atomic
-from pm_assets.core.validation import FILE_COLUMN, ValidationResult, validate_rows
+from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY, ValidationResult, validate_rows
 from pm_assets.partitions import daily_partitions, partition_range, split_by_partition
 from pm_assets.resources import LandingResource
 
@@ -49,9 +49,14 @@ SHOWN_ERRORS = 3
 
 
 def _quarantine(landing: LandingResource, spec: TableSpec, rejected: pd.DataFrame, keys: list[str]) -> None:
-    """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files."""
-    column = spec.time_column if len(keys) > 1 else None  # one key ("history", "all", or a day) takes every row
-    for key, part in split_by_partition(rejected, column, keys):
+    """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files. Rows are
+    split by the day they were staged under, so a row whose timestamp could not be read lands in its file's day."""
+    if len(keys) == 1 or STAGED_DAY not in rejected:  # one key ("history", "all", or a day) takes every row
+        parts = split_by_partition(rejected, spec.time_column if len(keys) > 1 else None, keys)
+    else:
+        groups = {day: rows for day, rows in rejected.groupby(STAGED_DAY, sort=False)}
+        parts = ((key, groups.get(key, rejected.iloc[:0])) for key in keys)
+    for key, part in parts:
         write_parquet_atomic(part.reset_index(drop=True), landing.quarantine_path(spec.name, key))
 
 
@@ -79,10 +84,12 @@ def _metadata(spec: TableSpec, landing: LandingResource, rows: pd.DataFrame, res
 
 def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]) -> dict[str, dict]:
     """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span."""
-    rows_in = by_day(window_rows, spec.time_column).size()
+    staged = STAGED_DAY in window_rows
+    rows_in = window_rows.groupby(STAGED_DAY).size() if staged else by_day(window_rows, spec.time_column).size()
     kept = by_day(result.kept, spec.time_column).agg(rows=("machineID", "size"), machines=("machineID", "nunique"),
                                     first=(spec.time_column, "min"), last=(spec.time_column, "max"))
-    rejected = by_day(result.rejected, spec.time_column).size()
+    rejected = (result.rejected.groupby(STAGED_DAY).size() if STAGED_DAY in result.rejected
+                else by_day(result.rejected, spec.time_column).size())
     out = {}
     for key in keys:
         meta = {"dagster/row_count": int(kept["rows"].get(key, 0)), "rows_in": int(rows_in.get(key, 0)),
@@ -145,6 +152,10 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
             (failed if entry["status"] == "failed" else staged).append(entry)
             if entry["status"] == "failed":
                 context.log.error(f"{file.name}: {entry['error']}")
+    for name in {e["table"] for e in staged if UNPLACED in e["days"]}:
+        # rows whose day nobody can tell (no readable timestamp, no day in the file name): quarantined per table
+        unplaced = validate_rows(staging.read(name, [UNPLACED]), TABLES[name])
+        write_parquet_atomic(unplaced.rejected, landing.quarantine_path(name, UNPLACED))
     table = inventory(staging.entries(), *partition_range())
     # files still in the landing folder that could not be read (by name: hashing every landed file of a long
     # history on every run would cost more each day)

@@ -30,15 +30,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import TABLES, TableSpec
 from pm_assets.core.storage import read_partitions, sha256_of, write_bytes_atomic, write_partitions_atomic
-from pm_assets.core.validation import FILE_COLUMN  # the file a staged row came from (quarantine reasons name it)
+# the file a staged row came from (quarantine reasons name it), and the bucket it was staged in (quarantine is
+# split by it: a row whose timestamp could not be read still belongs to a day)
+from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY
 
 LEDGER_FOLDER = "_files"
-#: The staging bucket of an unpartitioned table (machines).
+#: The staging bucket of an unpartitioned table (machines), and of rows whose day cannot be told.
 ALL_ROWS = "all"
+UNPLACED = "unplaced"
+
 SUFFIXES = (".csv.gz", ".csv")
 DAY_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
 
@@ -102,12 +107,22 @@ def declared_day(name: str) -> str | None:
         return None
 
 
+def buckets(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> np.ndarray:
+    """The staging bucket of each row: its UTC day; for a row whose timestamp could not be read, the day the file's
+    name declares, else ``unplaced``; ``all`` for the machines table."""
+    if not spec.time_column:
+        return np.full(len(frame), ALL_ROWS, dtype=object)
+    keys = day_keys(frame[spec.time_column]).astype(object)
+    keys[frame[spec.time_column].isna().to_numpy()] = declared_day(name) or UNPLACED
+    return keys
+
+
 def rows_per_day(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> dict[str, int]:
-    """Rows of a parsed file per UTC day (one bucket, ``all``, for the machines table), days in order. The day a
-    file's name declares counts even with no row: a daily export of a day without failures says so."""
+    """Rows of a parsed file per staging bucket (see :func:`buckets`), in order. The day a file's name declares
+    counts even with no row: a daily export of a day without failures says so."""
     if not spec.time_column:
         return {ALL_ROWS: len(frame)}
-    keys, counts = np.unique(day_keys(frame[spec.time_column]), return_counts=True)
+    keys, counts = np.unique(buckets(frame, spec, name).astype(str), return_counts=True)
     out = {str(k): int(n) for k, n in zip(keys, counts)}
     day = declared_day(name)
     if day is not None:
@@ -198,7 +213,7 @@ class Staging:
         per_day = rows_per_day(frame, spec, landed.name)
         chunk = f"{now}-{identity[:12]}.parquet"
         if spec.time_column:
-            keys = day_keys(frame[spec.time_column])
+            keys = buckets(frame, spec, landed.name).astype(str)
             order = np.argsort(keys, kind="stable")
             bounds = np.searchsorted(keys[order], list(per_day), side="left")
             ends = [*bounds[1:], len(order)]
@@ -219,15 +234,21 @@ class Staging:
 
     def days(self, table: str) -> list[str]:
         folder = self.root / table
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        """The days staged for a table (not the ``unplaced`` or ``all`` buckets)."""
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and DAY_IN_NAME.fullmatch(p.name))
 
     def read(self, table: str, days: Iterable[str]) -> pd.DataFrame:
         """The staged rows of these days (parsed, not yet validated), in day order and arrival order within a day;
         ``source_line`` and ``source_file`` say where each came from."""
-        paths = [p for day in days for p in self.chunks(table, day)]
+        days = list(days)
+        paths = [(day, p) for day in days for p in self.chunks(table, day)]
         if not paths:
-            return empty_staged(TABLES[table])
-        frame = read_partitions(paths)
+            return empty_staged(TABLES[table]).assign(**{STAGED_DAY: pd.Series(dtype=str)})
+        frame = read_partitions([p for _, p in paths])
+        sizes = [pq.ParquetFile(p).metadata.num_rows for _, p in paths]
+        frame[STAGED_DAY] = np.repeat([day for day, _ in paths], sizes)
         return frame.reset_index(drop=True)
 
     def files_of(self, table: str, days: Iterable[str]) -> dict[str, list[str]]:
@@ -238,7 +259,7 @@ class Staging:
 
 def empty_staged(spec: TableSpec) -> pd.DataFrame:
     """A parsed frame with no rows (what :func:`read_source_csv` gives for a header-only file), plus the file column."""
-    from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN
+    from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN
 
     columns = {}
     for col in spec.columns:
@@ -247,6 +268,7 @@ def empty_staged(spec: TableSpec) -> pd.DataFrame:
                                  "float64" if kind in ("id", "int", "float") else object)
     columns[LINE_COLUMN] = pd.Series(dtype="int64")
     columns[PROBLEM_COLUMN] = pd.Series(dtype=str)
+    columns[RAW_COLUMN] = pd.Series(dtype=str)
     columns[FILE_COLUMN] = pd.Series(dtype=str)
     return pd.DataFrame(columns)
 
@@ -256,7 +278,7 @@ def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
     before / inside / after the partition range [start, end) (days as YYYY-MM-DD), or why it failed."""
     rows = []
     for e in entries:
-        days = {d: n for d, n in e["days"].items() if d != ALL_ROWS}
+        days = {d: n for d, n in e["days"].items() if d not in (ALL_ROWS, UNPLACED)}
         before = sum(n for d, n in days.items() if d < start)
         after = sum(n for d, n in days.items() if d >= end)
         rows.append({
@@ -264,8 +286,10 @@ def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
             "ingested_at": e["ingested_at"], "status": e["status"], "rows": e["rows"],
             "first_day": min(days) if days else None, "last_day": max(days) if days else None, "days": len(days),
             "rows_before_partitions": before, "rows_after_partitions": after,
+            "rows_unplaced": e["days"].get(UNPLACED, 0),
             "error": e.get("error") or "", "extra_columns": ", ".join(e.get("extra_columns") or []),
         })
     columns = ["table", "name", "id", "sha256", "bytes", "ingested_at", "status", "rows", "first_day", "last_day", "days",
-               "rows_before_partitions", "rows_after_partitions", "error", "extra_columns"]
-    return pd.DataFrame(rows, columns=columns).astype({"rows_before_partitions": "int64", "rows_after_partitions": "int64"})
+               "rows_before_partitions", "rows_after_partitions", "rows_unplaced", "error", "extra_columns"]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"rows_before_partitions": "int64", "rows_after_partitions": "int64", "rows_unplaced": "int64"})

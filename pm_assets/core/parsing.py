@@ -35,6 +35,8 @@ from pm_assets.core.schema import TIMESTAMP_FORMAT, TableSpec
 #: Columns the parser adds to every table.
 LINE_COLUMN = "source_line"
 PROBLEM_COLUMN = "parse_problem"
+#: The raw text of a line that had a problem ("" for clean lines): a quarantined row can be recovered as it was.
+RAW_COLUMN = "raw_line"
 BOM = "\ufeff"
 #: How many offending lines an error message quotes.
 MAX_QUOTED_LINES = 5
@@ -152,40 +154,64 @@ def _fast_parse(text: str, spec: TableSpec, header: list[str]) -> pd.DataFrame:
 
 
 def _slow_parse(path: Path, text: str, spec: TableSpec, header: list[str]) -> pd.DataFrame:
-    """Field-by-field parse that names the lines the fast reader refused."""
-    rows = []
+    """Line-by-line parse of a file the fast reader refused: every problem stays with its row.
+
+    A line with the wrong number of fields or a blank line becomes a row whose values are missing (its timestamp
+    is still read when the line has one where the header says, so that the row lands in its day's quarantine), an
+    unparseable timestamp or number is a problem of that row; each such row keeps its physical line number and its
+    raw text (``raw_line``), so nothing of the file is lost and a fixed file can be dropped again."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it starts no new one
     width = len(header)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader)  # the header, already checked
-    for fields in reader:
+    time_at = header.index(spec.time_column) if spec.time_column else None
+    rows, numbers, raw_lines, shape_problems = [], [], [], []
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.removesuffix("\r")
+        fields = next(csv.reader([line])) if line.strip() else []
+        problem, raw = "", ""
         if len(fields) != width:
             problem = f"expected {width} fields, found {len(fields)}: {fields!r}" if fields else "blank line"
-            raise SourceFileError(path, problem, reader.line_num)
+            raw = line
+            kept = [None] * width
+            if time_at is not None and time_at < len(fields):
+                kept[time_at] = fields[time_at]
+            fields = kept
         rows.append(fields)
-    raw = pd.DataFrame(rows, columns=header, dtype=object)[list(spec.columns)]
-    frame = pd.DataFrame(index=raw.index)
-    problems = pd.Series("", index=raw.index, dtype=object)
+        numbers.append(number)
+        raw_lines.append(raw)
+        shape_problems.append(problem)
+    raw_frame = pd.DataFrame(rows, columns=header, dtype=object)[list(spec.columns)]
+    frame = pd.DataFrame(index=raw_frame.index)
+    shape = pd.Series(shape_problems, index=raw_frame.index, dtype=object)
+    problems = pd.Series("", index=raw_frame.index, dtype=object)
     for col in spec.columns:
-        kind, values = spec.kinds[col], raw[col]
+        kind, values = spec.kinds[col], raw_frame[col]
         if kind == "timestamp":
             parsed = parse_timestamps(values)
-            bad = np.flatnonzero(parsed.isna().to_numpy())
-            if len(bad):
-                quoted = ", ".join(f"line {i + 2}: {values.iloc[i]!r}" for i in bad[:MAX_QUOTED_LINES])
-                raise SourceFileError(
-                    path, f"{len(bad)} timestamp(s) not in format {TIMESTAMP_FORMAT}: {quoted}", int(bad[0]) + 2
-                )
+            bad = parsed.isna() & (shape == "")
+            empty = values.isna() | (values.astype(str).str.strip() == "")
+            problems[bad & empty] += f"{col}: missing timestamp; "
+            problems[bad & ~empty] += f"{col}: not a timestamp " + values[bad & ~empty].map(repr) + "; "
             frame[col] = parsed
         elif kind in ("id", "int", "float"):
             parsed = pd.to_numeric(values, errors="coerce")
             if kind != "float":
                 parsed = parsed.where(parsed == np.floor(parsed))  # 1.5 is no id
             frame[col] = parsed.astype("float64")
-            bad = parsed.isna() & ~values.str.strip().isin(NULL_SPELLINGS)
+            bad = parsed.isna() & ~values.fillna("").str.strip().isin(NULL_SPELLINGS) & (shape == "")
             problems[bad] += f"{col}: not {'a number' if kind == 'float' else 'an integer'} " + values[bad].map(repr) + "; "
         else:
             frame[col] = values.where(values != "", None)
-    frame[PROBLEM_COLUMN] = problems.str.rstrip("; ")
+    problems = problems.str.rstrip("; ")
+    frame[PROBLEM_COLUMN] = shape.where(shape != "", problems)
+    frame[LINE_COLUMN] = np.asarray(numbers, dtype=np.int64)
+    # the raw text of every row with a problem, so that a quarantined row can be recovered as it was
+    with_problem = frame[PROBLEM_COLUMN] != ""
+    raw_text = pd.Series(raw_lines, index=frame.index, dtype=object)
+    raw_text[with_problem & (raw_text == "")] = [lines[n - 1].removesuffix("\r") for n in frame.loc[
+        with_problem & (raw_text == ""), LINE_COLUMN]]
+    frame[RAW_COLUMN] = raw_text
     return frame
 
 
@@ -202,7 +228,10 @@ def read_source_csv(path: str | Path, spec: TableSpec) -> pd.DataFrame:
         frame = _fast_parse(text, spec, header)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         frame = _slow_parse(path, text, spec, header)
-    frame.insert(len(spec.columns), LINE_COLUMN, np.arange(2, len(frame) + 2, dtype=np.int64))
+    lines = frame.pop(LINE_COLUMN) if LINE_COLUMN in frame else np.arange(2, len(frame) + 2, dtype=np.int64)
+    frame.insert(len(spec.columns), LINE_COLUMN, np.asarray(lines, dtype=np.int64))
+    if RAW_COLUMN not in frame:
+        frame[RAW_COLUMN] = ""  # the fast path read every line cleanly
     for col in spec.columns:
         kind = spec.kinds[col]
         if kind == "timestamp":

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN
+from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN
 
 #: Column of staged rows naming the file they came from (see :mod:`pm_assets.core.landing`).
 FILE_COLUMN = "source_file"
+#: Column of staged rows read back: the staging bucket (day) they came from.
+STAGED_DAY = "staged_day"
+#: Where a rejected row came from, kept with it in the quarantine when the input has them.
+PROVENANCE = (FILE_COLUMN, RAW_COLUMN, STAGED_DAY)
 from pm_assets.core.schema import TableSpec
 
 REASON_COLUMN = "reason"
@@ -209,11 +213,12 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
         bad[clean_pos[dup]] = True
 
     kept = to_schema_types(frame.loc[~bad, list(spec.columns)], spec)
-    rejected = frame.loc[bad, [*spec.columns, LINE_COLUMN, *([FILE_COLUMN] if FILE_COLUMN in frame else [])]].copy()
+    rejected = frame.loc[bad, [*spec.columns, LINE_COLUMN, *(c for c in PROVENANCE if c in frame)]].copy()
     for c in spec.categories:
         rejected[c] = rejected[c].astype(object)
-    if FILE_COLUMN in rejected:
-        rejected[FILE_COLUMN] = rejected[FILE_COLUMN].astype(str)  # one dtype whether or not any row was rejected
+    for column in PROVENANCE:
+        if column in rejected:
+            rejected[column] = rejected[column].astype(str)  # one dtype whether or not any row was rejected
     bad_pos = np.flatnonzero(bad)
     rejected[RULES_COLUMN] = pd.Series([",".join(rules[p]) for p in bad_pos], index=rejected.index, dtype=str)
     rejected[REASON_COLUMN] = pd.Series(["; ".join(reasons[p]) for p in bad_pos], index=rejected.index, dtype=str)

@@ -243,3 +243,33 @@ def test_an_extra_column_is_ignored_and_reported_by_a_warn_check(bad_raw_dir, in
     assert check.description == "PdM_errors.csv: site"
     stored_errors = stored(out, "errors")
     assert list(stored_errors.columns) == list(TABLES["errors"].columns) and len(stored_errors) > 0
+
+
+def test_a_bad_line_costs_only_that_row_and_keeps_its_text(bad_raw_dir, instance, tmp_path):
+    """One unparseable timestamp and one short line in a day's telemetry: the other rows of the day and every other
+    table are stored; both bad rows are quarantined in their day with file, line, raw text and reason."""
+    clean = (bad_raw_dir / "PdM_telemetry.csv").read_text().splitlines()
+    reference = tmp_path / "reference"
+    assert run_raw(instance, bad_raw_dir, reference, "2015-01-01", "2015-01-02").success
+    for old in bad_raw_dir.glob("PdM_telemetry*"):
+        old.unlink()
+    broken = clean[:3] + ["2015-13-45 99:00:00,1,170.0,450.0,100.0,40.0", "2015-01-02 05:00:00,1,170.0"] + clean[3:]
+    (bad_raw_dir / "PdM_telemetry_2015-01-02.csv").write_text("\n".join(broken) + "\n\n")  # and a trailing blank line
+    out = tmp_path / "out"
+    result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-02")
+    assert result.success
+    # every row the clean file stores is stored, and every other table too
+    for table in ("telemetry", "errors", "maintenance", "failures"):
+        pd.testing.assert_frame_equal(stored(out, table), stored(reference, table))
+    quarantined = pd.concat(pd.read_parquet(f) for f in sorted((out / "quarantine" / "telemetry").glob("*.parquet")))
+    bad = quarantined.set_index("source_line")
+    assert bad.loc[4, "reason"] == "datetime: not a timestamp '2015-13-45 99:00:00'"
+    assert bad.loc[4, "raw_line"] == "2015-13-45 99:00:00,1,170.0,450.0,100.0,40.0"
+    assert bad.loc[4, "staged_day"] == "2015-01-02"  # no readable time: the day the file name declares
+    assert bad.loc[5, "reason"].startswith("expected 6 fields, found 3")
+    assert bad.loc[5, "staged_day"] == "2015-01-02" and bad.loc[5, "source_file"] == "PdM_telemetry_2015-01-02.csv"
+    assert bad.loc[len(broken) + 1, "reason"] == "blank line"
+    meta = materialization_metadata(result, "telemetry")
+    for day in ("2015-01-01", "2015-01-02"):
+        assert meta[day]["rows_in"] == meta[day]["dagster/row_count"] + meta[day]["rows_rejected"]
+

@@ -10,13 +10,16 @@ import pyarrow as pa
 import pytest
 
 from pm_assets.core import parsing
-from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN, SourceFileError, find_source_file, read_source_csv
+from pm_assets.core.parsing import (
+    LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN, SourceFileError, find_source_file, read_source_csv,
+)
 from pm_assets.core.schema import ERRORS, MACHINES, MAINTENANCE, TELEMETRY, FAILURES
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
 
 TELEMETRY_HEADER = "datetime,machineID,volt,rotate,pressure,vibration\n"
 ROW_06 = "2015-01-01 06:00:00,1,176.2,418.5,113.1,45.1\n"
 ROW_07 = "2015-01-01 07:00:00,1,162.9,402.7,95.5,43.4\n"
+ROW_08 = "2015-01-01 08:00:00,1,170.1,440.2,99.9,40.2\n"
 
 
 def write(tmp_path: Path, name: str, text: str | bytes, *, crlf: bool = False, truncate: bool = False) -> Path:
@@ -80,19 +83,6 @@ UNREADABLE = [
      "not comma-separated (found ';' as delimiter?)"),
     ("quoted header, semicolons", "t.csv", '"datetime";"machineID";"volt";"rotate";"pressure";"vibration"\n',
      True, 1, "not comma-separated (found ';'"),
-    ("too many fields", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.rstrip() + ",9.9\n", False, 3,
-     "expected 6 fields, found 7"),
-    ("too few fields", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + "2015-01-01 08:00:00,1,170.0\n", True, 4,
-     "expected 6 fields, found 3"),
-    ("blank line in the middle", "t.csv", TELEMETRY_HEADER + ROW_06 + "\n" + ROW_07, False, 3, "blank line"),
-    ("blank line in the middle, CRLF gzip", "t.csv.gz", TELEMETRY_HEADER + ROW_06 + "\n" + ROW_07, True, 3,
-     "blank line"),
-    ("unparseable timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01", "2015-13-01"),
-     False, 3, "'2015-13-01 07:00:00'"),
-    ("impossible date", "t.csv.gz", TELEMETRY_HEADER + ROW_06.replace("01-01", "02-30"), True, 2,
-     "'2015-02-30 06:00:00'"),
-    ("empty timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + ",1,170.0,450.0,100.0,40.0\n", True, 4,
-     "line 4: ''"),
 ]
 
 
@@ -106,10 +96,48 @@ def test_unreadable_file_names_file_line_and_problem(tmp_path, name, content, cr
     assert problem in str(error)
 
 
-def test_bad_timestamps_are_all_quoted(tmp_path):
+# --- problems of one line stay with that line ---------------------------------------------------------------
+
+# (case id, file name, content, crlf, the bad line's number, its problem, its raw text, its timestamp or None)
+ROW_LEVEL = [
+    ("too many fields", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.rstrip() + ",9.9\n" + ROW_08, False, 3,
+     "expected 6 fields, found 7", ROW_07.rstrip() + ",9.9", "2015-01-01 07:00:00"),
+    ("too few fields", "t.csv", TELEMETRY_HEADER + ROW_06 + "2015-01-01 07:00:00,1,170.0\n" + ROW_08, True, 3,
+     "expected 6 fields, found 3", "2015-01-01 07:00:00,1,170.0", "2015-01-01 07:00:00"),
+    ("blank line in the middle", "t.csv", TELEMETRY_HEADER + ROW_06 + "\n" + ROW_08, False, 3, "blank line", "", None),
+    ("trailing blank line, CRLF gzip", "t.csv.gz", TELEMETRY_HEADER + ROW_06 + ROW_08 + "\n", True, 4, "blank line",
+     "", None),
+    ("unparseable timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01", "2015-13-45") + ROW_08,
+     False, 3, "datetime: not a timestamp '2015-13-45 07:00:00'", ROW_07.replace("2015-01-01", "2015-13-45").rstrip(),
+     None),
+    ("impossible date", "t.csv.gz", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("01-01", "02-30") + ROW_08, True, 3,
+     "datetime: not a timestamp '2015-02-30 07:00:00'", ROW_07.replace("01-01", "02-30").rstrip(), None),
+    ("empty timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ",1,170.0,450.0,100.0,40.0\n" + ROW_08, True, 3,
+     "datetime: missing timestamp", ",1,170.0,450.0,100.0,40.0", None),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "crlf", "line", "problem", "raw", "stamp"), [c[1:] for c in ROW_LEVEL],
+                         ids=[c[0] for c in ROW_LEVEL])
+def test_a_bad_line_is_a_row_with_its_problem_and_the_others_are_read(tmp_path, name, content, crlf, line, problem,
+                                                                       raw, stamp):
+    frame = read_source_csv(write(tmp_path, name, content, crlf=crlf), TELEMETRY)
+    bad = frame[frame[LINE_COLUMN] == line]
+    assert len(bad) == 1 and problem in bad[PROBLEM_COLUMN].iloc[0], bad[PROBLEM_COLUMN].tolist()
+    assert bad[RAW_COLUMN].iloc[0] == raw
+    assert (pd.isna(bad["datetime"].iloc[0]) if stamp is None else bad["datetime"].iloc[0] == pd.Timestamp(stamp))
+    good = frame[frame[LINE_COLUMN] != line]
+    assert (good[PROBLEM_COLUMN] == "").all() and (good[RAW_COLUMN] == "").all() and len(good) == 2
+    assert good["datetime"].tolist() == [pd.Timestamp("2015-01-01 06:00"), pd.Timestamp("2015-01-01 08:00")]
+    assert good["volt"].notna().all()
+
+
+def test_every_bad_timestamp_is_its_own_row_problem(tmp_path):
     bad = ROW_06.replace("06:00:00", "6am") + ROW_07.replace("07:00:00", "7am")
-    error = raised(write(tmp_path, "t.csv", TELEMETRY_HEADER + bad))
-    assert "2 timestamp(s) not in format %Y-%m-%d %H:%M:%S: line 2: '2015-01-01 6am', line 3: '2015-01-01 7am'" in str(error)
+    frame = read_source_csv(write(tmp_path, "t.csv", TELEMETRY_HEADER + bad + ROW_08), TELEMETRY)
+    assert frame[PROBLEM_COLUMN].tolist() == ["datetime: not a timestamp '2015-01-01 6am'",
+                                              "datetime: not a timestamp '2015-01-01 7am'", ""]
+    assert frame[LINE_COLUMN].tolist() == [2, 3, 4]
 
 
 def test_truncated_gzip_names_the_file(tmp_path):
@@ -145,7 +173,7 @@ def test_accepted_formats_give_the_same_frame(tmp_path, name, header, crlf):
 def test_header_only_file_is_valid_and_empty(tmp_path, text):
     frame = read_source_csv(write(tmp_path, "PdM_machines.csv", text), MACHINES)
     assert len(frame) == 0
-    assert list(frame.columns) == [*MACHINES.columns, LINE_COLUMN, PROBLEM_COLUMN]
+    assert list(frame.columns) == [*MACHINES.columns, LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN]
 
 
 # --- fast path and slow path agree -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pm_assets.core.parsing import LINE_COLUMN, find_source_file, read_source_csv
+from pm_assets.core.parsing import LINE_COLUMN, RAW_COLUMN, find_source_file, read_source_csv
 from pm_assets.core.schema import ERRORS, FAILURES, MACHINES, MAINTENANCE, TELEMETRY, TableSpec
 from pm_assets.core.validation import (
     ALL_RULES,
@@ -51,7 +51,7 @@ def assert_conserved(parsed: pd.DataFrame, result: ValidationResult, spec: Table
             assert list(kept[c].cat.categories) == list(spec.categories[c])
         else:
             assert kept[c].dtype == STORED_DTYPES[spec.kinds[c]], c
-    assert list(rejected.columns) == [*spec.columns, LINE_COLUMN, RULES_COLUMN, REASON_COLUMN]
+    assert list(rejected.columns) == [*spec.columns, LINE_COLUMN, RAW_COLUMN, RULES_COLUMN, REASON_COLUMN]
     assert all(r in ALL_RULES for rules in rejected[RULES_COLUMN] for r in rules.split(","))
     assert count_violations(kept, spec, machine_ids) == {r: 0 for r in ALL_RULES}
 
