@@ -2,14 +2,15 @@
 
 Two levels of bad input:
 
-- a file that cannot be parsed (missing, empty, truncated gzip, not UTF-8, wrong header or delimiter, a line
-  with the wrong number of fields, a timestamp that is not a timestamp) raises :class:`SourceFileError`
-  naming the file, the line and the problem;
-- a parseable row with a bad value (an empty field, text where a number belongs) is kept in the parsed frame
-  with the value as NaN and the problem in ``parse_problem``, so that validation quarantines it with a reason.
+- a file that cannot be read at all (missing, empty, truncated gzip, not UTF-8, wrong delimiter, a required
+  column missing or repeated) raises :class:`SourceFileError` naming the file, the line and the problem;
+- a problem of one line (wrong number of fields, a blank line, a timestamp that is not one, text where a number
+  belongs) stays with that row: the value is NaN/NaT, the problem is in ``parse_problem`` and the line's text in
+  ``raw_line``, so that validation quarantines it with a reason and the rest of the file is read.
 
 Fast path: pyarrow's typed CSV reader (about 0.1 s for a year of telemetry). Only when it refuses the file do
-we take the slow path, which reads every field as text to find and name the offending lines.
+we take the slow path, which reads line by line (for now the whole file: a corrupted year is not yet as fast as
+a clean one).
 
 Both quoted and unquoted headers and both CRLF and LF line endings are accepted (the real files have both), and a
 leading byte-order mark. Columns are matched by name, in any order; columns the table does not use are ignored and
