@@ -61,6 +61,7 @@ from pm_assets.assets import ingestion, monitoring, scoring
 from pm_assets.core.catchup import Dependency, next_stage, out_of_date
 from pm_assets.core.landing import ALL_ROWS, file_id, rows_per_day
 from pm_assets.core.parsing import SourceFileError, read_source_csv
+from pm_assets.core.schema import DAILY_TABLES as RAW_TABLES
 from pm_assets.core.schema import TABLES
 from pm_assets.core.storage import sha256_of
 from pm_assets.partitions import daily_partitions, partition_range
@@ -72,7 +73,6 @@ ACTIVE_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, Dagste
                    DagsterRunStatus.STARTED]
 SENSOR_STATUS = DefaultSensorStatus.RUNNING if AUTOMATION_ON else DefaultSensorStatus.STOPPED
 SCHEDULE_STATUS = DefaultScheduleStatus.RUNNING if AUTOMATION_ON else DefaultScheduleStatus.STOPPED
-RAW_TABLES = ("telemetry", "errors", "maintenance", "failures")
 #: The daily assets downstream of the raw tables, in the topological order the catch-up groups them in.
 DOWNSTREAM = ("features", "scores", "maintenance_worklist", "labels", "monitoring")
 TRIGGER_TAG = "pm_assets/trigger"
@@ -252,7 +252,6 @@ DEPENDENCIES = _dependencies()
 
 def plan_downstream(instance, now=None) -> tuple[list[str], list[tuple[str, str]], int]:
     """(assets, day ranges, newest upstream event id) of the next catch-up stage, from the event log."""
-    first, end = partition_range(daily_partitions, now)
     days = daily_partitions.get_partition_keys(current_time=now)
     index = {d: i for i, d in enumerate(days)}
     latest, newest = {}, 0
@@ -369,10 +368,9 @@ def daily_schedule(context: ScheduleEvaluationContext, landing: LandingResource)
     if not first <= day < end:
         return SkipReason(f"{day} is not a daily partition (partitions {first} .. {end}, end exclusive)")
     staging = landing.staging()
-    pending = [t for t in RAW_TABLES if staging.chunks(t, day)
-               and day not in context.instance.get_materialized_partitions(AssetKey(t))]
+    staged = [t for t in RAW_TABLES if staging.chunks(t, day)]
+    pending = [t for t in staged if day not in context.instance.get_materialized_partitions(AssetKey(t))]
     if not pending:
-        staged = [t for t in RAW_TABLES if staging.chunks(t, day)]
         return SkipReason(f"{day}: every table with staged rows ({', '.join(staged)}) is already materialized" if staged
                           else f"{day}: no rows staged for it yet (its freshness checks fail after the deadline)")
     return RunRequest(run_key=f"close-{day}", partition_key=day, asset_selection=[AssetKey(t) for t in pending],

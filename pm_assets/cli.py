@@ -173,7 +173,8 @@ def _live(args: argparse.Namespace) -> int:
     """Play a fleet forward into the landing folder, one day every ``--every`` seconds, ending with yesterday."""
     import pandas as pd
 
-    from pm_assets.core.simulate import DAILY_TABLES, SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
+    from pm_assets.core.schema import DAILY_TABLES
+    from pm_assets.core.simulate import SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
     from pm_assets.settings import STAGING_DIR
     from pm_assets.core.landing import Staging
 

@@ -35,10 +35,10 @@ from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.schema import EVENT_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
+from pm_assets.core.schema import DAILY_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
 from pm_assets.core.storage import sha256_of, write_parquet_atomic
 from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY, ValidationResult, validate_rows
-from pm_assets.partitions import daily_partitions, partition_range, split_by_partition
+from pm_assets.partitions import daily_partitions, partition_range
 from pm_assets.resources import LandingResource
 
 RAW_GROUP = "raw"
@@ -51,10 +51,10 @@ SHOWN_ERRORS = 3
 def _quarantine(landing: LandingResource, spec: TableSpec, rejected: pd.DataFrame, keys: list[str]) -> None:
     """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files. Rows are
     split by the day they were staged under, so a row whose timestamp could not be read lands in its file's day."""
-    if len(keys) == 1 or STAGED_DAY not in rejected:  # one key ("history", "all", or a day) takes every row
-        parts = split_by_partition(rejected, spec.time_column if len(keys) > 1 else None, keys)
+    if len(keys) == 1:  # one key ("history", "all", or a day) takes every row
+        parts = [(keys[0], rejected)]
     else:
-        groups = {day: rows for day, rows in rejected.groupby(STAGED_DAY, sort=False)}
+        groups = dict(list(rejected.groupby(STAGED_DAY, sort=False)))
         parts = ((key, groups.get(key, rejected.iloc[:0])) for key in keys)
     for key, part in parts:
         write_parquet_atomic(part.reset_index(drop=True), landing.quarantine_path(spec.name, key))
@@ -84,12 +84,10 @@ def _metadata(spec: TableSpec, landing: LandingResource, rows: pd.DataFrame, res
 
 def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]) -> dict[str, dict]:
     """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span."""
-    staged = STAGED_DAY in window_rows
-    rows_in = window_rows.groupby(STAGED_DAY).size() if staged else by_day(window_rows, spec.time_column).size()
+    rows_in = window_rows.groupby(STAGED_DAY).size()  # by staged day: a row without a readable time counts too
     kept = by_day(result.kept, spec.time_column).agg(rows=("machineID", "size"), machines=("machineID", "nunique"),
                                     first=(spec.time_column, "min"), last=(spec.time_column, "max"))
-    rejected = (result.rejected.groupby(STAGED_DAY).size() if STAGED_DAY in result.rejected
-                else by_day(result.rejected, spec.time_column).size())
+    rejected = result.rejected.groupby(STAGED_DAY).size()
     out = {}
     for key in keys:
         meta = {"dagster/row_count": int(kept["rows"].get(key, 0)), "rows_in": int(rows_in.get(key, 0)),
@@ -267,7 +265,7 @@ def build_raw_table_asset(spec: TableSpec):
         rows = landing.staging().read(spec.name, keys)
         result = validate_rows(rows, spec, machine_ids)
         _quarantine(landing, spec, result.rejected, keys)
-        files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in by_day(rows, spec.time_column)}
+        files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)}
         for key, partition_meta in _partition_metadata(spec, rows, result, keys).items():
             partition_meta["source_files"] = files_per_day.get(key, "none")
             context.add_asset_metadata(partition_meta, partition_key=key)
@@ -291,5 +289,5 @@ def build_raw_table_asset(spec: TableSpec):
     return _raw_table
 
 
-raw_table_assets = [build_raw_table_asset(TABLES[name]) for name in ("telemetry", *EVENT_TABLES)]
+raw_table_assets = [build_raw_table_asset(TABLES[name]) for name in DAILY_TABLES]
 telemetry, errors, maintenance, failures = raw_table_assets

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import TABLES, TableSpec
@@ -122,7 +121,12 @@ def rows_per_day(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> dict[s
     counts even with no row: a daily export of a day without failures says so."""
     if not spec.time_column:
         return {ALL_ROWS: len(frame)}
-    keys, counts = np.unique(buckets(frame, spec, name).astype(str), return_counts=True)
+    return _per_bucket(buckets(frame, spec, name), name)
+
+
+def _per_bucket(keys: np.ndarray, name: str) -> dict[str, int]:
+    """Rows per bucket of :func:`buckets`, plus the day ``name`` declares (possibly with no row), in order."""
+    keys, counts = np.unique(keys.astype(str), return_counts=True)
     out = {str(k): int(n) for k, n in zip(keys, counts)}
     day = declared_day(name)
     if day is not None:
@@ -209,18 +213,15 @@ class Staging:
             self._record(entry)
             return entry
         extras = frame.attrs.get("extra_columns", [])
+        keys = buckets(frame, spec, landed.name).astype(str)
+        per_day = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}  # as rows_per_day
         frame[FILE_COLUMN] = landed.name
-        per_day = rows_per_day(frame, spec, landed.name)
+        frame[STAGED_DAY] = keys  # stored with the rows: reading a day back needs nothing else
         chunk = f"{now}-{identity[:12]}.parquet"
-        if spec.time_column:
-            keys = buckets(frame, spec, landed.name).astype(str)
-            order = np.argsort(keys, kind="stable")
-            bounds = np.searchsorted(keys[order], list(per_day), side="left")
-            ends = [*bounds[1:], len(order)]
-            parts = ((self.root / spec.name / day / chunk, np.sort(order[lo:hi]))
-                     for day, lo, hi in zip(per_day, bounds, ends))
-        else:
-            parts = [(self.root / spec.name / ALL_ROWS / chunk, np.arange(len(frame)))]
+        order = np.argsort(keys, kind="stable")
+        bounds = np.searchsorted(keys[order], list(per_day), side="left")  # per_day is sorted, empty days included
+        ends = [*bounds[1:], len(order)]
+        parts = ((self.root / spec.name / day / chunk, np.sort(order[lo:hi])) for day, lo, hi in zip(per_day, bounds, ends))
         write_partitions_atomic(frame, parts)
         entry.update(status="ingested", error=None, rows=len(frame), days=per_day, extra_columns=extras)
         self._record(entry)  # last: a file is in the ledger only once all of its rows are staged
@@ -233,28 +234,19 @@ class Staging:
         return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
     def days(self, table: str) -> list[str]:
-        folder = self.root / table
         """The days staged for a table (not the ``unplaced`` or ``all`` buckets)."""
+        folder = self.root / table
         if not folder.is_dir():
             return []
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and DAY_IN_NAME.fullmatch(p.name))
 
     def read(self, table: str, days: Iterable[str]) -> pd.DataFrame:
         """The staged rows of these days (parsed, not yet validated), in day order and arrival order within a day;
-        ``source_line`` and ``source_file`` say where each came from."""
-        days = list(days)
-        paths = [(day, p) for day in days for p in self.chunks(table, day)]
+        ``source_line``, ``source_file`` and ``staged_day`` say where each came from."""
+        paths = [p for day in days for p in self.chunks(table, day)]
         if not paths:
-            return empty_staged(TABLES[table]).assign(**{STAGED_DAY: pd.Series(dtype=str)})
-        frame = read_partitions([p for _, p in paths])
-        sizes = [pq.ParquetFile(p).metadata.num_rows for _, p in paths]
-        frame[STAGED_DAY] = np.repeat([day for day, _ in paths], sizes)
-        return frame.reset_index(drop=True)
-
-    def files_of(self, table: str, days: Iterable[str]) -> dict[str, list[str]]:
-        """day -> names of the files that fed it (arrival order), from the chunk names and the ledger."""
-        names = {e["id"][:12]: e["name"] for e in self.entries()}
-        return {day: [names.get(p.stem.split("-", 1)[1], p.stem) for p in self.chunks(table, day)] for day in days}
+            return empty_staged(TABLES[table])
+        return read_partitions(paths).reset_index(drop=True)
 
 
 def empty_staged(spec: TableSpec) -> pd.DataFrame:
@@ -270,6 +262,7 @@ def empty_staged(spec: TableSpec) -> pd.DataFrame:
     columns[PROBLEM_COLUMN] = pd.Series(dtype=str)
     columns[RAW_COLUMN] = pd.Series(dtype=str)
     columns[FILE_COLUMN] = pd.Series(dtype=str)
+    columns[STAGED_DAY] = pd.Series(dtype=str)
     return pd.DataFrame(columns)
 
 

@@ -111,3 +111,5 @@ MACHINES = TableSpec(
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (TELEMETRY, ERRORS, MAINTENANCE, FAILURES, MACHINES)}
 EVENT_TABLES: tuple[str, ...] = ("errors", "maintenance", "failures")
+#: The tables with one partition per day (every one but machines).
+DAILY_TABLES: tuple[str, ...] = ("telemetry", *EVENT_TABLES)

@@ -37,6 +37,7 @@ import pyarrow.csv as pa_csv
 
 from pm_assets.core.schema import (
     COMPONENT_ERRORS,
+    DAILY_TABLES,
     COMPONENT_SENSOR,
     COMPONENTS,
     ERROR_IDS,
@@ -452,8 +453,6 @@ def write_kaggle_csv(
         paths[name] = target
     return paths
 
-
-DAILY_TABLES = ("telemetry", "errors", "maintenance", "failures")
 
 
 def day_tables(tables: Mapping[str, pd.DataFrame], day: str) -> dict[str, pd.DataFrame]:
