@@ -26,7 +26,7 @@ Dagster; the same config always gives identical tables.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from pm_assets.core.schema import (
     SENSORS,
     TABLES,
 )
-from pm_assets.core.storage import atomic_path
+from pm_assets.core.storage import atomic_path, write_bytes_atomic
 
 DAYS_PER_YEAR = 365.0  # rates "per machine-year" are per 365 days (2015, the real year)
 HOURS_PER_YEAR = 24 * DAYS_PER_YEAR
@@ -467,3 +467,49 @@ def write_day_files(tables: Mapping[str, pd.DataFrame], day: str, out_dir: str |
     """Write one day's export, ``PdM_<table>_<day>.csv`` for the four time tables (a header-only file where the
     day has no rows, as a daily export has), each atomically."""
     return write_kaggle_csv(day_tables(tables, day), out_dir, suffix=f"_{day}")
+
+
+# --- bad exports ---------------------------------------------------------------------------------------------
+
+def _replace_field(line: str, index: int, value: str) -> str:
+    fields = line.split(",")
+    fields[index] = value
+    return ",".join(fields)
+
+
+#: Defects of real exports, each turning one line of a Kaggle file (and its header) into the lines written instead.
+#: The row-level ones a corrupted benchmark file mixes; see ``pm_assets_tests/core/test_bad_input.py`` for the
+#: outcome of each.
+CORRUPTIONS: dict[str, Callable[[str, str], list[str]]] = {
+    "impossible_timestamp": lambda line, header: [_replace_field(line, 0, "2015-13-45 99:00:00")],
+    "field_missing": lambda line, header: [line.rsplit(",", 1)[0]],
+    "field_extra": lambda line, header: [line + ",9.9"],
+    "blank_line": lambda line, header: ["", line],
+    "text_for_number": lambda line, header: [_replace_field(line, -1, "ERR")],
+    "decimal_comma": lambda line, header: [_replace_field(line, -1, '"41,5"')],
+    "nul_bytes": lambda line, header: ["\x00" * len(line)],
+    "header_repeated": lambda line, header: [header, line],
+    "iso_timestamp": lambda line, header: [_replace_field(line, 0, line.split(",", 1)[0].replace(" ", "T") + "Z")],
+    "far_future": lambda line, header: [_replace_field(line, 0, "2031" + line.split(",", 1)[0][4:])],
+}
+
+
+def corrupt_csv(source: str | Path, target: str | Path, fraction: float = 0.01, seed: int = 0,
+                kinds: tuple[str, ...] = tuple(CORRUPTIONS)) -> dict[str, int]:
+    """Write a copy of a Kaggle CSV with ``fraction`` of its data lines damaged, the defects of :data:`CORRUPTIONS`
+    in turn over random lines (deterministic for a seed); returns how many lines got each defect."""
+    text = Path(source).read_bytes().decode("utf-8")
+    eol = "\r\n" if "\r\n" in text[:10_000] else "\n"
+    lines = text.split(eol)
+    if lines and lines[-1] == "":
+        lines.pop()
+    header, body = lines[0], lines[1:]
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(body), size=int(round(fraction * len(body))), replace=False))
+    damage = {int(position): kinds[i % len(kinds)] for i, position in enumerate(rng.permutation(chosen))}
+    out = [header]
+    for position, line in enumerate(body):
+        kind = damage.get(position)
+        out.extend(CORRUPTIONS[kind](line, header) if kind else [line])
+    write_bytes_atomic(target, (eol.join(out) + eol).encode("utf-8"))
+    return {k: sum(1 for v in damage.values() if v == k) for k in kinds}

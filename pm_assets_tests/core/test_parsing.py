@@ -180,12 +180,12 @@ def test_header_only_file_is_valid_and_empty(tmp_path, text):
 
 
 def read_slow(path: Path, spec, monkeypatch) -> pd.DataFrame:
-    """read_source_csv with the fast reader refusing every file, so that _slow_parse does the work."""
+    """read_source_csv with the fast reader refusing every file, so that every line is parsed alone (_parse_lines)."""
     def refuse(*args):
         raise pa.ArrowInvalid("forced slow path")
 
     with monkeypatch.context() as patch:
-        patch.setattr(parsing, "_fast_parse", refuse)
+        patch.setattr(parsing, "_arrow_parse", refuse)
         return read_source_csv(path, spec)
 
 
