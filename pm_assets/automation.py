@@ -59,7 +59,7 @@ from dagster import (
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, monitoring, scoring
 from pm_assets.core.catchup import Dependency, next_stage, out_of_date
-from pm_assets.core.landing import ALL_ROWS, file_id, rows_per_day
+from pm_assets.core.landing import ALL_ROWS, declared_day, file_id, rows_per_day
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import DAILY_TABLES as RAW_TABLES
 from pm_assets.core.schema import TABLES
@@ -138,6 +138,10 @@ def _next_day(day: str) -> str:
     return (np.datetime64(day) + np.timedelta64(1, "D")).astype(str)
 
 
+def _day_before_str(day: str) -> str:
+    return (np.datetime64(day) - np.timedelta64(1, "D")).astype(str)
+
+
 def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list[RunRequest], list[str], dict]:
     """(run requests for the new landed files, notes on what the tick saw, the new cursor).
 
@@ -165,7 +169,13 @@ def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list
     good = [f for f in new if f["error"] is None]
     requests = []
     for f in (f for f in new if f["error"] is not None):
+        # its own run: source_files records it, and its table's asset fails naming the file, the line and the problem
+        # (for the day the name declares, else the latest day)
         notes.append(f"{f['name']} cannot be read: {f['error']}")
+        day = declared_day(f["name"])
+        if f["table"] != "machines" and first_day < end_day:
+            day = day if day is not None and first_day <= day < end_day else _day_before_str(end_day)
+            f = {**f, "first": day, "last": day}
         requests.append(_ingest_request([f]))
     for group in _group_by_days(good):
         requests.append(_ingest_request(group))
@@ -199,7 +209,7 @@ def _ingest_request(files: list[dict]) -> RunRequest:
         selection.append("machines")
     if any(f["history"] and f["table"] == "maintenance" for f in files):
         selection.append("maintenance_history")
-    if days and all(f["error"] is None for f in files):
+    if days:
         selection += [t for t in RAW_TABLES if t in tables]
         tags.update(_range_tags(min(days), max(days)))
     return RunRequest(run_key=f"landing-{key}", job_name=ingest_job.name, asset_selection=[AssetKey(a) for a in selection],
@@ -209,8 +219,8 @@ def _ingest_request(files: list[dict]) -> RunRequest:
 @sensor(job=ingest_job, minimum_interval_seconds=LIVE_INTERVAL_SECONDS, default_status=SENSOR_STATUS,
         description="Watches the landing folder: each file whose sha256 is not in the ledger is staged and its days' "
         "raw partitions built, in one ingest_job run per group of files with touching days (run key: their hashes, "
-        "so a re-copied file starts nothing). A file that cannot be read gets a run of its own, which fails naming "
-        "the file and line; it is tried again only when its bytes change.")
+        "so a re-copied file starts nothing). A file that cannot be read gets a run of its own, in which its table's "
+        "asset fails naming the file and line; it is tried again only when its bytes change.")
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
     history = _active_runs(context.instance, [main_job.name])
     if history:  # it stages every file of the landing folder itself

@@ -21,18 +21,25 @@ from pm_assets.core.validation import ValidationResult, count_violations, empty_
 RULE_CHECKS: dict[str, tuple[tuple[str, ...], str]] = {
     "no_missing_or_unparseable_values": (("missing_value", "unparseable_value"), "No NaN, empty or unparseable value."),
     "timestamps_on_the_hour": (("not_on_the_hour",), "Every timestamp is on the hour."),
+    "plausible_timestamps": (("implausible_time",), "Every timestamp lies between the first partition minus the "
+                             "history window (LandingResource.history_days) and now plus future_tolerance_hours."),
     "known_categories": (("unknown_category",), "errorID / comp / failure / model values are in their domain."),
     "within_physical_bounds": (("out_of_bounds",), "Sensor readings (and machine age) within physical bounds."),
-    "known_machines": (("unknown_machine",), "Every machineID is in the machines table."),
+    "known_machines": (("unknown_machine", "rejected_machine"), "Every machineID is in the machines table (rows of "
+                       "a machine the machines table rejected are quarantined with that machine's reason)."),
+    "no_conflicting_rows": (("conflicting_duplicate",), "No key listed twice with different values (ERROR: which "
+                            "row is right cannot be told, so every one is quarantined)."),
     "unique_keys": (("duplicate_key",), "No duplicate key (e.g. machineID, datetime for telemetry)."),
 }
+#: Checks that fail with severity ERROR as soon as rows are quarantined for them (not only when stored).
+ERROR_WHEN_QUARANTINED = frozenset({"no_conflicting_rows"})
 COMPLETENESS_CHECK = "hourly_completeness"
 #: Shown in a check's metadata: how many quarantined rows to quote.
 SAMPLE_ROWS = 10
 
 
 def _applies(check: str, spec: TableSpec) -> bool:
-    if check == "timestamps_on_the_hour":
+    if check in ("timestamps_on_the_hour", "plausible_timestamps"):
         return spec.time_column is not None
     if check == "known_categories":
         return bool(spec.categories)
@@ -40,6 +47,8 @@ def _applies(check: str, spec: TableSpec) -> bool:
         return bool(spec.bounds)
     if check == "known_machines":
         return spec.name != "machines"
+    if check == "no_conflicting_rows":
+        return spec.reject_conflicts
     return True
 
 
@@ -94,7 +103,8 @@ def raw_check_results(
         n_quarantined = sum(quarantined[r] for r in rules)
         yield AssetCheckResult(
             asset_key=asset_name, check_name=name, passed=n_stored == 0 and n_quarantined == 0,
-            severity=AssetCheckSeverity.ERROR if n_stored else AssetCheckSeverity.WARN,
+            severity=AssetCheckSeverity.ERROR if n_stored or (n_quarantined and name in ERROR_WHEN_QUARANTINED)
+            else AssetCheckSeverity.WARN,
             metadata={"stored_violations": n_stored, "quarantined_rows": n_quarantined,
                       "quarantined_sample": _sample_md(result.rejected, rules)},
         )

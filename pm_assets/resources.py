@@ -11,6 +11,7 @@ from pydantic import Field
 
 from pm_assets.core.landing import LandedFile, Staging, list_landed
 from pm_assets.core.registry import LocalRegistry
+from pm_assets.core.validation import Fleet, PlausibleTimes
 from pm_assets.core.storage import RecentPartitions, read_partitions, write_parquet_atomic, write_partitions_atomic
 from pm_assets.partitions import partition_rows
 from pm_assets.settings import LANDING_DIR, MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, STAGING_DIR, WAREHOUSE_DIR
@@ -23,6 +24,11 @@ class LandingResource(ConfigurableResource):
     landing_dir: str = Field(default=str(LANDING_DIR), description="Folder files arrive in (PdM_<table>*.csv[.gz]).")
     staging_dir: str = Field(default=str(STAGING_DIR), description="Staged rows per table and day, and the ledger.")
     quarantine_dir: str = Field(default=str(QUARANTINE_DIR), description="Rejected rows, one parquet per partition.")
+    history_days: int = Field(default=365, description="How many days before the first partition a row may be dated "
+                              "(the opening maintenance history: the real file starts 214 days before 2015). An "
+                              "earlier row is quarantined as implausible, e.g. the 1970-01-01 of an unset clock.")
+    future_tolerance_hours: int = Field(default=24, description="How far after now (UTC) a row may be dated (clocks "
+                                        "ahead, time zones): a later row is quarantined as implausible.")
 
     def staging(self) -> Staging:
         return Staging(self.staging_dir)
@@ -30,6 +36,22 @@ class LandingResource(ConfigurableResource):
     def landed(self) -> tuple[list[LandedFile], list[str]]:
         """The table files in the landing folder, and the names of files that say no table (ignored)."""
         return list_landed(self.landing_dir)
+
+    def plausible_times(self, first_partition: str, now: pd.Timestamp | None = None) -> PlausibleTimes:
+        """The timestamps a landed row may have, as of ``now`` (default: the current UTC time)."""
+        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        if now.tzinfo is not None:
+            now = now.tz_convert("UTC").tz_localize(None)
+        return PlausibleTimes(
+            earliest=pd.Timestamp(first_partition) - pd.Timedelta(days=self.history_days),
+            latest=(now + pd.Timedelta(hours=self.future_tolerance_hours)).floor("s"),
+            earliest_why=f"{self.history_days} days before the first partition {first_partition}",
+            latest_why=f"now + {self.future_tolerance_hours} h")
+
+    def fleet(self, machines: pd.DataFrame) -> Fleet:
+        """The valid machine ids, and the machines the machines table rejected with why (its quarantine)."""
+        path = self.quarantine_path("machines", "all")
+        return Fleet.from_machines(machines, pd.read_parquet(path) if path.exists() else None)
 
     def quarantine_path(self, table: str, partition: str) -> Path:
         return Path(self.quarantine_dir) / table / f"{partition}.parquet"

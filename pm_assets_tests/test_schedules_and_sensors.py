@@ -173,7 +173,10 @@ def test_landing_sensor_gives_an_unreadable_file_a_run_of_its_own(fresh_instance
     bad.write_text('"datetime";"machineID";"errorID"\n2015-01-21 06:00:00;1;"error1"\n')  # not comma-separated
     data = sensor_tick(landing_sensor, fresh_instance, {"landing": landing})
     alone = [r for r in data.run_requests if r.run_config["ops"]["source_files"]["config"]["files"] == [bad.name]]
-    assert len(alone) == 1 and _selection(alone[0]) == {"source_files"} and _range(alone[0]) == (None, None)
+    # its table's asset for the day its name declares: that run fails there naming the file (the errors of other
+    # days and the other tables are not held back)
+    assert len(alone) == 1 and _selection(alone[0]) == {"source_files", "errors"}
+    assert _range(alone[0]) == ("2015-01-21", "2015-01-21")
     others = [r for r in data.run_requests if r is not alone[0]]
     assert len(others) == 1 and _range(others[0]) == ("2015-01-20", "2015-01-20")
 

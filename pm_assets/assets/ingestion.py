@@ -15,6 +15,8 @@ A backfill over many partitions runs as a single run (``BackfillPolicy.single_ru
 """
 
 
+from pathlib import Path
+
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -33,7 +35,7 @@ from pydantic import Field
 from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
-from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory
+from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import DAILY_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
 from pm_assets.core.storage import sha256_of, write_parquet_atomic
@@ -112,8 +114,8 @@ class IngestConfig(Config):
     files: list[str] | None = Field(
         default=None,
         description="Names of files in the landing folder to stage (the landing sensor names the new ones). "
-        "None: every file there whose hash is not yet in the ledger. A named file that cannot be read fails "
-        "the step; with None, it is recorded and reported by the check `landed_files_readable`.",
+        "None: every file there whose hash is not yet in the ledger. A file that cannot be read is recorded, "
+        "reported by the check `landed_files_readable`, and fails its table's asset (not this one).",
     )
 
 
@@ -142,10 +144,11 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
     else:
         selected = landed
     staged, failed = [], []
+    plausible = landing.plausible_times(daily_partitions.get_first_partition_key())
     for file in selected:
         sha = sha256_of(file.path)
         known = staging.entry_for(file, sha)
-        entry = staging.stage(file, sha)
+        entry = staging.stage(file, sha, plausible)
         if known is None:
             (failed if entry["status"] == "failed" else staged).append(entry)
             if entry["status"] == "failed":
@@ -154,10 +157,14 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
         # rows whose day nobody can tell (no readable timestamp, no day in the file name): quarantined per table
         unplaced = validate_rows(staging.read(name, [UNPLACED]), TABLES[name])
         write_parquet_atomic(unplaced.rejected, landing.quarantine_path(name, UNPLACED))
-    table = inventory(staging.entries(), *partition_range())
-    # files still in the landing folder that could not be read (by name: hashing every landed file of a long
-    # history on every run would cost more each day)
-    unreadable = table[(table["status"] == "failed") & table["name"].isin(list(by_name))]
+    entries = staging.entries()
+    table = inventory(entries, *partition_range())
+    # files still in the landing folder whose latest version could not be read (by name: hashing every landed file
+    # of a long history on every run would cost more each day), and entries named like a file that are none
+    failing = {e["id"] for e in unreadable(entries, by_name)}
+    bad_entries = table[table["id"].isin(failing)]
+    not_files = unusable(landing.landing_dir)
+    problems = [*bad_entries["error"], *(f"{Path(landing.landing_dir) / n}: {why}" for n, why in not_files)]
     meta = {
         "dagster/row_count": len(table),
         "files_staged_now": len(staged),
@@ -165,18 +172,19 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
         "files_ingested": int((table["status"] == "ingested").sum()),
         "files_failed": int((table["status"] == "failed").sum()),
         "rows_outside_partitions": int(table[["rows_before_partitions", "rows_after_partitions"]].to_numpy().sum()),
+        "rows_implausible": int(table["rows_implausible"].sum()),
         "staged_now": MetadataValue.md(markdown_table(pd.DataFrame(
             [{"file": e["name"], "table": e["table"], "rows": e["rows"], "days": len(e["days"])} for e in staged]))
             if staged else "nothing new"),
+        "failed_now": MetadataValue.md(markdown_table(pd.DataFrame(
+            [{"file": e["name"], "table": e["table"], "error": e["error"]} for e in failed])) if failed else "none"),
         "files": MetadataValue.md(markdown_table(table.drop(columns=["id", "sha256"]).tail(INVENTORY_SHOWN))),
         "ignored_files": ", ".join(ignored) or "none",
+        "not_files": ", ".join(f"{n} ({why})" for n, why in not_files) or "none",
         "landing_dir": MetadataValue.path(landing.landing_dir),
     }
-    named_failures = [e for e in failed if config.files is not None]
-    if named_failures:
-        # a run for named files (the landing sensor's) fails when one of them cannot be read: the run says why
-        raise Failure(description="; ".join(e["error"] for e in named_failures),
-                      metadata={"failed_files": ", ".join(e["name"] for e in named_failures)})
+    # A file that cannot be read fails only its table's asset (which names it), not this step: the other files of
+    # the run are staged and their tables built. The check below fails too, until the file is fixed or removed.
     yield Output(table, metadata=meta)
     extra = table[(table["extra_columns"] != "") & table["name"].isin(list(by_name))]
     yield AssetCheckResult(
@@ -185,9 +193,25 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
         metadata={"files_with_extra_columns": len(extra),
                   "files": MetadataValue.md(markdown_table(extra[["name", "extra_columns"]])) if len(extra) else "none"})
     yield AssetCheckResult(
-        check_name="landed_files_readable", passed=unreadable.empty, severity=AssetCheckSeverity.ERROR,
-        description="; ".join(unreadable["error"].head(SHOWN_ERRORS)) or "every landed file was read",
-        metadata={"unreadable_files": len(unreadable), "files": ", ".join(unreadable["name"]) or "none"})
+        check_name="landed_files_readable", passed=not problems, severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems[:SHOWN_ERRORS]) or "every landed file was read",
+        metadata={"unreadable_files": len(problems),
+                  "files": ", ".join([*bad_entries["name"], *(n for n, _ in not_files)]) or "none"})
+
+
+def fail_if_unreadable(landing: LandingResource, table: str, days: list[str] | None = None) -> None:
+    """Fail the asset of ``table`` when a file of it that touches ``days`` (any, for None) could not be read and is
+    still in the landing folder: the UI shows the table, the file, the line and the problem."""
+    landed, _ = landing.landed()
+    failing = unreadable(landing.staging().entries(), [f.name for f in landed], table, days)
+    if failing:
+        names = ", ".join(e["name"] for e in failing)
+        raise Failure(
+            description=f"{table} cannot be built: " + "; ".join(e["error"] for e in failing)
+            + ". Fix the file (a new version is staged as soon as its bytes change) or remove it from the landing "
+            "folder.",
+            metadata={"unreadable_files": names, "landing_dir": MetadataValue.path(landing.landing_dir)},
+        )
 
 
 @asset(
@@ -200,6 +224,7 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
     "Its machine ids are the valid ids of every other table.",
 )
 def machines(context: AssetExecutionContext, landing: LandingResource):
+    fail_if_unreadable(landing, MACHINES.name)
     staging = landing.staging()
     parsed = staging.read(MACHINES.name, [ALL_ROWS])
     if parsed.empty and not staging.chunks(MACHINES.name, ALL_ROWS):
@@ -227,13 +252,15 @@ def machines(context: AssetExecutionContext, landing: LandingResource):
 def maintenance_history(context: AssetExecutionContext, landing: LandingResource, machines: pd.DataFrame):
     staging = landing.staging()
     first = daily_partitions.get_first_partition_key()
+    fail_if_unreadable(landing, MAINTENANCE.name, [d for d in staging.days(MAINTENANCE.name) if d < first])
     rows = staging.read(MAINTENANCE.name, [d for d in staging.days(MAINTENANCE.name) if d < first])
-    result = validate_rows(rows, MAINTENANCE, machines["machineID"])
+    fleet = landing.fleet(machines)
+    result = validate_rows(rows, MAINTENANCE, fleet)
     _quarantine(landing, MAINTENANCE, result.rejected, ["history"])
     meta = _metadata(MAINTENANCE, landing, rows, result, ["history"])
     meta.update({"dagster/row_count": len(result.kept), "rows_in": len(rows), "rows_rejected": len(result.rejected)})
     yield Output(result.kept, metadata=meta)
-    yield from raw_check_results(MAINTENANCE, len(rows), result, machines["machineID"], asset_name="maintenance_history")
+    yield from raw_check_results(MAINTENANCE, len(rows), result, fleet, asset_name="maintenance_history")
 
 
 RAW_DESCRIPTIONS = {
@@ -261,9 +288,11 @@ def build_raw_table_asset(spec: TableSpec):
     )
     def _raw_table(context: AssetExecutionContext, landing: LandingResource, machines: pd.DataFrame):
         window, keys = context.partition_time_window, context.partition_keys
+        fail_if_unreadable(landing, spec.name, keys)
+        fleet = landing.fleet(machines)
         machine_ids = machines["machineID"]
         rows = landing.staging().read(spec.name, keys)
-        result = validate_rows(rows, spec, machine_ids)
+        result = validate_rows(rows, spec, fleet)
         _quarantine(landing, spec, result.rejected, keys)
         files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)}
         for key, partition_meta in _partition_metadata(spec, rows, result, keys).items():
@@ -284,7 +313,7 @@ def build_raw_table_asset(spec: TableSpec):
             meta["run_coverage"] = float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
             meta["run_machines_complete"] = int((completeness["missing_hours"] == 0).sum())
         yield Output(result.kept, metadata=meta)
-        yield from raw_check_results(spec, len(rows), result, machine_ids, completeness)
+        yield from raw_check_results(spec, len(rows), result, fleet, completeness)
 
     return _raw_table
 

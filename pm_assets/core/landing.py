@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import errno
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -36,7 +39,7 @@ from pm_assets.core.schema import TABLES, TableSpec
 from pm_assets.core.storage import read_partitions, sha256_of, write_bytes_atomic, write_partitions_atomic
 # the file a staged row came from (quarantine reasons name it), and the bucket it was staged in (quarantine is
 # split by it: a row whose timestamp could not be read still belongs to a day)
-from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY
+from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY, TIME_PROBLEM, PlausibleTimes
 
 LEDGER_FOLDER = "_files"
 #: The staging bucket of an unpartitioned table (machines), and of rows whose day cannot be told.
@@ -84,9 +87,36 @@ def list_landed(landing_dir: str | Path) -> tuple[list[LandedFile], list[str]]:
         if spec is None:
             ignored.append(path.name)
             continue
-        stat = path.stat()
-        files.append(LandedFile(path, spec.name, stat.st_size, stat.st_mtime_ns))
+        info = path.stat()
+        files.append(LandedFile(path, spec.name, info.st_size, info.st_mtime_ns))
     return files, ignored
+
+
+def unusable(landing_dir: str | Path) -> list[tuple[str, str]]:
+    """Entries of the landing folder named like a table file that are no file to read, with why: a directory, a
+    link to nothing, a loop of links. They are not ignored silently: the readable-files check fails naming them."""
+    landing_dir = Path(landing_dir)
+    out = []
+    if not landing_dir.is_dir():
+        return out
+    for path in sorted(landing_dir.iterdir()):
+        if path.name.startswith(".") or table_for_name(path.name) is None:
+            continue
+        try:
+            mode = os.stat(path).st_mode  # follows links
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                out.append((path.name, "is a loop of symbolic links"))
+            elif path.is_symlink():
+                out.append((path.name, f"is a link to nothing ({os.readlink(path)})"))
+            else:
+                out.append((path.name, f"cannot be read: {exc.strerror or exc}"))
+            continue
+        if stat.S_ISDIR(mode):
+            out.append((path.name, "is a directory, not a file"))
+        elif not stat.S_ISREG(mode):
+            out.append((path.name, "is not a regular file"))
+    return out
 
 
 def day_keys(times: pd.Series) -> np.ndarray:
@@ -107,12 +137,15 @@ def declared_day(name: str) -> str | None:
 
 
 def buckets(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> np.ndarray:
-    """The staging bucket of each row: its UTC day; for a row whose timestamp could not be read, the day the file's
-    name declares, else ``unplaced``; ``all`` for the machines table."""
+    """The staging bucket of each row: its UTC day; for a row whose timestamp could not be read or is not plausible
+    (``time_problem``), the day the file's name declares, else ``unplaced``; ``all`` for the machines table."""
     if not spec.time_column:
         return np.full(len(frame), ALL_ROWS, dtype=object)
     keys = day_keys(frame[spec.time_column]).astype(object)
-    keys[frame[spec.time_column].isna().to_numpy()] = declared_day(name) or UNPLACED
+    homeless = frame[spec.time_column].isna().to_numpy().copy()
+    if TIME_PROBLEM in frame:
+        homeless |= (frame[TIME_PROBLEM] != "").to_numpy()
+    keys[homeless] = declared_day(name) or UNPLACED
     return keys
 
 
@@ -171,8 +204,11 @@ class Staging:
     def entry_for(self, landed: LandedFile, sha: str) -> dict | None:
         return self.entry(file_id(sha, landed.name))
 
-    def stage(self, landed: LandedFile, sha: str | None = None) -> dict:
+    def stage(self, landed: LandedFile, sha: str | None = None, plausible: PlausibleTimes | None = None) -> dict:
         """Stage one landed file (parse, split by day, write, record); returns its ledger entry.
+
+        ``plausible``: the timestamps a row may have; a row outside gets its reason in ``time_problem`` and is
+        staged like a row without a readable timestamp (its declared day, or unplaced), to be quarantined there.
 
         A file whose hash is already in the ledger is not read again: its existing entry is returned (with this
         name added to the names it was seen under). A file that cannot be read gets a ``failed`` entry whose
@@ -180,7 +216,7 @@ class Staging:
         """
         sha = sha or sha256_of(landed.path)
         with self._lock():  # two runs (or main and a sensor's run) never stage the same file twice
-            return self._stage_locked(landed, sha)
+            return self._stage_locked(landed, sha, plausible)
 
     @contextmanager
     def _lock(self):
@@ -193,7 +229,7 @@ class Staging:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _stage_locked(self, landed: LandedFile, sha: str) -> dict:
+    def _stage_locked(self, landed: LandedFile, sha: str, plausible: PlausibleTimes | None) -> dict:
         identity = file_id(sha, landed.name)
         known = self.entry(identity)
         if known is not None:
@@ -213,6 +249,8 @@ class Staging:
             self._record(entry)
             return entry
         extras = frame.attrs.get("extra_columns", [])
+        if spec.time_column:
+            frame[TIME_PROBLEM] = plausible.problems(frame[spec.time_column], spec.time_column) if plausible else ""
         keys = buckets(frame, spec, landed.name).astype(str)
         per_day = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}  # as rows_per_day
         frame[FILE_COLUMN] = landed.name
@@ -223,7 +261,8 @@ class Staging:
         ends = [*bounds[1:], len(order)]
         parts = ((self.root / spec.name / day / chunk, np.sort(order[lo:hi])) for day, lo, hi in zip(per_day, bounds, ends))
         write_partitions_atomic(frame, parts)
-        entry.update(status="ingested", error=None, rows=len(frame), days=per_day, extra_columns=extras)
+        entry.update(status="ingested", error=None, rows=len(frame), days=per_day, extra_columns=extras,
+                     implausible_times=int((frame[TIME_PROBLEM] != "").sum()) if spec.time_column else 0)
         self._record(entry)  # last: a file is in the ledger only once all of its rows are staged
         return entry
 
@@ -263,7 +302,28 @@ def empty_staged(spec: TableSpec) -> pd.DataFrame:
     columns[RAW_COLUMN] = pd.Series(dtype=str)
     columns[FILE_COLUMN] = pd.Series(dtype=str)
     columns[STAGED_DAY] = pd.Series(dtype=str)
+    if spec.time_column:
+        columns[TIME_PROBLEM] = pd.Series(dtype=str)
     return pd.DataFrame(columns)
+
+
+def unreadable(entries: list[dict], present: Iterable[str], table: str | None = None,
+               days: Iterable[str] | None = None) -> list[dict]:
+    """The failed files still in the landing folder (``present``: its file names) whose latest version under that
+    name failed, of ``table`` (any when None), touching ``days`` (the day the name declares is one of them, or the
+    name declares none; any when None). Fixing a file (new bytes, staged) or removing it ends its failure."""
+    latest: dict[str, dict] = {}
+    for entry in entries:  # in ingestion order: a later version under the same name supersedes
+        for name in entry["names"]:
+            latest[name] = entry
+    present, days = set(present), None if days is None else set(days)
+    out = {}
+    for name, entry in latest.items():
+        if name not in present or entry["status"] != "failed" or (table and entry["table"] != table):
+            continue
+        if days is None or entry.get("declared_day") is None or entry["declared_day"] in days:
+            out[entry["id"]] = entry
+    return list(out.values())
 
 
 def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
@@ -279,10 +339,12 @@ def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
             "ingested_at": e["ingested_at"], "status": e["status"], "rows": e["rows"],
             "first_day": min(days) if days else None, "last_day": max(days) if days else None, "days": len(days),
             "rows_before_partitions": before, "rows_after_partitions": after,
-            "rows_unplaced": e["days"].get(UNPLACED, 0),
+            "rows_unplaced": e["days"].get(UNPLACED, 0), "rows_implausible": e.get("implausible_times", 0),
             "error": e.get("error") or "", "extra_columns": ", ".join(e.get("extra_columns") or []),
         })
     columns = ["table", "name", "id", "sha256", "bytes", "ingested_at", "status", "rows", "first_day", "last_day", "days",
-               "rows_before_partitions", "rows_after_partitions", "rows_unplaced", "error", "extra_columns"]
+               "rows_before_partitions", "rows_after_partitions", "rows_unplaced", "rows_implausible", "error",
+               "extra_columns"]
     return pd.DataFrame(rows, columns=columns).astype(
-        {"rows_before_partitions": "int64", "rows_after_partitions": "int64", "rows_unplaced": "int64"})
+        {"rows_before_partitions": "int64", "rows_after_partitions": "int64", "rows_unplaced": "int64",
+         "rows_implausible": "int64"})

@@ -56,6 +56,9 @@ class TableSpec:
     key: tuple[str, ...]  # a row's identity; duplicates of it are rejected
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: A key repeated with other values rejects every row of it (which is right cannot be told by file order);
+    #: otherwise the first arrival is kept and later ones are duplicates.
+    reject_conflicts: bool = False
 
     @property
     def time_column(self) -> str | None:
@@ -107,6 +110,7 @@ MACHINES = TableSpec(
     key=("machineID",),
     categories={"model": MODELS},
     bounds={"age": AGE_BOUNDS},
+    reject_conflicts=True,  # which model a machine is cannot be decided by file order
 )
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (TELEMETRY, ERRORS, MAINTENANCE, FAILURES, MACHINES)}

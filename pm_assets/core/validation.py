@@ -10,20 +10,22 @@ was stored still satisfies every rule.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN
+from pm_assets.core.schema import TableSpec
 
 #: Column of staged rows naming the file they came from (see :mod:`pm_assets.core.landing`).
 FILE_COLUMN = "source_file"
 #: Column of staged rows read back: the staging bucket (day) they came from.
 STAGED_DAY = "staged_day"
+#: Column of staged rows: why the row's timestamp is not plausible ("" when it is), decided when it was staged.
+TIME_PROBLEM = "time_problem"
 #: Where a rejected row came from, kept with it in the quarantine when the input has them.
 PROVENANCE = (FILE_COLUMN, RAW_COLUMN, STAGED_DAY)
-from pm_assets.core.schema import TableSpec
 
 REASON_COLUMN = "reason"
 RULES_COLUMN = "rules"
@@ -47,6 +49,37 @@ def rule_parse_problem(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> Rul
     problems = frame[PROBLEM_COLUMN].to_numpy(dtype=object) if PROBLEM_COLUMN in frame else np.full(len(frame), "")
     mask = problems != ""
     return mask, lambda pos: [str(p) for p in problems[pos]]
+
+
+def rule_implausible_time(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    problems = frame[TIME_PROBLEM].fillna("").to_numpy(dtype=object) if TIME_PROBLEM in frame else np.full(len(frame), "")
+    mask = problems != ""  # chunks staged before this rule existed have no such column (NaN when read together)
+    return mask, lambda pos: [str(p) for p in problems[pos]]
+
+
+@dataclass(frozen=True)
+class PlausibleTimes:
+    """The timestamps a row may have: not before ``earliest`` (the first partition minus the history the assets
+    read), not after ``latest`` (now plus a tolerance for clocks ahead). A row outside is quarantined with the
+    reason, e.g. a 2031 row in a 2015 file or the 1970-01-01 of an unset clock."""
+
+    earliest: pd.Timestamp
+    latest: pd.Timestamp
+    earliest_why: str = ""
+    latest_why: str = ""
+
+    def problems(self, times: pd.Series, column: str = "datetime") -> np.ndarray:
+        """The reason for each timestamp outside the range ("" inside, and for NaT)."""
+        values = times.to_numpy()
+        out = np.full(len(values), "", dtype=object)
+        early = np.flatnonzero(values < np.datetime64(self.earliest))
+        late = np.flatnonzero(values > np.datetime64(self.latest))
+        for positions, side, bound, why in ((early, "before", self.earliest, self.earliest_why),
+                                            (late, "after", self.latest, self.latest_why)):
+            for p in positions:
+                out[p] = (f"{column}: {pd.Timestamp(values[p])} is {side} the plausible range "
+                          f"({'starts' if side == 'before' else 'ends'} {bound}{': ' + why if why else ''})")
+        return out
 
 
 def rule_missing_value(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
@@ -102,25 +135,72 @@ def rule_out_of_bounds(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> Rul
     return mask, messages
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """The machines other tables may name: the valid ids, and the machines the machines table rejected with why
+    (so that their rows are quarantined with the true reason, not as unknown machines)."""
+
+    ids: np.ndarray
+    rejected: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_machines(cls, kept: pd.DataFrame, rejected: pd.DataFrame | None = None) -> "Fleet":
+        """The fleet of a validated machines table: its kept ids, and each rejected id that is not also kept (an
+        exact repeat of a kept machine is no rejection of it) with the reason and where it was read."""
+        ids = kept["machineID"].to_numpy(dtype="float64")
+        out: dict[int, str] = {}
+        if rejected is not None and len(rejected):
+            known = set(ids.tolist())
+            for row in rejected.itertuples(index=False):
+                machine = getattr(row, "machineID")
+                if pd.isna(machine) or float(machine) in known or int(machine) in out:
+                    continue
+                where = "" if getattr(row, RULES_COLUMN) == CONFLICT_RULE else \
+                    f" ({getattr(row, FILE_COLUMN, 'PdM_machines')} line {getattr(row, LINE_COLUMN)})"
+                out[int(machine)] = getattr(row, REASON_COLUMN) + where
+        return cls(ids, out)
+
+    @classmethod
+    def of(cls, machine_ids) -> "Fleet | None":
+        if machine_ids is None or isinstance(machine_ids, Fleet):
+            return machine_ids
+        return cls(np.asarray(list(machine_ids), dtype="float64"))
+
+
 def rule_unknown_machine(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
-    if machine_ids is None or spec.name == "machines":
+    fleet = Fleet.of(machine_ids)
+    if fleet is None or spec.name == "machines":
         return np.zeros(len(frame), bool), lambda pos: []
     ids = frame["machineID"]
-    mask = (ids.notna() & ~ids.isin(np.asarray(machine_ids, dtype="float64"))).to_numpy()
+    rejected = np.asarray(list(fleet.rejected), dtype="float64")
+    mask = (ids.notna() & ~ids.isin(fleet.ids) & ~ids.isin(rejected)).to_numpy()
     return mask, lambda pos: [f"machineID: {v:g} is not in the machines table" for v in ids.to_numpy()[pos]]
+
+
+def rule_rejected_machine(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
+    fleet = Fleet.of(machine_ids)
+    if fleet is None or not fleet.rejected or spec.name == "machines":
+        return np.zeros(len(frame), bool), lambda pos: []
+    ids = frame["machineID"]
+    mask = ids.isin(np.asarray(list(fleet.rejected), dtype="float64")).to_numpy()
+    return mask, lambda pos: [f"machine {v:g} was rejected: {fleet.rejected[int(v)]}" for v in ids.to_numpy()[pos]]
 
 
 #: The rules, in the order their reasons are listed. Duplicate keys are decided after these (see below).
 RULES: dict[str, Callable[..., RuleResult]] = {
     "unparseable_value": rule_parse_problem,
+    "implausible_time": rule_implausible_time,
     "missing_value": rule_missing_value,
     "not_on_the_hour": rule_not_on_the_hour,
     "unknown_category": rule_unknown_category,
     "out_of_bounds": rule_out_of_bounds,
     "unknown_machine": rule_unknown_machine,
+    "rejected_machine": rule_rejected_machine,
 }
 DUPLICATE_RULE = "duplicate_key"
-ALL_RULES: tuple[str, ...] = (*RULES, DUPLICATE_RULE)
+#: Rows of a table that rejects conflicts (machines) whose key repeats with other values: every one is rejected.
+CONFLICT_RULE = "conflicting_duplicate"
+ALL_RULES: tuple[str, ...] = (*RULES, CONFLICT_RULE, DUPLICATE_RULE)
 
 
 def duplicate_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
@@ -128,9 +208,21 @@ def duplicate_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
     return frame.duplicated(subset=list(spec.key), keep="first").to_numpy()
 
 
+def conflict_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
+    """Rows whose key repeats with different values in the other columns, when the table rejects conflicts (which
+    row is right cannot be told by file order); none otherwise."""
+    if not spec.reject_conflicts or frame.empty:
+        return np.zeros(len(frame), bool)
+    key, rest = list(spec.key), [c for c in spec.columns if c not in spec.key]
+    distinct = frame[key + rest].astype(object).drop_duplicates().groupby(key, dropna=False).size()
+    conflicting = distinct[distinct > 1].index
+    return frame.set_index(key).index.isin(conflicting)
+
+
 def count_violations(frame: pd.DataFrame, spec: TableSpec, machine_ids=None) -> dict[str, int]:
     """How many rows of ``frame`` break each rule: the asset checks' view of a stored table."""
     counts = {name: int(rule(frame, spec, machine_ids)[0].sum()) for name, rule in RULES.items()}
+    counts[CONFLICT_RULE] = int(conflict_mask(frame, spec).sum())
     counts[DUPLICATE_RULE] = int(duplicate_mask(frame, spec).sum())
     return counts
 
@@ -174,17 +266,48 @@ def empty_table(spec: TableSpec) -> pd.DataFrame:
     return to_schema_types(pd.DataFrame(columns=list(spec.columns)), spec)
 
 
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+
+
+def _where(row: pd.Series) -> str:
+    line = f"line {row[LINE_COLUMN]}"
+    return f"{row[FILE_COLUMN]} {line}" if FILE_COLUMN in row.index and isinstance(row[FILE_COLUMN], str) else line
+
+
+def kaggle_lines(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
+    """Rows written as lines of their Kaggle file: timestamps ``YYYY-MM-DD HH:MM:SS``, ids as integers, floats at
+    round-trip precision, strings quoted; a missing value is empty."""
+    columns = []
+    for c in spec.columns:
+        values, kind = frame[c], spec.kinds[c]
+        if kind == "timestamp":
+            text = values.dt.strftime("%Y-%m-%d %H:%M:%S")
+        elif kind in ("id", "int"):
+            text = values.map(lambda v: "" if pd.isna(v) else f"{v:.0f}" if float(v).is_integer() else repr(float(v)))
+        elif kind == "float":
+            text = values.map(lambda v: "" if pd.isna(v) else repr(float(v)))
+        else:
+            text = values.map(lambda v: "" if pd.isna(v) else f'"{v}"')
+        columns.append(text.fillna("").astype(str).tolist())
+    return [",".join(fields) for fields in zip(*columns)]
+
+
 def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[int] | None = None) -> ValidationResult:
     """Split parsed rows into kept (typed) and rejected (with rules and reasons).
 
     ``frame`` comes from :func:`pm_assets.core.parsing.read_source_csv` (or any slice of it).
-    ``machine_ids``: the valid machine ids (the machines table); ``None`` skips that rule.
+    ``machine_ids``: the valid machine ids (the machines table), or a :class:`Fleet` that also says which machines
+    were rejected and why; ``None`` skips those rules.
     Duplicate keys: among rows that pass every other rule, the first occurrence in the file is kept and each
-    later one is rejected naming the line it repeats.
+    later one is rejected naming the line it repeats; in a table that rejects conflicts (machines), a key repeated
+    with other values rejects every row of it, naming all their lines.
+    A rejected row keeps its raw text (``raw_line``): the line as read when the parser had a problem with it, else
+    the line in the Kaggle format written from its exact values (what a fixed file would hold).
     """
     frame = frame.reset_index(drop=True)
     n = len(frame)
-    machine_ids = None if machine_ids is None else np.asarray(list(machine_ids))
+    machine_ids = Fleet.of(machine_ids)
     reasons: dict[int, list[str]] = {}
     rules: dict[int, list[str]] = {}
     bad = np.zeros(n, bool)
@@ -196,6 +319,18 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
             rules.setdefault(p, []).append(name)
         bad |= mask
     clean_pos = np.flatnonzero(~bad)
+    conflict = conflict_mask(frame.iloc[clean_pos], spec)
+    if conflict.any():
+        rows = frame.iloc[clean_pos[conflict]]
+        rest = [c for c in spec.columns if c not in spec.key]
+        for _, group in rows.groupby(list(spec.key), sort=False):
+            where = [f"{_where(row)} ({', '.join(f'{c} {_shown(row[c])}' for c in rest)})" for _, row in group.iterrows()]
+            key = ", ".join(f"{c} {_shown(group[c].iloc[0])}" for c in spec.key)
+            message = f"{key} is listed with different values: {'; '.join(where)}; which is right cannot be told"
+            for p in group.index:
+                reasons[p], rules[p] = [message], [CONFLICT_RULE]
+        bad[clean_pos[conflict]] = True
+        clean_pos = np.flatnonzero(~bad)
     dup = duplicate_mask(frame.iloc[clean_pos], spec)
     if dup.any():
         clean = frame.iloc[clean_pos]
@@ -220,6 +355,10 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
         if column in rejected:
             rejected[column] = rejected[column].astype(str)  # one dtype whether or not any row was rejected
     bad_pos = np.flatnonzero(bad)
+    if RAW_COLUMN in rejected:
+        missing = (rejected[RAW_COLUMN] == "").to_numpy()
+        if missing.any():
+            rejected.loc[missing, RAW_COLUMN] = kaggle_lines(rejected.loc[missing], spec)
     rejected[RULES_COLUMN] = pd.Series([",".join(rules[p]) for p in bad_pos], index=rejected.index, dtype=str)
     rejected[REASON_COLUMN] = pd.Series(["; ".join(reasons[p]) for p in bad_pos], index=rejected.index, dtype=str)
     return ValidationResult(kept=kept, rejected=rejected.reset_index(drop=True))

@@ -200,35 +200,63 @@ def test_partition_by_partition_equals_one_ranged_run(bad_raw_dir, instance, tmp
                 pd.testing.assert_frame_equal(a, b)
 
 
-def test_an_unreadable_file_is_reported_and_the_other_tables_go_on(bad_raw_dir, instance, tmp_path):
+def step_failures(result) -> dict[str, str]:
+    """The error message of each failed step of a run, by step (asset) name."""
+    return {e.step_key: str(e.event_specific_data.error) for e in result.all_events
+            if e.event_type_value == "STEP_FAILURE"}
+
+
+def test_an_unreadable_file_fails_only_its_table(bad_raw_dir, instance, tmp_path):
+    """A file-level problem (here: semicolons) fails the asset of that file's table, naming file, line and problem;
+    the four other tables of the same run are ingested and stored, source_files succeeds with its ERROR check."""
     (bad_raw_dir / "PdM_telemetry.csv").write_text(
         "datetime;machineID;volt;rotate;pressure;vibration\n2015-01-01 00:00:00;1;1;1;1;1\n"
     )
     out = tmp_path / "out"
     result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-01")
-    assert result.success  # the other four files were staged and their tables built
+    failures = step_failures(result)
+    assert list(failures) == ["telemetry"]
+    assert "telemetry cannot be built: " in failures["telemetry"]
+    assert "PdM_telemetry.csv, line 1: header is not comma-separated (found ';' as delimiter?)" in failures["telemetry"]
     check = checks(result)[("source_files", "landed_files_readable")]
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert "PdM_telemetry.csv, line 1" in check.description and "delimiter" in check.description
     inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet").set_index("table")
     assert inventory.loc["telemetry", "status"] == "failed" and "line 1" in inventory.loc["telemetry", "error"]
     assert (inventory.drop(index="telemetry")["status"] == "ingested").all()
-    assert len(stored(out, "errors")) > 0 and len(stored(out, "telemetry")) == 0
-
-
-def test_a_named_unreadable_file_fails_its_run_naming_file_and_line(bad_raw_dir, instance, tmp_path):
+    for table in ("errors", "maintenance", "failures"):
+        assert (out / "warehouse" / table / "2015-01-01.parquet").exists(), table
+    assert len(stored(out, "errors")) > 0 and not (out / "warehouse" / "telemetry").exists()
+    # fixed (new bytes): the next run stages it and builds the table; the check passes again
     (bad_raw_dir / "PdM_telemetry.csv").write_text(
-        "datetime;machineID;volt;rotate;pressure;vibration\n2015-01-01 00:00:00;1;1;1;1;1\n"
+        "datetime,machineID,volt,rotate,pressure,vibration\n2015-01-01 00:00:00,1,1,1,1,1\n")
+    again = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-01")
+    assert again.success and checks(again)[("source_files", "landed_files_readable")].passed
+    assert len(stored(out, "telemetry")) == 1
+
+
+def test_a_named_unreadable_file_fails_its_tables_asset_not_source_files(bad_raw_dir, instance, tmp_path):
+    """The landing sensor's run for one bad file: source_files records it, the table's asset fails naming it."""
+    (bad_raw_dir / "PdM_telemetry_2015-01-01.csv").write_text(
+        "datetime,machineID,volt,rotate,pressure\n2015-01-01 00:00:00,1,1,1,1\n"
     )
+    (bad_raw_dir / "PdM_telemetry.csv").unlink()
     resources = {"landing": landing_resource(tmp_path, bad_raw_dir),
                  "io_manager": ParquetIOManager(base_dir=str(tmp_path / "warehouse"))}
-    result = materialize(RAW_ASSETS, instance=instance, resources=resources, selection=["source_files"],
-                         run_config={"ops": {"source_files": {"config": {"files": ["PdM_telemetry.csv"]}}}},
+    result = materialize(RAW_ASSETS, instance=instance, resources=resources,
+                         selection=["source_files", "machines", "telemetry"], partition_key="2015-01-01",
+                         run_config={"ops": {"source_files": {"config": {"files": ["PdM_telemetry_2015-01-01.csv",
+                                                                                    "PdM_machines.csv"]}}}},
                          raise_on_error=False)
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = str(failure.event_specific_data.error)
-    assert "PdM_telemetry.csv, line 1" in message and "delimiter" in message
+    failures = step_failures(result)
+    assert list(failures) == ["telemetry"]
+    assert ("PdM_telemetry_2015-01-01.csv, line 1: header ['datetime', 'machineID', 'volt', 'rotate', 'pressure'] "
+            "lacks the required column(s) ['vibration']") in failures["telemetry"]
+    assert result.asset_materializations_for_node("source_files")
+    # another day of the table is not concerned by that file
+    other = materialize(RAW_ASSETS, instance=instance, resources=resources, selection=["machines", "telemetry"],
+                        partition_key="2015-01-02", raise_on_error=False)
+    assert other.success
 
 
 def test_an_extra_column_is_ignored_and_reported_by_a_warn_check(bad_raw_dir, instance, tmp_path):

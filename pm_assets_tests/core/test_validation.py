@@ -108,8 +108,14 @@ BAD_ROWS = [
     ("bad model and age", "machines", ['1,"model3",18', '2,"model9",-1'],
      {3: ("unknown_category,out_of_bounds", ["model: unknown value 'model9'", "age: -1.0 outside [0, 100]"])}),
     ("fractional age", "machines", ['1,"model3",18.5'], {2: ("unparseable_value", ["age: not an integer '18.5'"])}),
-    ("duplicate machine", "machines", ['1,"model3",18', '2,"model1",3', '1,"model4",7'],
+    ("machine listed twice alike", "machines", ['1,"model3",18', '2,"model1",3', '1,"model3",18'],
      {4: ("duplicate_key", ["duplicate of line 2 (same machineID)"])}),
+    # which model a machine is cannot be decided by file order: both rows go, each naming both lines
+    ("conflicting machine rows", "machines", ['1,"model3",18', '2,"model1",3', '1,"model1",3'],
+     {2: ("conflicting_duplicate", ["machineID 1 is listed with different values: line 2 (model 'model3', age 18); "
+                                    "line 4 (model 'model1', age 3); which is right cannot be told"]),
+      4: ("conflicting_duplicate", ["machineID 1 is listed with different values: line 2 (model 'model3', age 18); "
+                                    "line 4 (model 'model1', age 3)"])}),
 ]
 
 
@@ -153,6 +159,7 @@ def test_rejected_by_rule_counts_every_rule_broken(tmp_path):
     assert result.rejected_by_rule() == {
         "unparseable_value": 1, "missing_value": 1, "not_on_the_hour": 1, "unknown_category": 0,
         "out_of_bounds": 1, "unknown_machine": 1, "duplicate_key": 1,
+        "implausible_time": 0, "rejected_machine": 0, "conflicting_duplicate": 0,  # need staging / a Fleet / machines
     }
     assert len(result.kept) == 1
 
