@@ -153,8 +153,9 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
             (failed if entry["status"] == "failed" else staged).append(entry)
             if entry["status"] == "failed":
                 context.log.error(f"{file.name}: {entry['error']}")
-    for name in {e["table"] for e in staged if UNPLACED in e["days"]}:
-        # rows whose day nobody can tell (no readable timestamp, no day in the file name): quarantined per table
+    for name in {e["table"] for e in staged if e["table"] in DAILY_TABLES}:
+        # rows whose day nobody can tell (no readable or plausible timestamp, no day in the file name): quarantined
+        # per table (again for every table that got a file: a new version of a file replaces its older rows)
         unplaced = validate_rows(staging.read(name, [UNPLACED]), TABLES[name])
         write_parquet_atomic(unplaced.rejected, landing.quarantine_path(name, UNPLACED))
     entries = staging.entries()

@@ -236,6 +236,8 @@ class Staging:
             if landed.name not in known["names"]:
                 known["names"].append(landed.name)
                 self._record(known)
+            if known["status"] == "ingested" and not known.get("replaced_older", True):
+                return self._supersede(known)  # a crash came between staging it and replacing the older version
             return known
         spec = TABLES[landed.table]
         now = time.time_ns()
@@ -262,8 +264,31 @@ class Staging:
         parts = ((self.root / spec.name / day / chunk, np.sort(order[lo:hi])) for day, lo, hi in zip(per_day, bounds, ends))
         write_partitions_atomic(frame, parts)
         entry.update(status="ingested", error=None, rows=len(frame), days=per_day, extra_columns=extras,
-                     implausible_times=int((frame[TIME_PROBLEM] != "").sum()) if spec.time_column else 0)
-        self._record(entry)  # last: a file is in the ledger only once all of its rows are staged
+                     implausible_times=int((frame[TIME_PROBLEM] != "").sum()) if spec.time_column else 0,
+                     replaced_older=False)
+        self._record(entry)  # a file is in the ledger only once all of its rows are staged
+        return self._supersede(entry)
+
+    def _supersede(self, entry: dict) -> dict:
+        """A new version of a file (same name, other bytes: a corrected re-export) replaces the rows the older
+        versions staged for the days it brings, and their rows of no day (``unplaced``). Their other days stay: a
+        file rewritten every day under one name keeps the days it no longer holds. A replaced chunk is renamed
+        ``.superseded`` (kept for audit, read no more) and its version's ledger entry lists the day."""
+        days = set(entry["days"]) | {UNPLACED}
+        for older in self.entries():
+            if older["id"] == entry["id"] or older["status"] != "ingested" or older["table"] != entry["table"] \
+                    or entry["name"] not in older["names"] or older["ingested_ns"] > entry["ingested_ns"]:
+                continue
+            replaced = sorted(d for d in older["days"] if d in days and d not in older.get("superseded_days", {}))
+            for day in replaced:
+                for chunk in (self.root / entry["table"] / day).glob(f"*-{older['id'][:12]}.parquet"):
+                    chunk.rename(chunk.with_suffix(".superseded"))
+            if replaced:
+                older.setdefault("superseded_days", {}).update({d: entry["name"] + " " + entry["ingested_at"]
+                                                                for d in replaced})
+                self._record(older)
+        entry["replaced_older"] = True
+        self._record(entry)
         return entry
 
     # --- reading back --------------------------------------------------------------------------------
@@ -340,11 +365,12 @@ def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
             "first_day": min(days) if days else None, "last_day": max(days) if days else None, "days": len(days),
             "rows_before_partitions": before, "rows_after_partitions": after,
             "rows_unplaced": e["days"].get(UNPLACED, 0), "rows_implausible": e.get("implausible_times", 0),
+            "days_replaced": len(e.get("superseded_days") or {}),
             "error": e.get("error") or "", "extra_columns": ", ".join(e.get("extra_columns") or []),
         })
     columns = ["table", "name", "id", "sha256", "bytes", "ingested_at", "status", "rows", "first_day", "last_day", "days",
-               "rows_before_partitions", "rows_after_partitions", "rows_unplaced", "rows_implausible", "error",
-               "extra_columns"]
+               "rows_before_partitions", "rows_after_partitions", "rows_unplaced", "rows_implausible",
+               "days_replaced", "error", "extra_columns"]
     return pd.DataFrame(rows, columns=columns).astype(
         {"rows_before_partitions": "int64", "rows_after_partitions": "int64", "rows_unplaced": "int64",
-         "rows_implausible": "int64"})
+         "rows_implausible": "int64", "days_replaced": "int64"})
