@@ -1,9 +1,12 @@
 """Benchmark: simulate 100 machines x 1 year, write the Kaggle CSVs, parse + validate them, then ingest them
 through the Dagster raw assets (one ranged run over every partition, in-memory instance).
 
-    .venv/bin/python benchmarks/bench_ingest.py [--machines 100] [--repeat 3]
+    .venv/bin/python benchmarks/bench_ingest.py [--machines 100] [--repeat 3] [--corrupt 0.01]
 
-Prints wall-clock seconds per stage (best of --repeat) and the process's peak resident memory.
+Prints wall-clock seconds per stage (best of --repeat) and the process's peak resident memory. Then the same
+telemetry year with ``--corrupt`` of its lines damaged (``corrupt_csv``: every defect of ``CORRUPTIONS`` in turn)
+against the clean file, parse + validate, timed alternately in one run (the machine is shared: only figures of one
+run compare), with what was kept and quarantined.
 """
 
 import argparse
@@ -24,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--machines", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--corrupt", type=float, default=0.01, help="fraction of telemetry lines damaged")
     args = parser.parse_args()
 
     from dagster import DagsterInstance, load_assets_from_modules, materialize
@@ -31,7 +35,7 @@ def main() -> None:
     from pm_assets.assets import ingestion
     from pm_assets.core.parsing import find_source_file, read_source_csv
     from pm_assets.core.schema import TABLES
-    from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
+    from pm_assets.core.simulate import SimulationConfig, corrupt_csv, simulate, write_kaggle_csv
     from pm_assets.core.validation import validate_rows
     from pm_assets.partitions import daily_partitions
     from pm_assets.resources import LandingResource, ParquetIOManager
@@ -67,6 +71,19 @@ def main() -> None:
 
         t_dagster, _ = best_of(1, dagster_run)
 
+        ids = results["machines"].kept["machineID"]
+        clean_path = find_source_file(raw, TABLES["telemetry"])
+        damaged = corrupt_csv(clean_path, Path(tmp) / "bad" / "PdM_telemetry.csv", args.corrupt, seed=0)
+
+        def telemetry(path):
+            return validate_rows(read_source_csv(path, TABLES["telemetry"]), TABLES["telemetry"], ids)
+
+        t_clean, t_bad = [], []
+        for _ in range(max(args.repeat, 5)):  # alternately, so that both see the same load
+            t_clean.append(best_of(1, lambda: telemetry(clean_path))[0])
+            t_bad_one, bad_result = best_of(1, lambda: telemetry(Path(tmp) / "bad" / "PdM_telemetry.csv"))
+            t_bad.append(t_bad_one)
+
     rows = {n: len(r.kept) for n, r in results.items()}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machines={args.machines} telemetry_rows={rows['telemetry']:,} partitions={len(keys)}")
@@ -76,6 +93,12 @@ def main() -> None:
     print(f"parse + validate (core)  {t_core:6.2f} s   ({rows['telemetry'] / t_core / 1e6:.2f} M telemetry rows/s)")
     print(f"dagster raw assets, 1 run over {len(keys)} partitions (in-memory instance) {t_dagster:6.2f} s")
     print(f"peak RSS                 {peak_mb:6.0f} MB")
+    print(f"telemetry parse + validate, clean       {min(t_clean):6.2f} s (best of {len(t_clean)})")
+    print(f"telemetry parse + validate, {args.corrupt:.0%} damaged {min(t_bad):6.2f} s   "
+          f"ratio {min(t_bad) / min(t_clean):.2f}x; {sum(damaged.values()):,} lines damaged "
+          f"({', '.join(f'{k} {n}' for k, n in damaged.items())})")
+    print(f"  kept {len(bad_result.kept):,}, quarantined {len(bad_result.rejected):,}: "
+          + ", ".join(f"{r} {n}" for r, n in bad_result.rejected_by_rule().items() if n))
 
 
 if __name__ == "__main__":
