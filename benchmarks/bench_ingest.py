@@ -16,6 +16,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 warnings.filterwarnings("ignore")
 # the simulated year (2015) as the partitions, set before pm_assets is imported
 os.environ.update(PM_PARTITION_START="2015-01-01", PM_PARTITION_END="2016-01-02")
@@ -36,7 +38,7 @@ def main() -> None:
     from pm_assets.core.parsing import find_source_file, read_source_csv
     from pm_assets.core.schema import TABLES
     from pm_assets.core.simulate import SimulationConfig, corrupt_csv, simulate, write_kaggle_csv
-    from pm_assets.core.validation import validate_rows
+    from pm_assets.core.validation import TIME_PROBLEM, PlausibleTimes, validate_rows
     from pm_assets.partitions import daily_partitions
     from pm_assets.resources import LandingResource, ParquetIOManager
 
@@ -75,8 +77,13 @@ def main() -> None:
         clean_path = find_source_file(raw, TABLES["telemetry"])
         damaged = corrupt_csv(clean_path, Path(tmp) / "bad" / "PdM_telemetry.csv", args.corrupt, seed=0)
 
+        # as staging does: timestamps outside the plausible range (the 2031 rows) get their reason before validation
+        plausible = PlausibleTimes(pd.Timestamp("2014-01-01"), pd.Timestamp.now().floor("s") + pd.Timedelta(hours=24))
+
         def telemetry(path):
-            return validate_rows(read_source_csv(path, TABLES["telemetry"]), TABLES["telemetry"], ids)
+            frame = read_source_csv(path, TABLES["telemetry"])
+            frame[TIME_PROBLEM] = plausible.problems(frame["datetime"])
+            return validate_rows(frame, TABLES["telemetry"], ids)
 
         t_clean, t_bad = [], []
         for _ in range(max(args.repeat, 5)):  # alternately, so that both see the same load
