@@ -133,8 +133,11 @@ class LocalRegistry:
         write_bytes_atomic(self.root / CHAMPION, (version + "\n").encode())
 
     def record_gate(self, version: str, decision: dict) -> None:
-        self.card(version)  # must exist: writing would otherwise create a card-less version folder
+        """Record the champion/challenger decision about ``version``: ``gate.json``, and in its card (``gate``), so
+        that the card says whether the version ever served."""
+        card = self.card(version)  # must exist: writing would otherwise create a card-less version folder
         write_bytes_atomic(self._folder(version) / GATE, _json_bytes(decision))
+        write_bytes_atomic(self._folder(version) / CARD, _json_bytes(card | {"gate": decision}))
 
     def gate_decision(self, version: str) -> dict | None:
         path = self._folder(version) / GATE
