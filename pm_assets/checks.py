@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
+from pm_assets.assets.common import shown
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import TableSpec
 from pm_assets.core.validation import ValidationResult, count_violations, empty_table
@@ -88,11 +89,11 @@ def raw_check_results(
     schema_ok = list(kept.columns) == list(spec.columns) and all(kept[c].dtype == expected[c] for c in spec.columns)
     yield AssetCheckResult(
         asset_key=asset_name, check_name="schema_and_dtypes", passed=bool(schema_ok),
-        metadata={"dtypes": MetadataValue.json({c: str(t) for c, t in kept.dtypes.items()})},
+        metadata=shown({"dtypes": MetadataValue.json({c: str(t) for c, t in kept.dtypes.items()})}),
     )
     yield AssetCheckResult(
         asset_key=asset_name, check_name="rows_accounted", passed=rows_in == result.rows_in,
-        metadata={"rows_in": rows_in, "rows_kept": len(kept), "rows_rejected": len(result.rejected)},
+        metadata=shown({"rows_in": rows_in, "rows_kept": len(kept), "rows_rejected": len(result.rejected)}),
     )
     stored = count_violations(kept, spec, machine_ids)
     quarantined = result.rejected_by_rule()
@@ -105,8 +106,8 @@ def raw_check_results(
             asset_key=asset_name, check_name=name, passed=n_stored == 0 and n_quarantined == 0,
             severity=AssetCheckSeverity.ERROR if n_stored or (n_quarantined and name in ERROR_WHEN_QUARANTINED)
             else AssetCheckSeverity.WARN,
-            metadata={"stored_violations": n_stored, "quarantined_rows": n_quarantined,
-                      "quarantined_sample": _sample_md(result.rejected, rules)},
+            metadata=shown({"stored_violations": n_stored, "quarantined_rows": n_quarantined,
+                      "quarantined_sample": _sample_md(result.rejected, rules)}),
         )
     if completeness is not None:
         incomplete = completeness[completeness["missing_hours"] > 0]
@@ -114,12 +115,12 @@ def raw_check_results(
         yield AssetCheckResult(
             asset_key=asset_name, check_name=COMPLETENESS_CHECK, passed=incomplete.empty,
             severity=AssetCheckSeverity.WARN,
-            metadata={
+            metadata=shown({
                 "machines_complete": int((completeness["missing_hours"] == 0).sum()),
                 "machines_incomplete": len(incomplete),
                 "machines_without_data": int((completeness["present_hours"] == 0).sum()),
                 "missing_machine_hours": int(completeness["missing_hours"].sum()),
                 "coverage": float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
                 "worst_machines": MetadataValue.md(markdown_table(worst)),
-            },
+            }),
         )

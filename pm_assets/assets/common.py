@@ -4,6 +4,40 @@ import numpy as np
 import pandas as pd
 from dagster import TableColumn, TableSchema
 
+from pm_assets.core.columns import describe
+
+
+#: Significant digits of a float shown in the UI (the stored data keeps full precision).
+SHOWN_DIGITS = 4
+
+
+def shown(metadata: dict) -> dict:
+    """Metadata for people: every float rounded to 4 significant digits (0.9972727272727273 is shown 0.9973), NaN
+    kept (the point is missing), everything else as it is."""
+    out = {}
+    for key, value in metadata.items():
+        if isinstance(value, (float, np.floating)) and np.isfinite(value):
+            value = float(f"{float(value):.{SHOWN_DIGITS}g}")
+        elif isinstance(value, np.floating):
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def run_summary(**figures) -> str:
+    """What a ranged run did, as one line of text (``run``): a run's totals are no per-day figure, and as numbers the
+    UI would plot them beside each partition's own. ``rows_kept=870744`` reads "rows kept 870,744"."""
+    def text(value) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return str(bool(value)).lower()
+        if isinstance(value, (int, np.integer)):
+            return f"{int(value):,}"
+        if isinstance(value, (float, np.floating)):
+            return f"{float(value):.{SHOWN_DIGITS}g}"
+        return str(value)
+
+    return ", ".join(f"{name.replace('_', ' ')} {text(value)}" for name, value in figures.items())
+
 
 def naive_utc(t) -> pd.Timestamp:
     """A Dagster time-window bound (tz-aware UTC) as the tz-naive UTC timestamp the tables use."""
@@ -12,7 +46,8 @@ def naive_utc(t) -> pd.Timestamp:
 
 
 def column_schema(frame: pd.DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name=c, type=str(t)) for c, t in frame.dtypes.items()])
+    """The frame's columns with their stored types and descriptions (:mod:`pm_assets.core.columns`)."""
+    return TableSchema(columns=[TableColumn(name=c, type=str(t), description=describe(c)) for c, t in frame.dtypes.items()])
 
 
 def by_day(frame: pd.DataFrame, column: str = "datetime"):

@@ -22,7 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
+from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
 from pm_assets.core.markdown import markdown_table
@@ -101,24 +101,22 @@ def features(
     for key in context.partition_keys:
         if key in per_day.index:
             row = per_day.loc[key]
-            context.add_asset_metadata({"dagster/row_count": int(row["rows"]), "share_usable": float(row["usable"]),
+            context.add_asset_metadata(shown({"dagster/row_count": int(row["rows"]), "share_usable": float(row["usable"]),
                                         "share_complete": float(row["complete"]), "mean_coverage_24h": float(row["coverage_24h"]),
-                                        "mean_coverage_14d": float(row["coverage_14d"])}, partition_key=key)
+                                        "mean_coverage_14d": float(row["coverage_14d"])}), partition_key=key)
     coverage = table[coverage_columns(params)].agg(["mean", "min"]).T.rename_axis("window").reset_index()
-    yield Output(table, metadata={
+    yield Output(table, metadata=shown({
         "dagster/column_schema": column_schema(table),
-        "run_rows": len(table),
-        "run_share_usable": float(table["usable"].mean()) if len(table) else 0.0,
-        "run_share_complete": float(table["complete"].mean()) if len(table) else 0.0,
-        "n_features": len(feature_columns(params)),
+        "run": run_summary(rows=len(table), share_usable=float(table["usable"].mean()) if len(table) else 0.0,
+                           share_complete=float(table["complete"].mean()) if len(table) else 0.0),
+        "settings": run_summary(features=len(feature_columns(params)), snapshot_every_hours=params.snapshot_every_hours,
+                                min_coverage=params.min_coverage),
         "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
-        "snapshot_every_hours": params.snapshot_every_hours,
-        "min_coverage": params.min_coverage,
-    })
+    }))
     complete = table[table["complete"]]
     nan_in_complete = int(complete[feature_columns(params)].isna().to_numpy().sum())
     yield AssetCheckResult(check_name="complete_snapshots_have_no_nan", passed=nan_in_complete == 0,
-                           metadata={"nan_values_in_complete_snapshots": nan_in_complete, "complete_snapshots": len(complete)})
+                           metadata=shown({"nan_values_in_complete_snapshots": nan_in_complete, "complete_snapshots": len(complete)}))
 
 
 @asset(
@@ -128,7 +126,7 @@ def features(
     ins={
         "features": AssetIn(),
         "failures": AssetIn(
-            metadata={"allow_missing_partitions": True},  # tomorrow's failures may not be ingested yet
+            metadata=shown({"allow_missing_partitions": True}),  # tomorrow's failures may not be ingested yet
             partition_mapping=TimeWindowPartitionMapping(start_offset=0, end_offset=LABEL_LOOKAHEAD_DAYS,
                                                          allow_nonexistent_upstream_partitions=True),
         ),
@@ -148,26 +146,25 @@ def labels(context: AssetExecutionContext, config: LabelConfig, features: pd.Dat
 
     for key, day in by_day(table):
         counts = day["failure_component"].value_counts()
-        context.add_asset_metadata({
+        context.add_asset_metadata(shown({
             "dagster/row_count": len(day),
             "share_mature": float(day["label_mature"].mean()),
             "positives": int(day["failure_within_horizon"].sum()),
             **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
-        }, partition_key=key)
+        }), partition_key=key)
     counts = table["failure_component"].value_counts(dropna=False).rename_axis("class").reset_index(name="snapshots")
     counts["class"] = counts["class"].astype(object).fillna("immature")
-    yield Output(table, metadata={
+    yield Output(table, metadata=shown({
         "dagster/column_schema": column_schema(table),
-        "run_rows": len(table),
-        "run_share_mature": float(table["label_mature"].mean()) if len(table) else 0.0,
+        "run": run_summary(rows=len(table), share_mature=float(table["label_mature"].mean()) if len(table) else 0.0,
+                           horizon_hours=config.horizon_hours),
         "label_counts": MetadataValue.md(markdown_table(counts)),
-        "horizon_hours": config.horizon_hours,
         "failures_observed_until": str(observed_until),
-    })
+    }))
     immature = table[~table["label_mature"]]
     leaked = int(immature["failure_component"].notna().sum() + immature["failure_within_horizon"].notna().sum())
     yield AssetCheckResult(check_name="immature_labels_have_no_class", passed=leaked == 0,
-                           metadata={"immature": len(immature), "immature_with_a_class": leaked})
+                           metadata=shown({"immature": len(immature), "immature_with_a_class": leaked}))
 
 
 def _observed_until(first_key: str, loaded: list[str]) -> pd.Timestamp:

@@ -32,7 +32,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc
+from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
@@ -70,10 +70,7 @@ def _metadata(spec: TableSpec, landing: LandingResource, rows: pd.DataFrame, res
     by_rule = {r: n for r, n in result.rejected_by_rule().items() if n}
     meta = {
         "dagster/column_schema": column_schema(kept),
-        "run_rows_in": rows_in,
-        "run_rows_kept": len(kept),
-        "run_rows_rejected": len(rejected),
-        "run_partitions": len(keys),
+        "run": run_summary(partitions=len(keys), rows_in=rows_in, rows_kept=len(kept), rows_rejected=len(rejected)),
         "source_files": MetadataValue.md(_files_md(rows)),
         "quarantine": MetadataValue.path(str(landing.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
@@ -168,6 +165,7 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
     problems = [*bad_entries["error"], *(f"{Path(landing.landing_dir) / n}: {why}" for n, why in not_files)]
     meta = {
         "dagster/row_count": len(table),
+        "dagster/column_schema": column_schema(table),
         "files_staged_now": len(staged),
         "files_failed_now": len(failed),
         "files_ingested": int((table["status"] == "ingested").sum()),
@@ -186,18 +184,18 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
     }
     # A file that cannot be read fails only its table's asset (which names it), not this step: the other files of
     # the run are staged and their tables built. The check below fails too, until the file is fixed or removed.
-    yield Output(table, metadata=meta)
+    yield Output(table, metadata=shown(meta))
     extra = table[(table["extra_columns"] != "") & table["name"].isin(list(by_name))]
     yield AssetCheckResult(
         check_name="no_unexpected_columns", passed=extra.empty, severity=AssetCheckSeverity.WARN,
         description="; ".join(f"{n}: {c}" for n, c in zip(extra["name"], extra["extra_columns"])) or "none",
-        metadata={"files_with_extra_columns": len(extra),
-                  "files": MetadataValue.md(markdown_table(extra[["name", "extra_columns"]])) if len(extra) else "none"})
+        metadata=shown({"files_with_extra_columns": len(extra),
+                  "files": MetadataValue.md(markdown_table(extra[["name", "extra_columns"]])) if len(extra) else "none"}))
     yield AssetCheckResult(
         check_name="landed_files_readable", passed=not problems, severity=AssetCheckSeverity.ERROR,
         description="; ".join(problems[:SHOWN_ERRORS]) or "every landed file was read",
-        metadata={"unreadable_files": len(problems),
-                  "files": ", ".join([*bad_entries["name"], *(n for n, _ in not_files)]) or "none"})
+        metadata=shown({"unreadable_files": len(problems),
+                  "files": ", ".join([*bad_entries["name"], *(n for n, _ in not_files)]) or "none"}))
 
 
 def fail_if_unreadable(landing: LandingResource, table: str, days: list[str] | None = None) -> None:
@@ -211,7 +209,7 @@ def fail_if_unreadable(landing: LandingResource, table: str, days: list[str] | N
             description=f"{table} cannot be built: " + "; ".join(e["error"] for e in failing)
             + ". Fix the file (a new version is staged as soon as its bytes change) or remove it from the landing "
             "folder.",
-            metadata={"unreadable_files": names, "landing_dir": MetadataValue.path(landing.landing_dir)},
+            metadata=shown({"unreadable_files": names, "landing_dir": MetadataValue.path(landing.landing_dir)}),
         )
 
 
@@ -236,7 +234,7 @@ def machines(context: AssetExecutionContext, landing: LandingResource):
     meta["machines_by_model"] = MetadataValue.md(
         markdown_table(result.kept["model"].value_counts(sort=False).rename_axis("model").reset_index(name="machines"))
     )
-    yield Output(result.kept, metadata=meta)
+    yield Output(result.kept, metadata=shown(meta))
     yield from raw_check_results(MACHINES, len(parsed), result, None)
 
 
@@ -260,7 +258,7 @@ def maintenance_history(context: AssetExecutionContext, landing: LandingResource
     _quarantine(landing, MAINTENANCE, result.rejected, ["history"])
     meta = _metadata(MAINTENANCE, landing, rows, result, ["history"])
     meta.update({"dagster/row_count": len(result.kept), "rows_in": len(rows), "rows_rejected": len(result.rejected)})
-    yield Output(result.kept, metadata=meta)
+    yield Output(result.kept, metadata=shown(meta))
     yield from raw_check_results(MAINTENANCE, len(rows), result, fleet, asset_name="maintenance_history")
 
 
@@ -298,7 +296,7 @@ def build_raw_table_asset(spec: TableSpec):
         files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)}
         for key, partition_meta in _partition_metadata(spec, rows, result, keys).items():
             partition_meta["source_files"] = files_per_day.get(key, "none")
-            context.add_asset_metadata(partition_meta, partition_key=key)
+            context.add_asset_metadata(shown(partition_meta), partition_key=key)
         meta = _metadata(spec, landing, rows, result, keys)
         completeness = None
         if spec.name == "telemetry":
@@ -309,11 +307,12 @@ def build_raw_table_asset(spec: TableSpec):
             kept_per_day = by_day(result.kept).size()
             for key in keys:
                 if expected.get(key, 0):
-                    context.add_asset_metadata({"coverage": float(kept_per_day.get(key, 0) / expected[key])},
+                    context.add_asset_metadata(shown({"coverage": float(kept_per_day.get(key, 0) / expected[key])}),
                                                partition_key=key)
-            meta["run_coverage"] = float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
-            meta["run_machines_complete"] = int((completeness["missing_hours"] == 0).sum())
-        yield Output(result.kept, metadata=meta)
+            meta["run"] += ", " + run_summary(
+                coverage=float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
+                machines_complete=int((completeness["missing_hours"] == 0).sum()))
+        yield Output(result.kept, metadata=shown(meta))
         yield from raw_check_results(spec, len(rows), result, fleet, completeness)
 
     return _raw_table

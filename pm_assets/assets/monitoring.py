@@ -26,7 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import daily_partitioned, naive_utc
+from pm_assets.assets.common import column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import feature_columns
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
@@ -143,8 +143,7 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
                 "report": str(report),
             }
             summaries.append(row)
-            context.add_asset_metadata({
-                "dagster/row_count": 1,
+            context.add_asset_metadata(shown({
                 "traffic_light": result.light,
                 "light_code": row["light_code"],
                 "alert_count": row["alert_count"],
@@ -160,18 +159,19 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
                 "performance": MetadataValue.md(markdown_table(result.performance[
                     ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
                      "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
-            }, partition_key=key)
+            }), partition_key=key)
             last = result
     for future in written:
         future.result()  # a failed write fails the step
     table = pd.DataFrame(summaries)
-    yield Output(table, metadata={"run_partitions": len(table), "latest_traffic_light": last.light,
-                                  "latest_report": MetadataValue.path(table["report"].iloc[-1])})
+    yield Output(table, metadata=shown({"dagster/column_schema": column_schema(table),
+                                        "run": run_summary(partitions=len(table), latest_light=last.light),
+                                        "latest_report": MetadataValue.path(table["report"].iloc[-1])}))
     for alert in last.alerts:
         yield AssetCheckResult(check_name=ALERT_CHECKS[alert.name], passed=not alert.fired,
                                severity=AssetCheckSeverity.WARN, description=alert.reason,
-                               metadata={"value": _float(alert.value), "threshold": alert.threshold,
-                                         "partition": context.partition_keys[-1]})
+                               metadata=shown({"value": _float(alert.value), "threshold": alert.threshold,
+                                         "partition": context.partition_keys[-1]}))
 
 
 def _float(value) -> float:

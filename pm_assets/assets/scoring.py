@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, daily_partitioned
+from pm_assets.assets.common import by_day, column_schema, daily_partitioned, run_summary, shown
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
 from pm_assets.core.schema import COMPONENTS
@@ -70,12 +70,12 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
 
     for key, day in by_day(out):
         levels = day["risk_level"].value_counts()
-        context.add_asset_metadata({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
+        context.add_asset_metadata(shown({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
                                     "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
-                                    **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS}},
+                                    **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS}}),
                                    partition_key=key)
-    yield Output(out, metadata={"dagster/column_schema": column_schema(out), "model_version": version,
-                                "run_rows": len(out), "run_scored": int(usable.sum())})
+    yield Output(out, metadata=shown({"dagster/column_schema": column_schema(out), "model_version": version,
+                                "run": run_summary(rows=len(out), scored=int(usable.sum()))}))
 
 
 @asset(
@@ -110,9 +110,9 @@ def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, sco
     worklist.insert(1, "rank", worklist.groupby("date").cumcount() + 1)
     worklist = worklist.reset_index(drop=True)
     for key, day in by_day(worklist, "date"):
-        context.add_asset_metadata({"dagster/row_count": len(day), "inspect": int((day["action"] == "inspect").sum()),
+        context.add_asset_metadata(shown({"dagster/row_count": len(day), "inspect": int((day["action"] == "inspect").sum()),
                                     "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
-                                    "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))},
+                                    "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))}),
                                    partition_key=key)
-    yield Output(worklist, metadata={"dagster/column_schema": column_schema(worklist),
-                                     "failure_cost": config.failure_cost, "inspection_cost": config.inspection_cost})
+    yield Output(worklist, metadata=shown({"dagster/column_schema": column_schema(worklist),
+                                     "failure_cost": config.failure_cost, "inspection_cost": config.inspection_cost}))

@@ -26,6 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from pm_assets.assets.common import shown
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import ModelBundle, TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
@@ -136,7 +137,7 @@ def failure_model(
     version = registry.register(bundle, card)
 
     promote, reason, gate_meta = _champion_gate(registry, version, bundle, test, metrics, config.gate_tolerance)
-    yield MaterializeResult(metadata={
+    yield MaterializeResult(metadata=shown({
         "version": version,
         "promoted_to_champion": promote,
         "gate_decision": (f"{version} promoted" if promote else f"kept {registry.champion()}: {reason}"),
@@ -150,12 +151,12 @@ def failure_model(
         "per_class": MetadataValue.md(markdown_table(metrics["per_class"])),
         "confusion_matrix": MetadataValue.md(markdown_table(metrics["confusion"], index=True)),
         "model_card": MetadataValue.path(str(registry.root / version / "card.json")),
-    })
+    }))
     if not promote:
         context.log.warning(f"{version} is not promoted, {registry.champion()} stays champion: {reason}")
     yield AssetCheckResult(check_name="champion_gate", passed=promote, severity=AssetCheckSeverity.WARN,
                            description=("promoted: " if promote else "kept the champion: ") + reason,
-                           metadata=gate_meta)
+                           metadata=shown(gate_meta))
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -72,7 +72,7 @@ def test_real_event_files_are_ingested_exactly(real_q1):
         assert len(by_partition) == 366
         assert sum(m["dagster/row_count"] for m in by_partition.values()) == len(stored(out, name)), name
         assert all(m["rows_in"] == m["dagster/row_count"] + m["rows_rejected"] for m in by_partition.values())
-        assert by_partition["2015-03-01"]["run_rows_kept"] == len(stored(out, name))
+        assert f"rows kept {len(stored(out, name)):,}" in by_partition["2015-03-01"]["run"]
         for day in ("2015-01-01", "2015-06-30"):
             expected_rows = stored(out, name)["datetime"].dt.strftime("%Y-%m-%d").eq(day).sum()
             assert by_partition[day]["dagster/row_count"] == expected_rows
@@ -121,7 +121,8 @@ def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instanc
     assert not completeness.passed and completeness.severity == AssetCheckSeverity.WARN
     # expected: 100 machines x the hours from the file's first hour (2015-01-01 06:00) to the last partition's end
     hours = len(pd.date_range("2015-01-01 06:00", "2016-01-01 06:00", freq="h"))
-    assert completeness.metadata["coverage"].value == pytest.approx(144_262 / (100 * hours), rel=1e-12)
+    # shown to 4 significant digits
+    assert completeness.metadata["coverage"].value == float(f"{144_262 / (100 * hours):.4g}")
 
 
 # A small hand-made dataset with bad rows, in the Kaggle format.
