@@ -2,10 +2,20 @@
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
 from pydantic import Field
 
 from pm_assets.assets.common import by_day, column_schema, daily_partitioned, run_summary, shown
+from pm_assets.core.consistency import probability_problems, version_problems, worklist_problems
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
 from pm_assets.core.schema import COMPONENTS
@@ -42,6 +52,12 @@ class CostConfig(Config):
     **daily_partitioned(),
     ins={"features": AssetIn()},
     deps=["failure_model"],
+    check_specs=[
+        AssetCheckSpec("valid_probabilities", asset="scores", blocking=True,
+                       description="Every scored row: class probabilities in [0, 1] summing to 1, p_any = 1 - p_none."),
+        AssetCheckSpec("scored_by_the_champion", asset="scores", blocking=True,
+                       description="Every row carries the version of the champion that scored it."),
+    ],
     description="The champion model's scores for every machine and snapshot: P(none), P(comp1..comp4), p_any, the "
     "most likely component, risk level (low/medium/high), anomaly score and the model version. Snapshots without "
     "24 h of telemetry are not scored (scored = false).",
@@ -76,6 +92,13 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
                                    partition_key=key)
     yield Output(out, metadata=shown({"dagster/column_schema": column_schema(out), "model_version": version,
                                 "run": run_summary(rows=len(out), scored=int(usable.sum()))}))
+    bad, example = probability_problems(out)
+    yield AssetCheckResult(check_name="valid_probabilities", passed=bad == 0, metadata={"bad_rows": bad},
+                           description=f"{bad} rows, e.g. {example}" if bad else "every scored row")
+    bad, example = version_problems(out, registry.champion())
+    yield AssetCheckResult(check_name="scored_by_the_champion", passed=bad == 0,
+                           metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
+                           description=f"{bad} rows, e.g. {example}" if bad else f"every row by {version}")
 
 
 @asset(
@@ -83,6 +106,9 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
     kinds={"pandas", "parquet"},
     **daily_partitioned("date"),
     ins={"scores": AssetIn()},
+    check_specs=[AssetCheckSpec("consistent_ranking", asset="maintenance_worklist", blocking=True,
+                                description="One row per machine and day, ranks 1..n by decreasing expected saving, "
+                                "inspect exactly where the saving is positive.")],
     description="What a maintenance planner reads first: per day, every scored machine ranked by the expected saving "
     "of inspecting it now (p_any x failure cost - inspection cost), with its worst snapshot of the day, the likely "
     "component, risk level and the recommended action (inspect when the saving is positive).",
@@ -115,4 +141,8 @@ def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, sco
                                     "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))}),
                                    partition_key=key)
     yield Output(worklist, metadata=shown({"dagster/column_schema": column_schema(worklist),
-                                     "failure_cost": config.failure_cost, "inspection_cost": config.inspection_cost}))
+                                     "settings": run_summary(failure_cost=config.failure_cost,
+                                                             inspection_cost=config.inspection_cost)}))
+    bad, example = worklist_problems(worklist)
+    yield AssetCheckResult(check_name="consistent_ranking", passed=bad == 0, metadata={"bad_rows": bad},
+                           description=f"{bad} rows, e.g. {example}" if bad else "every day ranked")

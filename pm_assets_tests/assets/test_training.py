@@ -102,7 +102,13 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
     if LocalRegistry(root / "models").champion() is None:
         assert train().success
     champion = LocalRegistry(root / "models").champion()
-    assert score("2015-04-01", LAST).success
+    result = score("2015-04-01", LAST)
+    assert result.success
+    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert set(evaluations) == {"valid_probabilities", "scored_by_the_champion", "consistent_ranking"}
+    assert all(e.passed for e in evaluations.values())
+    assert evaluations["scored_by_the_champion"].description == f"every row by {champion}"
     scores = read_partitions(sorted((root / "warehouse" / "scores").glob("2015-04-*.parquet")))
     scored = scores[scores["scored"]]
     assert len(scored) > 0.9 * len(scores)
