@@ -89,14 +89,16 @@ ingest_job = define_asset_job(
     selection=AssetSelection.assets("source_files", "machines", "maintenance_history", *RAW_TABLES),
     description="Stage landed files (source_files) and build the raw partitions of the days they brought.",
 )
+#: Unpartitioned, rebuilt from every monitoring day whenever a run monitors (the UI's and index page's history).
+HISTORY = "monitoring_history"
 downstream_job = define_asset_job(
     "downstream_job",
-    selection=AssetSelection.assets(*DOWNSTREAM),
+    selection=AssetSelection.assets(*DOWNSTREAM, HISTORY),
     description="Features, scores, worklist, labels and monitoring of the days whose inputs changed.",
 )
 retrain_job = define_asset_job(
     "retrain_job",
-    selection=AssetSelection.assets("failure_model", "scores", "maintenance_worklist", "monitoring"),
+    selection=AssetSelection.assets("failure_model", "scores", "maintenance_worklist", "monitoring", HISTORY),
     description="Train a challenger (promoted only through the champion gate), then score, rank and monitor the day.",
 )
 PIPELINE_JOBS = (main_job.name, ingest_job.name, downstream_job.name, retrain_job.name)
@@ -294,7 +296,8 @@ def downstream_sensor(context: SensorEvaluationContext):
     requests = []
     for first, last in ranges:
         key = hashlib.sha256(f"{','.join(assets)}|{first}|{last}|{newest}".encode()).hexdigest()[:16]
-        requests.append(RunRequest(run_key=f"downstream-{key}", asset_selection=[AssetKey(a) for a in assets],
+        selection = [*assets, HISTORY] if "monitoring" in assets else assets
+        requests.append(RunRequest(run_key=f"downstream-{key}", asset_selection=[AssetKey(a) for a in selection],
                                    tags={**_range_tags(first, last), TRIGGER_TAG: "downstream_sensor"}))
     return requests
 

@@ -215,9 +215,10 @@ def test_downstream_sensor_brings_a_new_day_up_to_date_in_two_stages(fresh_insta
         {"features", "scores", "maintenance_worklist"}, [("2015-03-06", "2015-03-06")])
     for asset in ("features", "scores", "maintenance_worklist"):
         materialize_runless(fresh_instance, asset, "2015-03-06")
-    # labels mature for the two days before (failures of 03-06 are in their horizon), and monitoring reads them
+    # labels mature for the two days before (failures of 03-06 are in their horizon), and monitoring reads them; the
+    # history (unpartitioned) is rebuilt in the same run
     assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == (
-        {"labels", "monitoring"}, [("2015-03-04", "2015-03-06")])
+        {"labels", "monitoring", "monitoring_history"}, [("2015-03-04", "2015-03-06")])
 
 
 def test_downstream_sensor_reruns_a_late_days_dependents_only(fresh_instance):
@@ -230,7 +231,8 @@ def test_downstream_sensor_reruns_a_late_days_dependents_only(fresh_instance):
         {"features", "scores", "maintenance_worklist", "labels"}, [("2015-03-02", "2015-03-03")])
     for asset in ("features", "scores", "maintenance_worklist", "labels"):
         materialize_runless(fresh_instance, asset, "2015-03-02", "2015-03-03")
-    assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == ({"monitoring"}, [("2015-03-02", "2015-03-05")])
+    assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == (
+        {"monitoring", "monitoring_history"}, [("2015-03-02", "2015-03-05")])
     for day in DAYS[1:]:
         materialize_runless(fresh_instance, "monitoring", day)
     assert not sensor_tick(downstream_sensor, fresh_instance).run_requests

@@ -21,6 +21,7 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
+    AllPartitionMapping,
     TimeWindowPartitionMapping,
     asset,
 )
@@ -28,6 +29,7 @@ from pydantic import Field
 
 from pm_assets.assets.common import column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import feature_columns
+from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor_days, monitoring_rows
@@ -134,6 +136,10 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
                 "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
                 "score_psi": result.drift_scores["psi"].iloc[0],
                 "n_drifted_features": int(result.drift_features["drifted"].sum()),
+                "auc_reference": perf.loc["reference", "roc_auc"],
+                "auc_production": perf.loc["production", "roc_auc"],
+                "top_drifted": ", ".join(f"{f} {v:.3g}" for f, v in result.drift_features.dropna(subset=["psi"])
+                                         .head(3)[["feature", "psi"]].itertuples(index=False)),
                 "ap_reference": perf.loc["reference", "average_precision"],
                 "ap_production": perf.loc["production", "average_precision"],
                 "failure_rate_reference": perf.loc["reference", "failure_rate"],
@@ -177,3 +183,33 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
 def _float(value) -> float:
     """Metadata floats for the UI's plots (NaN stays NaN: the point is missing, not zero)."""
     return float("nan") if value is None else float(value)
+
+
+@asset(
+    group_name=MONITORING_GROUP,
+    kinds={"pandas", "html", "svg"},
+    ins={"monitoring": AssetIn(metadata={"allow_missing_partitions": True}, partition_mapping=AllPartitionMapping())},
+    description="Monitoring over time: one row per monitored day (light, alerts and which, score PSI, drifted features "
+    "and the top three, AUC and AP of reference and production, the label-free AP estimate, failure rates, model "
+    "version, report). Its trend chart is in the metadata and on data/outputs/monitoring/index.html, which links "
+    "every day's report with its light.",
+)
+def monitoring_history(context: AssetExecutionContext, monitoring: pd.DataFrame, outputs: OutputsResource):
+    history = history_table(monitoring)
+    folder = Path(outputs.root) / "monitoring"
+    threshold = MonitoringConfig().score_psi_alert
+    write_bytes_atomic(folder / "index.html", index_html(history, folder, threshold).encode())
+    svg = trend_svg(history, threshold)
+    write_bytes_atomic(folder / "trend.svg", svg.encode())
+    counts = history["traffic_light"].value_counts()
+    recent = history.tail(14)[["date", "traffic_light", "alert_count", "alerts", "score_psi", "ap_production"]]
+    yield Output(history, metadata=shown({
+        "dagster/column_schema": column_schema(history),
+        "dagster/row_count": len(history),
+        "trend": MetadataValue.md(f"![monitoring trend]({svg_data_uri(svg)})"),
+        "index": MetadataValue.path(str(folder / "index.html")),
+        "days": run_summary(first=history["date"].min().date() if len(history) else "none",
+                            last=history["date"].max().date() if len(history) else "none",
+                            **{light: int(counts.get(light, 0)) for light in LIGHTS}),
+        "last_14_days": MetadataValue.md(markdown_table(recent.iloc[::-1])),
+    }))

@@ -79,3 +79,25 @@ def test_metadata_per_partition_and_warn_checks(monitored):
     assert all(c.severity == AssetCheckSeverity.WARN for c in checks.values())
     table = pd.read_parquet(root / "warehouse" / "monitoring" / "2015-04-30.parquet")
     assert len(table) == 1 and table["traffic_light"].iloc[0] == mats["2015-04-30"]["traffic_light"]
+
+
+def test_the_history_collects_every_monitored_day_with_its_chart_and_index(monitored, instance):
+    root, result = monitored
+    resources = {"io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
+                 "outputs": OutputsResource(root=str(root / "outputs")), "landing": landing_resource(root, root / "raw"),
+                 "model_registry": ModelRegistryResource(root=str(root / "models"))}
+    history_run = materialize(ASSETS, instance=instance, resources=resources, selection=["monitoring_history"])
+    assert history_run.success
+    history = pd.read_parquet(root / "warehouse" / "monitoring_history.parquet")
+    days = {m.partition: {k: v.value for k, v in m.metadata.items()}
+            for m in result.asset_materializations_for_node("monitoring")}
+    assert history["date"].dt.strftime("%Y-%m-%d").tolist() == sorted(days)
+    for row in history.itertuples(index=False):
+        meta = days[row.date.strftime("%Y-%m-%d")]
+        assert row.traffic_light == meta["traffic_light"] and row.alert_count == meta["alert_count"]
+        assert row.score_psi == pytest.approx(meta["score_psi"], rel=1e-3)  # the metadata shows 4 digits
+    meta = {k: v.value for k, v in history_run.asset_materializations_for_node("monitoring_history")[0].metadata.items()}
+    assert meta["trend"].startswith("![monitoring trend](data:image/svg+xml;base64,")
+    index = (root / "outputs" / "monitoring" / "index.html").read_text()
+    for day in days:
+        assert f'href="{day}/report.html"' in index
