@@ -101,3 +101,19 @@ def test_the_history_collects_every_monitored_day_with_its_chart_and_index(monit
     index = (root / "outputs" / "monitoring" / "index.html").read_text()
     for day in days:
         assert f'href="{day}/report.html"' in index
+
+
+def test_the_index_page_and_a_report_load_in_a_browser(monitored, browser):
+    from pm_assets_tests.conftest import open_page
+
+    root, _ = monitored
+    folder = root / "outputs" / "monitoring"
+    page, errors = open_page(browser, (folder / "index.html").as_uri())
+    assert errors == []
+    assert page.locator("#trend svg rect title").count() == 6  # one day of the light strip per monitored day
+    assert page.locator("#days tbody tr").count() == 6
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # fits the screen
+    page.locator("#days a").first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("2015-04-30/report.html")
+    page.close()
