@@ -73,14 +73,72 @@ def _run_history(first: str | None = None, last: str | None = None):
     print(f"materializing every asset over {keys[0]}..{keys[-1]} ({len(keys)} partitions) as one run "
           f"in {os.environ['DAGSTER_HOME']}")
     started = time.perf_counter()
-    result = defs.resolve_job_def("main_job").execute_in_process(
-        instance=instance,
-        # INFO on the console: step starts/ends and the assets' own messages, not one DEBUG line per event
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    result = _execute_with_progress(
+        defs.resolve_job_def("main_job"), instance,
+        # the console logger shows warnings and errors; the steps and their progress are printed below
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
-        raise_on_error=False,
     )
     return result, time.perf_counter() - started
+
+
+def _execute_with_progress(job, instance, run_config: dict, tags: dict):
+    """Run ``job`` in process and, meanwhile, print each step as it finishes with its time, and the progress lines
+    the long steps log ("progress: ..."), one line updated in place on a terminal, read from the run's event log."""
+    import threading
+
+    from dagster import DagsterEventType
+    from dagster._core.utils import make_new_run_id
+
+    run_id, box = make_new_run_id(), {}
+    worker = threading.Thread(target=lambda: box.update(result=job.execute_in_process(
+        instance=instance, run_config=run_config, tags=tags, run_id=run_id, raise_on_error=False)))
+    worker.start()
+    cursor, live, started = None, False, time.perf_counter()
+    steps: dict[str, float] = {}
+    terminal = sys.stdout.isatty()
+
+    def show(line: str, in_place: bool = False) -> None:
+        nonlocal live
+        if in_place and terminal:
+            print("\r" + line[:150].ljust(150), end="", flush=True)
+            live = True
+            return
+        if live:
+            print()
+            live = False
+        print(line, flush=True)
+
+    while True:
+        alive = worker.is_alive()
+        try:
+            page = instance.get_records_for_run(run_id, cursor=cursor)
+        except Exception:  # noqa: BLE001 - the run is not in storage yet
+            page = None
+        for record in page.records if page else []:
+            entry = record.event_log_entry
+            event = entry.dagster_event
+            clock = f"{time.perf_counter() - started:6.1f} s"
+            if event is None:
+                if entry.user_message.startswith("progress: "):
+                    show(f"{clock}  {entry.step_key}: {entry.user_message.removeprefix('progress: ')}",
+                         in_place=True)
+            elif event.event_type == DagsterEventType.STEP_START:
+                steps[event.step_key] = entry.timestamp
+            elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+                                      DagsterEventType.STEP_SKIPPED):
+                took = entry.timestamp - steps.get(event.step_key, entry.timestamp)
+                word = {DagsterEventType.STEP_SUCCESS: "done", DagsterEventType.STEP_FAILURE: "FAILED",
+                        DagsterEventType.STEP_SKIPPED: "skipped"}[event.event_type]
+                show(f"{clock}  {event.step_key:22s} {word} in {took:5.1f} s")
+        if page is not None:
+            cursor = page.cursor
+        if not alive:
+            break
+        worker.join(0.5)
+    if live:
+        print()
+    return box["result"]
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -368,10 +368,49 @@ def _grpc_ready(port: int):
         return None
 
 
-def test_the_daemon_alone_carries_dropped_files_to_monitoring_and_one_retraining(stack: Stack):
+def test_the_daemon_alone_carries_dropped_files_to_monitoring_and_one_retraining(stack: Stack, request):
     with stack.reporting():
         _scenario(stack)
+        try:
+            browser = request.getfixturevalue("browser")
+        except pytest.skip.Exception as skipped:  # the daemon part stands without a browser, outside CI
+            print(f"UI not checked: {skipped}")
+        else:
+            _check_the_ui(stack, browser)
+            stack.phase("UI checked in Chromium")
     print(stack.report().split("\n")[0])  # the phase timings (shown with -s)
+
+
+def _check_the_ui(stack: Stack, browser) -> None:
+    """What a user sees in the Dagster UI of this very server, in a real browser: the monitoring figures plotted per
+    partition (the Plots view in its partition mode), and the history's trend chart rendered from the metadata."""
+    from pm_assets_tests.conftest import open_page
+
+    base = f"http://127.0.0.1:{stack.web_port}"
+    page, errors = open_page(browser, f"{base}/assets/monitoring", width=1400)
+
+    def dismiss():  # Dagster's community dialog on a first visit
+        page.wait_for_load_state("networkidle")
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.click()
+
+    dismiss()
+    page.get_by_role("button", name="Plots").first.click()
+    page.locator("canvas").nth(4).wait_for(timeout=30_000)  # (the UI's CSP forbids evaluating strings)
+    plotted = page.locator("canvas").count()
+    # partition mode: one point per partition, the footnote says so
+    assert page.get_by_text("When graphing values by partition").count() == 1
+    page.goto(f"{base}/assets/monitoring_history")
+    dismiss()
+    page.locator("tr", has_text="trend").get_by_text("Show Markdown").click()
+    chart = page.locator("img[src^='data:image/svg+xml']")
+    chart.wait_for(timeout=30_000)
+    assert chart.evaluate("image => image.naturalWidth") == 960
+    page.screenshot(path=str(stack.root / "monitoring_history_trend.png"))
+    page.close()
+    assert not [e for e in errors if "graphql" in e.lower()], errors
+    print(f"UI: {plotted} metadata plots of monitoring by partition; the history's trend chart rendered")
 
 
 def _start(stack: Stack) -> dict:

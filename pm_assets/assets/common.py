@@ -39,6 +39,27 @@ def run_summary(**figures) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {text(value)}" for name, value in figures.items())
 
 
+class Progress:
+    """Progress of a long step in its log, at most every ``every`` seconds: ``progress: 120/366 days, 14.2 s,
+    ~29 s left`` (``pm-assets main`` shows these lines as they come)."""
+
+    def __init__(self, log, total: int, unit: str = "days", every: float = 5.0):
+        import time
+
+        self.log, self.total, self.unit, self.every = log, total, unit, every
+        self._clock = time.perf_counter
+        self.started = self.last = self._clock()
+
+    def update(self, done: int) -> None:
+        now = self._clock()
+        if now - self.last < self.every and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.started
+        left = elapsed / done * (self.total - done) if done else float("nan")
+        self.log.info(f"progress: {done}/{self.total} {self.unit}, {elapsed:.1f} s, ~{left:.0f} s left")
+
+
 def naive_utc(t) -> pd.Timestamp:
     """A Dagster time-window bound (tz-aware UTC) as the tz-naive UTC timestamp the tables use."""
     t = pd.Timestamp(t)

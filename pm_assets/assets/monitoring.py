@@ -27,7 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import Progress, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import feature_columns
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
@@ -124,9 +124,12 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     summaries, last = [], None
     keys = context.partition_keys
     ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
+    progress = Progress(context.log, len(keys))
     with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
         written = []
-        for key, result in zip(keys, monitor_days(rows, ends, names, params, importance, config.threads), strict=True):
+        for done, (key, result) in enumerate(zip(keys, monitor_days(rows, ends, names, params, importance,
+                                                                    config.threads), strict=True), start=1):
+            progress.update(done)
             folder = outputs.monitoring_folder(key)
             written.append(writer.submit(write_reports, folder, key, result, params))
             report = folder / REPORT_PAGE
