@@ -20,6 +20,9 @@ DEMO_MACHINES, DEMO_SEED = 100, 42
 #: Drift the live demo injects when asked for one without details: two sensors +2 sd, failures x3.
 DEFAULT_DRIFT_SHIFT = ("volt=2", "pressure=2")
 DEFAULT_DRIFT_FAILURE_FACTOR = 3.0
+#: The demo history of `pm-assets main` drifts (the defaults above) over its last days, so that a newcomer sees the
+#: light turn yellow and red and, with automation on, a retraining (`--no-drift`: the steady fleet of the benchmarks).
+DEMO_DRIFT_DAYS = 21
 
 
 def _today() -> str:
@@ -147,9 +150,15 @@ def _main(args: argparse.Namespace) -> int:
         end = _default_end()
         print(f"no Azure PdM files in {LANDING_DIR}: simulating {DEMO_MACHINES} machines {PARTITION_START}..{end} "
               "(the last day is yesterday)")
+        import pandas as pd
+
+        drift_start = None if args.no_drift else str((pd.Timestamp(end) - pd.Timedelta(days=DEMO_DRIFT_DAYS)).date())
+        if drift_start:
+            print(f"the demo fleet drifts from {drift_start} ({' '.join(DEFAULT_DRIFT_SHIFT)} sd, failures "
+                  f"x{DEFAULT_DRIFT_FAILURE_FACTOR:g}; --no-drift for a steady fleet)")
         _simulate(argparse.Namespace(machines=DEMO_MACHINES, start=PARTITION_START, end=end, seed=DEMO_SEED,
-                                     out=LANDING_DIR, gzip=False, drift_start=None, drift_shift=[],
-                                     drift_failure_factor=1.0))
+                                     out=LANDING_DIR, gzip=False, drift_start=drift_start, drift_shift=[],
+                                     drift_failure_factor=DEFAULT_DRIFT_FAILURE_FACTOR if drift_start else 1.0))
     result, elapsed = _run_history()
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f} s")
     _print_summary(result)
@@ -323,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.set_defaults(func=_simulate)
 
     run = sub.add_parser("main", help="simulate data if the landing folder has none, then materialize the whole history")
+    run.add_argument("--no-drift", action="store_true",
+                     help=f"simulate a steady fleet (default: it drifts over its last {DEMO_DRIFT_DAYS} days)")
     run.set_defaults(func=_main)
 
     live = sub.add_parser("live", help="play a fleet forward into the landing folder, one day every few seconds, "

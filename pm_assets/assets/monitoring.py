@@ -8,6 +8,7 @@ drift_segments.csv, monitoring_summary.json and report.html (self-contained).
 
 import json
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -77,22 +78,45 @@ def _lookback() -> AssetIn:
                                                                 allow_nonexistent_upstream_partitions=True))
 
 
-def write_reports(folder: Path, date: str, result, params: MonitoringParams) -> Path:
-    """The partition's CSVs, JSON summary and HTML report, each written atomically."""
+#: Days of monitoring history the report's trend panel shows.
+TREND_DAYS = 90
+
+
+def past_figures(outputs: OutputsResource, first: str, days: int = TREND_DAYS - 1) -> list[dict]:
+    """The monitoring figures of the ``days`` days before ``first``, from their summaries on disk (days never
+    monitored are skipped): the start of the reports' trend panel in a run that begins at ``first``."""
+    rows = []
+    for day in pd.date_range(end=pd.Timestamp(first) - pd.Timedelta(days=1), periods=days).strftime("%Y-%m-%d"):
+        path = outputs.monitoring_folder(day) / "monitoring_summary.json"
+        if path.exists():
+            figures = json.loads(path.read_text()).get("figures")
+            if figures:
+                rows.append(figures | {"date": pd.Timestamp(figures["date"])})
+    return rows
+
+
+def write_reports(folder: Path, date: str, result, params: MonitoringParams, figures: dict | None = None,
+                  trend: pd.DataFrame | None = None) -> Path:
+    """The partition's CSVs, JSON summary (with the day's ``figures``, the row of the monitoring table) and HTML
+    report (with the trend of ``trend``, the figures of the last 90 days), each written atomically."""
     tables = {"drift_features": result.drift_features, "drift_scores": result.drift_scores,
               "performance": result.performance, "drift_weighted": result.drift_weighted,
               "drift_segments": result.drift_segments}
     for name, table in tables.items():
         write_bytes_atomic(folder / f"{name}.csv", table.to_csv(index=False).encode())
     summary = result.summary() | {"date": date, "feature_psi_alert": params.feature_psi_alert}
+    if figures is not None:
+        summary["figures"] = figures | {"date": date}
     write_bytes_atomic(folder / "monitoring_summary.json",
                        json.dumps(to_json_safe(summary), indent=2, allow_nan=False).encode())
     top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
     ref, prod = result.reference_rows, result.production_rows
     samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
     samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
+    chart = trend_svg(trend, params.score_psi_alert, width=1180, title=f"The last {TREND_DAYS} days") \
+        if trend is not None and len(trend) else None
     page = render(date, to_json_safe(summary), result.drift_features, result.drift_scores, result.performance,
-                  result.drift_segments, samples)
+                  result.drift_segments, samples, trend_svg=chart, score_psi_alert=params.score_psi_alert)
     write_bytes_atomic(folder / REPORT_PAGE, page.encode())
     return folder / REPORT_PAGE
 
@@ -125,13 +149,13 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     keys = context.partition_keys
     ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
     progress = Progress(context.log, len(keys))
+    recent = deque(past_figures(outputs, keys[0]), maxlen=TREND_DAYS)  # the reports' trend panel
     with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
         written = []
         for done, (key, result) in enumerate(zip(keys, monitor_days(rows, ends, names, params, importance,
                                                                     config.threads), strict=True), start=1):
             progress.update(done)
             folder = outputs.monitoring_folder(key)
-            written.append(writer.submit(write_reports, folder, key, result, params))
             report = folder / REPORT_PAGE
             perf = result.performance.set_index("period")
             row = {
@@ -152,6 +176,10 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
                 "report": str(report),
             }
             summaries.append(row)
+            recent.append(row)
+            figures = {k: (v if not isinstance(v, pd.Timestamp) else str(v.date())) for k, v in row.items()}
+            written.append(writer.submit(write_reports, folder, key, result, params, to_json_safe(figures),
+                                         history_table(pd.DataFrame(list(recent)))))
             context.add_asset_metadata(shown({
                 "traffic_light": result.light,
                 "light_code": row["light_code"],

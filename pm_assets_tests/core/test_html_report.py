@@ -169,8 +169,8 @@ def test_histogram_draws_finite_bars(reference, production):
     heights = [float(h) for h in re.findall(r'<rect [^>]*height="([^"]+)"', out)]
     assert len(heights) == 2 * bins  # a reference and a production bar per bin
     assert "nan" not in out.lower() and "inf" not in out.lower()
-    assert all(0 <= h <= height - 30 for h in heights)
-    assert max(heights) == pytest.approx(height - 30, abs=0.05)  # the tallest density fills the plot
+    assert all(0 <= h <= height - 50 for h in heights)
+    assert max(heights) == pytest.approx(height - 50, abs=0.05)  # the tallest density fills the plot
 
 
 def test_histogram_densities_match_numpy():
@@ -183,7 +183,7 @@ def test_histogram_densities_match_numpy():
     d_ref = np.histogram(np.clip(ref, lo, hi), edges)[0] / len(ref)
     d_prod = np.histogram(np.clip(prod, lo, hi), edges)[0] / len(prod)
     top = max(d_ref.max(), d_prod.max())
-    expected = np.column_stack([d_ref, d_prod]).ravel() / top * 100
+    expected = np.column_stack([d_ref, d_prod]).ravel() / top * (130 - 50)
     np.testing.assert_allclose(heights, expected, atol=0.051)
 
 
@@ -213,3 +213,38 @@ def test_bar_chart_lengths_are_proportional_and_labels_escaped():
     np.testing.assert_allclose(np.array(widths) / widths[1], np.array(values) / 0.4, atol=1e-3)
     assert "&lt;x&gt;" in out and "<x>" not in out
     assert "alert 0.2" in out
+
+
+# --- read as a person reads it --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "text"), [(-0.0000001, "0"), (0.0843721279514446, "0.0844"), (7200, "7,200"),
+                                             (float("nan"), "–"), (12345.6, "12,346"), (True, "yes")])
+def test_numbers_are_shown_rounded_never_minus_zero(value, text):
+    from pm_assets.core.html_report import fmt
+
+    assert fmt(value) == text
+
+
+def test_report_says_what_a_person_needs_and_prints_no_python(report):
+    page, summary, _, _ = report
+    assert "{'" not in page and "-0.000" not in page and "nan" not in page.lower().replace("nanosecond", "")
+    assert "snapshots," in page and "with mature labels" in page  # the windows' sizes, in words
+    assert "share of rows per bin" in page and "reference n=" in page  # labelled histogram axes and counts
+    assert "p_any (log scale" in page  # the score on a log scale
+
+
+def test_a_report_loads_in_a_browser_with_its_charts(report, browser, tmp_path):
+    from pm_assets_tests.conftest import open_page
+
+    page_html, summary, samples, result = report
+    path = tmp_path / "report.html"
+    path.write_text(page_html)
+    page, errors = open_page(browser, path.as_uri())
+    assert errors == []
+    assert page.locator("svg.histogram").count() == len(samples)
+    assert page.locator("svg.histogram text").count() >= 10 * len(samples)  # title, 3 + 5 ticks, caption
+    assert page.locator(".card").count() == 4
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # fits a 1,280 px screen
+    # drifted features in colour, one row each
+    assert page.locator("#features tr.drift").count() == int(result.drift_features["drifted"].sum()) > 0
+    page.close()
