@@ -69,9 +69,26 @@ def raw_check_specs(spec: TableSpec, asset_name: str | None = None) -> list[Asse
     return specs
 
 
-def _sample_md(rejected: pd.DataFrame, rules: tuple[str, ...]) -> MetadataValue:
-    hit = rejected.loc[np.array([any(r in rules for r in rs.split(",")) for rs in rejected["rules"]], dtype=bool)]
-    return MetadataValue.md(markdown_table(hit.head(SAMPLE_ROWS)[["source_line", "reason"]]))
+#: Days named in a check's metadata (the rest are counted).
+SHOWN_DAYS = 20
+
+
+def _hits(rejected: pd.DataFrame, rules: tuple[str, ...]) -> pd.DataFrame:
+    return rejected.loc[np.array([any(r in rules for r in rs.split(",")) for rs in rejected["rules"]], dtype=bool)]
+
+
+def _sample_md(hit: pd.DataFrame) -> MetadataValue:
+    columns = [c for c in ("staged_day", "source_file", "source_line", "reason") if c in hit]
+    return MetadataValue.md(markdown_table(hit.head(SAMPLE_ROWS)[columns]))
+
+
+def _days(hit: pd.DataFrame) -> str:
+    """Which days (partitions) the quarantined rows of a check belong to: a run over many days says where."""
+    if "staged_day" not in hit or hit.empty:
+        return "none"
+    days = sorted(hit["staged_day"].astype(str).unique())
+    more = f" and {len(days) - SHOWN_DAYS} more" if len(days) > SHOWN_DAYS else ""
+    return ", ".join(days[:SHOWN_DAYS]) + more
 
 
 def raw_check_results(
@@ -102,12 +119,14 @@ def raw_check_results(
             continue
         n_stored = sum(stored[r] for r in rules)
         n_quarantined = sum(quarantined[r] for r in rules)
+        hit = _hits(result.rejected, rules)
         yield AssetCheckResult(
             asset_key=asset_name, check_name=name, passed=n_stored == 0 and n_quarantined == 0,
             severity=AssetCheckSeverity.ERROR if n_stored or (n_quarantined and name in ERROR_WHEN_QUARANTINED)
             else AssetCheckSeverity.WARN,
+            description=(f"{n_quarantined:,} rows quarantined, days {_days(hit)}" if n_quarantined else None),
             metadata=shown({"stored_violations": n_stored, "quarantined_rows": n_quarantined,
-                      "quarantined_sample": _sample_md(result.rejected, rules)}),
+                            "days": _days(hit), "quarantined_sample": _sample_md(hit)}),
         )
     if completeness is not None:
         incomplete = completeness[completeness["missing_hours"] > 0]

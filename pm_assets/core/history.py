@@ -182,6 +182,7 @@ def index_html(history: pd.DataFrame, folder: Path, score_psi_alert: float = 0.2
 body {{ font-family: Helvetica, Arial, sans-serif; max-width: 1240px; margin: 1.5em auto; padding: 0 1em; color: #212121; }}
 h1 {{ font-size: 1.5em; }} table {{ border-collapse: collapse; width: 100%; font-size: 0.9em; }}
 th, td {{ border-bottom: 1px solid #e0e0e0; padding: 4px 6px; text-align: left; }} td.num {{ text-align: right; }}
+td:first-child, td:nth-child(2) {{ white-space: nowrap; }}
 .light {{ display: inline-block; padding: 1px 8px; border-radius: 9px; color: white; font-weight: bold; }}
 .light.green {{ background: #2e7d32; }} .light.yellow {{ background: #f9a825; color: #212121; }}
 .light.red {{ background: #c62828; }} svg {{ max-width: 100%; height: auto; }}

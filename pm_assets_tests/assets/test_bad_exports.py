@@ -116,6 +116,9 @@ def test_one_bad_line_costs_only_its_row(real_files, reference, instance, tmp_pa
     assert row["source_file"] == TELEMETRY and row["source_line"] == 101 and row["raw_line"] == bad_line
     assert row["rules"] == "unparseable_value" and row["reason"].startswith(reason)
     accounted = checks(result)[("telemetry", "rows_accounted")]
+    # a run over ten days says on which day the check found the row
+    check = checks(result)[("telemetry", "no_missing_or_unparseable_values")]
+    assert check.metadata["days"].value == ("none" if partition == "unplaced" else partition)
     # a row without a readable time is in no partition: source_files quarantined it (unplaced)
     assert accounted.passed and accounted.metadata["rows_in"].value == (701 if partition == "unplaced" else 702)
 
