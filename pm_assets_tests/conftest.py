@@ -38,10 +38,11 @@ def _skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium driven by Playwright, one for the whole session. Skips when either is missing (fails
-    under CI=true: .ci/run installs both)."""
+    """Headless Debian Chromium driven by Playwright, one per test module (Playwright's sync API keeps an event loop
+    on the main thread while it runs: closed with the module, it does not outlive the browser tests). Skips when
+    either is missing (fails under CI=true: .ci/run installs both)."""
     import shutil
 
     try:
