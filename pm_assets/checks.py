@@ -53,23 +53,18 @@ def _applies(check: str, spec: TableSpec) -> bool:
     return True
 
 
-BLOCKING = frozenset({"schema_and_dtypes", "rows_accounted"})
-
-
-def raw_check_specs(spec: TableSpec, asset_name: str | None = None, partitions_def=None) -> list[AssetCheckSpec]:
-    """The checks of a raw table; with ``partitions_def`` (the daily tables) each is evaluated per partition."""
+def raw_check_specs(spec: TableSpec, asset_name: str | None = None) -> list[AssetCheckSpec]:
     asset_name = asset_name or spec.name
-    extra = {"partitions_def": partitions_def} if partitions_def is not None else {}
     specs = [
-        AssetCheckSpec("schema_and_dtypes", asset=asset_name, blocking=True, **extra,
+        AssetCheckSpec("schema_and_dtypes", asset=asset_name, blocking=True,
                        description="Columns, order and stored dtypes as in pm_assets.core.schema."),
-        AssetCheckSpec("rows_accounted", asset=asset_name, blocking=True, **extra,
+        AssetCheckSpec("rows_accounted", asset=asset_name, blocking=True,
                        description="Rows in the source window == rows kept + rows quarantined."),
     ]
-    specs += [AssetCheckSpec(name, asset=asset_name, description=desc, **extra)
+    specs += [AssetCheckSpec(name, asset=asset_name, description=desc)
               for name, (_, desc) in RULE_CHECKS.items() if _applies(name, spec)]
     if spec.name == "telemetry":
-        specs.append(AssetCheckSpec(COMPLETENESS_CHECK, asset=asset_name, **extra,
+        specs.append(AssetCheckSpec(COMPLETENESS_CHECK, asset=asset_name,
                                     description="Every machine has every hour of the window the source covers."))
     return specs
 
@@ -148,42 +143,3 @@ def raw_check_results(
                 "worst_machines": MetadataValue.md(markdown_table(worst)),
             }),
         )
-
-
-def partition_check_evaluations(spec: TableSpec, keys: list[str], rows_in: pd.Series, result: ValidationResult,
-                                machine_ids, coverage: dict[str, float] | None = None) -> Iterator:
-    """Every check of a daily raw table, evaluated for each partition of the run (so that the UI shows which day
-    failed): the checks of :func:`raw_check_results` on each day's rows, as ``AssetCheckEvaluation`` events with
-    their partition (a run over many days yields one result per check, and one evaluation per check and day).
-    ``rows_in``: rows per staged day; ``coverage``: telemetry's kept share of the expected machine-hours per day.
-    A blocking check failing on any day fails the step afterwards, naming the days."""
-    from dagster import AssetCheckEvaluation, AssetKey, Failure, Output
-
-    from pm_assets.assets.common import by_day
-    from pm_assets.core.validation import STAGED_DAY
-
-    kept = dict(list(by_day(result.kept, spec.time_column))) if len(result.kept) else {}
-    rejected = dict(list(result.rejected.groupby(STAGED_DAY))) if len(result.rejected) else {}
-    no_kept, no_rejected = result.kept.iloc[:0], result.rejected.iloc[:0]
-    per_check: dict[str, list] = {}
-    for key in keys:
-        day = ValidationResult(kept=kept.get(key, no_kept).reset_index(drop=True),
-                               rejected=rejected.get(key, no_rejected).reset_index(drop=True))
-        for outcome in raw_check_results(spec, int(rows_in.get(key, 0)), day, machine_ids):
-            per_check.setdefault(outcome.check_name, []).append((key, outcome))
-        if coverage is not None:
-            share = coverage.get(key)
-            per_check.setdefault(COMPLETENESS_CHECK, []).append((key, AssetCheckResult(
-                check_name=COMPLETENESS_CHECK, passed=share is None or share >= 1.0, severity=AssetCheckSeverity.WARN,
-                metadata=shown({"coverage": share if share is not None else float("nan")}))))
-    failed = []
-    for name, outcomes in per_check.items():
-        yield Output(None, output_name=f"{spec.name}_{name}")  # the check's output: its evaluations follow
-        for key, outcome in outcomes:
-            yield AssetCheckEvaluation(asset_key=AssetKey(spec.name), check_name=name, passed=outcome.passed,
-                                       severity=outcome.severity, description=outcome.description,
-                                       metadata=outcome.metadata, partition=key, blocking=name in BLOCKING)
-            if name in BLOCKING and not outcome.passed and outcome.severity == AssetCheckSeverity.ERROR:
-                failed.append(f"{name} on {key}")
-    if failed:
-        raise Failure(f"{len(failed)} blocking check(s) failed: " + ", ".join(failed[:10]))

@@ -2,13 +2,10 @@
 
 import warnings
 
-from dagster import BetaWarning, PreviewWarning
+from dagster import BetaWarning
 
 # Two beta parameters of Dagster 1.13 are used on purpose: single-run backfills (`backfill_policy`) and lookback
 # windows that start before the first partition (`allow_nonexistent_upstream_partitions`). Their warning would be
 # printed by every process that loads the code (code server, every run worker), so exactly these are silenced.
 for _parameter in ("backfill_policy", "allow_nonexistent_upstream_partitions"):
     warnings.filterwarnings("ignore", message=rf"Parameter `{_parameter}` .* is currently in beta", category=BetaWarning)
-# and one preview feature: checks per partition (`AssetCheckSpec(partitions_def=...)`), so that a raw table's checks
-# say which day failed
-warnings.filterwarnings("ignore", message=r"Specifying a partitions_def on an AssetCheckSpec", category=PreviewWarning)

@@ -33,7 +33,7 @@ from dagster import (
 from pydantic import Field
 
 from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
-from pm_assets.checks import partition_check_evaluations, raw_check_results, raw_check_specs
+from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
 from pm_assets.core.markdown import markdown_table
@@ -281,7 +281,7 @@ def build_raw_table_asset(spec: TableSpec):
         **daily_partitioned(spec.time_column),
         deps=[source_files],
         ins={"machines": AssetIn()},
-        check_specs=raw_check_specs(spec, partitions_def=daily_partitions),
+        check_specs=raw_check_specs(spec),
         description=RAW_DESCRIPTIONS[spec.name] + " Built from every landed file that brought rows for the day "
         "(partition metadata `source_files`).",
     )
@@ -298,24 +298,22 @@ def build_raw_table_asset(spec: TableSpec):
             partition_meta["source_files"] = files_per_day.get(key, "none")
             context.add_asset_metadata(shown(partition_meta), partition_key=key)
         meta = _metadata(spec, landing, rows, result, keys)
-        coverage = None
+        completeness = None
         if spec.name == "telemetry":
             grid = expected_hours(naive_utc(window.start), naive_utc(window.end), rows["datetime"].min(), rows["datetime"].max())
             completeness = hourly_completeness(result.kept, machine_ids, grid)
             # per day: kept rows (unique and on the hour) over machines x expected hours of that day
             expected = pd.Series(1, index=grid).groupby(grid.strftime("%Y-%m-%d")).size() * len(machine_ids)
             kept_per_day = by_day(result.kept).size()
-            coverage = {key: float(kept_per_day.get(key, 0) / expected[key]) for key in keys if expected.get(key, 0)}
-            for key, share in coverage.items():
-                context.add_asset_metadata(shown({"coverage": share}), partition_key=key)
+            for key in keys:
+                if expected.get(key, 0):
+                    context.add_asset_metadata(shown({"coverage": float(kept_per_day.get(key, 0) / expected[key])}),
+                                               partition_key=key)
             meta["run"] += ", " + run_summary(
                 coverage=float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
                 machines_complete=int((completeness["missing_hours"] == 0).sum()))
-            incomplete = completeness[completeness["missing_hours"] > 0].sort_values("missing_hours", ascending=False)
-            meta["incomplete_machines"] = MetadataValue.md(markdown_table(incomplete.head(10)))
         yield Output(result.kept, metadata=shown(meta))
-        # one evaluation per check and day: the UI shows which day a check failed on
-        yield from partition_check_evaluations(spec, keys, rows.groupby(STAGED_DAY).size(), result, fleet, coverage)
+        yield from raw_check_results(spec, len(rows), result, fleet, completeness)
 
     return _raw_table
 

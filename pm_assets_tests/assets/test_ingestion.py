@@ -33,41 +33,12 @@ def stored(out: Path, table: str) -> pd.DataFrame:
     return read_partitions(sorted((out / "warehouse" / table).glob("*.parquet")))
 
 
-class _Value:
-    def __init__(self, value):
-        self.value = value
-
-
-class CheckOverRun:
-    """The evaluations of one check in a run, one per partition for the daily tables, read as one: passed when every
-    day passed, the worst severity of the failures, numbers summed over the days, texts other than "none" joined."""
-
-    def __init__(self, evaluations: list):
-        self.by_partition = {e.partition: e for e in evaluations}
-        failed = [e for e in evaluations if not e.passed]
-        self.passed = not failed
-        severities = [e.severity for e in failed] or [evaluations[-1].severity]
-        self.severity = AssetCheckSeverity.ERROR if AssetCheckSeverity.ERROR in severities else severities[0]
-        self.description = "; ".join(dict.fromkeys(e.description for e in evaluations if e.description)) or None
-        self.metadata = {}
-        for key in evaluations[-1].metadata:
-            values = [e.metadata[key].value for e in evaluations if key in e.metadata]
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                self.metadata[key] = _Value(sum(values) if len(values) > 1 else values[0])
-            elif all(isinstance(v, str) for v in values):
-                shown = [v for v in dict.fromkeys(values) if v != "none"]
-                self.metadata[key] = _Value(", ".join(shown) if shown else "none")
-            else:
-                self.metadata[key] = evaluations[-1].metadata[key]
-
-
-def checks(result) -> dict[tuple[str, str], CheckOverRun]:
-    grouped: dict[tuple[str, str], list] = {}
-    for e in result.all_events:
-        if e.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = e.event_specific_data
-            grouped.setdefault((data.asset_key.to_user_string(), data.check_name), []).append(data)
-    return {key: CheckOverRun(evaluations) for key, evaluations in grouped.items()}
+def checks(result) -> dict[tuple[str, str], object]:
+    return {
+        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name): e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
 
 
 def materialization_metadata(result, asset: str) -> dict[str | None, dict]:
@@ -115,13 +86,13 @@ def test_real_q1_telemetry_complete_for_its_20_machines(real_q1):
     assert telemetry.groupby("machineID").size().eq(90 * 24).all()
     quarantined = pd.concat([pd.read_parquet(f) for f in (out / "quarantine" / "telemetry").glob("*.parquet")])
     assert len(quarantined) == 0
+    completeness = checks(result)[("telemetry", "hourly_completeness")]
+    meta = {k: v.value for k, v in completeness.metadata.items()}
     # the other 80 machines of the machines table have no telemetry in this subset: reported, not hidden
-    by_partition = materialization_metadata(result, "telemetry")
-    assert "coverage 0.2, machines complete 20" in by_partition["2015-03-01"]["run"]
-    completeness = checks(result)[("telemetry", "hourly_completeness")].by_partition
-    assert not completeness["2015-02-01"].passed and completeness["2015-02-01"].metadata["coverage"].value == 0.2
-    assert completeness["2015-06-01"].passed  # outside the file's span: nothing was expected
+    assert meta["machines_complete"] == 20 and meta["machines_without_data"] == 80
+    assert meta["missing_machine_hours"] == 80 * 90 * 24
     # per partition: 20 of the 100 machines report every expected hour (from 06:00 on the file's first day)
+    by_partition = materialization_metadata(result, "telemetry")
     assert by_partition["2015-01-01"]["dagster/row_count"] == 20 * 18
     assert by_partition["2015-01-01"]["coverage"] == pytest.approx(0.2, abs=1e-12)
     assert by_partition["2015-02-01"]["coverage"] == pytest.approx(0.2, abs=1e-12)
@@ -150,9 +121,8 @@ def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instanc
     assert not completeness.passed and completeness.severity == AssetCheckSeverity.WARN
     # expected: 100 machines x the hours from the file's first hour (2015-01-01 06:00) to the last partition's end
     hours = len(pd.date_range("2015-01-01 06:00", "2016-01-01 06:00", freq="h"))
-    # shown to 4 significant digits in the run's summary; the check says it per day
-    assert f"coverage {144_262 / (100 * hours):.4g}" in by_partition["2015-06-01"]["run"]
-    assert completeness.by_partition["2015-06-01"].metadata["coverage"].value == by_partition["2015-06-01"]["coverage"]
+    # shown to 4 significant digits
+    assert completeness.metadata["coverage"].value == float(f"{144_262 / (100 * hours):.4g}")
 
 
 # A small hand-made dataset with bad rows, in the Kaggle format.
