@@ -1,4 +1,5 @@
-"""Monitoring: drift and performance of the champion's inputs and scores, a traffic light, and reports.
+"""Monitoring: drift and performance of the champion's inputs and scores, a traffic light, reports, and the
+history of every monitored day (``monitoring_history``: a table, a trend chart, an index page).
 
 Partitioned by day, so its history is a time series in the UI. For partition D the production window is the 14
 days ending with D and the reference window the 60 days before (``MonitoringConfig``). Every partition writes
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
+    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -22,7 +24,6 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
-    AllPartitionMapping,
     TimeWindowPartitionMapping,
     asset,
 )
