@@ -110,12 +110,12 @@ def histogram(reference, production, title: str, bins: int = 20, width: int = 38
     d_ref = np.histogram(np.clip(ref, lo, hi), edges)[0] / len(ref)
     d_prod = np.histogram(np.clip(prod, lo, hi), edges)[0] / len(prod)
     top = max(d_ref.max(), d_prod.max(), 1e-9)
-    left, bottom, plot_h = 42, 36, height - 30
-    plot_w = width - left - 8
+    left, bottom, plot_h = 48, 36, height - 30
+    plot_w = width - left - 16  # room for the last tick label
     bar = plot_w / bins
 
     def shown(edge: float) -> str:
-        return fmt(10 ** edge) if log else fmt(edge)
+        return f"{10 ** edge:.2g}" if log else fmt(edge)  # a log axis spans decades: 1e-05 .. 1
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + bottom}" font-size="10" '
              f'role="img" class="histogram"><text x="{left}" y="11" font-weight="bold">{html.escape(title)}</text>']
@@ -135,7 +135,10 @@ def histogram(reference, production, title: str, bins: int = 20, width: int = 38
                      f'<text x="{x:.1f}" y="{height + 13}" text-anchor="middle">{shown(edges[j])}</text>')
     parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{height}" y2="{height}" stroke="#616161"/>'
                  f'<text x="{left + plot_w / 2:.1f}" y="{height + 26}" text-anchor="middle">{html.escape(title)}'
-                 f'{html.escape(note)}; share of rows per bin; reference n={len(ref):,}, production n={len(prod):,}</text>')
+                 f'{html.escape(note)}</text>'
+                 f'<text x="{left}" y="24" fill="#616161">reference n={len(ref):,}, production n={len(prod):,}</text>'
+                 f'<text x="9" y="{height - plot_h / 2:.1f}" transform="rotate(-90 9 {height - plot_h / 2:.1f})" '
+                 f'text-anchor="middle" fill="#616161">share of rows per bin</text>')
     parts.append("</svg>")
     return "".join(parts)
 
