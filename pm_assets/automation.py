@@ -140,7 +140,7 @@ def _next_day(day: str) -> str:
     return (np.datetime64(day) + np.timedelta64(1, "D")).astype(str)
 
 
-def _day_before_str(day: str) -> str:
+def _previous_day(day: str) -> str:
     return (np.datetime64(day) - np.timedelta64(1, "D")).astype(str)
 
 
@@ -176,7 +176,7 @@ def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list
         notes.append(f"{f['name']} cannot be read: {f['error']}")
         day = declared_day(f["name"])
         if f["table"] != "machines" and first_day < end_day:
-            day = day if day is not None and first_day <= day < end_day else _day_before_str(end_day)
+            day = day if day is not None and first_day <= day < end_day else _previous_day(end_day)
             f = {**f, "first": day, "last": day}
         requests.append(_ingest_request([f]))
     for group in _group_by_days(good):
@@ -369,7 +369,7 @@ def _recent_sensor_retraining(instance, partition: str) -> str | None:
 # --- schedules -----------------------------------------------------------------------------------------------
 
 def _day_before(context: ScheduleEvaluationContext) -> str:
-    return (np.datetime64(context.scheduled_execution_time.strftime("%Y-%m-%d")) - np.timedelta64(1, "D")).astype(str)
+    return _previous_day(context.scheduled_execution_time.strftime("%Y-%m-%d"))
 
 
 @schedule(job=ingest_job, cron_schedule="30 0 * * *", execution_timezone="UTC", default_status=SCHEDULE_STATUS,

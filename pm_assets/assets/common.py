@@ -1,5 +1,7 @@
 """Small helpers every asset module uses: time windows as naive UTC timestamps, schemas, per-day counts."""
 
+import time
+
 import numpy as np
 import pandas as pd
 from dagster import TableColumn, TableSchema
@@ -44,14 +46,11 @@ class Progress:
     ~29 s left`` (``pm-assets main`` shows these lines as they come)."""
 
     def __init__(self, log, total: int, unit: str = "days", every: float = 5.0):
-        import time
-
         self.log, self.total, self.unit, self.every = log, total, unit, every
-        self._clock = time.perf_counter
-        self.started = self.last = self._clock()
+        self.started = self.last = time.perf_counter()
 
     def update(self, done: int) -> None:
-        now = self._clock()
+        now = time.perf_counter()
         if now - self.last < self.every and done < self.total:
             return
         self.last = now

@@ -251,8 +251,9 @@ def machines(context: AssetExecutionContext, landing: LandingResource):
 def maintenance_history(context: AssetExecutionContext, landing: LandingResource, machines: pd.DataFrame):
     staging = landing.staging()
     first = daily_partitions.get_first_partition_key()
-    fail_if_unreadable(landing, MAINTENANCE.name, [d for d in staging.days(MAINTENANCE.name) if d < first])
-    rows = staging.read(MAINTENANCE.name, [d for d in staging.days(MAINTENANCE.name) if d < first])
+    days = [d for d in staging.days(MAINTENANCE.name) if d < first]
+    fail_if_unreadable(landing, MAINTENANCE.name, days)
+    rows = staging.read(MAINTENANCE.name, days)
     fleet = landing.fleet(machines)
     result = validate_rows(rows, MAINTENANCE, fleet)
     _quarantine(landing, MAINTENANCE, result.rejected, ["history"])

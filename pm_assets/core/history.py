@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-LIGHT_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "red": "#c62828"}
-SERIES_COLOURS = {"reference": "#1f77b4", "production": "#ff7f0e", "estimate": "#9467bd", "alerts": "#c62828"}
+from pm_assets.core.html_report import LIGHT_COLOURS, PROD_COLOUR, REF_COLOUR, fmt
+
+SERIES_COLOURS = {"reference": REF_COLOUR, "production": PROD_COLOUR, "estimate": "#9467bd",
+                  "alerts": LIGHT_COLOURS["red"]}
 #: The columns of the history, in order (one row per monitored day).
 HISTORY_COLUMNS = ["date", "traffic_light", "light_code", "alert_count", "alerts", "retrain_recommended", "score_psi",
                    "n_drifted_features", "top_drifted", "auc_reference", "auc_production", "ap_reference",
@@ -144,11 +146,7 @@ def svg_data_uri(svg: str) -> str:
 # --- the index page --------------------------------------------------------------------------------------------------
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.3f}"
-    return html.escape(str(value))
+    return html.escape(fmt(value, digits=4))
 
 
 def index_html(history: pd.DataFrame, folder: Path, score_psi_alert: float = 0.25) -> str:

@@ -42,14 +42,14 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame, row_class=None, numeric: bool = True, table_id: str = "") -> str:
+def _table(frame: pd.DataFrame, row_class=None, table_id: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for i, row in enumerate(frame.itertuples(index=False)):
         css = row_class(i) if row_class else ""
         cells = []
         for v in row:
-            number = numeric and isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+            number = isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
             cells.append(('<td class="num">' if number else "<td>") + html.escape(fmt(v)) + "</td>")
         rows.append((f'<tr class="{css}">' if css else "<tr>") + "".join(cells) + "</tr>")
     ident = f' id="{table_id}"' if table_id else ""

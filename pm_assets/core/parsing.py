@@ -107,11 +107,6 @@ def read_bytes(path: str | Path) -> bytes:
     return data
 
 
-def read_text(path: str | Path) -> str:
-    """The file's text (see :func:`read_bytes`)."""
-    return read_bytes(path).decode("utf-8")
-
-
 def read_header(path: Path, first_line: str, spec: TableSpec) -> list[str]:
     """The file's header (quoted or not), checked: every column of ``spec`` is there, by name, in any order.
     Columns the spec does not know are allowed (an export may add a sensor): the caller reports them."""
@@ -189,9 +184,8 @@ def _convert(values: pa.Array, kind: str, column: str) -> tuple[np.ndarray | pd.
             ok = pc.fill_null(pc.match_substring_regex(values, NUMBER), True).to_numpy(zero_copy_only=False)
             numbers = pc.cast(pc.utf8_trim_whitespace(pc.if_else(pa.array(ok), values, None)), pa.float64())
             bad = ~ok
-            text = values
         else:
-            numbers, bad, text = pc.cast(values, pa.float64()), np.zeros(len(values), bool), None
+            numbers, bad = pc.cast(values, pa.float64()), np.zeros(len(values), bool)
         out = numbers.to_numpy(zero_copy_only=False).astype("float64")
         if kind != "float":
             fractional = np.isfinite(out) & (out != np.floor(out)) | np.isinf(out)
@@ -199,8 +193,7 @@ def _convert(values: pa.Array, kind: str, column: str) -> tuple[np.ndarray | pd.
             out[fractional] = np.nan
         positions = np.flatnonzero(bad)
         what = "a number" if kind == "float" else "an integer"
-        shown = text if text is not None else values
-        problems = [f"{column}: not {what} {_quote(str(shown[int(p)].as_py()))}" for p in positions]
+        problems = [f"{column}: not {what} {_quote(str(values[int(p)].as_py()))}" for p in positions]
         return out, positions, problems
     return np.asarray(values.to_pandas(), dtype=object) if isinstance(values, (pa.Array, pa.ChunkedArray)) \
         else np.asarray(values, dtype=object), np.zeros(0, np.int64), []

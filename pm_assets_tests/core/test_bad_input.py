@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
-from pm_assets.core import parsing
 from pm_assets.core.landing import Staging, list_landed, unusable
 from pm_assets.core.parsing import LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN, SourceFileError, read_source_csv
 from pm_assets.core.schema import TELEMETRY
 from pm_assets.core.simulate import CORRUPTIONS, corrupt_csv
 from pm_assets.core.validation import validate_rows
 from pm_assets_tests.conftest import Q1_SUBSET
+from pm_assets_tests.core.test_parsing import read_slow
 
 MACHINE_IDS = [1, 2, 3]
 
@@ -202,24 +201,13 @@ def test_implausible_timestamps_are_staged_without_a_day_and_quarantined(real_li
 
 # --- the fast reader agrees with the line-by-line parser on a corrupted file --------------------------------------
 
-def read_line_by_line(path: Path) -> pd.DataFrame:
-    def refuse(*args):
-        raise pa.ArrowInvalid("forced: every line parsed alone")
-
-    original, parsing._arrow_parse = parsing._arrow_parse, refuse
-    try:
-        return read_source_csv(path, TELEMETRY)
-    finally:
-        parsing._arrow_parse = original
-
-
-def test_a_corrupted_file_reads_as_the_line_by_line_parser_reads_it(real_data_dir, tmp_path):
+def test_a_corrupted_file_reads_as_the_line_by_line_parser_reads_it(real_data_dir, tmp_path, monkeypatch):
     lines = gzip.decompress((real_data_dir / Q1_SUBSET).read_bytes()).decode().splitlines()[:20_001]
     clean = write_lines(tmp_path, lines, "clean.csv", eol="\r\n")
     counts = corrupt_csv(clean, tmp_path / "bad.csv", fraction=0.01, seed=3)
     assert set(counts) == set(CORRUPTIONS) and sum(counts.values()) == 200
     fast = read_source_csv(tmp_path / "bad.csv", TELEMETRY)
-    slow = read_line_by_line(tmp_path / "bad.csv")
+    slow = read_slow(tmp_path / "bad.csv", TELEMETRY, monkeypatch)
     columns = [*TELEMETRY.columns, LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN]
     pd.testing.assert_frame_equal(fast[columns], slow[columns])
     problems = fast[fast[PROBLEM_COLUMN] != ""]
