@@ -222,11 +222,16 @@ def _ingest_request(files: list[dict]) -> RunRequest:
         description="Watches the landing folder: each file whose sha256 is not in the ledger is staged and its days' "
         "raw partitions built, in one ingest_job run per group of files with touching days (run key: their hashes, "
         "so a re-copied file starts nothing). A file that cannot be read gets a run of its own, in which its table's "
-        "asset fails naming the file and line; it is tried again only when its bytes change.")
+        "asset fails naming the file and line; it is tried again only when its bytes change. Waits while an ingest_job "
+        "or main_job run is queued or running.")
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
-    history = _active_runs(context.instance, [main_job.name])
-    if history:  # it stages every file of the landing folder itself
-        return SkipReason(f"main_job run {history[0].run_id} is ingesting the landing folder")
+    active = _active_runs(context.instance, [main_job.name, ingest_job.name])
+    if active:
+        # main_job stages every file of the landing folder itself. An ingest_job run's files reach the ledger only
+        # when its first step runs: planning now would group them again with files that landed since, under a
+        # new run key, and ingest their days twice.
+        return SkipReason(f"{active[0].job_name} run {active[0].run_id} is ingesting ({active[0].status.value}): "
+                          "new files are planned once it has ended")
     cursor = json.loads(context.cursor) if context.cursor else {}
     requests, notes, seen = plan_landing(landing, cursor)
     if not requests:

@@ -181,6 +181,26 @@ def test_landing_sensor_gives_an_unreadable_file_a_run_of_its_own(fresh_instance
     assert len(others) == 1 and _range(others[0]) == ("2015-01-20", "2015-01-20")
 
 
+def test_landing_sensor_waits_for_the_active_ingest_run_and_plans_only_the_files_it_did_not_take(
+        fresh_instance, landing, fleet):
+    # a drop lands file by file: the first tick sees part of it and requests a run for those files
+    write_day_files(fleet, "2015-01-20", landing.landing_dir)
+    first = sensor_tick(landing_sensor, fresh_instance, {"landing": landing})
+    (request,) = first.run_requests
+    fresh_instance.add_run(DagsterRun(job_name="ingest_job", run_id="c" * 36, status=DagsterRunStatus.STARTED))
+    write_day_files(fleet, "2015-01-21", landing.landing_dir)
+    # while that run has not staged its files, planning would group them again with the new ones under a new run
+    # key and ingest 01-20 twice: the tick waits
+    waiting = sensor_tick(landing_sensor, fresh_instance, {"landing": landing}, cursor=first.cursor)
+    assert not waiting.run_requests and "ingest_job run" in waiting.skip_message
+    for file in list_landed(landing.landing_dir)[0]:
+        if "2015-01-20" in file.name:  # what the run does
+            landing.staging().stage(file)
+    fresh_instance.delete_run("c" * 36)
+    (after,) = sensor_tick(landing_sensor, fresh_instance, {"landing": landing}, cursor=first.cursor).run_requests
+    assert _range(after) == ("2015-01-21", "2015-01-21") and after.run_key != request.run_key
+
+
 def test_landing_sensor_stages_todays_hours_without_a_partition_and_history_before_the_first(
         fresh_instance, landing, tmp_path):
     today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
