@@ -83,7 +83,7 @@ def incremental_child(history_days: int) -> dict:
     history_s = time.perf_counter() - t0
 
     write_day_files(tables, day, LANDING_DIR)
-    runs = []
+    runs, state = [], None
     (request,), _, _ = plan_landing(LandingResource(), {})
     t0 = time.perf_counter()
     defs.resolve_job_def("ingest_job").execute_in_process(
@@ -91,7 +91,7 @@ def incremental_child(history_days: int) -> dict:
         asset_selection=request.asset_selection)
     runs.append(("ingest: " + ", ".join(k.to_user_string() for k in request.asset_selection), time.perf_counter() - t0))
     while True:
-        assets, ranges, _ = plan_downstream(instance)
+        assets, ranges, _, state = plan_downstream(instance, state=state)
         if not assets:
             break
         for first, last in ranges:

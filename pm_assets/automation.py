@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     AssetSelection,
     AssetsDefinition,
     DagsterEventType,
@@ -58,14 +59,15 @@ from dagster import (
 
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, monitoring, scoring
-from pm_assets.core.catchup import Dependency, next_stage, out_of_date
+from pm_assets.core.catchup import Dependency, content_changes, next_stage, out_of_date
 from pm_assets.core.landing import ALL_ROWS, declared_day, file_id, rows_per_day
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import DAILY_TABLES as RAW_TABLES
 from pm_assets.core.schema import TABLES
 from pm_assets.core.storage import sha256_of
 from pm_assets.partitions import daily_partitions, partition_range
-from pm_assets.resources import LandingResource
+from pm_assets.resources import CONTENT_SHA, LandingResource
+from pm_assets.run_workers import is_live
 from pm_assets.settings import AUTOMATION_ON, DATA_DEADLINE_CRON, LIVE_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
 
 MONITORING = AssetKey("monitoring")
@@ -105,8 +107,11 @@ PIPELINE_JOBS = (main_job.name, ingest_job.name, downstream_job.name, retrain_jo
 
 
 def _active_runs(instance, job_names: Sequence[str]):
+    """Queued or running runs of these jobs, except STARTED runs whose worker process is dead (a killed run that
+    run monitoring has not yet marked failed holds nothing back)."""
     return [r for name in job_names
-            for r in instance.get_runs(filters=RunsFilter(job_name=name, statuses=ACTIVE_STATUSES), limit=5)]
+            for r in instance.get_runs(filters=RunsFilter(job_name=name, statuses=ACTIVE_STATUSES), limit=5)
+            if is_live(instance, r)]
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
@@ -267,11 +272,16 @@ def _dependencies() -> dict[str, list[Dependency]]:
 DEPENDENCIES = _dependencies()
 
 
-def plan_downstream(instance, now=None) -> tuple[list[str], list[tuple[str, str]], int]:
-    """(assets, day ranges, newest upstream event id) of the next catch-up stage, from the event log."""
+def plan_downstream(instance, now=None, state: dict | None = None) -> tuple[list[str], list[tuple[str, str]], int, dict]:
+    """(assets, day ranges, newest upstream event id, new ``state``) of the next catch-up stage, from the event log.
+
+    ``state`` (the sensor's cursor) = {asset: {"after": event id, "days": {day: [content hash, id]}}}: the content
+    of each day's latest materialization and the event at which it appeared, read incrementally (only events after
+    ``after``). A day is out of date when a day it reads *changed* after it (``out_of_date``)."""
     days = daily_partitions.get_partition_keys(current_time=now)
     index = {d: i for i, d in enumerate(days)}
-    latest, newest = {}, 0
+    state = {} if state is None else state
+    latest, changed, newest = {}, {}, 0
     for name in (*RAW_TABLES, *DOWNSTREAM):
         ids = np.zeros(len(days), np.int64)
         by_partition = instance.get_latest_storage_id_by_partition(AssetKey(name), DagsterEventType.ASSET_MATERIALIZATION)
@@ -280,9 +290,38 @@ def plan_downstream(instance, now=None) -> tuple[list[str], list[tuple[str, str]
                 ids[index[key]] = storage_id
         latest[name] = ids
         newest = max(newest, int(ids.max()) if len(ids) else 0)
-    stale = out_of_date(len(days), latest, DEPENDENCIES, DOWNSTREAM)
+        entry = state.setdefault(name, {"after": 0, "days": {}})
+        _read_content_changes(instance, name, entry)
+        first_ids = np.zeros(len(days), np.int64)
+        for key, (_, storage_id) in entry["days"].items():
+            if key in index:
+                first_ids[index[key]] = storage_id
+        changed[name] = np.minimum(first_ids, ids)
+    stale = out_of_date(len(days), latest, DEPENDENCIES, DOWNSTREAM, changed)
     assets, ranges = next_stage(days, stale, DOWNSTREAM)
-    return assets, ranges, newest
+    return assets, ranges, newest, state
+
+
+def _read_content_changes(instance, name: str, entry: dict, page: int = 2000) -> None:
+    """Fold the materializations of ``name`` after ``entry["after"]`` into ``entry["days"]`` (``content_changes``)."""
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(name), after_storage_id=entry["after"] or None), limit=page,
+            cursor=cursor, ascending=True)
+        records = [r for r in result.records if r.partition_key is not None]
+        if records:
+            shas = []
+            for r in records:
+                value = r.asset_materialization.metadata.get(CONTENT_SHA)
+                shas.append(str(value.value)[:12] if value is not None else None)
+            content_changes(np.array([r.storage_id for r in records]), [r.partition_key for r in records], shas,
+                            entry["days"])
+        if result.records:
+            entry["after"] = max(entry["after"], max(r.storage_id for r in result.records))
+        if not result.has_more:
+            return
+        cursor = result.cursor
 
 
 @sensor(job=downstream_job, minimum_interval_seconds=LIVE_INTERVAL_SECONDS, default_status=SENSOR_STATUS,
@@ -295,16 +334,19 @@ def downstream_sensor(context: SensorEvaluationContext):
     active = _active_runs(context.instance, PIPELINE_JOBS)
     if active:
         return SkipReason(f"waiting for run {active[0].run_id} ({active[0].job_name}, {active[0].status.value})")
-    assets, ranges, newest = plan_downstream(context.instance)
+    state = json.loads(context.cursor) if context.cursor else None
+    assets, ranges, newest, state = plan_downstream(context.instance, state=state)
+    cursor = json.dumps(state, separators=(",", ":"))
     if not assets:
-        return SkipReason("every daily partition is up to date with its inputs")
+        return SensorResult(skip_reason=SkipReason("every daily partition is up to date with its inputs' content"),
+                            cursor=cursor)
     requests = []
     for first, last in ranges:
         key = hashlib.sha256(f"{','.join(assets)}|{first}|{last}|{newest}".encode()).hexdigest()[:16]
         selection = [*assets, HISTORY] if "monitoring" in assets else assets
         requests.append(RunRequest(run_key=f"downstream-{key}", asset_selection=[AssetKey(a) for a in selection],
                                    tags={**_range_tags(first, last), TRIGGER_TAG: "downstream_sensor"}))
-    return requests
+    return SensorResult(run_requests=requests, cursor=cursor)
 
 
 # --- 3. retraining -------------------------------------------------------------------------------------------
@@ -314,35 +356,28 @@ def downstream_sensor(context: SensorEvaluationContext):
         "monitoring materialization, decided once the run that wrote it has ended, never while a retraining run "
         "is queued or running, and at most once per production window (14 days) for the same drift.")
 def retraining_sensor(context: SensorEvaluationContext):
-    records = context.instance.fetch_materializations(MONITORING, limit=1).records
-    if not records:
-        return SkipReason("no monitoring result yet")
-    storage_id = records[0].storage_id
+    found = _latest_daily_monitoring(context.instance)
+    if found is None:
+        return SkipReason("no monitoring result of a daily run yet")
+    record, source = found
+    storage_id = record.storage_id
     handled = int(context.cursor) if context.cursor else 0
-    mat = records[0].asset_materialization
+    mat = record.asset_materialization
     if storage_id <= handled:
         return SkipReason(f"latest monitoring result (partition {mat.partition}, event {storage_id}) already handled")
     meta = {k: v.value for k, v in mat.metadata.items()}
     alerts, light = meta.get("alert_count", 0), meta.get("traffic_light", "unknown")
-    source = context.instance.get_run_by_id(records[0].run_id) if records[0].run_id else None
-    if source is not None and not source.is_finished:
+    if source is not None and not source.is_finished and is_live(context.instance, source):
         # a ranged run writes one monitoring result per day: decide on its last one, once the run has ended
         return SkipReason(f"monitoring {mat.partition} is from run {source.run_id}, still {source.status.value}: "
                           "deciding when it has finished")
-    if source is not None and source.job_name == retrain_job.name:
-        # a retraining run monitors its day again; acting on that would retrain in a loop while the drift stays
-        # in the reference window. The next daily monitoring result decides.
-        context.update_cursor(str(storage_id))
-        return SkipReason(f"monitoring {mat.partition} came from retraining run {source.run_id}: "
-                          "waiting for the next daily monitoring result")
     if not meta.get("retrain_recommended", False):
         context.update_cursor(str(storage_id))
         return SkipReason(f"monitoring {mat.partition}: {alerts} alert(s), light {light}: no retraining needed")
-    active = context.instance.get_runs(filters=RunsFilter(job_name=retrain_job.name, statuses=ACTIVE_STATUSES), limit=1)
-    if active:
-        context.update_cursor(str(storage_id))
-        return SkipReason(f"monitoring {mat.partition} recommends retraining, but run {active[0].run_id} "
-                          f"({active[0].status.value}) is already retraining")
+    active = _active_runs(context.instance, [retrain_job.name])
+    if active:  # deferred, not dropped: the cursor stays, and the result is decided again once that run has ended
+        return SkipReason(f"monitoring {mat.partition} recommends retraining; deferred while run {active[0].run_id} "
+                          f"({active[0].status.value}) is retraining")
     recent = _recent_sensor_retraining(context.instance, mat.partition)
     if recent is not None:
         # the drift that triggered that retraining stays in the production window for up to its length: acting on
@@ -356,13 +391,26 @@ def retraining_sensor(context: SensorEvaluationContext):
                             "pm_assets/alerts": str(alerts)})
 
 
+def _latest_daily_monitoring(instance, look_back: int = 50):
+    """(record, its run) of the newest monitoring result not written by a retraining run. A retraining run monitors
+    its day again; acting on that would retrain in a loop while the drift stays in the reference window, and
+    taking it as the latest would hide a daily result still to be decided (one deferred while a retraining ran)."""
+    for record in instance.fetch_materializations(MONITORING, limit=look_back).records:
+        run = instance.get_run_by_id(record.run_id) if record.run_id else None
+        if run is None or run.job_name != retrain_job.name:
+            return record, run
+    return None
+
+
 def _recent_sensor_retraining(instance, partition: str) -> str | None:
     """The monitoring day of the latest sensor-requested retraining, if it is less than one production window before
     ``partition``. A retraining the champion gate refused counts: a new challenger on the same drift would be
-    judged on the same window (the weekly schedule still retrains). Only a canceled run does not count."""
+    judged on the same window (the weekly schedule still retrains). A failed or canceled run does not count: it
+    trained nothing."""
     runs = instance.get_runs(filters=RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "retraining_sensor"}),
                              limit=10)
-    days = [r.tags.get("pm_assets/monitoring_partition") for r in runs if r.status != DagsterRunStatus.CANCELED]
+    days = [r.tags.get("pm_assets/monitoring_partition") for r in runs
+            if r.status not in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)]
     days = [d for d in days if d and d <= partition]
     if not days:
         return None

@@ -1,19 +1,33 @@
 """Resources: the landing folder files arrive in, the model registry, report outputs, and the parquet IO manager."""
 
-
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    DataVersion,
+    InitResourceContext,
+    InputContext,
+    OutputContext,
+)
 from pydantic import Field
 
 from pm_assets.core.landing import LandedFile, Staging, list_landed
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.validation import Fleet, PlausibleTimes
-from pm_assets.core.storage import RecentPartitions, read_partitions, write_parquet_atomic, write_partitions_atomic
+from pm_assets.core.storage import (
+    RecentPartitions,
+    arrow_table,
+    read_partitions,
+    sweep_orphans,
+    write_parquet_atomic,
+    write_partitions_atomic,
+)
 from pm_assets.partitions import partition_rows
+from pm_assets.run_workers import tag_worker
 from pm_assets.settings import LANDING_DIR, MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, STAGING_DIR, WAREHOUSE_DIR
 
 
@@ -29,6 +43,9 @@ class LandingResource(ConfigurableResource):
                               "earlier row is quarantined as implausible, e.g. the 1970-01-01 of an unset clock.")
     future_tolerance_hours: int = Field(default=24, description="How far after now (UTC) a row may be dated (clocks "
                                         "ahead, time zones): a later row is quarantined as implausible.")
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        _sweep(context, self.staging_dir, self.quarantine_dir)
 
     def staging(self) -> Staging:
         return Staging(self.staging_dir)
@@ -63,6 +80,11 @@ class ModelRegistryResource(ConfigurableResource):
 
     root: str = Field(default=str(MODELS_DIR), description="Registry folder.")
 
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        removed = self.registry().sweep()
+        if removed:
+            context.log.warning(f"removed what interrupted registrations left: {', '.join(map(str, removed))}")
+
     def registry(self) -> LocalRegistry:
         return LocalRegistry(self.root)
 
@@ -72,8 +94,19 @@ class OutputsResource(ConfigurableResource):
 
     root: str = Field(default=str(OUTPUTS_DIR), description="Outputs folder.")
 
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        _sweep(context, self.root)
+
     def monitoring_folder(self, partition: str) -> Path:
         return Path(self.root) / "monitoring" / partition
+
+
+def _sweep(context: InitResourceContext, *roots: str) -> None:
+    """At the start of every run: remove the temporary files that killed processes left (see ``sweep_orphans``)."""
+    removed = [path for root in roots for path in sweep_orphans(root)]
+    if removed:
+        context.log.warning(f"removed {len(removed)} temporary files of processes no longer running: "
+                            + ", ".join(map(str, removed[:5])) + (" ..." if len(removed) > 5 else ""))
 
 
 #: Per process: the frames this process wrote last, handed to downstream steps of the same run without re-reading.
@@ -93,15 +126,24 @@ class ParquetIOManager(ConfigurableIOManager):
 
     base_dir: str = Field(default=str(WAREHOUSE_DIR), description="Root folder of the stored assets.")
 
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if context.instance is not None:  # every run stores through it: the run's worker is recorded here
+            tag_worker(context.instance, context.dagster_run)
+        _sweep(context, self.base_dir)
+
     def _path(self, asset_key, partition: str | None) -> Path:
         name = "/".join(asset_key.path)
         return Path(self.base_dir) / (f"{name}.parquet" if partition is None else f"{name}/{partition}.parquet")
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        """Write the frame; each partition's materialization gets ``content_sha256`` (of its file's bytes), and the
+        output's data version is that content (the partitions' hashes combined for a range), so re-writing equal
+        data changes no version and a real change always does."""
         _RECENT.forget(self._name(context))
         if not context.has_asset_partitions:
-            path = write_parquet_atomic(obj, self._path(context.asset_key, None))
-            context.add_output_metadata({"path": str(path)})
+            sha = write_parquet_atomic(obj, self._path(context.asset_key, None))
+            context.add_output_metadata({"path": str(self._path(context.asset_key, None)), CONTENT_SHA: sha})
+            _set_data_version(context, sha)
             return
         column = context.definition_metadata.get("partition_expr")
         keys = context.asset_partition_keys
@@ -111,14 +153,18 @@ class ParquetIOManager(ConfigurableIOManager):
             parts = list(partition_rows(obj, column, keys, context.asset_partitions_def))
         else:  # a single partition takes every row
             parts = [(keys[0], np.arange(len(obj)))]
-        paths = [self._path(context.asset_key, key) for key in keys]
-        table = pa.Table.from_pandas(obj, preserve_index=False)
-        written = write_partitions_atomic(table, ((path, rows) for path, (_, rows) in zip(paths, parts, strict=True)))
+        written = sum(len(rows) for _, rows in parts)
         if written != len(obj):
             raise ValueError(
                 f"{context.asset_key.to_user_string()}: {len(obj) - written} rows fall outside partitions "
                 f"{keys[0]}..{keys[-1]} (column {column})"
             )
+        paths = [self._path(context.asset_key, key) for key in keys]
+        table = arrow_table(obj)
+        shas = write_partitions_atomic(table, ((path, rows) for path, (_, rows) in zip(paths, parts, strict=True)))
+        for key, sha in zip(keys, shas, strict=True):
+            context.step_context.add_asset_metadata({CONTENT_SHA: sha}, asset_key=context.asset_key, partition_key=key)
+        _set_data_version(context, shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest())
         order = np.concatenate([rows for _, rows in parts]) if parts else np.arange(0)
         _RECENT.remember(self._name(context), keys, paths, table, order)
         context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
@@ -158,3 +204,14 @@ class ParquetIOManager(ConfigurableIOManager):
     @classmethod
     def _read(cls, path: Path, context: InputContext) -> pd.DataFrame:
         return pd.read_parquet(cls._existing(path, context))
+
+
+#: Metadata key of the sha256 of a stored file's bytes, on every materialization (per partition).
+CONTENT_SHA = "content_sha256"
+
+
+def _set_data_version(context: OutputContext, sha: str) -> None:
+    """The output's data version is its content. Dagster takes a data version from ``Output(data_version=...)``;
+    an IO manager has only the step's cached version, which Dagster uses as the user-provided one when it builds
+    the materialization right after ``handle_output`` (1.13). Tested: pm_assets_tests/test_resources.py."""
+    context.step_context.set_data_version(context.asset_key, DataVersion(sha[:24]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from dagster import (
     AssetKey,
@@ -18,8 +21,10 @@ from dagster import (
 from dagster import Definitions, MaterializeResult, asset, define_asset_job
 
 from pm_assets.automation import retrain_job, retraining_sensor
+from pm_assets.core.processes import HOST
 from pm_assets.partitions import daily_partitions
 from pm_assets.definitions import defs
+from pm_assets.run_workers import HOST_TAG, PID_TAG
 
 
 @pytest.fixture()
@@ -63,11 +68,41 @@ def test_two_alerts_request_one_retraining_run_and_never_twice(fresh_instance):
     assert same_cursor == cursor
 
 
-def test_no_request_while_a_retraining_run_is_in_progress(fresh_instance):
-    fresh_instance.add_run(DagsterRun(job_name=retrain_job.name, run_id="a" * 36, status=DagsterRunStatus.STARTED))
+def _retraining_run(instance, run_id: str, pid: int) -> DagsterRun:
+    run = DagsterRun(job_name=retrain_job.name, run_id=run_id, status=DagsterRunStatus.STARTED,
+                     tags={PID_TAG: str(pid), HOST_TAG: HOST})
+    instance.add_run(run)
+    return run
+
+
+def test_a_recommendation_is_deferred_while_a_retraining_runs_and_requested_once_it_has_ended(fresh_instance):
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = _retraining_run(fresh_instance, "a" * 36, worker.pid)
+        event_id = report_monitoring(fresh_instance, "2015-07-15", alerts=2)
+        result, cursor = tick(fresh_instance)
+        assert isinstance(result, SkipReason) and "deferred while run " + "a" * 36 in result.skip_message
+        assert cursor is None  # not handled: decided again on the next tick
+        again, cursor = tick(fresh_instance, cursor)
+        assert isinstance(again, SkipReason) and "deferred" in again.skip_message and cursor is None
+    finally:
+        worker.kill()
+        worker.wait()
+    fresh_instance.report_run_failed(run, "killed")  # what run monitoring does once the worker is gone
+    result, cursor = tick(fresh_instance, cursor)
+    assert isinstance(result, RunRequest) and result.run_key == f"monitoring-{event_id}"
+    assert cursor == str(event_id)
+    assert isinstance(tick(fresh_instance, cursor)[0], SkipReason)  # exactly once
+
+
+def test_a_retraining_whose_worker_was_killed_holds_nothing_back(fresh_instance):
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    worker.kill()
+    worker.wait()
+    _retraining_run(fresh_instance, "b" * 36, worker.pid)  # STARTED for ever: its process is gone
     report_monitoring(fresh_instance, "2015-07-15", alerts=2)
     result, _ = tick(fresh_instance)
-    assert isinstance(result, SkipReason) and "already retraining" in result.skip_message
+    assert isinstance(result, RunRequest) and result.partition_key == "2015-07-15"
 
 
 def _monitoring_run(instance, job_name: str) -> None:
@@ -84,7 +119,7 @@ def _monitoring_run(instance, job_name: str) -> None:
 def test_monitoring_written_by_a_retraining_run_does_not_retrain_again(fresh_instance):
     _monitoring_run(fresh_instance, retrain_job.name)
     result, cursor = tick(fresh_instance)
-    assert isinstance(result, SkipReason) and "came from retraining run" in result.skip_message
+    assert isinstance(result, SkipReason) and "no monitoring result of a daily run" in result.skip_message
     _monitoring_run(fresh_instance, "downstream_job")  # the next daily result decides
     result, _ = tick(fresh_instance, cursor)
     assert isinstance(result, RunRequest) and result.partition_key == "2015-07-16"

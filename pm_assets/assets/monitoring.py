@@ -35,7 +35,7 @@ from pm_assets.core.history import history_table, index_html, svg_data_uri, tren
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor_days, monitoring_rows
-from pm_assets.core.storage import to_json_safe, write_bytes_atomic
+from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
 from pm_assets.partitions import daily_partitions
 from pm_assets.resources import ModelRegistryResource, OutputsResource
 
@@ -99,26 +99,28 @@ def past_figures(outputs: OutputsResource, first: str, days: int = TREND_DAYS - 
 def write_reports(folder: Path, date: str, result, params: MonitoringParams, figures: dict | None = None,
                   trend: pd.DataFrame | None = None) -> Path:
     """The partition's CSVs, JSON summary (with the day's ``figures``, the row of the monitoring table) and HTML
-    report (with the trend of ``trend``, the figures of the last 90 days), each written atomically."""
-    tables = {"drift_features": result.drift_features, "drift_scores": result.drift_scores,
-              "performance": result.performance, "drift_weighted": result.drift_weighted,
-              "drift_segments": result.drift_segments}
-    for name, table in tables.items():
-        write_bytes_atomic(folder / f"{name}.csv", table.to_csv(index=False).encode())
-    summary = result.summary() | {"date": date, "feature_psi_alert": params.feature_psi_alert}
-    if figures is not None:
-        summary["figures"] = figures | {"date": date}
-    write_bytes_atomic(folder / "monitoring_summary.json",
-                       json.dumps(to_json_safe(summary), indent=2, allow_nan=False).encode())
-    top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
-    ref, prod = result.reference_rows, result.production_rows
-    samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
-    samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
-    chart = trend_svg(trend, params.score_psi_alert, width=1180, title=f"The last {TREND_DAYS} days") \
-        if trend is not None and len(trend) else None
-    page = render(date, to_json_safe(summary), result.drift_features, result.drift_scores, result.performance,
-                  result.drift_segments, samples, trend_svg=chart, score_psi_alert=params.score_psi_alert)
-    write_bytes_atomic(folder / REPORT_PAGE, page.encode())
+    report (with the trend of ``trend``, the figures of the last 90 days), written as one folder that replaces the
+    day's previous one whole."""
+    with atomic_dir(folder) as out:  # the folder appears whole or not at all
+        tables = {"drift_features": result.drift_features, "drift_scores": result.drift_scores,
+                  "performance": result.performance, "drift_weighted": result.drift_weighted,
+                  "drift_segments": result.drift_segments}
+        for name, table in tables.items():
+            write_bytes_atomic(out / f"{name}.csv", table.to_csv(index=False).encode())
+        summary = result.summary() | {"date": date, "feature_psi_alert": params.feature_psi_alert}
+        if figures is not None:
+            summary["figures"] = figures | {"date": date}
+        write_bytes_atomic(out / "monitoring_summary.json",
+                           json.dumps(to_json_safe(summary), indent=2, allow_nan=False).encode())
+        top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
+        ref, prod = result.reference_rows, result.production_rows
+        samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
+        samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
+        chart = trend_svg(trend, params.score_psi_alert, width=1180, title=f"The last {TREND_DAYS} days") \
+            if trend is not None and len(trend) else None
+        page = render(date, to_json_safe(summary), result.drift_features, result.drift_scores, result.performance,
+                      result.drift_segments, samples, trend_svg=chart, score_psi_alert=params.score_psi_alert)
+        write_bytes_atomic(out / REPORT_PAGE, page.encode())
     return folder / REPORT_PAGE
 
 

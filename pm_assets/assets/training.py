@@ -1,4 +1,4 @@
-"""Training: the calibrated failure model and the anomaly model, registered as one version, then gated.
+"""Training: the calibrated failure model and the anomaly model, gated against the champion, then registered as one version.
 
 The asset trains on mature labels of usable snapshots before ``cutoff - horizon`` and tests on those from
 ``cutoff`` on (the Microsoft PdM guide's gap of one horizon). The new version is a challenger; the check
@@ -134,9 +134,13 @@ def failure_model(
         "permutation_importance": {"scoring": "average precision of p_any", "window": "test",
                                    "values": importance.to_dict()},
     }
-    version = registry.register(bundle, card)
-
-    promote, reason, gate_meta = _champion_gate(registry, version, bundle, test, metrics, config.gate_tolerance)
+    # decided before anything is written: a champion that cannot be loaded fails the step with no version left
+    # behind; the version then appears whole, with its decision, in one rename
+    decision = _champion_gate(registry, test, metrics, config.gate_tolerance)
+    version = registry.register(bundle, card, gate=decision)
+    promote, reason = decision["promoted"], decision["reason"]
+    gate_meta = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items()
+                 if v is not None} | {"challenger": version}
     yield MaterializeResult(metadata=shown({
         "version": version,
         "promoted_to_champion": promote,
@@ -165,9 +169,8 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     return roc_auc_score(y, score) if len(np.unique(y)) == 2 else float("nan")
 
 
-def _champion_gate(registry, version: str, challenger: ModelBundle, window: pd.DataFrame, challenger_metrics: dict,
-                   tolerance: float) -> tuple[bool, str, dict]:
-    """Compare the new version with the champion on ``window``; promote or not; record the decision."""
+def _champion_gate(registry, window: pd.DataFrame, challenger_metrics: dict, tolerance: float) -> dict:
+    """The decision about a challenger with ``challenger_metrics``: compared with the champion on ``window``."""
     champion_version = registry.champion()
     champion_ap = None
     if champion_version is not None:
@@ -175,12 +178,7 @@ def _champion_gate(registry, version: str, challenger: ModelBundle, window: pd.D
         champion_ap = evaluate(window, champion.score(window), challenger_metrics["threshold"])["average_precision"]
     challenger_ap = challenger_metrics["average_precision"]
     promote, reason = gate(champion_ap, challenger_ap, tolerance)
-    if promote:
-        registry.promote(version)
-    decision = {"challenger": version, "champion_before": champion_version or "none", "promoted": promote,
-                "reason": reason, "challenger_average_precision": challenger_ap,
-                "champion_average_precision": champion_ap, "tolerance": tolerance,
-                "window": f"{window['datetime'].min()} .. {window['datetime'].max()}", "window_rows": len(window)}
-    registry.record_gate(version, decision)
-    meta = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items() if v is not None}
-    return promote, reason, meta
+    return {"champion_before": champion_version or "none", "promoted": promote, "reason": reason,
+            "challenger_average_precision": challenger_ap, "champion_average_precision": champion_ap,
+            "tolerance": tolerance, "window": f"{window['datetime'].min()} .. {window['datetime'].max()}",
+            "window_rows": len(window)}

@@ -69,16 +69,20 @@ def out_of_date(
     latest: Mapping[str, np.ndarray],
     dependencies: Mapping[str, Sequence[Dependency]],
     order: Sequence[str],
+    changed: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Boolean mask per day of every asset in ``order`` (topological; only the children): stale or due.
 
     ``latest[asset]``: the latest materialization event id of each of ``n_days`` days (0 = never materialized),
-    for the children and their parents alike.
+    for the children and their parents alike. ``changed[asset]`` (default: ``latest``): the id of the
+    materialization at which each day's content last changed. A child is stale when a day it reads *changed*
+    after the child's latest materialization: writing equal content again makes nothing stale.
     """
-    effective = {name: np.asarray(ids, dtype=np.int64) for name, ids in latest.items()}
+    changed = latest if changed is None else changed
+    effective = {name: np.asarray(ids, dtype=np.int64) for name, ids in changed.items()}
     result = {}
     for child in order:
-        own = effective.get(child, np.zeros(n_days, np.int64))
+        own = np.asarray(latest.get(child, np.zeros(n_days, np.int64)), dtype=np.int64)
         upstream = np.zeros(n_days, np.int64)
         same_day = np.zeros(n_days, bool)
         for dep in dependencies[child]:
@@ -89,8 +93,19 @@ def out_of_date(
         materialized = own > 0
         mask = (materialized & (upstream > own)) | (~materialized & same_day)
         result[child] = mask
-        effective[child] = np.where(mask, PENDING, own)
+        effective[child] = np.where(mask, PENDING, effective.get(child, own))
     return result
+
+
+def content_changes(ids: np.ndarray, days: Sequence[str], shas: Sequence[str | None],
+                    state: dict[str, list]) -> dict[str, list]:
+    """Fold materializations (event ids ascending, their days and content hashes) into ``state`` = {day: [hash,
+    id at which that content first appeared]}; a hash of None (not recorded) always counts as a change."""
+    for event_id, day, sha in zip(ids, days, shas, strict=True):
+        known = state.get(day)
+        if sha is None or known is None or known[0] != sha:
+            state[day] = [sha, int(event_id)]
+    return state
 
 
 def ranges(days: Sequence[str], mask: np.ndarray) -> list[tuple[str, str]]:

@@ -13,8 +13,11 @@ sha256 matches their card, and refuses anything else with a :class:`RegistryErro
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import shutil
 import sys
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -22,7 +25,14 @@ from pathlib import Path
 
 import joblib
 
-from pm_assets.core.storage import atomic_path, sha256_of, to_json_safe, write_bytes_atomic
+from pm_assets.core.storage import (
+    atomic_path,
+    sha256_of,
+    sweep_orphans,
+    temporary_dir,
+    to_json_safe,
+    write_bytes_atomic,
+)
 
 VERSION_PATTERN = re.compile(r"v[0-9]{4,}")
 ARTIFACT = "model.joblib"
@@ -70,30 +80,52 @@ class LocalRegistry:
             raise RegistryError(f"{folder} is outside the registry {self.root}")
         return folder
 
-    def register(self, model, card: dict) -> str:
-        """Save ``model`` as a new version with ``card`` (plus version, created time, sha256, library versions)."""
+    def register(self, model, card: dict, gate: dict | None = None) -> str:
+        """Save ``model`` as a new version with ``card`` (plus version, created time, sha256, library versions) and,
+        when given, the gate's ``decision`` (``gate.json``, and ``gate`` in the card); promote it if the decision
+        says so.
+
+        The version folder is written under a temporary name and renamed into place when complete, so a version
+        exists whole (artifact, card, decision) or not at all: a kill or a failure leaves only a temporary folder,
+        which :meth:`sweep` removes. The rename is also what makes two trainings at once take distinct numbers."""
         self.root.mkdir(parents=True, exist_ok=True)
-        number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
-        while True:  # mkdir is atomic: two trainings at once cannot take the same number
-            folder = self.root / f"v{number:04d}"
-            try:
-                folder.mkdir()
-                break
-            except FileExistsError:
-                number += 1
-        artifact = folder / ARTIFACT
-        with atomic_path(artifact) as tmp:
-            joblib.dump(model, tmp)
-        full_card = {
-            **card,
-            "version": folder.name,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "artifact": ARTIFACT,
-            "sha256": sha256_of(artifact),
-            "libraries": library_versions(),
-        }
-        write_bytes_atomic(folder / CARD, _json_bytes(full_card))
-        return folder.name
+        with temporary_dir(self.root / "version") as tmp:
+            with atomic_path(tmp / ARTIFACT) as artifact:
+                joblib.dump(model, artifact)
+            full_card = {**card, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "artifact": ARTIFACT, "sha256": sha256_of(tmp / ARTIFACT), "libraries": library_versions()}
+            number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
+            while True:
+                name = f"v{number:04d}"
+                if (self.root / name).exists():  # taken (an empty folder would not stop the rename below)
+                    number += 1
+                    continue
+                decision = None if gate is None else {**gate, "challenger": name}
+                write_bytes_atomic(tmp / CARD, _json_bytes({**full_card, "version": name}
+                                                           | ({"gate": decision} if decision else {})))
+                if decision is not None:
+                    write_bytes_atomic(tmp / GATE, _json_bytes(decision))
+                try:
+                    os.rename(tmp, self.root / name)  # fails when the name is taken (a folder with files)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    number += 1
+        if decision is not None and decision.get("promoted"):
+            self.promote(name)
+        return name
+
+    def sweep(self) -> list[Path]:
+        """Remove what interrupted registrations left: temporary folders of processes no longer running, and version
+        folders without a card (written by versions of this code before registration became one rename)."""
+        removed = sweep_orphans(self.root)
+        if self.root.exists():
+            for folder in self.root.iterdir():
+                if VERSION_PATTERN.fullmatch(folder.name) and folder.is_dir() and not (folder / CARD).exists():
+                    shutil.rmtree(folder)
+                    removed.append(folder)
+        return removed
 
     def card(self, version: str) -> dict:
         path = self._folder(version) / CARD
@@ -131,13 +163,6 @@ class LocalRegistry:
     def promote(self, version: str) -> None:
         self.card(version)  # must exist
         write_bytes_atomic(self.root / CHAMPION, (version + "\n").encode())
-
-    def record_gate(self, version: str, decision: dict) -> None:
-        """Record the champion/challenger decision about ``version``: ``gate.json``, and in its card (``gate``), so
-        that the card says whether the version ever served."""
-        card = self.card(version)  # must exist: writing would otherwise create a card-less version folder
-        write_bytes_atomic(self._folder(version) / GATE, _json_bytes(decision))
-        write_bytes_atomic(self._folder(version) / CARD, _json_bytes(card | {"gate": decision}))
 
     def gate_decision(self, version: str) -> dict | None:
         path = self._folder(version) / GATE

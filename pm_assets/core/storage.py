@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from pm_assets.core.processes import process_alive
 
 #: Permissions of every written file (what open() would give under the usual umask 022).
 FILE_MODE = 0o644
+
+
+#: Temporary names carry the writing machine and process: ``.<name>.<host>-<pid>.<random>.tmp``. A process killed
+#: mid-write leaves one behind, and :func:`sweep_orphans` removes those of this machine's processes that no longer
+#: run (a folder shared by several machines keeps the others' temporaries: their processes cannot be seen here).
+TMP_SUFFIX = ".tmp"
+_TMP_NAME = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+class WriteError(OSError):
+    """An I/O error while writing, with the file it concerns in its message."""
+
+
+def _tmp_prefix(target: Path) -> str:
+    return f".{target.name}.{HOST_TAG}-{os.getpid()}."
 
 
 @contextmanager
@@ -21,20 +44,95 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
 
     The temporary file lives in the same folder, so the final ``os.replace`` is atomic on POSIX. On an
-    exception the temporary file is removed and ``target`` is left as it was.
+    exception the temporary file is removed and ``target`` is left as it was; an ``OSError`` (a full disk, a
+    read-only folder) is raised again as a :class:`WriteError` naming ``target``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.chmod(FILE_MODE)  # mkstemp makes 0600 files; outputs are meant to be read by others
+    tmp_path = None
     try:
-        yield tmp_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=TMP_SUFFIX, dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        tmp_path.chmod(FILE_MODE)  # mkstemp makes 0600 files; outputs are meant to be read by others
+        try:
+            yield tmp_path
+        except OSError as exc:
+            raise _naming(exc, target) from exc
         os.replace(tmp_path, target)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise _naming(exc, target) from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def _naming(exc: OSError, target: Path) -> WriteError:
+    if isinstance(exc, WriteError):
+        return exc
+    return WriteError(exc.errno, f"cannot write {target}: {exc.strerror or exc}")
+
+
+@contextmanager
+def temporary_dir(beside: str | os.PathLike) -> Iterator[Path]:
+    """An empty folder beside ``beside``, named like every temporary of this module (so :func:`sweep_orphans`
+    knows it); removed on exit unless the block renamed it away."""
+    beside = Path(beside)
+    try:
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(beside), suffix=TMP_SUFFIX, dir=beside.parent))
+        tmp.chmod(0o755)
+    except OSError as exc:
+        raise _naming(exc, beside) from exc
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; when the block succeeds, it takes ``target``'s place.
+
+    Readers see the old folder or the whole new one, never a part (between the two renames ``target`` is absent
+    for a moment). On an exception the temporary folder is removed and ``target`` stays as it was."""
+    target = Path(target)
+    with temporary_dir(target) as tmp:
+        yield tmp
+        try:
+            if target.exists():
+                with temporary_dir(target) as old:
+                    os.replace(target, old / "old")
+                    os.replace(tmp, target)
+            else:
+                os.replace(tmp, target)
+        except OSError as exc:
+            raise _naming(exc, target) from exc
+
+
+def sweep_orphans(root: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders under ``root`` left by processes that no longer run (a write
+    interrupted by a kill); those of live processes are left alone. Returns what was removed."""
+    root = Path(root)
+    removed = []
+    if not root.exists():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *dirnames]:
+            match = _TMP_NAME.match(name)
+            if match is None or match["host"] != HOST_TAG or process_alive(int(match["pid"])):
+                continue
+            path = Path(dirpath) / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                dirnames.remove(name)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
@@ -43,30 +141,48 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
     return Path(target)
 
 
-def write_parquet_atomic(df: pd.DataFrame, target: str | os.PathLike) -> Path:
-    with atomic_path(target) as tmp:
-        df.to_parquet(tmp, index=False)
-    return Path(target)
+def arrow_table(df: pd.DataFrame):
+    """``df`` as an Arrow table without its ``attrs``: pandas would store them in the file's metadata, and they hold
+    details of the run that built the frame (which partitions it loaded), so equal frames would differ in bytes."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    if b"pandas" in meta:
+        pandas_meta = json.loads(meta[b"pandas"])
+        if pandas_meta.pop("attributes", None) is not None:
+            meta[b"pandas"] = json.dumps(pandas_meta).encode()
+            table = table.replace_schema_metadata(meta)
+    return table
 
 
-def write_partitions_atomic(df, parts) -> int:
+def write_parquet_atomic(df: pd.DataFrame, target: str | os.PathLike) -> str:
+    """Write ``df`` as a parquet file atomically; returns the sha256 of the bytes written (the same frame always
+    gives the same bytes)."""
+    (sha,) = write_partitions_atomic(df, [(target, np.arange(len(df)))])
+    return sha
+
+
+def write_partitions_atomic(df, parts) -> list[str]:
     """Write row subsets of ``df`` (a DataFrame or an Arrow table) as parquet files, each atomically: ``parts``
-    yields (target, row positions).
+    yields (target, row positions). Returns the sha256 of each file's bytes, in order.
 
     The frame is converted to Arrow once and each file is a ``take`` of that table, so a year split into 366 days
     costs one conversion, not 366 (a file then reads back exactly as ``df.iloc[rows]`` written with
-    ``to_parquet(index=False)``). Returns the number of rows written.
+    ``to_parquet(index=False)``).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    written = 0
+    table = df if isinstance(df, pa.Table) else arrow_table(df)
+    shas = []
     for target, rows in parts:
-        with atomic_path(target) as tmp:
-            pq.write_table(table.take(rows), tmp)
-        written += len(rows)
-    return written
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table.take(rows), buffer)
+        data = buffer.getvalue().to_pybytes()
+        write_bytes_atomic(target, data)
+        shas.append(hashlib.sha256(data).hexdigest())
+    return shas
 
 
 def read_partitions(paths) -> pd.DataFrame:

@@ -97,6 +97,25 @@ def test_training_is_deterministic(pipeline):
     assert cards[0]["data_versions"] == cards[1]["data_versions"]
 
 
+def test_a_champion_that_cannot_be_loaded_fails_the_step_and_leaves_no_version(pipeline):
+    root, train, _ = pipeline
+    registry = LocalRegistry(root / "models")
+    before, champion = registry.versions(), registry.champion()
+    artifact = registry.root / champion / "model.joblib"
+    original = artifact.read_bytes()
+    artifact.write_bytes(original + b"tampered")
+    try:
+        result = train(**WEAK)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "was changed after registration" in str(failure.event_specific_data.error)
+        # nothing registered, nothing half-written: no folder without its decision, no temporary folder
+        assert registry.versions() == before and registry.champion() == champion
+        assert sorted(p.name for p in registry.root.iterdir()) == sorted([*before, "champion"])
+    finally:
+        artifact.write_bytes(original)
+
+
 def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(pipeline):
     root, train, score = pipeline
     if LocalRegistry(root / "models").champion() is None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pm_assets.core.catchup import Dependency, _window_max, _window_max_fast, next_stage, out_of_date, ranges
+from pm_assets.core.catchup import (
+    Dependency,
+    _window_max,
+    _window_max_fast,
+    content_changes,
+    next_stage,
+    out_of_date,
+    ranges,
+)
 
 
 @pytest.mark.parametrize("start_offset, end_offset", [(0, 0), (-1, 0), (0, 2), (-14, 0), (-73, 0), (-366, 0), (-3, 4)])
@@ -22,15 +30,17 @@ DEPS = {"b": [Dependency("a", -1, 0)], "c": [Dependency("b")], "d": [Dependency(
 ORDER = ["b", "c", "d"]
 
 
-def naive_out_of_date(latest, n):
-    """Partition by partition, in order: stale if an input is newer or pending; due if its own day has an input."""
+def naive_out_of_date(latest, n, changed=None):
+    """Partition by partition, in order: stale if an input changed after it or is pending; due if its own day has an
+    input."""
+    changed = latest if changed is None else changed
     result, pending = {}, {}
     for child in ORDER:
         mask = []
         for i in range(n):
             inputs = [(dep.parent, j) for dep in DEPS[child] for j in range(i + dep.start_offset, i + dep.end_offset + 1)
                       if 0 <= j < n]
-            newest = max([np.inf if pending.get((p, j)) else latest[p][j] for p, j in inputs] or [0])
+            newest = max([np.inf if pending.get((p, j)) else changed[p][j] for p, j in inputs] or [0])
             own = latest[child][i]
             same_day = any(latest[dep.parent][i] > 0 or pending.get((dep.parent, i))
                            for dep in DEPS[child] if dep.start_offset <= 0 <= dep.end_offset)
@@ -51,6 +61,30 @@ def test_out_of_date_matches_the_naive_rule_on_random_histories():
         want = naive_out_of_date(latest, n)
         for name in ORDER:
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_only_a_change_of_content_makes_dependents_out_of_date():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        n = 12
+        latest = {name: rng.integers(1, 60, size=n) for name in "abcd"}
+        # the content last changed at or before the latest write (equal rewrites since then)
+        changed = {name: np.where(rng.random(n) < 0.5, ids, rng.integers(1, 60, size=n) % ids + 1)
+                   for name, ids in latest.items()}
+        got = out_of_date(n, latest, DEPS, ORDER, changed)
+        want = naive_out_of_date(latest, n, changed)
+        for name in ORDER:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    # a parent written again with equal content after its child: nothing to redo; with new content: redo
+    latest = {"a": np.array([9]), "b": np.array([5]), "c": np.array([6]), "d": np.array([7])}
+    assert not out_of_date(1, latest, DEPS, ORDER, {**latest, "a": np.array([3])})["b"].any()
+    assert out_of_date(1, latest, DEPS, ORDER)["b"].all() and out_of_date(1, latest, DEPS, ORDER)["c"].all()
+
+
+def test_content_changes_keep_the_first_id_of_each_content():
+    state = content_changes(np.array([1, 2, 3, 4, 5]), ["d1", "d2", "d1", "d1", "d2"], ["x", "y", "x", "z", None], {})
+    assert state == {"d1": ["z", 4], "d2": [None, 5]}
+    assert content_changes(np.array([7]), ["d1"], ["z"], state)["d1"] == ["z", 4]
 
 
 def test_a_day_without_data_is_not_invented_by_a_lookback():

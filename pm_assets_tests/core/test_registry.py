@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import os
 import shutil
 import threading
@@ -285,56 +287,55 @@ def test_champion_pointer(registry, model):
     assert not (registry.root / "v0003").exists()
 
 
-def test_gate_decision_round_trip(registry, model):
-    version = registry.register(model, {})
-    assert registry.gate_decision(version) is None
-    decision = {"promote": False, "reason": "challenger AP 0.5000 < champion AP 0.7500 - tolerance 0.125",
-                "champion": "v0000", "challenger_ap": 0.5, "champion_ap": 0.75, "window_rows": 321}
-    registry.record_gate(version, decision)
-    assert registry.gate_decision(version) == decision
-    assert json.loads((registry.root / version / GATE).read_text()) == decision
-    decision2 = {**decision, "promote": True}
-    registry.record_gate(version, decision2)  # a later decision replaces the first
-    assert registry.gate_decision(version) == decision2
-    # recording a gate changes neither the card nor the artifact
-    registry.load(version)
-
-
-def test_gate_of_unknown_or_invalid_version_is_refused(registry, model):
-    registry.register(model, {})
-    with pytest.raises(RegistryError):
-        registry.record_gate("v0002", {"promote": True})
-    assert not (registry.root / "v0002").exists()  # no card-less folder is left behind
-    assert registry.register(model, {}) == "v0002"
+def test_a_version_is_registered_with_its_gate_decision_and_promoted_when_it_says_so(registry, model):
+    first = registry.register(model, {})
+    assert registry.gate_decision(first) is None and registry.champion() is None
+    kept = {"promoted": False, "reason": "challenger AP 0.5000 < champion AP 0.7500 - tolerance 0.125",
+            "champion_before": "v0001", "challenger_average_precision": 0.5, "window_rows": 321}
+    second = registry.register({"other": 1}, {"n": 2}, gate=kept)
+    assert registry.gate_decision(second) == {**kept, "challenger": second}
+    assert json.loads((registry.root / second / GATE).read_text()) == {**kept, "challenger": second}
+    assert registry.card(second)["gate"] == {**kept, "challenger": second}
+    assert registry.champion() is None  # not promoted
+    third = registry.register({"other": 2}, {}, gate={**kept, "promoted": True})
+    assert registry.champion() == third and registry.load(third) == {"other": 2}
     for name in ("../x", "v1", "/etc/passwd"):
-        with pytest.raises(RegistryError):
-            registry.record_gate(name, {"promote": True})
         with pytest.raises(RegistryError):
             registry.gate_decision(name)
 
 
 def test_no_temporary_files_are_left_behind(registry, model):
-    first = registry.register(model, {"a": 1})
-    registry.register({"b": 2}, {"b": 2})
+    first = registry.register(model, {"a": 1}, gate={"promoted": True, "reason": "first"})
+    registry.register({"b": 2}, {"b": 2}, gate={"promoted": True, "reason": "better"})
     registry.promote(first)
-    registry.record_gate(first, {"promote": True})
-    registry.promote("v0002")
-    registry.record_gate("v0002", {"promote": True})
     assert _tmp_leftovers(registry.root) == []
     assert sorted(p.name for p in (registry.root / first).iterdir()) == sorted([ARTIFACT, CARD, GATE])
     assert sorted(p.name for p in registry.root.iterdir()) == sorted([CHAMPION, "v0001", "v0002"])
 
 
-def test_failed_registration_leaves_no_version_and_no_temporary_file(registry, model):
+def test_failed_registration_leaves_nothing_behind(registry, model):
     registry.register(model, {})
     with pytest.raises(Exception):
         registry.register(lambda x: x, {})  # a lambda cannot be pickled
     assert registry.versions() == ["v0001"]
-    assert _tmp_leftovers(registry.root) == []
-    # the failed attempt may keep its claimed folder, but the next registration is a new, loadable version
+    assert sorted(p.name for p in registry.root.iterdir()) == ["v0001"]
     again = registry.register({"ok": True}, {})
-    assert again != "v0001" and registry.versions() == ["v0001", again]
+    assert again == "v0002" and registry.versions() == ["v0001", "v0002"]
     assert registry.load(again) == {"ok": True}
+
+
+def test_a_registration_killed_midway_leaves_no_version_and_the_sweep_removes_its_folder(registry, model):
+    registry.register(model, {})
+    code = ("import os, joblib; from pm_assets.core.registry import LocalRegistry\n"
+            "joblib.dump = lambda *a, **k: os.kill(os.getpid(), 9)\n"  # killed while writing the artifact
+            f"LocalRegistry({str(registry.root)!r}).register({{'x': 1}}, {{}})")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    assert registry.versions() == ["v0001"] and len(_tmp_leftovers(registry.root)) == 1
+    (registry.root / "v0007").mkdir()  # a card-less folder, as earlier code left after a kill
+    (registry.root / "v0007" / "model.joblib").write_bytes(b"")
+    removed = registry.sweep()
+    assert len(removed) == 2 and sorted(p.name for p in registry.root.iterdir()) == ["v0001"]
+    assert registry.register(model, {}) == "v0002"
 
 
 # --- numbering ----------------------------------------------------------------------------------------------

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pm_assets.core.storage import (
     RecentPartitions,
+    WriteError,
+    atomic_dir,
+    atomic_path,
+    sweep_orphans,
     concat_partitions,
     read_partitions,
     write_parquet_atomic,
@@ -32,10 +42,12 @@ def test_each_partition_file_equals_the_rows_written_by_pandas(tmp_path):
     days = df["datetime"].dt.floor("D")
     parts = [(tmp_path / "arrow" / f"{d.date()}.parquet", np.flatnonzero(days == d)) for d in sorted(days.unique())]
     parts.append((tmp_path / "arrow" / "empty.parquet", np.array([], dtype=np.intp)))
-    assert write_partitions_atomic(df, parts) == len(df)
-    for target, rows in parts:
+    shas = write_partitions_atomic(df, parts)
+    (tmp_path / "pandas").mkdir()
+    for (target, rows), sha in zip(parts, shas, strict=True):
+        assert sha == hashlib.sha256(target.read_bytes()).hexdigest()
         expected = tmp_path / "pandas" / target.name
-        write_parquet_atomic(df.iloc[rows].reset_index(drop=True), expected)
+        df.iloc[rows].reset_index(drop=True).to_parquet(expected, index=False)
         pd.testing.assert_frame_equal(pd.read_parquet(target), pd.read_parquet(expected), check_exact=True)
     assert not list((tmp_path / "arrow").glob(".*.tmp"))  # no temporary file left behind
 
@@ -110,3 +122,66 @@ def test_recent_partitions_miss_on_other_keys_or_changed_files(tmp_path):
     assert recent.recall("a", keys, paths) is None and recent.recall("b", keys, paths) is not None
     recent.forget("b")
     assert recent.recall("b", keys, paths) is None
+
+
+# --- same frame, same bytes; no orphans; errors that name the file ------------------------------------------------
+
+def test_the_same_frame_gives_the_same_bytes_whatever_its_attrs(tmp_path):
+    df = frame(seed=2)
+    a, b = df.copy(), df.copy()
+    a.attrs["partitions_loaded"] = [f"2015-01-{d:02d}" for d in range(1, 31)]  # what a run's load leaves on a frame
+    sha_a = write_parquet_atomic(a, tmp_path / "a.parquet")
+    sha_b = write_parquet_atomic(b, tmp_path / "b.parquet")
+    assert sha_a == sha_b and (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert pd.read_parquet(tmp_path / "a.parquet").attrs == {}
+    changed = b.copy()
+    changed.loc[changed.index[0], "value"] = 99.0
+    assert write_parquet_atomic(changed, tmp_path / "c.parquet") != sha_a
+
+
+def test_a_write_killed_midway_leaves_a_temporary_file_that_the_sweep_removes(tmp_path):
+    target = tmp_path / "warehouse" / "features" / "2015-01-04.parquet"
+    code = ("import os, sys; from pm_assets.core.storage import atomic_path\n"
+            f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_bytes(b'half'); os.kill(os.getpid(), 9)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    (orphan,) = target.parent.glob(".*.tmp")
+    assert not target.exists()
+    # a live writer's temporary file is not touched
+    with atomic_path(tmp_path / "warehouse" / "scores.parquet") as live:
+        live.write_bytes(b"in progress")
+        assert sweep_orphans(tmp_path / "warehouse") == [orphan]
+        assert live.exists() and not orphan.exists()
+    assert (tmp_path / "warehouse" / "scores.parquet").read_bytes() == b"in progress"
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "reports" / "2015-01-04"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.csv").write_text("1")
+        assert not target.exists()
+    assert sorted(p.name for p in target.iterdir()) == ["a.csv"]
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:  # a failed rewrite keeps the old folder
+        (tmp / "b.csv").write_text("2")
+        raise RuntimeError("step failed")
+    assert sorted(p.name for p in target.iterdir()) == ["a.csv"]
+    with atomic_dir(target) as tmp:
+        (tmp / "b.csv").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.csv"]
+    assert [p.name for p in target.parent.iterdir()] == ["2015-01-04"]
+
+
+def test_a_folder_that_cannot_be_made_is_named_in_the_error(tmp_path):
+    (tmp_path / "warehouse").write_text("a file where the folder should be")
+    target = tmp_path / "warehouse" / "scores" / "2015-01-04.parquet"
+    with pytest.raises(WriteError, match=f"cannot write {target}: "):
+        write_parquet_atomic(frame(), target)
+
+
+def test_a_full_disk_is_named_in_the_error(tmp_path):
+    target = tmp_path / "scores" / "2015-01-04.parquet"
+    with pytest.raises(WriteError, match=f"cannot write {target}: No space left on device") as info:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what a write on a full disk raises
+    assert info.value.errno == errno.ENOSPC
+    assert not target.exists() and not list(target.parent.iterdir())
