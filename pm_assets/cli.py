@@ -73,6 +73,7 @@ def _run_history(first: str | None = None, last: str | None = None):
 
     keys = [k for k in daily_partitions.get_partition_keys() if (first is None or k >= first) and (last is None or k <= last)]
     instance = DagsterInstance.get()
+    _fail_dead_runs(instance)
     print(f"materializing every asset over {keys[0]}..{keys[-1]} ({len(keys)} partitions) as one run "
           f"in {os.environ['DAGSTER_HOME']}")
     started = time.perf_counter()
@@ -83,6 +84,53 @@ def _run_history(first: str | None = None, last: str | None = None):
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
     )
     return result, time.perf_counter() - started
+
+
+def _fail_dead_runs(instance) -> int:
+    """Mark FAILED the STARTED runs whose worker process on this machine is gone (a killed ``pm-assets main``: without
+    the daemon nothing else would); prints each. Returns how many."""
+    from pm_assets.run_workers import dead_runs, mark_failed
+
+    found = dead_runs(instance)
+    for run, why in found:
+        mark_failed(instance, run, why)
+        print(f"run {run.run_id} ({run.job_name}) was STARTED but {why}: marked FAILED")
+    return len(found)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """List the latest runs with their status and worker; mark dead ones (or one named run) failed."""
+    _use_project_instance()
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    from pm_assets.run_workers import mark_failed, worker_health
+
+    instance = DagsterInstance.get()
+    if args.fail_dead:
+        print(f"{_fail_dead_runs(instance)} dead run(s) marked FAILED")
+    if args.fail:
+        run = instance.get_run_by_id(args.fail)
+        if run is None:
+            print(f"no run {args.fail}", file=sys.stderr)
+            return 2
+        if run.is_finished:
+            print(f"run {run.run_id} already ended: {run.status.value}", file=sys.stderr)
+            return 2
+        state, why = worker_health(instance, run)
+        if state == "alive" and not args.force:
+            print(f"run {run.run_id}: {why}; not marked (--force to mark it anyway)", file=sys.stderr)
+            return 2
+        mark_failed(instance, run, why if state != "alive" else "marked by hand")
+        print(f"run {run.run_id} marked FAILED ({why})")
+    records = instance.get_run_records(limit=args.limit)
+    print(f"{'run':36}  {'job':15} {'status':9} {'started (UTC)':19} {'took':>8}  worker")
+    for record in records:
+        run = record.dagster_run
+        started = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.start_time)) if record.start_time else "")
+        took = f"{(record.end_time or time.time()) - record.start_time:7.1f}s" if record.start_time else ""
+        worker = worker_health(instance, run)[1] if run.status == DagsterRunStatus.STARTED else ""
+        print(f"{run.run_id:36}  {run.job_name[:15]:15} {run.status.value:9} {started:19} {took:>8}  {worker}")
+    return 0
 
 
 def _execute_with_progress(job, instance, run_config: dict, tags: dict):
@@ -353,6 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     auto.add_argument("state", choices=["on", "off"])
     auto.add_argument("-w", "--workspace", default=str(PROJECT_ROOT / "workspace.yaml"), help="workspace file")
     auto.set_defaults(func=_automation)
+
+    runs = sub.add_parser("runs", help="list the latest runs with their status and worker process; mark dead runs "
+                          "failed (a killed run stays STARTED until run monitoring, the next `main` or this marks it)")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs to list, newest first")
+    runs.add_argument("--fail-dead", action="store_true", help="mark FAILED every STARTED run whose worker is gone")
+    runs.add_argument("--fail", metavar="RUN_ID", help="mark this run FAILED (refused while its worker runs)")
+    runs.add_argument("--force", action="store_true", help="with --fail: mark it even though its worker runs")
+    runs.set_defaults(func=_runs)
 
     pred = sub.add_parser("predict", help="score one machine's current snapshot with the champion model")
     pred.add_argument("--machine", type=int, required=True)

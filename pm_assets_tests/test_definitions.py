@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 from dagster import AssetsDefinition, BackfillPolicy
 
+from pm_assets.assets.common import code_modules, code_version
 from pm_assets.definitions import defs
 from pm_assets.partitions import daily_partitions
 
@@ -27,6 +28,28 @@ def test_every_asset_has_description_group_and_kinds():
             assert spec.description and len(spec.description) > 30, spec.key
             assert spec.group_name and spec.group_name != "default", spec.key
             assert spec.kinds, spec.key
+
+
+def test_every_asset_declares_the_code_version_of_the_code_it_runs():
+    for asset in _assets():
+        for spec in asset.specs:
+            assert spec.code_version and len(spec.code_version) == 12, spec.key
+    used = code_modules("pm_assets.assets.features")
+    assert {"pm_assets.assets.features", "pm_assets.core.features", "pm_assets.core.labels", "pm_assets.resources",
+            "pm_assets.core.storage"} <= set(used)
+    assert "pm_assets.core.drift" not in used and "pm_assets.core.model" not in used  # other stages' code
+    assert code_version("pm_assets.assets.features") != code_version("pm_assets.assets.scoring")
+
+
+def test_a_change_to_a_core_module_is_a_new_code_version(tmp_path, monkeypatch):
+    import pm_assets.core.features as core_features
+
+    before = code_version("pm_assets.assets.features")
+    changed = tmp_path / "features.py"
+    changed.write_text(open(core_features.__file__).read() + "\n# one more line\n")
+    monkeypatch.setattr(core_features, "__file__", str(changed))
+    assert code_version("pm_assets.assets.features") != before
+    assert code_version("pm_assets.assets.training") == code_version("pm_assets.assets.training")
 
 
 def test_partitioned_assets_share_daily_partitions_and_run_backfills_as_one_run():

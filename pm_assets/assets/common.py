@@ -1,6 +1,11 @@
-"""Small helpers every asset module uses: time windows as naive UTC timestamps, schemas, per-day counts."""
+"""Small helpers every asset module uses: time windows as naive UTC timestamps, schemas, per-day counts, code
+versions."""
 
+import hashlib
+import importlib
+import sys
 import time
+import types
 
 import numpy as np
 import pandas as pd
@@ -91,3 +96,39 @@ def daily_partitioned(partition_expr: str = "datetime") -> dict:
 
     return {"partitions_def": daily_partitions, "backfill_policy": BackfillPolicy.single_run(),
             "metadata": {"partition_expr": partition_expr}}
+
+
+#: Code every asset runs through: the IO manager that stores its output.
+ALWAYS_USED = ("pm_assets.resources",)
+
+
+def code_modules(module_name: str) -> dict[str, str]:
+    """{module name: source file} of ``module_name``, of :data:`ALWAYS_USED` and of every ``pm_assets`` module they
+    use, directly or through another (found from the modules' globals: imported modules, functions, classes)."""
+    seen: dict[str, str] = {}
+    todo = [module_name, *ALWAYS_USED]
+    for name in (module_name, *ALWAYS_USED):
+        importlib.import_module(name)  # loaded now, whatever the import order, so the version is the same every time
+    while todo:
+        name = todo.pop()
+        module = sys.modules.get(name)
+        if name in seen or module is None or not getattr(module, "__file__", None):
+            continue
+        seen[name] = module.__file__
+        for value in list(vars(module).values()):
+            used = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(used, str) and used.startswith("pm_assets.") and used not in seen:
+                todo.append(used)
+    return seen
+
+
+def code_version(module_name: str) -> str:
+    """The code version of an asset module's assets: sha256 (first 12 hex digits) of the source of the
+    :func:`code_modules` of that module (the core functions it calls, the IO manager...). Any change to that code
+    is a new version, and Dagster shows the assets built before it as stale; a change elsewhere (another stage, a
+    test) is not. Call it after the module's imports."""
+    digest = hashlib.sha256()
+    for name, path in sorted(code_modules(module_name).items()):
+        with open(path, "rb") as source:
+            digest.update(name.encode() + b"\0" + source.read())
+    return digest.hexdigest()[:12]

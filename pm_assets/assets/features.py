@@ -22,12 +22,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import code_version, by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import FAILURES
 from pm_assets.core.validation import empty_table
+
+#: Changes with this module and the pm_assets code it uses (see ``code_version``).
+CODE_VERSION = code_version(__name__)
 
 FEATURES_GROUP = "features"
 _DEFAULTS = FeatureParams()
@@ -65,6 +68,7 @@ class LabelConfig(Config):
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=FEATURES_GROUP,
     kinds={"pandas", "parquet"},
     **daily_partitioned(),
@@ -120,6 +124,7 @@ def features(
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=FEATURES_GROUP,
     kinds={"pandas", "parquet"},
     **daily_partitioned(),

@@ -32,7 +32,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import code_version, by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
@@ -42,6 +42,9 @@ from pm_assets.core.storage import sha256_of, write_parquet_atomic
 from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY, ValidationResult, validate_rows
 from pm_assets.partitions import daily_partitions, partition_range
 from pm_assets.resources import LandingResource
+
+#: Changes with this module and the pm_assets code it uses (see ``code_version``).
+CODE_VERSION = code_version(__name__)
 
 RAW_GROUP = "raw"
 RAW_KINDS = {"pandas", "parquet"}
@@ -117,6 +120,7 @@ class IngestConfig(Config):
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=RAW_GROUP,
     kinds={"csv", "pandas"},
     check_specs=[AssetCheckSpec("landed_files_readable", asset="source_files",
@@ -214,6 +218,7 @@ def fail_if_unreadable(landing: LandingResource, table: str, days: list[str] | N
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=RAW_GROUP,
     kinds=RAW_KINDS,
     deps=[source_files],
@@ -239,6 +244,7 @@ def machines(context: AssetExecutionContext, landing: LandingResource):
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=RAW_GROUP,
     kinds=RAW_KINDS,
     deps=[source_files],
@@ -276,6 +282,7 @@ def build_raw_table_asset(spec: TableSpec):
     """A daily-partitioned raw table built from the staged rows of its days (one factory for four alike assets)."""
 
     @asset(
+    code_version=CODE_VERSION,
         name=spec.name,
         group_name=RAW_GROUP,
         kinds=RAW_KINDS,

@@ -29,7 +29,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import Progress, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import code_version, Progress, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import feature_columns
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
@@ -38,6 +38,9 @@ from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor_days, mo
 from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
 from pm_assets.partitions import daily_partitions
 from pm_assets.resources import ModelRegistryResource, OutputsResource
+
+#: Changes with this module and the pm_assets code it uses (see ``code_version``).
+CODE_VERSION = code_version(__name__)
 
 MONITORING_GROUP = "monitoring"
 _DEFAULTS = MonitoringParams()
@@ -125,6 +128,7 @@ def write_reports(folder: Path, date: str, result, params: MonitoringParams, fig
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=MONITORING_GROUP,
     kinds={"pandas", "html"},
     **daily_partitioned("date"),
@@ -220,6 +224,7 @@ def _float(value) -> float:
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=MONITORING_GROUP,
     kinds={"pandas", "html", "svg"},
     ins={"monitoring": AssetIn(metadata={"allow_missing_partitions": True}, partition_mapping=AllPartitionMapping())},

@@ -14,13 +14,16 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, column_schema, daily_partitioned, run_summary, shown
+from pm_assets.assets.common import code_version, by_day, column_schema, daily_partitioned, run_summary, shown
 from pm_assets.core.consistency import probability_problems, version_problems, worklist_problems
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.labels import LABEL_CLASSES
 from pm_assets.resources import ModelRegistryResource
+
+#: Changes with this module and the pm_assets code it uses (see ``code_version``).
+CODE_VERSION = code_version(__name__)
 
 SCORING_GROUP = "scoring"
 WORKLIST_SHOWN = 10
@@ -47,6 +50,7 @@ class CostConfig(Config):
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=SCORING_GROUP,
     kinds={"scikitlearn", "pandas", "parquet"},
     **daily_partitioned(),
@@ -102,6 +106,7 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=SCORING_GROUP,
     kinds={"pandas", "parquet"},
     **daily_partitioned("date"),

@@ -26,12 +26,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import shown
+from pm_assets.assets.common import code_version, shown
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import ModelBundle, TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
 from pm_assets.core.monitoring import permutation_importance_of
 from pm_assets.resources import ModelRegistryResource
+
+#: Changes with this module and the pm_assets code it uses (see ``code_version``).
+CODE_VERSION = code_version(__name__)
 
 MODEL_GROUP = "model"
 _DEFAULTS = TrainParams()
@@ -82,6 +85,7 @@ def _metric_metadata(prefix: str, metrics: dict) -> dict:
 
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=MODEL_GROUP,
     kinds={"scikitlearn", "joblib"},
     ins={
