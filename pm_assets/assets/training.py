@@ -10,6 +10,7 @@ score and monitor with the champion.
 """
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -138,11 +139,24 @@ def failure_model(
         "permutation_importance": {"scoring": "average precision of p_any", "window": "test",
                                    "values": importance.to_dict()},
     }
-    # decided before anything is written: a champion that cannot be loaded fails the step with no version left
-    # behind; the version then appears whole, with its decision, in one rename
-    decision = _champion_gate(registry, test, metrics, config.gate_tolerance)
-    version = registry.register(bundle, card, gate=decision)
-    promote, reason = decision["promoted"], decision["reason"]
+    # the same rows, parameters and code train the same model (deterministic): a re-run (after a crash, or a retry)
+    # reuses that version instead of registering a copy, so what is scored with it is the same, byte for byte
+    card["fingerprint"] = hashlib.sha256(json.dumps(
+        [card["data_versions"], card["params"], card["training_window"], config.operating_threshold, CODE_VERSION],
+        sort_keys=True, default=str).encode()).hexdigest()
+    version = registry.find(card["fingerprint"])
+    if version is not None:
+        decision = registry.gate_decision(version) or {}
+        before = None if decision.get("champion_before") in (None, "none") else decision["champion_before"]
+        if decision.get("promoted") and registry.champion() == before:
+            registry.promote(version)  # a crash came between its registration and the champion pointer
+        context.log.info(f"{version} was trained on the same rows with the same parameters and code: reused")
+    else:
+        # decided before anything is written: a champion that cannot be loaded fails the step with no version left
+        # behind; the version then appears whole, with its decision, in one rename
+        decision = _champion_gate(registry, test, metrics, config.gate_tolerance)
+        version = registry.register(bundle, card, gate=decision)
+    promote, reason = bool(decision.get("promoted")), decision.get("reason", "no decision recorded")
     gate_meta = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items()
                  if v is not None} | {"challenger": version}
     yield MaterializeResult(metadata=shown({

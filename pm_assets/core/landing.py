@@ -258,6 +258,9 @@ class Staging:
         frame[FILE_COLUMN] = landed.name
         frame[STAGED_DAY] = keys  # stored with the rows: reading a day back needs nothing else
         chunk = f"{now}-{identity[:12]}.parquet"
+        for day in per_day:  # chunks of a staging of this file killed before its ledger entry: replaced, not doubled
+            for leftover in (self.root / spec.name / day).glob(f"*-{identity[:12]}.parquet"):
+                leftover.unlink()
         order = np.argsort(keys, kind="stable")
         bounds = np.searchsorted(keys[order], list(per_day), side="left")  # per_day is sorted, empty days included
         ends = [*bounds[1:], len(order)]

@@ -127,6 +127,13 @@ class LocalRegistry:
                     removed.append(folder)
         return removed
 
+    def find(self, fingerprint: str) -> str | None:
+        """The version whose card has this ``fingerprint`` (same training rows, parameters and code), if any."""
+        for version in reversed(self.versions()):
+            if self.card(version).get("fingerprint") == fingerprint:
+                return version
+        return None
+
     def card(self, version: str) -> dict:
         path = self._folder(version) / CARD
         if not path.exists():

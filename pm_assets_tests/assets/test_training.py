@@ -21,6 +21,8 @@ ASSETS = load_assets_from_modules([ingestion, features_module, training, scoring
 FIRST, LAST = "2015-01-01", "2015-04-30"
 #: A model that barely learns: one boosting iteration at a tiny learning rate.
 WEAK = {"max_iter": 1, "learning_rate": 0.001}
+#: Another weak model (not the same training as WEAK, which would reuse its version).
+WORSE = {"max_iter": 2, "learning_rate": 0.001}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def test_first_model_becomes_champion_better_is_promoted_worse_is_not(pipeline):
     assert better.success and _gate(better).passed
     assert registry.champion() == "v0002" and _meta(better)["average_precision"] > weak_ap + 0.1
 
-    worse = train(**WEAK)
+    worse = train(**WORSE)
     gate = _gate(worse)
     # a decision, not a failure: the run succeeds, the check warns, the champion stays
     assert worse.success and not gate.passed and gate.severity == AssetCheckSeverity.WARN
@@ -87,14 +89,19 @@ def test_first_model_becomes_champion_better_is_promoted_worse_is_not(pipeline):
     assert f"{card['metrics']['average_precision']:.4g}" == f"{_meta(worse)['average_precision']:.4g}"  # shown rounded
 
 
-def test_training_is_deterministic(pipeline):
+def test_training_is_deterministic_and_the_same_training_reuses_its_version(pipeline):
     root, train, _ = pipeline
-    a, b = _meta(train()), _meta(train())
+    registry = LocalRegistry(root / "models")
+    before = registry.versions()
+    a = _meta(train(max_iter=30))
+    b = _meta(train(max_iter=30))
     for key in ("average_precision", "roc_auc", "brier", "ece", "macro_f1_components"):
         assert a[key] == b[key], key
-    registry = LocalRegistry(root / "models")
-    cards = [registry.card(v) for v in registry.versions()[-2:]]
-    assert cards[0]["data_versions"] == cards[1]["data_versions"]
+    # one version: the second run trained the same model from the same rows, parameters and code, and reused it
+    assert registry.versions() == [*before, a["version"]] and b["version"] == a["version"]
+    assert registry.find(registry.card(a["version"])["fingerprint"]) == a["version"]
+    c = _meta(train(max_iter=31))  # other parameters: a new version
+    assert c["version"] != a["version"] and registry.versions()[-1] == c["version"]
 
 
 def test_a_champion_that_cannot_be_loaded_fails_the_step_and_leaves_no_version(pipeline):
@@ -105,7 +112,7 @@ def test_a_champion_that_cannot_be_loaded_fails_the_step_and_leaves_no_version(p
     original = artifact.read_bytes()
     artifact.write_bytes(original + b"tampered")
     try:
-        result = train(**WEAK)
+        result = train(max_iter=3, learning_rate=0.001)  # a training not done before (it would reuse its version)
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         assert "was changed after registration" in str(failure.event_specific_data.error)

@@ -57,6 +57,19 @@ def test_staging_splits_by_day_once_per_identity(tmp_path, fleet):
     assert len(staging.chunks("telemetry", "2015-01-03")) == 1
 
 
+def test_a_staging_killed_before_its_ledger_entry_is_redone_without_doubling_rows(tmp_path, fleet):
+    write_kaggle_csv({"telemetry": fleet["telemetry"]}, tmp_path / "landing")
+    staging = Staging(tmp_path / "staging")
+    (file,) = list_landed(tmp_path / "landing")[0]
+    entry = staging.stage(file)
+    staging.ledger_path(entry["id"]).unlink()  # what a kill between the chunks and the ledger entry leaves
+    again = staging.stage(file)
+    assert again["ingested_ns"] != entry["ingested_ns"]  # staged anew (the ledger did not have it)
+    for day in again["days"]:
+        assert len(staging.chunks("telemetry", day)) == 1, day
+    assert len(staging.read("telemetry", list(again["days"]))) == len(fleet["telemetry"])
+
+
 def test_two_empty_exports_of_different_days_are_two_files(tmp_path, fleet):
     empty = {"failures": fleet["failures"].iloc[:0]}
     write_kaggle_csv(empty, tmp_path, suffix="_2015-01-02")
