@@ -500,8 +500,9 @@ def _expected_changes(changes: list[set[tuple[str, str]]], days: list[str]) -> d
 
 
 def _kill_a_retraining(stack: Stack, client, registry: LocalRegistry) -> str:
-    """A retrain_job run killed (SIGKILL) during training: the daemon's run monitoring marks it FAILED (within two
-    minutes), and it leaves no version in the registry. Returns its run id."""
+    """A retrain_job run killed (SIGKILL) during training becomes FAILED within two minutes (here the code server
+    that launched it sees its process end; run monitoring's health check covers runs no server watches, see
+    test_run_workers.py), and it leaves no version in the registry. Returns its run id."""
     run_id = client.submit_job_execution("retrain_job", repository_location_name=LOCATION,
                                          tags={"dagster/partition": HISTORY_END})
     tags = stack.wait_for("the retraining's worker to tag itself", lambda: (
@@ -514,7 +515,6 @@ def _kill_a_retraining(stack: Stack, client, registry: LocalRegistry) -> str:
         lambda r: r if r["status"] in TERMINAL else None)(stack.run(run_id)), 120, 1.0)
     assert run["status"] == "FAILURE", run
     stack.phase(f"killed retraining FAILED {time.time() - killed_at:.0f} s after the kill")
-    assert "is no longer running" in stack.run_errors(run_id), stack.run_errors(run_id)  # the launcher's check said so
     assert registry.versions() == ["v0001"], registry.versions()  # nothing half-registered
     return run_id
 
