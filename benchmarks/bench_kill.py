@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the folder (printed)")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # one line per trial as it ends, also into a file
     import pandas as pd
 
     start = "2015-01-01"
