@@ -81,9 +81,7 @@ class ModelRegistryResource(ConfigurableResource):
     root: str = Field(default=str(MODELS_DIR), description="Registry folder.")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        removed = self.registry().sweep()
-        if removed:
-            context.log.warning(f"removed what interrupted registrations left: {', '.join(map(str, removed))}")
+        _report_removed(context, self.registry().sweep())
 
     def registry(self) -> LocalRegistry:
         return LocalRegistry(self.root)
@@ -103,9 +101,12 @@ class OutputsResource(ConfigurableResource):
 
 def _sweep(context: InitResourceContext, *roots: str) -> None:
     """At the start of every run: remove the temporary files that killed processes left (see ``sweep_orphans``)."""
-    removed = [path for root in roots for path in sweep_orphans(root)]
+    _report_removed(context, [path for root in roots for path in sweep_orphans(root)])
+
+
+def _report_removed(context: InitResourceContext, removed: list[Path]) -> None:
     if removed:
-        context.log.warning(f"removed {len(removed)} temporary files of processes no longer running: "
+        context.log.warning(f"removed {len(removed)} leftovers of interrupted writes: "
                             + ", ".join(map(str, removed[:5])) + (" ..." if len(removed) > 5 else ""))
 
 
@@ -213,5 +214,5 @@ CONTENT_SHA = "content_sha256"
 def _set_data_version(context: OutputContext, sha: str) -> None:
     """The output's data version is its content. Dagster takes a data version from ``Output(data_version=...)``;
     an IO manager has only the step's cached version, which Dagster uses as the user-provided one when it builds
-    the materialization right after ``handle_output`` (1.13). Tested: pm_assets_tests/test_resources.py."""
+    the materialization right after ``handle_output`` (1.13). Tested in pm_assets_tests/test_resources.py."""
     context.step_context.set_data_version(context.asset_key, DataVersion(sha[:24]))

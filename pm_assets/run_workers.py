@@ -30,7 +30,6 @@ def tag_worker(instance: DagsterInstance, run: DagsterRun | None) -> None:
 
 def worker(instance: DagsterInstance, run: DagsterRun) -> tuple[str | None, int | None]:
     """(host, pid) of the run's worker: its tags, else the process that wrote its RUN_START (this machine)."""
-    run = instance.get_run_by_id(run.run_id) or run
     if PID_TAG in run.tags:
         return run.tags.get(HOST_TAG), int(run.tags[PID_TAG])
     records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
@@ -41,8 +40,8 @@ def worker(instance: DagsterInstance, run: DagsterRun) -> tuple[str | None, int 
 
 def worker_health(instance: DagsterInstance, run: DagsterRun) -> tuple[str, str]:
     """("alive" | "dead" | "unknown", why) of a run's worker; only a STARTED run has one to ask about."""
-    record = instance.get_run_record_by_id(run.run_id)
-    host, pid = worker(instance, run)
+    record = instance.get_run_record_by_id(run.run_id)  # as stored now: the worker tags come after the run's start
+    host, pid = worker(instance, record.dagster_run if record else run)
     return worker_state(host, pid, record.start_time if record else None)
 
 

@@ -22,7 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import code_version, by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import by_day, code_version, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
 from pm_assets.core.markdown import markdown_table

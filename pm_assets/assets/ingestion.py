@@ -32,7 +32,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import code_version, by_day, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import by_day, code_version, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.completeness import expected_hours, hourly_completeness
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
@@ -282,7 +282,7 @@ def build_raw_table_asset(spec: TableSpec):
     """A daily-partitioned raw table built from the staged rows of its days (one factory for four alike assets)."""
 
     @asset(
-    code_version=CODE_VERSION,
+        code_version=CODE_VERSION,
         name=spec.name,
         group_name=RAW_GROUP,
         kinds=RAW_KINDS,

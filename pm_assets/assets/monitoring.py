@@ -29,7 +29,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import code_version, Progress, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import Progress, code_version, column_schema, daily_partitioned, naive_utc, run_summary, shown
 from pm_assets.core.features import feature_columns
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render

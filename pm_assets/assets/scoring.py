@@ -14,7 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import code_version, by_day, column_schema, daily_partitioned, run_summary, shown
+from pm_assets.assets.common import by_day, code_version, column_schema, daily_partitioned, run_summary, shown
 from pm_assets.core.consistency import probability_problems, version_problems, worklist_problems
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level

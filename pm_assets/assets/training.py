@@ -30,7 +30,7 @@ from pydantic import Field
 from pm_assets.assets.common import code_version, shown
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.model import ModelBundle, TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
+from pm_assets.core.model import TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
 from pm_assets.core.monitoring import permutation_importance_of
 from pm_assets.resources import ModelRegistryResource
 

@@ -8,7 +8,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pm_assets.core.processes import process_alive
+from pm_assets.core.processes import HOST, process_alive
 
 #: Permissions of every written file (what open() would give under the usual umask 022).
 FILE_MODE = 0o644
@@ -28,7 +27,7 @@ FILE_MODE = 0o644
 #: run (a folder shared by several machines keeps the others' temporaries: their processes cannot be seen here).
 TMP_SUFFIX = ".tmp"
 _TMP_NAME = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
-HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_HOST_HASH = hashlib.sha256(HOST.encode()).hexdigest()[:8]
 
 
 class WriteError(OSError):
@@ -36,7 +35,7 @@ class WriteError(OSError):
 
 
 def _tmp_prefix(target: Path) -> str:
-    return f".{target.name}.{HOST_TAG}-{os.getpid()}."
+    return f".{target.name}.{_HOST_HASH}-{os.getpid()}."
 
 
 @contextmanager
@@ -123,7 +122,7 @@ def sweep_orphans(root: str | os.PathLike) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*filenames, *dirnames]:
             match = _TMP_NAME.match(name)
-            if match is None or match["host"] != HOST_TAG or process_alive(int(match["pid"])):
+            if match is None or match["host"] != _HOST_HASH or process_alive(int(match["pid"])):
                 continue
             path = Path(dirpath) / name
             if path.is_dir() and not path.is_symlink():
