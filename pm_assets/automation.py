@@ -56,6 +56,7 @@ from dagster import (
     schedule,
     sensor,
 )
+from dagster._core.storage.tags import MAX_RETRIES_TAG
 
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, monitoring, scoring
@@ -67,7 +68,7 @@ from pm_assets.core.schema import TABLES
 from pm_assets.core.storage import sha256_of
 from pm_assets.partitions import daily_partitions, partition_range
 from pm_assets.resources import CONTENT_SHA, LandingResource
-from pm_assets.run_workers import is_live
+from pm_assets.run_workers import is_live, worker_health
 from pm_assets.settings import AUTOMATION_ON, DATA_DEADLINE_CRON, LIVE_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
 
 MONITORING = AssetKey("monitoring")
@@ -80,6 +81,10 @@ DOWNSTREAM = ("features", "scores", "maintenance_worklist", "labels", "monitorin
 TRIGGER_TAG = "pm_assets/trigger"
 #: Days after a sensor-requested retraining during which further alerts do not retrain again: one production window.
 RETRAIN_COOLDOWN_DAYS = monitoring.MonitoringConfig().production_days
+#: Tags of every retraining request: a retraining whose worker died (killed, out of memory, machine restarted) is
+#: run again once by the daemon's run retries (``run_retries`` in dagster.yaml, which retries no other job and never
+#: a run whose step failed): the request is carried out, not dropped.
+RETRAIN_TAGS = {MAX_RETRIES_TAG: "1"}
 
 main_job = define_asset_job(
     "main_job",
@@ -374,10 +379,9 @@ def retraining_sensor(context: SensorEvaluationContext):
     if not meta.get("retrain_recommended", False):
         context.update_cursor(str(storage_id))
         return SkipReason(f"monitoring {mat.partition}: {alerts} alert(s), light {light}: no retraining needed")
-    active = _active_runs(context.instance, [retrain_job.name])
-    if active:  # deferred, not dropped: the cursor stays, and the result is decided again once that run has ended
-        return SkipReason(f"monitoring {mat.partition} recommends retraining; deferred while run {active[0].run_id} "
-                          f"({active[0].status.value}) is retraining")
+    busy = _retraining_in_progress(context.instance)
+    if busy:  # deferred, not dropped: the cursor stays, and the result is decided again once that run has ended
+        return SkipReason(f"monitoring {mat.partition} recommends retraining; deferred while {busy}")
     recent = _recent_sensor_retraining(context.instance, mat.partition)
     if recent is not None:
         # the drift that triggered that retraining stays in the production window for up to its length: acting on
@@ -388,7 +392,25 @@ def retraining_sensor(context: SensorEvaluationContext):
     context.update_cursor(str(storage_id))
     return RunRequest(run_key=f"monitoring-{storage_id}", partition_key=mat.partition,
                       tags={TRIGGER_TAG: "retraining_sensor", "pm_assets/monitoring_partition": mat.partition,
-                            "pm_assets/alerts": str(alerts)})
+                            "pm_assets/alerts": str(alerts), **RETRAIN_TAGS})
+
+
+def _retraining_in_progress(instance) -> str | None:
+    """Why a retraining is under way, or None: a queued or running retraining with a live worker, a dead one that
+    run monitoring will fail and the daemon retry, or a failed one whose retry is not launched yet. A dead run that
+    nothing will retry (monitoring or retries off, or its retry spent) is not under way: it holds nothing back."""
+    retrying = instance.run_retries_enabled
+    for run in instance.get_runs(filters=RunsFilter(job_name=retrain_job.name), limit=10):
+        if run.status == DagsterRunStatus.FAILURE and run.is_complete_and_waiting_to_retry:
+            return f"run {run.run_id} failed and the daemon is retrying it"
+        if run.status not in ACTIVE_STATUSES:
+            continue
+        if is_live(instance, run):
+            return f"run {run.run_id} ({run.status.value}) is retraining"
+        if retrying and instance.run_monitoring_enabled and int(run.tags.get(MAX_RETRIES_TAG, "0")) > 0:
+            return (f"run {run.run_id} ({worker_health(instance, run)[1]}) is failed by run monitoring and then "
+                    "retried")
+    return None
 
 
 def _latest_daily_monitoring(instance, look_back: int = 50):
@@ -455,7 +477,7 @@ def weekly_retraining_schedule(context: ScheduleEvaluationContext):
         return SkipReason("no features materialized yet: nothing to train on")
     key = max(done)
     return RunRequest(run_key=f"weekly-{context.scheduled_execution_time:%Y-%m-%d}", partition_key=key,
-                      tags={TRIGGER_TAG: "weekly_retraining_schedule"})
+                      tags={TRIGGER_TAG: "weekly_retraining_schedule", **RETRAIN_TAGS})
 
 
 # --- late data -----------------------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -20,7 +23,16 @@ from dagster import (
 
 from dagster import Definitions, MaterializeResult, asset, define_asset_job
 
-from pm_assets.automation import retrain_job, retraining_sensor
+from dagster._core.storage.tags import (
+    AUTO_RETRY_RUN_ID_TAG,
+    MAX_RETRIES_TAG,
+    PARENT_RUN_ID_TAG,
+    ROOT_RUN_ID_TAG,
+    WILL_RETRY_TAG,
+)
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+from pm_assets.automation import RETRAIN_TAGS, retrain_job, retraining_sensor
 from pm_assets.core.processes import HOST
 from pm_assets.partitions import daily_partitions
 from pm_assets.definitions import defs
@@ -68,11 +80,62 @@ def test_two_alerts_request_one_retraining_run_and_never_twice(fresh_instance):
     assert same_cursor == cursor
 
 
-def _retraining_run(instance, run_id: str, pid: int) -> DagsterRun:
+def _retraining_run(instance, run_id: str, pid: int, parent: str | None = None, **tags) -> DagsterRun:
     run = DagsterRun(job_name=retrain_job.name, run_id=run_id, status=DagsterRunStatus.STARTED,
-                     tags={PID_TAG: str(pid), HOST_TAG: HOST})
+                     tags={**tags, PID_TAG: str(pid), HOST_TAG: HOST,
+                           **({PARENT_RUN_ID_TAG: parent, ROOT_RUN_ID_TAG: parent} if parent else {})},
+                     parent_run_id=parent, root_run_id=parent)
     instance.add_run(run)
     return run
+
+
+@pytest.fixture()
+def project_instance(tmp_path):
+    """An instance with the project's run launcher, run monitoring and run retries (from dagster.yaml)."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    overrides = {key: config[key] for key in ("run_launcher", "run_monitoring", "run_retries")}
+    with DagsterInstance.local_temp(str(tmp_path), overrides=overrides) as instance:
+        yield instance
+
+
+def test_a_killed_retraining_is_retried_once_and_the_recommendation_waits_for_it(project_instance):
+    """The issue's scenario: a retraining killed (STARTED for ever until run monitoring fails it), then a result
+    recommending retraining. The result waits while the daemon fails and retries the dead run, and is carried out
+    exactly once when no retraining remains under way."""
+    instance = project_instance
+    worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    worker.wait()
+    killed = _retraining_run(instance, "c" * 36, worker.pid, **RETRAIN_TAGS)
+    event_id = report_monitoring(instance, "2015-07-15", alerts=2)
+    result, cursor = tick(instance)
+    assert isinstance(result, SkipReason) and cursor is None
+    assert f"run {killed.run_id} (worker process {worker.pid} on {HOST} is no longer running) is failed by run " \
+        "monitoring and then retried" in result.skip_message
+    # Dagster's run monitoring (the daemon's function) fails it; the run is then due for a retry
+    monitor_started_run(instance, None, instance.get_run_record_by_id(killed.run_id), logging.getLogger("test"))
+    failed = instance.get_run_by_id(killed.run_id)
+    assert failed.status == DagsterRunStatus.FAILURE and failed.tags[WILL_RETRY_TAG] == "true"
+    result, cursor = tick(instance, cursor)
+    assert isinstance(result, SkipReason) and f"run {killed.run_id} failed and the daemon is retrying it" in \
+        result.skip_message and cursor is None
+    # the daemon's retry (same tags, linked as Dagster's retry daemon links it) runs ...
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        retry = _retraining_run(instance, "d" * 36, alive.pid, parent=killed.run_id,
+                                **{k: v for k, v in failed.tags.items() if not k.startswith("dagster/will")})
+        instance.add_run_tags(killed.run_id, {AUTO_RETRY_RUN_ID_TAG: retry.run_id})
+        result, cursor = tick(instance, cursor)
+        assert isinstance(result, SkipReason) and f"run {retry.run_id} (STARTED) is retraining" in result.skip_message
+    finally:
+        alive.kill()
+        alive.wait()
+    # ... and fails too (a second death is not retried: one retry per request), so the recommendation is requested
+    instance.report_run_failed(instance.get_run_by_id(retry.run_id), "killed again")
+    assert not instance.get_run_by_id(retry.run_id).is_complete_and_waiting_to_retry
+    result, cursor = tick(instance, cursor)
+    assert isinstance(result, RunRequest) and result.run_key == f"monitoring-{event_id}"
+    assert result.tags[MAX_RETRIES_TAG] == "1"
+    assert isinstance(tick(instance, cursor)[0], SkipReason)  # exactly once
 
 
 def test_a_recommendation_is_deferred_while_a_retraining_runs_and_requested_once_it_has_ended(fresh_instance):

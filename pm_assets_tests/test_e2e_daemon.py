@@ -21,10 +21,14 @@ drops files into the landing folder and waits, bounded:
 3. a late errors file for day 2 with rows it did not have: exactly that day's errors partition is ingested again,
    then exactly the partitions that read it.
 
+The retraining the sensor requests is killed (SIGKILL to its worker process) one second after its worker tagged
+itself, as the machine's OOM killer or a restart would.
+
 Asserted: every dropped file is ingested once; each raw partition of a dropped day is materialized once; each
 downstream partition is materialized once per change that reaches it (counted from the drops and the partition
 dependencies); monitoring of the last drifted day is yellow or red; the retraining sensor requests exactly one
-``retrain_job`` run and it registers v0002.
+``retrain_job`` run; killed, it is FAILED within two minutes, leaves no half-written version, and the daemon
+retries it exactly once (``run_retries``): the retry registers v0002 and no further retraining is requested.
 
 Processes are started in their own process group and the whole group is stopped (SIGTERM, then SIGKILL after
 10 s) whatever happens. A failure message carries the tails of the three process logs and, for a run that did not
@@ -40,6 +44,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.error
@@ -109,6 +114,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.phases: list[tuple[str, float]] = []
+        self.killed: dict[str, float] = {}  # run id -> when its worker was killed (FAILED is expected of it)
         self._t0 = time.monotonic()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "DAGSTER_"))},
@@ -452,7 +458,8 @@ def _settled(stack: Stack, selector: dict, after: float):
     runs = _all_runs(stack)
     if any(r["status"] not in TERMINAL for r in runs):
         return None
-    failed = [r for r in runs if r["status"] != "SUCCESS" and r["jobName"] != "__ASSET_JOB"]
+    failed = [r for r in runs if r["status"] != "SUCCESS" and r["jobName"] != "__ASSET_JOB"
+              and r["runId"] not in stack.killed]
     if failed:
         stack.fail(f"run {failed[0]['runId']} ({failed[0]['jobName']}) ended {failed[0]['status']}:\n"
                    f"{stack.run_errors(failed[0]['runId'])}")
@@ -499,6 +506,54 @@ def _expected_changes(changes: list[set[tuple[str, str]]], days: list[str]) -> d
     return counts
 
 
+@contextmanager
+def _killing_the_first_retraining(stack: Stack):
+    """While inside: SIGKILL the worker of the first retrain_job run one second after it tagged itself (its resources
+    started, its first step under way), recording the run in ``stack.killed``. Polled every 0.2 s in a thread."""
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set() and not stack.killed:
+            try:
+                for run in stack.runs("retrain_job"):
+                    tags = {t["key"]: t["value"] for t in run["tags"]}
+                    if run["status"] == "STARTED" and "pm_assets/worker_pid" in tags:
+                        time.sleep(1.0)
+                        os.kill(int(tags["pm_assets/worker_pid"]), signal.SIGKILL)
+                        stack.killed[run["runId"]] = time.time()
+                        stack.phase(f"retraining {run['runId'][:8]} killed")
+                        return
+            except (GraphQLError, OSError):  # a busy webserver: poll again
+                pass
+            done.wait(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(10)
+
+
+def _check_the_killed_retraining(stack: Stack, registry: LocalRegistry, retry: dict) -> None:
+    """The killed run FAILED within two minutes of the kill, the daemon retried it once (the retry carried the
+    request out), and no version is half-written."""
+    assert len(stack.killed) == 1, "the sensor's retraining was never seen running, so never killed"
+    ((killed_id, killed_at),) = stack.killed.items()
+    killed = stack.run(killed_id)
+    assert killed["status"] == "FAILURE", killed
+    assert killed["endTime"] - killed_at < 120, (killed["endTime"], killed_at)
+    stack.phase(f"killed retraining FAILED {killed['endTime'] - killed_at:.1f} s after the kill")
+    tags = {t["key"]: t["value"] for t in retry["tags"]}
+    assert tags.get("dagster/parent_run_id") == killed_id and tags.get("dagster/retry_number") == "1", tags
+    assert tags["pm_assets/trigger"] == "retraining_sensor", tags
+    models = registry.root
+    assert not list(models.rglob("*.tmp")), list(models.rglob("*.tmp"))
+    for version in registry.versions():
+        assert (models / version / "card.json").exists() and (models / version / "gate.json").exists(), version
+
+
 def _scenario(stack: Stack) -> None:
     from dagster_graphql import DagsterGraphQLClient
 
@@ -525,19 +580,22 @@ def _scenario(stack: Stack) -> None:
     selector = {"repositoryLocationName": LOCATION, "repositoryName": repo["name"], "sensorName": "downstream_sensor"}
     setup_runs = {r["runId"] for r in _all_runs(stack)}
 
-    # 1. the twelve days, in two drops; the test launches nothing
-    for drop in DROPS:
-        dropped_at = time.time()
-        for day in drop:
-            write_day_files(tables, day, landing)
-        stack.wait_for(f"the daemon to carry {drop[0]}..{drop[-1]} through", lambda: _settled(stack, selector, dropped_at),
-                       120, 1.0)
-        stack.phase(f"drop {drop[0]}..{drop[-1]} settled")
-    retrain = stack.wait_for("the sensor's retraining run to end", lambda: [
-        r for r in stack.runs("retrain_job") if r["status"] in TERMINAL], 120)
+    # 1. the twelve days, in two drops; the test launches nothing (and kills the sensor's retraining)
+    with _killing_the_first_retraining(stack):
+        for drop in DROPS:
+            dropped_at = time.time()
+            for day in drop:
+                write_day_files(tables, day, landing)
+            stack.wait_for(f"the daemon to carry {drop[0]}..{drop[-1]} through",
+                           lambda: _settled(stack, selector, dropped_at), 120, 1.0)
+            stack.phase(f"drop {drop[0]}..{drop[-1]} settled")
+        retrain = stack.wait_for("the sensor's retraining run, retried after the kill, to end", lambda: [
+            r for r in stack.runs("retrain_job") if r["status"] in TERMINAL and r["runId"] not in stack.killed
+            and stack.killed], 180)
     retrained_at = time.time()
     stack.wait_for("everything to settle after the retraining", lambda: _settled(stack, selector, retrained_at), 90)
     stack.phase("retrained")
+    _check_the_killed_retraining(stack, registry, retrain[0])
     assert registry.versions() == ["v0001", "v0002"], registry.versions()
     # the new version is promoted, or the gate kept the champion: a decision recorded either way, never a failed run
     gate = json.loads((registry.root / "v0002" / "gate.json").read_text())
@@ -574,10 +632,12 @@ def _assert_outcome(stack: Stack, setup_runs: set[str], retrain: list[dict], lat
     triggers = {r["runId"]: {t["key"]: t["value"] for t in r["tags"]}.get("pm_assets/trigger") for r in later
                 if r["jobName"] != "__ASSET_JOB"}
     assert set(triggers.values()) <= {"landing_sensor", "downstream_sensor", "retraining_sensor"}, triggers
-    # exactly one retraining, requested by the sensor, for a drifted day
-    (only,) = [r for r in later if r["jobName"] == "retrain_job"]
-    tags = {t["key"]: t["value"] for t in only["tags"]}
-    assert tags["pm_assets/trigger"] == "retraining_sensor" and tags["dagster/partition"] >= DRIFT_START, tags
+    # exactly one retraining requested, by the sensor, for a drifted day: the killed run and its one retry
+    retrainings = [r for r in later if r["jobName"] == "retrain_job"]
+    assert len(retrainings) == 2 and len([r for r in retrainings if r["runId"] in stack.killed]) == 1, retrainings
+    for run in retrainings:
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["pm_assets/trigger"] == "retraining_sensor" and tags["dagster/partition"] >= DRIFT_START, tags
     # every dropped file ingested once (the copy is remembered under its second name, not staged again)
     inventory = pd.read_parquet(stack.data / "warehouse" / "source_files.parquet")
     dropped = inventory[inventory["name"].str.contains("|".join(LIVE_DAYS))]
