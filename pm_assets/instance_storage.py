@@ -25,16 +25,32 @@ from watchdog.events import PatternMatchingEventHandler
 from watchdog.observers import Observer
 
 
-class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
+class RememberedSchema:
+    """Mixin for Dagster's SQL event logs: the tables and asset-key columns found present are remembered. Dagster
+    asks for both before every asset event (a schema reflection each time); a table or column, once there, stays.
+    Only positive answers are kept, so a migration that adds one is seen."""
+
+    def has_table(self, table_name: str) -> bool:
+        present = self.__dict__.setdefault("_tables_present", set())
+        if table_name not in present and self._has_table_now(table_name):
+            present.add(table_name)
+        return table_name in present
+
+    def _has_table_now(self, table_name: str) -> bool:
+        return super().has_table(table_name)
+
+    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
+        present = self.__dict__.setdefault("_asset_key_columns_present", set())
+        if column_name not in present and super()._has_asset_key_col_on_connection(conn, column_name):
+            present.add(column_name)
+        return column_name in present
+
+
+class PooledSqliteEventLogStorage(RememberedSchema, ConsolidatedSqliteEventLogStorage):
     """Consolidated SQLite event log with one pooled engine per process (see the module docstring)."""
 
     _engine_pid: int | None = None
     _engine = None
-
-    def __init__(self, base_dir, inst_data=None):
-        self._tables_present: set[str] = set()
-        self._asset_key_columns_present: set[str] = set()
-        super().__init__(base_dir, inst_data)
 
     def _pooled_engine(self):
         if self._engine is None or self._engine_pid != os.getpid():  # engines must not cross a fork
@@ -50,20 +66,10 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
             with conn.begin():
                 yield conn
 
-    def has_table(self, table_name: str) -> bool:
-        # asked for every asset event (Dagster checks that the tags table exists); a table, once there, stays
-        if table_name not in self._tables_present:
-            engine = self._pooled_engine()
-            with engine.connect() as conn:
-                if engine.dialect.has_table(conn, table_name):
-                    self._tables_present.add(table_name)
-        return table_name in self._tables_present
-
-    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
-        # asked for every asset event (a schema reflection each time); a column, once there, stays
-        if column_name not in self._asset_key_columns_present and super()._has_asset_key_col_on_connection(conn, column_name):
-            self._asset_key_columns_present.add(column_name)
-        return column_name in self._asset_key_columns_present
+    def _has_table_now(self, table_name: str) -> bool:
+        engine = self._pooled_engine()
+        with engine.connect() as conn:
+            return engine.dialect.has_table(conn, table_name)
 
     def watch(self, run_id, cursor, callback):
         if not self._obs:

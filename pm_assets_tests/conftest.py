@@ -96,3 +96,34 @@ def landing_resource(root: Path, raw_dir: Path, telemetry: str | None = None):
             link.symlink_to(source.resolve())
     return LandingResource(landing_dir=str(landing), staging_dir=str(root / "staging"),
                            quarantine_dir=str(root / "quarantine"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server on 127.0.0.1 for the session (Debian's package), stopped at the end. Skips when
+    PostgreSQL is not installed or cannot start, except under CI=true (.ci/run installs it)."""
+    from pm_assets_tests.servers import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except (FileNotFoundError, RuntimeError, KeyError) as exc:  # KeyError: no postgres user
+        _skip_or_fail(f"no PostgreSQL server could be started: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def postgres_home(postgres_server, tmp_path, monkeypatch):
+    """A DAGSTER_HOME with the project's PostgreSQL variant (deploy/postgres/dagster.yaml) on an empty database,
+    its PM_PG_* variables set."""
+    import shutil
+
+    postgres_server.reset()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    for key, value in postgres_server.env.items():
+        monkeypatch.setenv(key, value)
+    return home
