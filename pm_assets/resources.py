@@ -129,7 +129,7 @@ class ParquetIOManager(ConfigurableIOManager):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if context.instance is not None:  # every run stores through it: the run's worker is recorded here
-            tag_worker(context.instance, context.dagster_run)
+            tag_worker(context.instance, context.run)
         _sweep(context, self.base_dir)
 
     def _path(self, asset_key, partition: str | None) -> Path:

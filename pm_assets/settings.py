@@ -13,6 +13,7 @@ does), from environment variables with documented defaults. Run-time settings li
 | ``PM_SENSOR_INTERVAL_SECONDS`` | ``30`` | minimum seconds between two ticks of ``retraining_sensor`` |
 | ``PM_LIVE_INTERVAL_SECONDS`` | ``5`` | minimum seconds between two ticks of ``landing_sensor`` and ``downstream_sensor`` |
 | ``PM_DATA_DEADLINE_CRON`` | ``0 6 * * *`` | when a day's data must have arrived (UTC): later, its freshness check fails |
+| ``PM_BACKFILL_CHUNK_DAYS`` | empty: one run | a backfill as runs of at most this many days each (a cluster); empty: a single run (one machine) |
 | ``PM_AUTOMATION`` | ``off`` | ``on``: every schedule and sensor starts RUNNING (until toggled in the UI), for demos |
 
 Open-ended, the daily partitions end with the last complete UTC day: tonight, yesterday gets its partition. The
@@ -38,4 +39,5 @@ PARTITION_END = os.environ.get("PM_PARTITION_END") or None
 SENSOR_INTERVAL_SECONDS = int(os.environ.get("PM_SENSOR_INTERVAL_SECONDS", "30"))
 LIVE_INTERVAL_SECONDS = int(os.environ.get("PM_LIVE_INTERVAL_SECONDS", "5"))
 DATA_DEADLINE_CRON = os.environ.get("PM_DATA_DEADLINE_CRON", "0 6 * * *")
+BACKFILL_CHUNK_DAYS = int(os.environ["PM_BACKFILL_CHUNK_DAYS"]) if os.environ.get("PM_BACKFILL_CHUNK_DAYS") else None
 AUTOMATION_ON = os.environ.get("PM_AUTOMATION", "off").lower() in ("on", "1", "true", "running")

@@ -87,14 +87,25 @@ def by_day(frame: pd.DataFrame, column: str = "datetime"):
     return frame.groupby(pd.Series(keys, index=frame.index, name=column), observed=True)
 
 
-def daily_partitioned(partition_expr: str = "datetime") -> dict:
-    """The decorator arguments every daily asset shares: the daily partitions, backfills as one run, and the column
-    the IO manager splits a ranged run's output by."""
+def backfill_policy():
+    """A backfill as one run (the default: one machine, every partition in one process), or as runs of at most
+    ``PM_BACKFILL_CHUNK_DAYS`` days each (a cluster: chunks run in parallel on separate workers). Every daily asset
+    reads its lookback from the days before its chunk, so the chunks give the single run's results (tested)."""
     from dagster import BackfillPolicy
 
+    from pm_assets.settings import BACKFILL_CHUNK_DAYS
+
+    if BACKFILL_CHUNK_DAYS is None:
+        return BackfillPolicy.single_run()
+    return BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_CHUNK_DAYS)
+
+
+def daily_partitioned(partition_expr: str = "datetime") -> dict:
+    """The decorator arguments every daily asset shares: the daily partitions, the backfill policy, and the column
+    the IO manager splits a ranged run's output by."""
     from pm_assets.partitions import daily_partitions
 
-    return {"partitions_def": daily_partitions, "backfill_policy": BackfillPolicy.single_run(),
+    return {"partitions_def": daily_partitions, "backfill_policy": backfill_policy(),
             "metadata": {"partition_expr": partition_expr}}
 
 
