@@ -21,6 +21,9 @@ from pm_assets.core.validation import Fleet, PlausibleTimes
 from pm_assets.core.storage import (
     RecentPartitions,
     arrow_table,
+    as_path,
+    is_remote,
+    read_parquet,
     read_partitions,
     sweep_orphans,
     write_parquet_atomic,
@@ -37,7 +40,8 @@ class LandingResource(ConfigurableResource):
 
     landing_dir: str = Field(default=str(LANDING_DIR), description="Folder files arrive in (PdM_<table>*.csv[.gz]).")
     staging_dir: str = Field(default=str(STAGING_DIR), description="Staged rows per table and day, and the ledger.")
-    quarantine_dir: str = Field(default=str(QUARANTINE_DIR), description="Rejected rows, one parquet per partition.")
+    quarantine_dir: str = Field(default=str(QUARANTINE_DIR), description="Rejected rows, one parquet per partition: "
+                                "a folder or a URL (az://container/quarantine; credentials from the environment).")
     history_days: int = Field(default=365, description="How many days before the first partition a row may be dated "
                               "(the opening maintenance history: the real file starts 214 days before 2015). An "
                               "earlier row is quarantined as implausible, e.g. the 1970-01-01 of an unset clock.")
@@ -68,17 +72,18 @@ class LandingResource(ConfigurableResource):
     def fleet(self, machines: pd.DataFrame) -> Fleet:
         """The valid machine ids, and the machines the machines table rejected with why (its quarantine)."""
         path = self.quarantine_path("machines", "all")
-        return Fleet.from_machines(machines, pd.read_parquet(path) if path.exists() else None)
+        return Fleet.from_machines(machines, read_parquet(path) if path.exists() else None)
 
-    def quarantine_path(self, table: str, partition: str) -> Path:
-        return Path(self.quarantine_dir) / table / f"{partition}.parquet"
+    def quarantine_path(self, table: str, partition: str):
+        return as_path(self.quarantine_dir) / table / f"{partition}.parquet"
 
 
 class ModelRegistryResource(ConfigurableResource):
     """The local model registry: versioned artifacts with model cards and a champion pointer
     (see :mod:`pm_assets.core.registry`)."""
 
-    root: str = Field(default=str(MODELS_DIR), description="Registry folder.")
+    root: str = Field(default=str(MODELS_DIR), description="Registry folder, or a URL (az://container/models; "
+                      "credentials from the environment).")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         _report_removed(context, self.registry().sweep())
@@ -90,13 +95,17 @@ class ModelRegistryResource(ConfigurableResource):
 class OutputsResource(ConfigurableResource):
     """Where reports for people go (CSV, JSON, HTML)."""
 
-    root: str = Field(default=str(OUTPUTS_DIR), description="Outputs folder.")
+    root: str = Field(default=str(OUTPUTS_DIR), description="Outputs folder, or a URL (az://container/outputs; "
+                      "credentials from the environment).")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         _sweep(context, self.root)
 
-    def monitoring_folder(self, partition: str) -> Path:
-        return Path(self.root) / "monitoring" / partition
+    def monitoring_root(self):
+        return as_path(self.root) / "monitoring"
+
+    def monitoring_folder(self, partition: str):
+        return self.monitoring_root() / partition
 
 
 def _sweep(context: InitResourceContext, *roots: str) -> None:
@@ -125,16 +134,17 @@ class ParquetIOManager(ConfigurableIOManager):
     as they are unchanged (``RecentPartitions``).
     """
 
-    base_dir: str = Field(default=str(WAREHOUSE_DIR), description="Root folder of the stored assets.")
+    base_dir: str = Field(default=str(WAREHOUSE_DIR), description="Root folder of the stored assets, or a URL "
+                          "(az://container/warehouse, s3://bucket/warehouse; credentials from the environment).")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if context.instance is not None:  # every run stores through it: the run's worker is recorded here
             tag_worker(context.instance, context.run)
         _sweep(context, self.base_dir)
 
-    def _path(self, asset_key, partition: str | None) -> Path:
+    def _path(self, asset_key, partition: str | None):
         name = "/".join(asset_key.path)
-        return Path(self.base_dir) / (f"{name}.parquet" if partition is None else f"{name}/{partition}.parquet")
+        return as_path(self.base_dir) / (f"{name}.parquet" if partition is None else f"{name}/{partition}.parquet")
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
         """Write the frame; each partition's materialization gets ``content_sha256`` (of its file's bytes), and the
@@ -180,22 +190,38 @@ class ParquetIOManager(ConfigurableIOManager):
         if not context.has_asset_partitions:
             return self._read(self._path(context.asset_key, None), context)
         keys = context.asset_partition_keys
+        present = self._present(context.asset_key, keys)
         if (context.definition_metadata or {}).get("allow_missing_partitions"):
-            keys = [k for k in keys if self._path(context.asset_key, k).exists()]
-            paths = [self._path(context.asset_key, key) for key in keys]
+            keys = [k for k in keys if k in present]
         else:
-            paths = [self._existing(self._path(context.asset_key, key), context) for key in keys]
+            missing = [k for k in keys if k not in present]
+            if missing:
+                self._existing(self._path(context.asset_key, missing[0]), context)  # raises, naming the file
+        paths = [self._path(context.asset_key, key) for key in keys]
         frame = _RECENT.recall(self._name(context), keys, paths) if paths else None
         if frame is None:
             frame = read_partitions(paths) if paths else pd.DataFrame()
         frame.attrs["partitions_loaded"] = list(keys)
         return frame
 
+    def _present(self, asset_key, keys) -> set[str]:
+        """The keys whose partition file exists: one listing of the asset's folder on an object store (where each
+        existence check is a request), a check per file on a local disk."""
+        if not is_remote(self.base_dir):
+            return {k for k in keys if self._path(asset_key, k).exists()}
+        folder = self._path(asset_key, keys[0]).parent if keys else None
+        try:
+            names = {p.name for p in folder.iterdir()} if folder is not None else set()
+        except FileNotFoundError:
+            names = set()
+        return {k for k in keys if f"{k}.parquet" in names}
+
     def _name(self, context) -> tuple[str, str]:
-        return str(Path(self.base_dir).resolve()), "/".join(context.asset_key.path)
+        base = self.base_dir if is_remote(self.base_dir) else str(Path(self.base_dir).resolve())
+        return base, "/".join(context.asset_key.path)
 
     @staticmethod
-    def _existing(path: Path, context: InputContext) -> Path:
+    def _existing(path, context: InputContext):
         if not path.exists():
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()}: {path} does not exist; materialize that asset (partition) first"
@@ -203,8 +229,8 @@ class ParquetIOManager(ConfigurableIOManager):
         return path
 
     @classmethod
-    def _read(cls, path: Path, context: InputContext) -> pd.DataFrame:
-        return pd.read_parquet(cls._existing(path, context))
+    def _read(cls, path, context: InputContext) -> pd.DataFrame:
+        return read_parquet(cls._existing(path, context))
 
 
 #: Metadata key of the sha256 of a stored file's bytes, on every materialization (per partition).

@@ -79,9 +79,10 @@ def instance():
         yield inst
 
 
-def landing_resource(root: Path, raw_dir: Path, telemetry: str | None = None):
+def landing_resource(root: Path, raw_dir: Path, telemetry: str | None = None, quarantine: str | None = None):
     """A LandingResource over ``root`` whose landing folder holds links to the Kaggle files of ``raw_dir`` (the
-    telemetry file replaced by ``telemetry``, a path relative to ``raw_dir``, when given). Idempotent."""
+    telemetry file replaced by ``telemetry``, a path relative to ``raw_dir``, when given), quarantining in
+    ``quarantine`` (default ``root/quarantine``). Idempotent."""
     from pm_assets.core.landing import table_for_name
     from pm_assets.resources import LandingResource
 
@@ -95,7 +96,7 @@ def landing_resource(root: Path, raw_dir: Path, telemetry: str | None = None):
         if not link.exists():
             link.symlink_to(source.resolve())
     return LandingResource(landing_dir=str(landing), staging_dir=str(root / "staging"),
-                           quarantine_dir=str(root / "quarantine"))
+                           quarantine_dir=quarantine or str(root / "quarantine"))
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +128,25 @@ def postgres_home(postgres_server, tmp_path, monkeypatch):
     for key, value in postgres_server.env.items():
         monkeypatch.setenv(key, value)
     return home
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """One Azurite Blob server on 127.0.0.1 for the session, its connection string in the environment (adlfs reads
+    AZURE_STORAGE_CONNECTION_STRING). Skips without Azurite, except under CI=true (.ci/run installs it)."""
+    from pm_assets_tests.servers import AzuriteServer
+
+    try:
+        server = AzuriteServer().start()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+        _skip_or_fail(f"no Azurite server could be started: {exc}")
+    previous = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
+        else:
+            os.environ["AZURE_STORAGE_CONNECTION_STRING"] = previous
+        server.stop()

@@ -117,3 +117,66 @@ def wait_until(predicate, timeout: float, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise TimeoutError(f"not reached within {timeout} s")
+
+
+#: Azurite's documented development account (public, the same in every Azurite).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class AzuriteServer:
+    """Azurite's Blob service (the Azure Storage emulator, npm package ``azurite``) on a free port of 127.0.0.1,
+    storing in a fresh folder. ``env`` holds the connection string adlfs reads (``az://`` URLs)."""
+
+    def __init__(self):
+        self.binary = os.environ.get("PM_AZURITE_BLOB") or shutil.which("azurite-blob")
+        if self.binary is None:
+            raise FileNotFoundError("azurite-blob is not installed (npm install -g azurite)")
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="pm_azurite_"))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+
+    def start(self) -> "AzuriteServer":
+        log = open(self.folder / "azurite.log", "wb")
+        self.proc = subprocess.Popen([self.binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                                      "--location", str(self.folder / "data"), "--skipApiVersionCheck", "--silent"],
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"azurite exited ({self.proc.returncode}): {self.log()}")
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, timeout=30)
+        return self
+
+    def create_container(self, name: str) -> str:
+        """A new container; returns its ``az://`` URL."""
+        from azure.storage.blob import BlobServiceClient
+
+        BlobServiceClient.from_connection_string(self.connection_string).create_container(name)
+        return f"az://{name}"
+
+    def log(self) -> str:
+        path = self.folder / "azurite.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -90,9 +90,11 @@ def past_figures(outputs: OutputsResource, first: str, days: int = TREND_DAYS - 
     """The monitoring figures of the ``days`` days before ``first``, from their summaries on disk (days never
     monitored are skipped): the start of the reports' trend panel in a run that begins at ``first``."""
     rows = []
+    root = outputs.monitoring_root()
+    monitored = {p.name for p in root.iterdir()} if root.exists() else set()  # one listing, not a check per day
     for day in pd.date_range(end=pd.Timestamp(first) - pd.Timedelta(days=1), periods=days).strftime("%Y-%m-%d"):
         path = outputs.monitoring_folder(day) / "monitoring_summary.json"
-        if path.exists():
+        if day in monitored and path.exists():
             figures = json.loads(path.read_text()).get("figures")
             if figures:
                 rows.append(figures | {"date": pd.Timestamp(figures["date"])})
@@ -235,7 +237,7 @@ def _float(value) -> float:
 )
 def monitoring_history(context: AssetExecutionContext, monitoring: pd.DataFrame, outputs: OutputsResource):
     history = history_table(monitoring)
-    folder = Path(outputs.root) / "monitoring"
+    folder = outputs.monitoring_root()
     threshold = MonitoringConfig().score_psi_alert
     write_bytes_atomic(folder / "index.html", index_html(history, folder, threshold).encode())
     svg = trend_svg(history, threshold)

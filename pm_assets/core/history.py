@@ -149,19 +149,16 @@ def _fmt(value) -> str:
     return html.escape(fmt(value, digits=4))
 
 
-def index_html(history: pd.DataFrame, folder: Path, score_psi_alert: float = 0.25) -> str:
+def index_html(history: pd.DataFrame, folder, score_psi_alert: float = 0.25) -> str:
     """``data/outputs/monitoring/index.html``: the trend chart, the light of every day and a link to its report
-    (relative to ``folder``, so the page works wherever the folder is copied)."""
+    (relative to ``folder``, a path or URL, so the page works wherever the folder is copied)."""
     counts = history["traffic_light"].value_counts()
     badges = " ".join(f'<span class="light {light}">{light} {int(counts.get(light, 0))}</span>'
                       for light in LIGHT_COLOURS)
     rows = []
     for row in history.iloc[::-1].itertuples(index=False):
-        report = Path(str(row.report))
-        try:
-            link = report.relative_to(folder).as_posix()
-        except ValueError:
-            link = report.as_posix()
+        report, base = str(row.report), str(folder).rstrip("/") + "/"
+        link = report[len(base):] if report.startswith(base) else report
         rows.append(
             f'<tr class="{html.escape(str(row.traffic_light))}"><td><a href="{html.escape(link)}">{row.date:%Y-%m-%d}</a></td>'
             f'<td><span class="light {html.escape(str(row.traffic_light))}">{html.escape(str(row.traffic_light))}</span></td>'

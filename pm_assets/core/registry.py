@@ -9,11 +9,18 @@ Layout under the root::
 
 A joblib file runs code when loaded, so :meth:`LocalRegistry.load` only opens artifacts of this registry whose
 sha256 matches their card, and refuses anything else with a :class:`RegistryError` saying why.
+
+The root is a folder or a URL (``az://container/models``, see :mod:`pm_assets.core.storage`). On an object store,
+where a folder cannot be renamed into place, a registration first claims its version name with a create-only blob
+``<version>/.claim`` (two trainings at once take distinct numbers), then uploads the artifact and the decision, and
+the card last: a version exists once its card does, so an interrupted one is never listed (its number is skipped).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import json
 import os
 import re
@@ -26,12 +33,15 @@ from pathlib import Path
 import joblib
 
 from pm_assets.core.storage import (
+    as_path,
     atomic_path,
+    is_remote,
     sha256_of,
     sweep_orphans,
     temporary_dir,
     to_json_safe,
     write_bytes_atomic,
+    write_new,
 )
 
 VERSION_PATTERN = re.compile(r"v[0-9]{4,}")
@@ -39,6 +49,7 @@ ARTIFACT = "model.joblib"
 CARD = "card.json"
 GATE = "gate.json"
 CHAMPION = "champion"
+CLAIM = ".claim"
 #: Libraries whose versions every card records.
 LIBRARIES = ("scikit-learn", "pandas", "numpy", "joblib", "pyarrow", "scipy")
 
@@ -63,7 +74,8 @@ def _json_bytes(obj) -> bytes:
 
 class LocalRegistry:
     def __init__(self, root: str | Path):
-        self.root = Path(root).resolve()
+        self.remote = is_remote(root)
+        self.root = as_path(root) if self.remote else Path(root).resolve()
 
     # --- versions ---------------------------------------------------------------------------------------
     def versions(self) -> list[str]:
@@ -75,7 +87,7 @@ class LocalRegistry:
     def _folder(self, version: str) -> Path:
         if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
             raise RegistryError(f"{version!r} is not a version of this registry (expected e.g. 'v0001')")
-        folder = (self.root / version).resolve()
+        folder = self.root / version if self.remote else (self.root / version).resolve()
         if folder.parent != self.root:
             raise RegistryError(f"{folder} is outside the registry {self.root}")
         return folder
@@ -88,6 +100,8 @@ class LocalRegistry:
         The version folder is written under a temporary name and renamed into place when complete, so a version
         exists whole (artifact, card, decision) or not at all: a kill or a failure leaves only a temporary folder,
         which :meth:`sweep` removes. The rename is also what makes two trainings at once take distinct numbers."""
+        if self.remote:
+            return self._register_remote(model, card, gate)
         self.root.mkdir(parents=True, exist_ok=True)
         with temporary_dir(self.root / "version") as tmp:
             with atomic_path(tmp / ARTIFACT) as artifact:
@@ -116,9 +130,32 @@ class LocalRegistry:
             self.promote(name)
         return name
 
+    def _register_remote(self, model, card: dict, gate: dict | None) -> str:
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        data = buffer.getvalue()
+        full_card = {**card, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "artifact": ARTIFACT, "sha256": hashlib.sha256(data).hexdigest(), "libraries": library_versions()}
+        number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
+        while not write_new(self.root / f"v{number:04d}" / CLAIM, full_card["created_utc"].encode()):
+            number += 1  # taken by another registration (finished or not)
+        name = f"v{number:04d}"
+        decision = None if gate is None else {**gate, "challenger": name}
+        write_bytes_atomic(self.root / name / ARTIFACT, data)
+        if decision is not None:
+            write_bytes_atomic(self.root / name / GATE, _json_bytes(decision))
+        write_bytes_atomic(self.root / name / CARD, _json_bytes({**full_card, "version": name}
+                                                                | ({"gate": decision} if decision else {})))
+        if decision is not None and decision.get("promoted"):
+            self.promote(name)
+        return name
+
     def sweep(self) -> list[Path]:
         """Remove what interrupted registrations left: temporary folders of processes no longer running, and version
-        folders without a card (written by versions of this code before registration became one rename)."""
+        folders without a card (written by versions of this code before registration became one rename). On an
+        object store nothing is left to remove: an interrupted version has no card and is never listed."""
+        if self.remote:
+            return []
         removed = sweep_orphans(self.root)
         if self.root.exists():
             for folder in self.root.iterdir():
@@ -144,19 +181,21 @@ class LocalRegistry:
         """The model of ``version``, after checking its artifact is this registry's and matches the card's sha256."""
         folder = self._folder(version)
         card = self.card(version)
-        artifact = (folder / card.get("artifact", ARTIFACT)).resolve()
-        if artifact.parent != folder:
+        name = str(card.get("artifact", ARTIFACT))
+        artifact = folder / name if self.remote else (folder / name).resolve()
+        if artifact.parent != folder or name in (".", ".."):
             raise RegistryError(f"{version}: artifact {artifact} is outside its version folder; refusing to load")
         if not artifact.is_file():
             raise RegistryError(f"{version}: artifact {artifact} is missing")
-        actual = sha256_of(artifact)
+        data = artifact.read_bytes() if self.remote else None  # read once: the bytes checked are the bytes loaded
+        actual = hashlib.sha256(data).hexdigest() if self.remote else sha256_of(artifact)
         expected = card.get("sha256")  # a card without one is refused like a mismatch, not with a KeyError
         if actual != expected:
             raise RegistryError(
                 f"{version}: sha256 of {artifact} is {actual}, the model card says {expected}; the artifact "
                 "was changed after registration and is not loaded (a joblib file runs code when loaded)"
             )
-        return joblib.load(artifact)
+        return joblib.load(io.BytesIO(data) if self.remote else artifact)
 
     # --- champion and gate --------------------------------------------------------------------------------
     def champion(self) -> str | None:

@@ -1,4 +1,12 @@
-"""Atomic file writes: every file the project writes appears whole or not at all."""
+"""Atomic file writes: every file the project writes appears whole or not at all, on a local disk or an object store.
+
+A location is a local path or a URL (``az://container/folder``, ``s3://bucket/folder``: any fsspec filesystem,
+through ``universal_pathlib``; credentials from the environment, e.g. ``AZURE_STORAGE_CONNECTION_STRING``).
+:func:`as_path` gives a ``pathlib.Path`` or a ``UPath`` with the same interface. Locally, a file is written under a
+temporary name and renamed into place; on an object store a blob is uploaded in one request, which is atomic: it
+appears whole or not at all, so there is no temporary to leave behind. What has no atomic form on an object store is
+a folder: :func:`atomic_dir` uploads its files one by one there (each whole).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +40,59 @@ _HOST_HASH = hashlib.sha256(HOST.encode()).hexdigest()[:8]
 
 class WriteError(OSError):
     """An I/O error while writing, with the file it concerns in its message."""
+
+
+def is_remote(location) -> bool:
+    """True for a URL of an object store (anything but a local path or ``file://``)."""
+    text = str(location)
+    return "://" in text and not text.startswith(("file://", "local://"))
+
+
+def as_path(location):
+    """A ``pathlib.Path`` for a local location, a ``upath.UPath`` (the same interface, over fsspec) for a URL."""
+    if isinstance(location, Path) or not is_remote(location):
+        return Path(str(location).removeprefix("file://"))
+    from upath import UPath
+
+    return location if isinstance(location, UPath) else UPath(str(location))
+
+
+def read_bytes(location) -> bytes:
+    return as_path(location).read_bytes()
+
+
+def read_parquet(location) -> pd.DataFrame:
+    """One parquet file, local or remote, as ``pd.read_parquet`` reads it."""
+    if is_remote(location):
+        import io
+
+        return pd.read_parquet(io.BytesIO(read_bytes(location)))
+    return pd.read_parquet(location)
+
+
+def write_new(target, data: bytes) -> bool:
+    """Write ``target`` only if nothing is there yet, atomically (locally a hard link of a complete temporary, on
+    Azure Blob a create-only upload). False if it existed: the caller lost a race for that name."""
+    target = as_path(target)
+    if is_remote(target):
+        try:
+            target.fs.pipe_file(target.path, data, overwrite=False)
+        except FileExistsError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - the SDKs raise their own types; a taken name is one of them
+            if type(exc).__name__ in ("ResourceExistsError", "FileExistsError"):
+                return False
+            raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {target}: {exc}") from exc
+        return True
+    with temporary_dir(target) as tmp:
+        (tmp / "new").write_bytes(data)
+        try:
+            os.link(tmp / "new", target)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _naming(exc, target) from exc
+    return True
 
 
 def _tmp_prefix(target: Path) -> str:
@@ -97,7 +158,20 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; when the block succeeds, it takes ``target``'s place.
 
     Readers see the old folder or the whole new one, never a part (between the two renames ``target`` is absent
-    for a moment). On an exception the temporary folder is removed and ``target`` stays as it was."""
+    for a moment). On an exception the temporary folder is removed and ``target`` stays as it was. On an object
+    store the folder is built locally and its files are uploaded together when the block succeeds, each whole,
+    then the target's files the new folder does not have are deleted."""
+    if is_remote(target):
+        with tempfile.TemporaryDirectory(prefix="pm_upload_") as local:
+            yield Path(local)
+            target = as_path(target)
+            new = sorted(p for p in Path(local).rglob("*") if p.is_file())
+            upload({target / p.relative_to(local).as_posix(): p.read_bytes() for p in new})
+            names = {f"{target.path}/{p.relative_to(local).as_posix()}" for p in new}
+            for old in target.fs.find(target.path):  # one listing; files the new folder does not have
+                if old not in names:
+                    target.fs.rm_file(old)
+        return
     target = Path(target)
     with temporary_dir(target) as tmp:
         yield tmp
@@ -114,7 +188,10 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 
 def sweep_orphans(root: str | os.PathLike) -> list[Path]:
     """Remove the temporary files and folders under ``root`` left by processes that no longer run (a write
-    interrupted by a kill); those of live processes are left alone. Returns what was removed."""
+    interrupted by a kill); those of live processes are left alone. Returns what was removed. An object store
+    has none: its uploads are atomic."""
+    if is_remote(root):
+        return []
     root = Path(root)
     removed = []
     if not root.exists():
@@ -135,9 +212,16 @@ def sweep_orphans(root: str | os.PathLike) -> list[Path]:
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
+    target = as_path(target)
+    if is_remote(target):  # one upload: the blob appears whole or not at all
+        try:
+            target.fs.pipe_file(target.path, data)
+        except Exception as exc:  # noqa: BLE001 - the SDKs raise their own types
+            raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {target}: {exc}") from exc
+        return target
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
-    return Path(target)
+    return target
 
 
 def arrow_table(df: pd.DataFrame):
@@ -174,14 +258,30 @@ def write_partitions_atomic(df, parts) -> list[str]:
     import pyarrow.parquet as pq
 
     table = df if isinstance(df, pa.Table) else arrow_table(df)
-    shas = []
+    shas, uploads = [], {}
     for target, rows in parts:
         buffer = pa.BufferOutputStream()
         pq.write_table(table.take(rows), buffer)
         data = buffer.getvalue().to_pybytes()
-        write_bytes_atomic(target, data)
+        if is_remote(target):
+            uploads[as_path(target)] = data
+        else:
+            write_bytes_atomic(target, data)
         shas.append(hashlib.sha256(data).hexdigest())
+    upload(uploads)
     return shas
+
+
+def upload(blobs: dict) -> None:
+    """Upload {remote path: bytes} together (fsspec's async filesystems send them concurrently), each blob whole."""
+    if not blobs:
+        return
+    first = next(iter(blobs))
+    try:
+        first.fs.pipe({path.path: data for path, data in blobs.items()})
+    except Exception as exc:  # noqa: BLE001 - the SDKs raise their own types
+        raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {len(blobs)} files under "
+                         f"{first.parent}: {exc}") from exc
 
 
 def read_partitions(paths) -> pd.DataFrame:
@@ -191,7 +291,14 @@ def read_partitions(paths) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     paths = list(paths)
-    tables = [pq.read_table(p) for p in paths]
+    if paths and is_remote(paths[0]):  # fetched together (fsspec's async filesystems request them concurrently)
+        import io
+
+        located = [as_path(p) for p in paths]
+        blobs = located[0].fs.cat([p.path for p in located])
+        tables = [pq.read_table(io.BytesIO(blobs[p.path])) for p in located]
+    else:
+        tables = [pq.read_table(p) for p in paths]
     if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
         return pa.concat_tables(tables).to_pandas()
     return concat_partitions([t.to_pandas() for t in tables])
@@ -214,6 +321,8 @@ class RecentPartitions:
 
     @staticmethod
     def _stamps(paths) -> tuple | None:
+        if any(is_remote(p) for p in paths):  # no cheap stamp of a blob: always read it
+            return None
         try:
             return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (os.stat(p) for p in paths))
         except FileNotFoundError:
@@ -291,7 +400,7 @@ def to_json_safe(obj):
 def sha256_of(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with as_path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
