@@ -270,12 +270,14 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"no champion model in {registry.root}: run `pm-assets main` first", file=sys.stderr)
         return 2
     bundle = registry.load(version)
-    files = sorted((Path(args.warehouse or WAREHOUSE_DIR) / "features").glob("*.parquet"), reverse=True)
+    from pm_assets.core.storage import as_path, read_parquet
+
+    files = sorted((as_path(args.warehouse or WAREHOUSE_DIR) / "features").glob("*.parquet"), reverse=True)
     if args.at:
         files = [f for f in files if f.stem <= pd.Timestamp(args.at).strftime("%Y-%m-%d")]
     for path in files[: args.days_back]:  # newest first: the current snapshot is in the latest day with data
         try:
-            result = predict_one(bundle, pd.read_parquet(path), args.machine, at=args.at)
+            result = predict_one(bundle, read_parquet(path), args.machine, at=args.at)
         except LookupError:
             continue
         print(json.dumps({**result, "model_version": version}, indent=2))

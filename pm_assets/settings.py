@@ -7,6 +7,7 @@ does), from environment variables with documented defaults. Run-time settings li
 | variable | default | meaning |
 |---|---|---|
 | ``PM_DATA_DIR`` | ``<project>/data`` | root of everything the project reads and writes |
+| ``PM_STORE_URL`` | empty: ``$PM_DATA_DIR`` | an object store for the warehouse, quarantine, registry and outputs, e.g. ``az://pm-assets`` (credentials from the environment: ``AZURE_STORAGE_CONNECTION_STRING``); landing and staging stay in ``$PM_DATA_DIR`` |
 | ``PM_LANDING_DIR`` | ``$PM_DATA_DIR/landing`` | where files in the Kaggle format arrive (``.csv`` or ``.csv.gz``) |
 | ``PM_PARTITION_START`` | ``2025-12-01`` | first daily partition (UTC): the start of the fleet's history |
 | ``PM_PARTITION_END`` | empty: open-ended | end of the last daily partition, exclusive (``2016-01-02`` for the 2015 Kaggle files) |
@@ -25,14 +26,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pm_assets.core.storage import as_path
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("PM_DATA_DIR", PROJECT_ROOT / "data"))
 LANDING_DIR = Path(os.environ.get("PM_LANDING_DIR", DATA_DIR / "landing"))
 STAGING_DIR = DATA_DIR / "staging"  # landed files parsed once, split by day, and the ledger of every file seen
-WAREHOUSE_DIR = DATA_DIR / "warehouse"  # parquet written by the IO manager, one file per asset partition
-QUARANTINE_DIR = DATA_DIR / "quarantine"  # rejected rows with their reasons, one file per table partition
-MODELS_DIR = DATA_DIR / "models"  # the model registry (versions, cards, champion pointer)
-OUTPUTS_DIR = DATA_DIR / "outputs"  # reports for people: monitoring CSV/JSON/HTML
+#: Where the stores below live: the data folder, or an object store shared by every worker (``PM_STORE_URL``).
+STORE_URL = os.environ.get("PM_STORE_URL") or None
+_STORES = as_path(STORE_URL) if STORE_URL else DATA_DIR
+WAREHOUSE_DIR = _STORES / "warehouse"  # parquet written by the IO manager, one file per asset partition
+QUARANTINE_DIR = _STORES / "quarantine"  # rejected rows with their reasons, one file per table partition
+MODELS_DIR = _STORES / "models"  # the model registry (versions, cards, champion pointer)
+OUTPUTS_DIR = _STORES / "outputs"  # reports for people: monitoring CSV/JSON/HTML
 
 PARTITION_START = os.environ.get("PM_PARTITION_START", "2025-12-01")
 PARTITION_END = os.environ.get("PM_PARTITION_END") or None
