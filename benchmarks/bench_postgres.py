@@ -153,16 +153,25 @@ def main() -> None:
             daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "pm_assets.definitions"], cwd=home,
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True)
+            cpu_before = _cpu()
             try:
                 runs = wait_until(lambda: (lambda r: r if r and all(e for _, e in r) else None)(
                     _run_seconds(env, home, "downstream_job")), timeout=1800, interval=2.0)
             finally:
                 os.killpg(daemon.pid, signal.SIGTERM)
                 daemon.wait(30)
+            busy, total = (a - b for a, b in zip(_cpu(), cpu_before, strict=True))
             mine = sorted(runs)[-len(batch):]  # this batch's runs: the latest starts
             print(f"   {label:10s} {max(e for _, e in mine) - min(s for s, _ in mine):6.1f} s from the first start to "
-                  f"the last end")
+                  f"the last end; the machine's cores {100 * busy / total:.0f} % busy from the daemon's start")
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat): how much of the machine the runs used."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 if __name__ == "__main__":
