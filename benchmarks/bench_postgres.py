@@ -128,10 +128,12 @@ def main() -> None:
                 shutil.rmtree(root / "data", ignore_errors=True)
                 shutil.copytree(landing, root / "data" / "landing")
                 started = time.perf_counter()
-                done = subprocess.run([str(BIN / "pm-assets"), "main"], env=env, capture_output=True, text=True)
+                log = root / "main.log"
+                with open(log, "wb") as out:  # a file, not a pipe (Dagster's helper processes may keep a pipe open)
+                    done = subprocess.run([str(BIN / "pm-assets"), "main"], env=env, stdout=out, stderr=subprocess.STDOUT)
                 wall = time.perf_counter() - started
                 if done.returncode:
-                    sys.exit(f"{name}: pm-assets main failed\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+                    sys.exit(f"{name}: pm-assets main failed\n{log.read_text(errors='replace')[-3000:]}")
                 ((first, last),) = _run_seconds(env, home, "main_job")
                 print(f"   {name:28s} run {last - first:6.1f} s   process {wall:6.1f} s")
 
@@ -141,7 +143,8 @@ def main() -> None:
         env = {**base, "DAGSTER_HOME": str(home)}
         shutil.rmtree(root / "data", ignore_errors=True)
         shutil.copytree(landing, root / "data" / "landing")
-        subprocess.run([str(BIN / "pm-assets"), "main"], env=env, capture_output=True, check=True)
+        with open(root / "main.log", "wb") as out:
+            subprocess.run([str(BIN / "pm-assets"), "main"], env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
         days = list(pd.date_range(start, periods=args.days).strftime("%Y-%m-%d"))
         ranges = [(days[i], days[i + 29]) for i in range(args.days - 150, args.days - 29, 30)][:5]
         for label, batch in (("one run", ranges[:1]), ("four runs", ranges[1:5])):

@@ -51,9 +51,11 @@ def project(postgres_server, tmp_path_factory):
     for name in ("sqlite", "postgres"):  # the same folder, one after the other: stored frames hold its paths
         shutil.rmtree(root / "data", ignore_errors=True)
         shutil.copytree(landing, root / "data" / "landing")
-        done = subprocess.run([str(BIN / "pm-assets"), "main"], env=envs[name], capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        log = root / f"main-{name}.log"
+        with open(log, "wb") as out:  # a file, not a pipe: Dagster's helper processes may hold a pipe open after
+            done = subprocess.run([str(BIN / "pm-assets"), "main"], env=envs[name], stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=300)
+        assert done.returncode == 0, f"{name}:\n{log.read_text(errors='replace')[-3000:]}"
         digests[name] = _digests(root / "data")
     return {"root": root, "envs": envs, "homes": homes, "digests": digests, "server": postgres_server}
 
@@ -98,14 +100,14 @@ def test_four_queued_runs_at_once_all_succeed_and_overlap(project, monkeypatch):
     instance = _instance(project, monkeypatch)
     daemon = None
     try:
+        logs = [project["root"] / f"launch-{i}.log" for i in range(len(RANGES))]
         launches = [subprocess.Popen(
             [str(BIN / "dagster"), "job", "launch", "-m", "pm_assets.definitions", "-j", "downstream_job", "--tags",
              json.dumps({"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last,
                          "test/range": f"{first}..{last}"})],
-            cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for first, last in RANGES]
-        for launch in launches:
-            out, _ = launch.communicate(timeout=120)
-            assert launch.returncode == 0, out[-2000:]
+            cwd=home, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT) for log, (first, last) in zip(logs, RANGES)]
+        for launch, log in zip(launches, logs):
+            assert launch.wait(timeout=120) == 0, log.read_text(errors="replace")[-2000:]
         queued = instance.get_runs(filters=RunsFilter(job_name="downstream_job"))
         assert [r.status for r in queued] == [DagsterRunStatus.QUEUED] * 4  # no daemon yet: waiting in the queue
         # the daemon dequeues them (its run queue allows 4 at once) and the launcher starts their workers
