@@ -150,3 +150,21 @@ def azurite():
         else:
             os.environ["AZURE_STORAGE_CONNECTION_STRING"] = previous
         server.stop()
+
+
+def stored_digests(data: Path) -> dict[str, str]:
+    """sha256 of every parquet file under ``data/warehouse``, by its path below ``data``; the inventory
+    (``source_files``) without its ingestion times, which are each run's own."""
+    import hashlib
+
+    import pandas as pd
+
+    out = {}
+    for path in sorted((data / "warehouse").rglob("*.parquet")):
+        name = path.relative_to(data).as_posix()
+        if name == "warehouse/source_files.parquet":
+            frame = pd.read_parquet(path).drop(columns=["ingested_at"])
+            out[name] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+        else:
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

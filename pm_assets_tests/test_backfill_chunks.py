@@ -9,18 +9,16 @@ assets between), through Dagster in process, and compares every stored file with
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 
 import pandas as pd
-import pytest
 from dagster import BackfillPolicy, materialize
 
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
 from pm_assets.definitions import defs
 from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
-from pm_assets_tests.conftest import landing_resource
+from pm_assets_tests.conftest import landing_resource, stored_digests
 
 #: A lighter training (20 boosting iterations): what is compared is where things are stored, not the model's quality.
 LIGHT = {"ops": {"failure_model": {"config": {"max_iter": 20}}}}
@@ -58,15 +56,7 @@ def _build(root, raw, chunk: int | None, instance) -> dict[str, str]:
             tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last} if first else {}
             assert materialize(ASSETS, instance=instance, resources=resources, selection=selection, tags=tags,
                                run_config=LIGHT if "failure_model" in selection else None).success
-    out = {}
-    for path in sorted((root / "warehouse").rglob("*.parquet")):
-        name = str(path.relative_to(root))
-        if name == "warehouse/source_files.parquet":  # the inventory's ingestion times are the run's own
-            frame = pd.read_parquet(path).drop(columns=["ingested_at"])
-            out[name] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-        else:
-            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+    return stored_digests(root)
 
 
 def test_a_year_in_chunks_stores_what_one_run_stores(tmp_path, instance):

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from pm_assets_tests.conftest import stored_digests
 from pm_assets_tests.servers import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -56,21 +56,8 @@ def project(postgres_server, tmp_path_factory):
             done = subprocess.run([str(BIN / "pm-assets"), "main"], env=envs[name], stdout=out,
                                   stderr=subprocess.STDOUT, timeout=300)
         assert done.returncode == 0, f"{name}:\n{log.read_text(errors='replace')[-3000:]}"
-        digests[name] = _digests(root / "data")
+        digests[name] = stored_digests(root / "data")
     return {"root": root, "envs": envs, "homes": homes, "digests": digests, "server": postgres_server}
-
-
-def _digests(data: Path) -> dict[str, str]:
-    """sha256 of every stored file (the inventory without its ingestion times, which are the run's own)."""
-    out = {}
-    for path in sorted((data / "warehouse").rglob("*.parquet")):
-        name = str(path.relative_to(data))
-        if name == "warehouse/source_files.parquet":
-            frame = pd.read_parquet(path).drop(columns=["ingested_at"])
-            out[name] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-        else:
-            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def _instance(project, monkeypatch) -> DagsterInstance:

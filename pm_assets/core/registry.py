@@ -72,6 +72,16 @@ def _json_bytes(obj) -> bytes:
     return (json.dumps(to_json_safe(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
 
 
+def _full_card(card: dict, sha256: str) -> dict:
+    """``card`` with what registration adds: when, the artifact and its sha256, the library versions."""
+    return {**card, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "artifact": ARTIFACT,
+            "sha256": sha256, "libraries": library_versions()}
+
+
+def _card_bytes(full_card: dict, name: str, decision: dict | None) -> bytes:
+    return _json_bytes({**full_card, "version": name} | ({"gate": decision} if decision else {}))
+
+
 class LocalRegistry:
     def __init__(self, root: str | Path):
         self.remote = is_remote(root)
@@ -106,17 +116,15 @@ class LocalRegistry:
         with temporary_dir(self.root / "version") as tmp:
             with atomic_path(tmp / ARTIFACT) as artifact:
                 joblib.dump(model, artifact)
-            full_card = {**card, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                         "artifact": ARTIFACT, "sha256": sha256_of(tmp / ARTIFACT), "libraries": library_versions()}
-            number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
+            full_card = _full_card(card, sha256_of(tmp / ARTIFACT))
+            number = self._next_number()
             while True:
                 name = f"v{number:04d}"
                 if (self.root / name).exists():  # taken (an empty folder would not stop the rename below)
                     number += 1
                     continue
                 decision = None if gate is None else {**gate, "challenger": name}
-                write_bytes_atomic(tmp / CARD, _json_bytes({**full_card, "version": name}
-                                                           | ({"gate": decision} if decision else {})))
+                write_bytes_atomic(tmp / CARD, _card_bytes(full_card, name, decision))
                 if decision is not None:
                     write_bytes_atomic(tmp / GATE, _json_bytes(decision))
                 try:
@@ -130,13 +138,16 @@ class LocalRegistry:
             self.promote(name)
         return name
 
+    def _next_number(self) -> int:
+        versions = self.versions()  # one listing
+        return int(versions[-1][1:]) + 1 if versions else 1
+
     def _register_remote(self, model, card: dict, gate: dict | None) -> str:
         buffer = io.BytesIO()
         joblib.dump(model, buffer)
         data = buffer.getvalue()
-        full_card = {**card, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "artifact": ARTIFACT, "sha256": hashlib.sha256(data).hexdigest(), "libraries": library_versions()}
-        number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
+        full_card = _full_card(card, hashlib.sha256(data).hexdigest())
+        number = self._next_number()
         while not write_new(self.root / f"v{number:04d}" / CLAIM, full_card["created_utc"].encode()):
             number += 1  # taken by another registration (finished or not)
         name = f"v{number:04d}"
@@ -144,8 +155,7 @@ class LocalRegistry:
         write_bytes_atomic(self.root / name / ARTIFACT, data)
         if decision is not None:
             write_bytes_atomic(self.root / name / GATE, _json_bytes(decision))
-        write_bytes_atomic(self.root / name / CARD, _json_bytes({**full_card, "version": name}
-                                                                | ({"gate": decision} if decision else {})))
+        write_bytes_atomic(self.root / name / CARD, _card_bytes(full_card, name, decision))
         if decision is not None and decision.get("promoted"):
             self.promote(name)
         return name

@@ -214,10 +214,7 @@ def sweep_orphans(root: str | os.PathLike) -> list[Path]:
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
     target = as_path(target)
     if is_remote(target):  # one upload: the blob appears whole or not at all
-        try:
-            target.fs.pipe_file(target.path, data)
-        except Exception as exc:  # noqa: BLE001 - the SDKs raise their own types
-            raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {target}: {exc}") from exc
+        upload({target: data})
         return target
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
@@ -280,8 +277,8 @@ def upload(blobs: dict) -> None:
     try:
         first.fs.pipe({path.path: data for path, data in blobs.items()})
     except Exception as exc:  # noqa: BLE001 - the SDKs raise their own types
-        raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {len(blobs)} files under "
-                         f"{first.parent}: {exc}") from exc
+        what = first if len(blobs) == 1 else f"{len(blobs)} files under {first.parent}"
+        raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {what}: {exc}") from exc
 
 
 def read_partitions(paths) -> pd.DataFrame:
