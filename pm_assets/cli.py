@@ -133,61 +133,74 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+_STEP_ENDS = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}
+
+
 def _execute_with_progress(job, instance, run_config: dict, tags: dict):
-    """Run ``job`` in process and, meanwhile, print each step as it finishes with its time, and the progress lines
-    the long steps log ("progress: ..."), one line updated in place on a terminal, read from the run's event log."""
+    """Run ``job`` in process and, meanwhile, print each step as it finishes with its time (read from the run's
+    event log: step events only), and the progress lines the long steps log ("progress: ..."), one line updated in
+    place on a terminal (through a logger added to the job for this run, so no event is read back for them)."""
+    import logging
     import threading
 
-    from dagster import DagsterEventType
+    from dagster import DagsterEventType, LoggerDefinition
     from dagster._core.utils import make_new_run_id
 
-    run_id, box = make_new_run_id(), {}
-    worker = threading.Thread(target=lambda: box.update(result=job.execute_in_process(
-        instance=instance, run_config=run_config, tags=tags, run_id=run_id, raise_on_error=False)))
-    worker.start()
-    cursor, live, started = None, False, time.perf_counter()
-    steps: dict[str, float] = {}
+    lock, live, started = threading.Lock(), [False], time.perf_counter()
     terminal = sys.stdout.isatty()
 
     def show(line: str, in_place: bool = False) -> None:
-        nonlocal live
-        if in_place and terminal:
-            print("\r" + line[:150].ljust(150), end="", flush=True)
-            live = True
-            return
-        if live:
-            print()
-            live = False
-        print(line, flush=True)
+        with lock:
+            line = f"{time.perf_counter() - started:6.1f} s  {line}"
+            if in_place and terminal:
+                print("\r" + line[:150].ljust(150), end="", flush=True)
+                live[0] = True
+                return
+            if live[0]:
+                print()
+                live[0] = False
+            print(line, flush=True)
 
+    class ProgressLines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            meta = getattr(record, "dagster_meta", None) or {}
+            message = meta.get("orig_message") or ""
+            if meta.get("dagster_event") is None and message.startswith("progress: "):
+                show(f"{meta.get('step_key')}: {message.removeprefix('progress: ')}", in_place=True)
+
+    def progress_logger(_init_context) -> logging.Logger:
+        log = logging.Logger("pm_assets.progress", logging.INFO)
+        log.addHandler(ProgressLines(logging.INFO))
+        return log
+
+    job = job.with_logger_defs({**job.loggers, "progress": LoggerDefinition(progress_logger)})
+    run_id, box = make_new_run_id(), {}
+    worker = threading.Thread(target=lambda: box.update(result=job.execute_in_process(
+        instance=instance, run_config={**run_config, "loggers": {**run_config.get("loggers", {}), "progress": {}}},
+        tags=tags, run_id=run_id, raise_on_error=False)))
+    worker.start()
+    cursor, steps = None, {}
+    kinds = {DagsterEventType.STEP_START, *(DagsterEventType(kind) for kind in _STEP_ENDS)}
     while True:
         alive = worker.is_alive()
         try:
-            page = instance.get_records_for_run(run_id, cursor=cursor)
+            page = instance.get_records_for_run(run_id, cursor=cursor, of_type=kinds)
         except Exception:  # noqa: BLE001 - the run is not in storage yet
             page = None
         for record in page.records if page else []:
             entry = record.event_log_entry
             event = entry.dagster_event
-            clock = f"{time.perf_counter() - started:6.1f} s"
-            if event is None:
-                if entry.user_message.startswith("progress: "):
-                    show(f"{clock}  {entry.step_key}: {entry.user_message.removeprefix('progress: ')}",
-                         in_place=True)
-            elif event.event_type == DagsterEventType.STEP_START:
+            if event.event_type == DagsterEventType.STEP_START:
                 steps[event.step_key] = entry.timestamp
-            elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
-                                      DagsterEventType.STEP_SKIPPED):
+            else:
                 took = entry.timestamp - steps.get(event.step_key, entry.timestamp)
-                word = {DagsterEventType.STEP_SUCCESS: "done", DagsterEventType.STEP_FAILURE: "FAILED",
-                        DagsterEventType.STEP_SKIPPED: "skipped"}[event.event_type]
-                show(f"{clock}  {event.step_key:22s} {word} in {took:5.1f} s")
+                show(f"{event.step_key:22s} {_STEP_ENDS[event.event_type_value]} in {took:5.1f} s")
         if page is not None:
             cursor = page.cursor
         if not alive:
             break
         worker.join(0.5)
-    if live:
+    if live[0]:
         print()
     return box["result"]
 

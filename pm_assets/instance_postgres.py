@@ -26,7 +26,7 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
-from pm_assets.instance_storage import RememberedSchema
+from pm_assets.instance_storage import PlannedChecksSerializedOnce, RememberedSchema
 
 #: Open connections kept per process and storage; threads beyond it get extra ones, closed when returned.
 POOL = {"pool_size": 1, "max_overflow": 8, "pool_recycle": 3600, "pool_pre_ping": True}
@@ -62,8 +62,10 @@ class _PerProcessPool:
                    token_provider=get_token_provider_from_config(config_value))
 
 
-class PooledPostgresEventLogStorage(_PerProcessPool, RememberedSchema, PostgresEventLogStorage):
-    """Dagster's Postgres event log with pooled connections, remembering the schema it checks before every event."""
+class PooledPostgresEventLogStorage(_PerProcessPool, PlannedChecksSerializedOnce, RememberedSchema,
+                                    PostgresEventLogStorage):
+    """Dagster's Postgres event log with pooled connections, remembering the schema it checks before every event.
+    Its own ``store_event_batch`` (and ``store_event``, which notifies the webserver's log watchers) stay."""
 
 
 class PooledPostgresRunStorage(_PerProcessPool, PostgresRunStorage):

@@ -15,6 +15,7 @@ does), from environment variables with documented defaults. Run-time settings li
 | ``PM_LIVE_INTERVAL_SECONDS`` | ``5`` | minimum seconds between two ticks of ``landing_sensor`` and ``downstream_sensor`` |
 | ``PM_DATA_DEADLINE_CRON`` | ``0 6 * * *`` | when a day's data must have arrived (UTC): later, its freshness check fails |
 | ``PM_BACKFILL_CHUNK_DAYS`` | empty: one run | a backfill as runs of at most this many days each (a cluster); empty: a single run (one machine) |
+| ``DAGSTER_EVENT_BATCH_SIZE`` | ``1000`` | Dagster's own: a ranged run's planned events and a step's materializations are stored in batches of this many (``0``: one by one); this project's storages write a batch in two transactions |
 | ``PM_AUTOMATION`` | ``off`` | ``on``: every schedule and sensor starts RUNNING (until toggled in the UI), for demos |
 
 Open-ended, the daily partitions end with the last complete UTC day: tonight, yesterday gets its partition. The
@@ -47,3 +48,6 @@ LIVE_INTERVAL_SECONDS = int(os.environ.get("PM_LIVE_INTERVAL_SECONDS", "5"))
 DATA_DEADLINE_CRON = os.environ.get("PM_DATA_DEADLINE_CRON", "0 6 * * *")
 BACKFILL_CHUNK_DAYS = int(os.environ["PM_BACKFILL_CHUNK_DAYS"]) if os.environ.get("PM_BACKFILL_CHUNK_DAYS") else None
 AUTOMATION_ON = os.environ.get("PM_AUTOMATION", "off").lower() in ("on", "1", "true", "running")
+#: Dagster reads this variable at every event, in the process that writes it; every process that runs this code
+#: location's steps imports this module first.
+EVENT_BATCH_SIZE = int(os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000"))

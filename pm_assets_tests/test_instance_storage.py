@@ -10,12 +10,16 @@ import pytest
 import sqlalchemy as db
 import yaml
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetKey,
     BackfillPolicy,
+    DagsterEventType,
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
     InMemoryIOManager,
+    Output,
     asset,
     define_asset_job,
 )
@@ -109,3 +113,72 @@ def test_an_engine_is_never_shared_across_a_fork(postgres_home):
         assert storage._engine is parent and storage.has_table("event_logs")
     finally:
         instance.dispose()
+
+
+@asset(partitions_def=DAYS, backfill_policy=BackfillPolicy.single_run(), io_manager_key="memory",
+       check_specs=[AssetCheckSpec("positive", asset="checked")])
+def checked(context):
+    for key in context.partition_keys:
+        context.add_asset_metadata({"n": int(key[-2:])}, partition_key=key)
+    yield Output(1)
+    yield AssetCheckResult(check_name="positive", passed=True)
+
+
+def _tables(storage) -> dict[str, list[tuple]]:
+    """Every row of the event log's tables, in id order, without the columns that differ between two stores of the
+    same events (row creation times)."""
+    engine = db.create_engine(f"sqlite:///{storage.get_db_path()}")
+    out = {}
+    with engine.connect() as conn:
+        for table in ("event_logs", "asset_keys", "asset_event_tags", "asset_check_executions"):
+            columns = [c["name"] for c in db.inspect(conn).get_columns(table)
+                       if c["name"] not in ("create_timestamp", "wipe_timestamp", "cached_status_data")]
+            out[table] = [tuple(row) for row in conn.execute(db.text(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(columns[:3])}"))]
+    engine.dispose()
+    return out
+
+
+def test_a_batch_of_events_is_stored_as_storing_them_one_by_one(tmp_path, monkeypatch):
+    """The events of a ranged run with a check (planned materializations and checks per partition, materializations
+    with metadata per partition, a check result) written by store_event one by one, and by store_event_batch in
+    the batches Dagster forms: every row of every table equal."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")
+    source = DagsterInstance.ephemeral()
+    job = Definitions(assets=[checked], jobs=[define_asset_job("j")],
+                      resources={"memory": InMemoryIOManager()}).resolve_job_def("j")
+    keys = DAYS.get_partition_keys()
+    result = job.execute_in_process(instance=source, tags={"dagster/asset_partition_range_start": keys[0],
+                                                           "dagster/asset_partition_range_end": keys[-1]})
+    assert result.success
+    entries = [record for record in source.all_logs(result.run_id)]
+    one_by_one = PooledSqliteEventLogStorage(str(tmp_path / "one"))
+    batched = PooledSqliteEventLogStorage(str(tmp_path / "batch"))
+    for entry in entries:
+        one_by_one.store_event(entry)
+    batchable = {DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+                 DagsterEventType.ASSET_MATERIALIZATION}
+    batch, batches = [], 0
+    for entry in entries + [None]:
+        if entry is not None and entry.dagster_event_type in batchable and (
+                not batch or batch[-1].dagster_event_type == entry.dagster_event_type
+                or {batch[-1].dagster_event_type, entry.dagster_event_type} <= batchable - {DagsterEventType.ASSET_MATERIALIZATION}):
+            batch.append(entry)
+            continue
+        if batch:
+            batched.store_event_batch(batch)
+            batches += 1
+            batch = []
+        if entry is not None:
+            batched.store_event(entry)
+    assert batches == 2  # the planned events, the materializations
+    try:
+        expected, got = _tables(one_by_one), _tables(batched)
+        assert len(expected["event_logs"]) == len(entries)
+        assert len(expected["asset_check_executions"]) >= len(keys)  # a planned row per partition, and the result's
+        assert got == expected
+        records = batched.fetch_materializations(AssetKey("checked"), limit=100).records
+        assert {r.partition_key: r.asset_materialization.metadata["n"].value for r in records} == {k: int(k[-2:]) for k in keys}
+    finally:
+        one_by_one.dispose()
+        batched.dispose()

@@ -25,6 +25,7 @@ from pm_assets.core.drift import (
     MIN_SAMPLE,
     PSI_BINS,
     PSI_EPSILON,
+    SortedWindow,
     expected_average_precision,
     expected_failure_rate,
     expected_roc_auc,
@@ -415,3 +416,32 @@ def test_roc_auc_and_average_precision_equal_sklearn_with_ties(seed):
 def test_roc_auc_and_average_precision_undefined_with_one_class_or_no_rows():
     for y, p in (([], []), ([1.0, 1.0], [0.2, 0.3]), ([0.0, 0.0, 0.0], [0.1, 0.5, 0.9])):
         assert all(math.isnan(v) for v in roc_auc_and_average_precision(y, p))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_sorted_window_moved_forward_holds_what_sorting_the_window_gives(seed):
+    """Spans moving forward by steps of every size (none, one row, a day, more than half the window, backwards),
+    over columns with ties, NaN and a constant: each column equals np.sort of the span without NaN, exactly."""
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    matrix = np.column_stack([
+        rng.normal(size=n),
+        rng.integers(0, 4, size=n).astype(float),  # heavy ties
+        np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),  # NaN
+        np.full(n, 3.0),
+    ])
+    window = SortedWindow(np.asfortranarray(matrix))
+    start, length = 0, 1_000
+    moves = 0
+    while start + length <= n:
+        span = slice(start, start + length)
+        columns = window.move_to(span)
+        for j, column in enumerate(columns):
+            expected = np.sort(matrix[span, j])
+            expected = expected[~np.isnan(expected)]
+            np.testing.assert_array_equal(column, expected)
+            assert column.flags.c_contiguous
+        step = int(rng.choice([0, 1, 37, 100, 600, -50]))
+        start, length = max(0, start + step), int(rng.integers(800, 1_200))
+        moves += 1
+    assert moves > 10
