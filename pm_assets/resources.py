@@ -15,6 +15,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from pm_assets.core.chunks import ChunkedFrames, StoredPartitions
 from pm_assets.core.landing import LandedFile, Staging, list_landed
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.validation import Fleet, PlausibleTimes
@@ -146,18 +147,41 @@ class ParquetIOManager(ConfigurableIOManager):
         name = "/".join(asset_key.path)
         return as_path(self.base_dir) / (f"{name}.parquet" if partition is None else f"{name}/{partition}.parquet")
 
-    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame | ChunkedFrames) -> None:
         """Write the frame; each partition's materialization gets ``content_sha256`` (of its file's bytes), and the
         output's data version is that content (the partitions' hashes combined for a range), so re-writing equal
-        data changes no version and a real change always does."""
+        data changes no version and a real change always does. A :class:`ChunkedFrames` is computed and written
+        chunk by chunk."""
         _RECENT.forget(self._name(context))
         if not context.has_asset_partitions:
+            if isinstance(obj, ChunkedFrames):
+                raise TypeError(f"{context.asset_key.to_user_string()}: chunked output of an unpartitioned asset")
             sha = write_parquet_atomic(obj, self._path(context.asset_key, None))
             context.add_output_metadata({"path": str(self._path(context.asset_key, None)), CONTENT_SHA: sha})
             _set_data_version(context, sha)
             return
-        column = context.definition_metadata.get("partition_expr")
         keys = context.asset_partition_keys
+        if isinstance(obj, ChunkedFrames):
+            shas, done = [], []
+            for chunk_keys, frame in obj:
+                if chunk_keys != keys[len(done): len(done) + len(chunk_keys)]:
+                    raise ValueError(f"{context.asset_key.to_user_string()}: chunk {chunk_keys[0]}..{chunk_keys[-1]} "
+                                     f"is not the next run of partitions after {done[-1] if done else 'the start'}")
+                shas += self._write_partitions(context, frame, chunk_keys, remember=len(chunk_keys) == len(keys))
+                done += chunk_keys
+            if done != keys:
+                raise ValueError(f"{context.asset_key.to_user_string()}: the chunks covered {len(done)} of "
+                                 f"{len(keys)} partitions")
+            context.add_output_metadata(obj.metadata())
+        else:
+            shas = self._write_partitions(context, obj, keys, remember=True)
+        _set_data_version(context, shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest())
+        context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
+
+    def _write_partitions(self, context: OutputContext, obj: pd.DataFrame, keys: list[str], remember: bool) -> list[str]:
+        """The partitions ``keys`` of the frame, one file each (split by the ``partition_expr`` column); their
+        hashes, also recorded on each partition's materialization."""
+        column = context.definition_metadata.get("partition_expr")
         if len(keys) > 1 and not column:
             raise ValueError(f"{context.asset_key.to_user_string()}: a multi-partition output needs partition_expr")
         if column:
@@ -175,10 +199,10 @@ class ParquetIOManager(ConfigurableIOManager):
         shas = write_partitions_atomic(table, ((path, rows) for path, (_, rows) in zip(paths, parts, strict=True)))
         for key, sha in zip(keys, shas, strict=True):
             context.step_context.add_asset_metadata({CONTENT_SHA: sha}, asset_key=context.asset_key, partition_key=key)
-        _set_data_version(context, shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest())
-        order = np.concatenate([rows for _, rows in parts]) if parts else np.arange(0)
-        _RECENT.remember(self._name(context), keys, paths, table, order)
-        context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
+        if remember:
+            order = np.concatenate([rows for _, rows in parts]) if parts else np.arange(0)
+            _RECENT.remember(self._name(context), keys, paths, table, order)
+        return shas
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         """The stored frame; for partitioned inputs, the partitions concatenated.
@@ -198,6 +222,8 @@ class ParquetIOManager(ConfigurableIOManager):
             if missing:
                 self._existing(self._path(context.asset_key, missing[0]), context)  # raises, naming the file
         paths = [self._path(context.asset_key, key) for key in keys]
+        if (context.definition_metadata or {}).get("chunked"):  # read by the step, a chunk at a time
+            return StoredPartitions("/".join(context.asset_key.path), dict(zip(keys, paths, strict=True)), self._reader)
         frame = _RECENT.recall(self._name(context), keys, paths) if paths else None
         if frame is None:
             frame = read_partitions(paths) if paths else pd.DataFrame()
@@ -215,6 +241,9 @@ class ParquetIOManager(ConfigurableIOManager):
         except FileNotFoundError:
             names = set()
         return {k for k in keys if f"{k}.parquet" in names}
+
+    def _reader(self, paths: list) -> pd.DataFrame:
+        return read_partitions(paths) if paths else pd.DataFrame()
 
     def _name(self, context) -> tuple[str, str]:
         base = self.base_dir if is_remote(self.base_dir) else str(Path(self.base_dir).resolve())

@@ -16,6 +16,7 @@ does), from environment variables with documented defaults. Run-time settings li
 | ``PM_DATA_DEADLINE_CRON`` | ``0 6 * * *`` | when a day's data must have arrived (UTC): later, its freshness check fails |
 | ``PM_BACKFILL_CHUNK_DAYS`` | empty: one run | a backfill as runs of at most this many days each (a cluster); empty: a single run (one machine) |
 | ``DAGSTER_EVENT_BATCH_SIZE`` | ``1000`` | Dagster's own: a ranged run's planned events and a step's materializations are stored in batches of this many (``0``: one by one); this project's storages write a batch in two transactions |
+| ``PM_CHUNK_DAYS`` | ``30`` | days a daily step computes at once in a ranged run (its memory is one chunk and the chunk's lookback, not the range) |
 | ``PM_AUTOMATION`` | ``off`` | ``on``: every schedule and sensor starts RUNNING (until toggled in the UI), for demos |
 
 Open-ended, the daily partitions end with the last complete UTC day: tonight, yesterday gets its partition. The
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pm_assets.core.chunks import DEFAULT_CHUNK_DAYS
 from pm_assets.core.storage import as_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,7 @@ SENSOR_INTERVAL_SECONDS = int(os.environ.get("PM_SENSOR_INTERVAL_SECONDS", "30")
 LIVE_INTERVAL_SECONDS = int(os.environ.get("PM_LIVE_INTERVAL_SECONDS", "5"))
 DATA_DEADLINE_CRON = os.environ.get("PM_DATA_DEADLINE_CRON", "0 6 * * *")
 BACKFILL_CHUNK_DAYS = int(os.environ["PM_BACKFILL_CHUNK_DAYS"]) if os.environ.get("PM_BACKFILL_CHUNK_DAYS") else None
+CHUNK_DAYS = int(os.environ.get("PM_CHUNK_DAYS") or DEFAULT_CHUNK_DAYS)
 AUTOMATION_ON = os.environ.get("PM_AUTOMATION", "off").lower() in ("on", "1", "true", "running")
 #: Dagster reads this variable at every event, in the process that writes it; every process that runs this code
 #: location's steps imports this module first.

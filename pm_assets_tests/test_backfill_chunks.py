@@ -5,6 +5,9 @@ A chunked backfill runs each asset's partitions in runs of at most N days, a chu
 exist: features read 14 days before their chunk, labels the day after theirs, monitoring 73 days of scores and
 labels. The test runs the graph the way such a backfill orders it (each stage's chunks in turn, the unpartitioned
 assets between), through Dagster in process, and compares every stored file with one run over the year.
+
+Within a run, each daily step computes its range in chunks of ``PM_CHUNK_DAYS`` (``pm_assets.core.chunks``): the
+single run here uses 7-day chunks, the 90-day runs one chunk each, so the two place every chunk edge differently.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import pandas as pd
 from dagster import BackfillPolicy, materialize
 
+from pm_assets import settings
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
 from pm_assets.definitions import defs
 from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
@@ -59,12 +63,14 @@ def _build(root, raw, chunk: int | None, instance) -> dict[str, str]:
     return stored_digests(root)
 
 
-def test_a_year_in_chunks_stores_what_one_run_stores(tmp_path, instance):
+def test_a_year_in_chunks_stores_what_one_run_stores(tmp_path, instance, monkeypatch):
     raw = tmp_path / "raw"
     write_kaggle_csv(simulate(SimulationConfig(machines=5, start=FIRST, end="2016-01-01", seed=7)), raw)
     # the same folder for both (stored frames hold report paths), one after the other
+    monkeypatch.setattr(settings, "CHUNK_DAYS", 7)
     single = _build(tmp_path / "project", raw, None, instance)
     subprocess.run(["rm", "-rf", str(tmp_path / "project")], check=True)
+    monkeypatch.setattr(settings, "CHUNK_DAYS", 366)
     chunked = _build(tmp_path / "project", raw, CHUNK, instance)
     assert len(single) > 5 * 365 + 150, len(single)
     different = sorted(name for name in single if chunked.get(name) != single[name])

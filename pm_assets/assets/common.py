@@ -9,9 +9,11 @@ import types
 
 import numpy as np
 import pandas as pd
-from dagster import TableColumn, TableSchema
+from dagster import AssetIn, TableColumn, TableSchema
 
+from pm_assets.core.chunks import day_chunks
 from pm_assets.core.columns import describe
+from pm_assets import settings
 
 
 #: Significant digits of a float shown in the UI (the stored data keeps full precision).
@@ -143,3 +145,13 @@ def code_version(module_name: str) -> str:
         with open(path, "rb") as source:
             digest.update(name.encode() + b"\0" + source.read())
     return digest.hexdigest()[:12]
+
+
+def chunked_in(partition_mapping=None, **metadata) -> AssetIn:
+    """An input the step reads a chunk of days at a time (a :class:`~pm_assets.core.chunks.StoredPartitions`)."""
+    return AssetIn(metadata={"chunked": True, **metadata}, partition_mapping=partition_mapping)
+
+
+def chunks_of(context) -> list[list[str]]:
+    """The run's partition keys in chunks of ``PM_CHUNK_DAYS`` days (``pm_assets.settings``)."""
+    return day_chunks(list(context.partition_keys), settings.CHUNK_DAYS)

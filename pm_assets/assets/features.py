@@ -8,6 +8,7 @@ gives exactly the table one run over the whole history gives (asserted in the te
 
 from math import ceil
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -22,7 +23,17 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, code_version, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import (
+    by_day,
+    chunked_in,
+    chunks_of,
+    code_version,
+    column_schema,
+    daily_partitioned,
+    run_summary,
+    shown,
+)
+from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
 from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
 from pm_assets.core.markdown import markdown_table
@@ -73,9 +84,9 @@ class LabelConfig(Config):
     kinds={"pandas", "parquet"},
     **daily_partitioned(),
     ins={
-        "telemetry": AssetIn(partition_mapping=_lookback(TELEMETRY_LOOKBACK_DAYS)),
-        "errors": AssetIn(partition_mapping=_lookback(ERRORS_LOOKBACK_DAYS)),
-        "maintenance": AssetIn(partition_mapping=_lookback(MAINTENANCE_LOOKBACK_DAYS)),
+        "telemetry": chunked_in(_lookback(TELEMETRY_LOOKBACK_DAYS)),
+        "errors": chunked_in(_lookback(ERRORS_LOOKBACK_DAYS)),
+        "maintenance": chunked_in(_lookback(MAINTENANCE_LOOKBACK_DAYS)),
         "maintenance_history": AssetIn(),
         "machines": AssetIn(),
     },
@@ -89,38 +100,60 @@ class LabelConfig(Config):
 def features(
     context: AssetExecutionContext,
     config: FeatureConfig,
-    telemetry: pd.DataFrame,
-    errors: pd.DataFrame,
-    maintenance: pd.DataFrame,
+    telemetry: StoredPartitions,
+    errors: StoredPartitions,
+    maintenance: StoredPartitions,
     maintenance_history: pd.DataFrame,
     machines: pd.DataFrame,
 ):
-    window = context.partition_time_window
     params = FeatureParams(snapshot_every_hours=config.snapshot_every_hours, min_coverage=config.min_coverage)
-    all_maintenance = pd.concat([maintenance_history, maintenance], ignore_index=True)
-    table = build_features(telemetry, errors, all_maintenance, machines, naive_utc(window.start), naive_utc(window.end), params)
+    coverage_names = coverage_columns(params)
+    totals = {"rows": 0, "usable": 0, "complete": 0, "nan_in_complete": 0,
+              "coverage_sum": pd.Series(0.0, index=coverage_names), "coverage_min": pd.Series(np.inf, index=coverage_names)}
 
-    per_day = by_day(table).agg(rows=("machineID", "size"), usable=("usable", "mean"), complete=("complete", "mean"),
-                                coverage_24h=("coverage_24h", "mean"), coverage_14d=("coverage_14d", "mean"))
-    for key in context.partition_keys:
-        if key in per_day.index:
-            row = per_day.loc[key]
-            context.add_asset_metadata(shown({"dagster/row_count": int(row["rows"]), "share_usable": float(row["usable"]),
-                                        "share_complete": float(row["complete"]), "mean_coverage_24h": float(row["coverage_24h"]),
-                                        "mean_coverage_14d": float(row["coverage_14d"])}), partition_key=key)
-    coverage = table[coverage_columns(params)].agg(["mean", "min"]).T.rename_axis("window").reset_index()
-    yield Output(table, metadata=shown({
-        "dagster/column_schema": column_schema(table),
-        "run": run_summary(rows=len(table), share_usable=float(table["usable"].mean()) if len(table) else 0.0,
-                           share_complete=float(table["complete"].mean()) if len(table) else 0.0),
-        "settings": run_summary(features=len(feature_columns(params)), snapshot_every_hours=params.snapshot_every_hours,
-                                min_coverage=params.min_coverage),
-        "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
-    }))
-    complete = table[table["complete"]]
-    nan_in_complete = int(complete[feature_columns(params)].isna().to_numpy().sum())
-    yield AssetCheckResult(check_name="complete_snapshots_have_no_nan", passed=nan_in_complete == 0,
-                           metadata=shown({"nan_values_in_complete_snapshots": nan_in_complete, "complete_snapshots": len(complete)}))
+    def chunks():
+        for keys in chunks_of(context):
+            first, last = keys[0], keys[-1]
+            all_maintenance = pd.concat([maintenance_history, maintenance.read(shift_key(first, -MAINTENANCE_LOOKBACK_DAYS), last)],
+                                        ignore_index=True)
+            table = build_features(telemetry.read(shift_key(first, -TELEMETRY_LOOKBACK_DAYS), last),
+                                   errors.read(shift_key(first, -ERRORS_LOOKBACK_DAYS), last), all_maintenance, machines,
+                                   pd.Timestamp(first), pd.Timestamp(shift_key(last, 1)), params)
+            per_day = by_day(table).agg(rows=("machineID", "size"), usable=("usable", "mean"), complete=("complete", "mean"),
+                                        coverage_24h=("coverage_24h", "mean"), coverage_14d=("coverage_14d", "mean"))
+            for key in keys:
+                if key in per_day.index:
+                    row = per_day.loc[key]
+                    context.add_asset_metadata(shown({
+                        "dagster/row_count": int(row["rows"]), "share_usable": float(row["usable"]),
+                        "share_complete": float(row["complete"]), "mean_coverage_24h": float(row["coverage_24h"]),
+                        "mean_coverage_14d": float(row["coverage_14d"])}), partition_key=key)
+            totals["rows"] += len(table)
+            totals["usable"] += int(table["usable"].sum())
+            totals["complete"] += int(table["complete"].sum())
+            totals["coverage_sum"] += table[coverage_names].sum()
+            totals["coverage_min"] = np.minimum(totals["coverage_min"], table[coverage_names].min())
+            totals["nan_in_complete"] += int(table.loc[table["complete"], feature_columns(params)].isna().to_numpy().sum())
+            totals["schema"] = table.head(0)
+            yield keys, table
+
+    def metadata() -> dict:
+        rows = totals["rows"]
+        coverage = pd.DataFrame({"window": coverage_names, "mean": (totals["coverage_sum"] / max(rows, 1)).to_numpy(),
+                                 "min": totals["coverage_min"].to_numpy()})
+        return shown({
+            "dagster/column_schema": column_schema(totals["schema"]),
+            "run": run_summary(rows=rows, share_usable=totals["usable"] / rows if rows else 0.0,
+                               share_complete=totals["complete"] / rows if rows else 0.0),
+            "settings": run_summary(features=len(feature_columns(params)), snapshot_every_hours=params.snapshot_every_hours,
+                                    min_coverage=params.min_coverage),
+            "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
+        })
+
+    yield Output(ChunkedFrames(chunks(), metadata))
+    yield AssetCheckResult(check_name="complete_snapshots_have_no_nan", passed=totals["nan_in_complete"] == 0,
+                           metadata=shown({"nan_values_in_complete_snapshots": totals["nan_in_complete"],
+                                           "complete_snapshots": totals["complete"]}))
 
 
 @asset(
@@ -129,12 +162,11 @@ def features(
     kinds={"pandas", "parquet"},
     **daily_partitioned(),
     ins={
-        "features": AssetIn(),
-        "failures": AssetIn(
-            metadata=shown({"allow_missing_partitions": True}),  # tomorrow's failures may not be ingested yet
-            partition_mapping=TimeWindowPartitionMapping(start_offset=0, end_offset=LABEL_LOOKAHEAD_DAYS,
-                                                         allow_nonexistent_upstream_partitions=True),
-        ),
+        "features": chunked_in(),
+        "failures": chunked_in(  # tomorrow's failures may not be ingested yet
+            TimeWindowPartitionMapping(start_offset=0, end_offset=LABEL_LOOKAHEAD_DAYS,
+                                       allow_nonexistent_upstream_partitions=True),
+            allow_missing_partitions=True),
     },
     check_specs=[AssetCheckSpec("immature_labels_have_no_class", asset="labels", blocking=True,
                                 description="No immature snapshot carries a class it could be mistaken for.")],
@@ -142,34 +174,50 @@ def features(
     "per-component flags and the binary `failure_within_horizon`. A negative label is `label_mature` only once the "
     "whole horizon lies within the failure data ingested so far; immature labels have no class.",
 )
-def labels(context: AssetExecutionContext, config: LabelConfig, features: pd.DataFrame, failures: pd.DataFrame):
-    loaded = failures.attrs.get("partitions_loaded", [])
-    if failures.empty and "failure" not in failures:
-        failures = empty_table(FAILURES)
-    observed_until = _observed_until(context.partition_keys[0], loaded)
-    table = build_labels(features[["machineID", "datetime"]], failures, config.horizon_hours, observed_until)
+def labels(context: AssetExecutionContext, config: LabelConfig, features: StoredPartitions, failures: StoredPartitions):
+    observed_until = _observed_until(context.partition_keys[0], failures.keys)
+    totals = {"rows": 0, "mature": 0, "leaked": 0, "immature": 0, "counts": pd.Series(dtype="int64")}
 
-    for key, day in by_day(table):
-        counts = day["failure_component"].value_counts()
-        context.add_asset_metadata(shown({
-            "dagster/row_count": len(day),
-            "share_mature": float(day["label_mature"].mean()),
-            "positives": int(day["failure_within_horizon"].sum()),
-            **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
-        }), partition_key=key)
-    counts = table["failure_component"].value_counts(dropna=False).rename_axis("class").reset_index(name="snapshots")
-    counts["class"] = counts["class"].astype(object).fillna("immature")
-    yield Output(table, metadata=shown({
-        "dagster/column_schema": column_schema(table),
-        "run": run_summary(rows=len(table), share_mature=float(table["label_mature"].mean()) if len(table) else 0.0,
-                           horizon_hours=config.horizon_hours),
-        "label_counts": MetadataValue.md(markdown_table(counts)),
-        "failures_observed_until": str(observed_until),
-    }))
-    immature = table[~table["label_mature"]]
-    leaked = int(immature["failure_component"].notna().sum() + immature["failure_within_horizon"].notna().sum())
-    yield AssetCheckResult(check_name="immature_labels_have_no_class", passed=leaked == 0,
-                           metadata=shown({"immature": len(immature), "immature_with_a_class": leaked}))
+    def chunks():
+        for keys in chunks_of(context):
+            found = failures.read(keys[0], shift_key(keys[-1], LABEL_LOOKAHEAD_DAYS))
+            if found.empty and "failure" not in found:
+                found = empty_table(FAILURES)
+            snapshots = features.read(keys[0], keys[-1])[["machineID", "datetime"]]
+            table = build_labels(snapshots, found, config.horizon_hours, observed_until)
+            for key, day in by_day(table):
+                counts = day["failure_component"].value_counts()
+                context.add_asset_metadata(shown({
+                    "dagster/row_count": len(day),
+                    "share_mature": float(day["label_mature"].mean()),
+                    "positives": int(day["failure_within_horizon"].sum()),
+                    **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
+                }), partition_key=key)
+            counts = table["failure_component"].astype(object).fillna("immature").value_counts()
+            totals["counts"] = totals["counts"].add(counts, fill_value=0)
+            immature = table[~table["label_mature"]]
+            totals["leaked"] += int(immature["failure_component"].notna().sum()
+                                    + immature["failure_within_horizon"].notna().sum())
+            totals["immature"] += len(immature)
+            totals["rows"] += len(table)
+            totals["mature"] += int(table["label_mature"].sum())
+            totals["schema"] = table.head(0)
+            yield keys, table
+
+    def metadata() -> dict:
+        counts = totals["counts"].astype("int64").sort_values(ascending=False, kind="stable")
+        counts = counts.rename_axis("class").reset_index(name="snapshots")
+        return shown({
+            "dagster/column_schema": column_schema(totals["schema"]),
+            "run": run_summary(rows=totals["rows"], share_mature=totals["mature"] / totals["rows"] if totals["rows"] else 0.0,
+                               horizon_hours=config.horizon_hours),
+            "label_counts": MetadataValue.md(markdown_table(counts)),
+            "failures_observed_until": str(observed_until),
+        })
+
+    yield Output(ChunkedFrames(chunks(), metadata))
+    yield AssetCheckResult(check_name="immature_labels_have_no_class", passed=totals["leaked"] == 0,
+                           metadata=shown({"immature": totals["immature"], "immature_with_a_class": totals["leaked"]}))
 
 
 def _observed_until(first_key: str, loaded: list[str]) -> pd.Timestamp:

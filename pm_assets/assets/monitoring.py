@@ -29,7 +29,18 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import Progress, code_version, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import (
+    Progress,
+    chunked_in,
+    chunks_of,
+    code_version,
+    column_schema,
+    daily_partitioned,
+    naive_utc,
+    run_summary,
+    shown,
+)
+from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
 from pm_assets.core.features import feature_columns
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
@@ -77,9 +88,9 @@ class MonitoringConfig(Config):
 
 
 def _lookback() -> AssetIn:
-    return AssetIn(metadata={"allow_missing_partitions": True},
-                   partition_mapping=TimeWindowPartitionMapping(start_offset=-MONITORING_LOOKBACK_DAYS,
-                                                                allow_nonexistent_upstream_partitions=True))
+    return chunked_in(TimeWindowPartitionMapping(start_offset=-MONITORING_LOOKBACK_DAYS,
+                                                 allow_nonexistent_upstream_partitions=True),
+                      allow_missing_partitions=True)
 
 
 #: Days of monitoring history the report's trend panel shows.
@@ -143,8 +154,9 @@ def write_reports(folder: Path, date: str, result, params: MonitoringParams, fig
     "importance-weighted drift; four alerts and a traffic light (green 0-1, yellow 2, red 3+; retraining "
     "recommended from 2). One row per day; reports and an HTML page in data/outputs/monitoring/<date>/.",
 )
-def monitoring(context: AssetExecutionContext, config: MonitoringConfig, features: pd.DataFrame, scores: pd.DataFrame,
-               labels: pd.DataFrame, model_registry: ModelRegistryResource, outputs: OutputsResource):
+def monitoring(context: AssetExecutionContext, config: MonitoringConfig, features: StoredPartitions,
+               scores: StoredPartitions, labels: StoredPartitions, model_registry: ModelRegistryResource,
+               outputs: OutputsResource):
     params = config.params()
     registry = model_registry.registry()
     champion = registry.champion()
@@ -152,72 +164,93 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     if champion is not None:
         values = registry.card(champion).get("permutation_importance", {}).get("values")
         importance = pd.Series(values, dtype=float) if values else None
-    rows = monitoring_rows(features, scores, labels)
     names = [f for f in feature_columns() if f != "model"]
-    summaries, last = [], None
-    keys = context.partition_keys
-    ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
+    keys = list(context.partition_keys)
     progress = Progress(context.log, len(keys))
     recent = deque(past_figures(outputs, keys[0]), maxlen=TREND_DAYS)  # the reports' trend panel
-    with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
-        written = []
-        for done, (key, result) in enumerate(zip(keys, monitor_days(rows, ends, names, params, importance,
-                                                                    config.threads), strict=True), start=1):
-            progress.update(done)
-            folder = outputs.monitoring_folder(key)
-            report = folder / REPORT_PAGE
-            perf = result.performance.set_index("period")
-            row = {
-                "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),
-                "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
-                "score_psi": result.drift_scores["psi"].iloc[0],
-                "n_drifted_features": int(result.drift_features["drifted"].sum()),
-                "auc_reference": perf.loc["reference", "roc_auc"],
-                "auc_production": perf.loc["production", "roc_auc"],
-                "top_drifted": ", ".join(f"{f} {v:.3g}" for f, v in result.drift_features.dropna(subset=["psi"])
-                                         .head(3)[["feature", "psi"]].itertuples(index=False)),
-                "ap_reference": perf.loc["reference", "average_precision"],
-                "ap_production": perf.loc["production", "average_precision"],
-                "failure_rate_reference": perf.loc["reference", "failure_rate"],
-                "failure_rate_production": perf.loc["production", "failure_rate"],
-                "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
-                "alerts": ", ".join(a.name for a in result.alerts if a.fired), "model_version": champion or "none",
-                "report": str(report),
-            }
-            summaries.append(row)
-            recent.append(row)
-            figures = {k: (v if not isinstance(v, pd.Timestamp) else str(v.date())) for k, v in row.items()}
-            written.append(writer.submit(write_reports, folder, key, result, params, to_json_safe(figures),
-                                         history_table(pd.DataFrame(list(recent)))))
-            context.add_asset_metadata(shown({
-                "traffic_light": result.light,
-                "light_code": row["light_code"],
-                "alert_count": row["alert_count"],
-                "retrain_recommended": row["retrain_recommended"],
-                "score_psi": _float(row["score_psi"]),
-                "n_drifted_features": row["n_drifted_features"],
-                "ap_reference": _float(row["ap_reference"]),
-                "ap_production": _float(row["ap_production"]),
-                "report": MetadataValue.path(str(report)),
-                "alerts": MetadataValue.md(markdown_table(pd.DataFrame(
-                    [{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts]))),
-                "top_drifted_features": MetadataValue.md(markdown_table(result.drift_features.head(10))),
-                "performance": MetadataValue.md(markdown_table(result.performance[
-                    ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
-                     "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
-            }), partition_key=key)
-            last = result
-    for future in written:
-        future.result()  # a failed write fails the step
-    table = pd.DataFrame(summaries)
-    yield Output(table, metadata=shown({"dagster/column_schema": column_schema(table),
-                                        "run": run_summary(partitions=len(table), latest_light=last.light),
-                                        "latest_report": MetadataValue.path(table["report"].iloc[-1])}))
-    for alert in last.alerts:
+    state = {"done": 0, "last": None}
+
+    def chunks():
+        with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
+            for chunk in chunks_of(context):
+                first = shift_key(chunk[0], -MONITORING_LOOKBACK_DAYS)
+                rows = monitoring_rows(features.read(first, chunk[-1]), scores.read(first, chunk[-1]),
+                                       labels.read(first, chunk[-1]))
+                ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in chunk]
+                summaries, written = [], []
+                for key, result in zip(chunk, monitor_days(rows, ends, names, params, importance, config.threads),
+                                       strict=True):
+                    state["done"] += 1
+                    progress.update(state["done"])
+                    folder = outputs.monitoring_folder(key)
+                    row = day_figures(key, result, champion, folder / REPORT_PAGE)
+                    summaries.append(row)
+                    recent.append(row)
+                    figures = {k: (v if not isinstance(v, pd.Timestamp) else str(v.date())) for k, v in row.items()}
+                    written.append(writer.submit(write_reports, folder, key, result, params, to_json_safe(figures),
+                                                 history_table(pd.DataFrame(list(recent)))))
+                    context.add_asset_metadata(day_metadata(row, result), partition_key=key)
+                    state["last"] = result
+                for future in written:
+                    future.result()  # a failed write fails the step
+                table = pd.DataFrame(summaries)
+                state["schema"] = table.head(0)
+                yield chunk, table
+
+    def metadata() -> dict:
+        return shown({"dagster/column_schema": column_schema(state["schema"]),
+                      "run": run_summary(partitions=len(keys), latest_light=state["last"].light),
+                      "latest_report": MetadataValue.path(str(outputs.monitoring_folder(keys[-1]) / REPORT_PAGE))})
+
+    yield Output(ChunkedFrames(chunks(), metadata))
+    for alert in state["last"].alerts:
         yield AssetCheckResult(check_name=ALERT_CHECKS[alert.name], passed=not alert.fired,
                                severity=AssetCheckSeverity.WARN, description=alert.reason,
                                metadata=shown({"value": _float(alert.value), "threshold": alert.threshold,
-                                         "partition": context.partition_keys[-1]}))
+                                               "partition": keys[-1]}))
+
+
+def day_figures(key: str, result, champion: str | None, report: Path) -> dict:
+    """The day's row of the monitoring table."""
+    perf = result.performance.set_index("period")
+    return {
+        "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),
+        "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
+        "score_psi": result.drift_scores["psi"].iloc[0],
+        "n_drifted_features": int(result.drift_features["drifted"].sum()),
+        "auc_reference": perf.loc["reference", "roc_auc"],
+        "auc_production": perf.loc["production", "roc_auc"],
+        "top_drifted": ", ".join(f"{f} {v:.3g}" for f, v in result.drift_features.dropna(subset=["psi"])
+                                 .head(3)[["feature", "psi"]].itertuples(index=False)),
+        "ap_reference": perf.loc["reference", "average_precision"],
+        "ap_production": perf.loc["production", "average_precision"],
+        "failure_rate_reference": perf.loc["reference", "failure_rate"],
+        "failure_rate_production": perf.loc["production", "failure_rate"],
+        "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
+        "alerts": ", ".join(a.name for a in result.alerts if a.fired), "model_version": champion or "none",
+        "report": str(report),
+    }
+
+
+def day_metadata(row: dict, result) -> dict:
+    """The day's materialization metadata: its figures (plotted by the UI) and the alerts and tables as text."""
+    return shown({
+        "traffic_light": result.light,
+        "light_code": row["light_code"],
+        "alert_count": row["alert_count"],
+        "retrain_recommended": row["retrain_recommended"],
+        "score_psi": _float(row["score_psi"]),
+        "n_drifted_features": row["n_drifted_features"],
+        "ap_reference": _float(row["ap_reference"]),
+        "ap_production": _float(row["ap_production"]),
+        "report": MetadataValue.path(row["report"]),
+        "alerts": MetadataValue.md(markdown_table(pd.DataFrame(
+            [{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts]))),
+        "top_drifted_features": MetadataValue.md(markdown_table(result.drift_features.head(10))),
+        "performance": MetadataValue.md(markdown_table(result.performance[
+            ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
+             "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
+    })
 
 
 def _float(value) -> float:

@@ -6,7 +6,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetIn,
     Config,
     MetadataValue,
     Output,
@@ -14,7 +13,17 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, code_version, column_schema, daily_partitioned, run_summary, shown
+from pm_assets.assets.common import (
+    by_day,
+    chunked_in,
+    chunks_of,
+    code_version,
+    column_schema,
+    daily_partitioned,
+    run_summary,
+    shown,
+)
+from pm_assets.core.chunks import ChunkedFrames, StoredPartitions
 from pm_assets.core.consistency import probability_problems, version_problems, worklist_problems
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
@@ -54,7 +63,7 @@ class CostConfig(Config):
     group_name=SCORING_GROUP,
     kinds={"scikitlearn", "pandas", "parquet"},
     **daily_partitioned(),
-    ins={"features": AssetIn()},
+    ins={"features": chunked_in()},
     deps=["failure_model"],
     check_specs=[
         AssetCheckSpec("valid_probabilities", asset="scores", blocking=True,
@@ -66,12 +75,48 @@ class CostConfig(Config):
     "most likely component, risk level (low/medium/high), anomaly score and the model version. Snapshots without "
     "24 h of telemetry are not scored (scored = false).",
 )
-def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.DataFrame, model_registry: ModelRegistryResource):
+def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredPartitions,
+           model_registry: ModelRegistryResource):
     registry = model_registry.registry()
     version = registry.champion()
     if version is None:
         raise RuntimeError(f"no champion model in {registry.root}: materialize failure_model first")
     bundle = registry.load(version)
+    totals = {"rows": 0, "scored": 0, "bad_probabilities": 0, "bad_versions": 0}
+    examples = {}
+
+    def chunks():
+        for keys in chunks_of(context):
+            out = score_snapshots(features.read(keys[0], keys[-1]), bundle, version, config)
+            for key, day in by_day(out):
+                levels = day["risk_level"].value_counts()
+                context.add_asset_metadata(shown({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
+                                                  "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
+                                                  **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS}}),
+                                           partition_key=key)
+            for name, (bad, example) in (("bad_probabilities", probability_problems(out)),
+                                         ("bad_versions", version_problems(out, version))):
+                totals[name] += bad
+                examples.setdefault(name, example) if bad else None
+            totals["rows"] += len(out)
+            totals["scored"] += int(out["scored"].sum())
+            examples["schema"] = out.head(0)
+            yield keys, out
+
+    yield Output(ChunkedFrames(chunks(), lambda: shown({
+        "dagster/column_schema": column_schema(examples["schema"]), "model_version": version,
+        "run": run_summary(rows=totals["rows"], scored=totals["scored"])})))
+    bad = totals["bad_probabilities"]
+    yield AssetCheckResult(check_name="valid_probabilities", passed=bad == 0, metadata={"bad_rows": bad},
+                           description=f"{bad} rows, e.g. {examples['bad_probabilities']}" if bad else "every scored row")
+    bad = totals["bad_versions"]
+    yield AssetCheckResult(check_name="scored_by_the_champion", passed=bad == 0,
+                           metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
+                           description=f"{bad} rows, e.g. {examples['bad_versions']}" if bad else f"every row by {version}")
+
+
+def score_snapshots(features: pd.DataFrame, bundle, version: str, config: RiskConfig) -> pd.DataFrame:
+    """Every snapshot with the bundle's scores (NaN and no class where not usable), risk level and version."""
     out = features[["machineID", "datetime"]].copy()
     usable = features["usable"].to_numpy()
     scored = bundle.score(features[usable]) if usable.any() else None
@@ -87,22 +132,7 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
     out["risk_level"] = risk_level(out["p_any"].to_numpy(), config.medium_threshold, config.high_threshold)
     out["model_version"] = version
     out["scored"] = usable
-
-    for key, day in by_day(out):
-        levels = day["risk_level"].value_counts()
-        context.add_asset_metadata(shown({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
-                                    "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
-                                    **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS}}),
-                                   partition_key=key)
-    yield Output(out, metadata=shown({"dagster/column_schema": column_schema(out), "model_version": version,
-                                "run": run_summary(rows=len(out), scored=int(usable.sum()))}))
-    bad, example = probability_problems(out)
-    yield AssetCheckResult(check_name="valid_probabilities", passed=bad == 0, metadata={"bad_rows": bad},
-                           description=f"{bad} rows, e.g. {example}" if bad else "every scored row")
-    bad, example = version_problems(out, registry.champion())
-    yield AssetCheckResult(check_name="scored_by_the_champion", passed=bad == 0,
-                           metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
-                           description=f"{bad} rows, e.g. {example}" if bad else f"every row by {version}")
+    return out
 
 
 @asset(
@@ -110,7 +140,7 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
     group_name=SCORING_GROUP,
     kinds={"pandas", "parquet"},
     **daily_partitioned("date"),
-    ins={"scores": AssetIn()},
+    ins={"scores": chunked_in()},
     check_specs=[AssetCheckSpec("consistent_ranking", asset="maintenance_worklist", blocking=True,
                                 description="One row per machine and day, ranks 1..n by decreasing expected saving, "
                                 "inspect exactly where the saving is positive.")],
@@ -118,14 +148,41 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: pd.Data
     "of inspecting it now (p_any x failure cost - inspection cost), with its worst snapshot of the day, the likely "
     "component, risk level and the recommended action (inspect when the saving is positive).",
 )
-def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, scores: pd.DataFrame):
+def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, scores: StoredPartitions):
+    totals = {"bad": 0, "example": None}
+
+    def chunks():
+        for keys in chunks_of(context):
+            worklist = rank_worklist(scores.read(keys[0], keys[-1]), config.failure_cost, config.inspection_cost)
+            for key, day in by_day(worklist, "date"):
+                context.add_asset_metadata(shown({
+                    "dagster/row_count": len(day), "inspect": int((day["action"] == "inspect").sum()),
+                    "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
+                    "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))}),
+                    partition_key=key)
+            bad, example = worklist_problems(worklist)
+            totals["bad"] += bad
+            totals["example"] = totals["example"] or (example if bad else None)
+            totals["schema"] = worklist.head(0)
+            yield keys, worklist
+
+    yield Output(ChunkedFrames(chunks(), lambda: shown({
+        "dagster/column_schema": column_schema(totals["schema"]),
+        "settings": run_summary(failure_cost=config.failure_cost, inspection_cost=config.inspection_cost)})))
+    bad = totals["bad"]
+    yield AssetCheckResult(check_name="consistent_ranking", passed=bad == 0, metadata={"bad_rows": bad},
+                           description=f"{bad} rows, e.g. {totals['example']}" if bad else "every day ranked")
+
+
+def rank_worklist(scores: pd.DataFrame, failure_cost: float, inspection_cost: float) -> pd.DataFrame:
+    """Per day, each scored machine's worst snapshot, ranked by the expected saving of inspecting it now."""
     scored = scores[scores["scored"]]
     if scored.empty:
         worst = scored.assign(date=pd.Series(dtype="datetime64[ns]"))
     else:
         worst = scored.loc[scored.groupby([scored["datetime"].dt.floor("D"), "machineID"])["p_any"].idxmax()]
         worst = worst.assign(date=worst["datetime"].dt.floor("D"))
-    waiting, saving = expected_costs(worst["p_any"].to_numpy(), config.failure_cost, config.inspection_cost)
+    waiting, saving = expected_costs(worst["p_any"].to_numpy(), failure_cost, inspection_cost)
     worklist = pd.DataFrame({
         "date": worst["date"].to_numpy(),
         "machineID": worst["machineID"].to_numpy(),
@@ -139,15 +196,4 @@ def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, sco
         "model_version": worst["model_version"].to_numpy(),
     }).sort_values(["date", "expected_saving", "machineID"], ascending=[True, False, True], kind="stable")
     worklist.insert(1, "rank", worklist.groupby("date").cumcount() + 1)
-    worklist = worklist.reset_index(drop=True)
-    for key, day in by_day(worklist, "date"):
-        context.add_asset_metadata(shown({"dagster/row_count": len(day), "inspect": int((day["action"] == "inspect").sum()),
-                                    "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
-                                    "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))}),
-                                   partition_key=key)
-    yield Output(worklist, metadata=shown({"dagster/column_schema": column_schema(worklist),
-                                     "settings": run_summary(failure_cost=config.failure_cost,
-                                                             inspection_cost=config.inspection_cost)}))
-    bad, example = worklist_problems(worklist)
-    yield AssetCheckResult(check_name="consistent_ranking", passed=bad == 0, metadata={"bad_rows": bad},
-                           description=f"{bad} rows, e.g. {example}" if bad else "every day ranked")
+    return worklist.reset_index(drop=True)
