@@ -242,8 +242,8 @@ class ParquetIOManager(ConfigurableIOManager):
             names = set()
         return {k for k in keys if f"{k}.parquet" in names}
 
-    def _reader(self, paths: list) -> pd.DataFrame:
-        return read_partitions(paths) if paths else pd.DataFrame()
+    def _reader(self, paths: list, columns: list[str] | None = None) -> pd.DataFrame:
+        return read_partitions(paths, columns) if paths else pd.DataFrame(columns=columns)
 
     def _name(self, context) -> tuple[str, str]:
         base = self.base_dir if is_remote(self.base_dir) else str(Path(self.base_dir).resolve())

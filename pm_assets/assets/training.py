@@ -19,7 +19,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetIn,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -27,10 +26,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import code_version, shown
+from pm_assets import settings
+from pm_assets.assets.common import chunked_in, code_version, shown
+from pm_assets.core.chunks import StoredPartitions, day_chunks
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.model import TrainParams, evaluate, fit_bundle, gate, split_by_cutoff, training_rows
+from pm_assets.core.model import TrainParams, evaluate, fit_sampled, gate, gather_training, rows_sha256
 from pm_assets.core.monitoring import permutation_importance_of
 from pm_assets.resources import ModelRegistryResource
 
@@ -78,7 +79,7 @@ class TrainingConfig(Config):
 
 def data_version(rows: pd.DataFrame) -> str:
     """sha256 of the rows a model saw (content, not file names): the training data's version."""
-    return hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
+    return rows_sha256(rows).hexdigest()
 
 
 def _metric_metadata(prefix: str, metrics: dict) -> dict:
@@ -90,8 +91,8 @@ def _metric_metadata(prefix: str, metrics: dict) -> dict:
     group_name=MODEL_GROUP,
     kinds={"scikitlearn", "joblib"},
     ins={
-        "features": AssetIn(metadata={"allow_missing_partitions": True}),
-        "labels": AssetIn(metadata={"allow_missing_partitions": True}),
+        "features": chunked_in(allow_missing_partitions=True),
+        "labels": chunked_in(allow_missing_partitions=True),
     },
     check_specs=[AssetCheckSpec("champion_gate", asset="failure_model",
                                 description="Promote the new version unless it is worse than the champion "
@@ -104,18 +105,19 @@ def _metric_metadata(prefix: str, metrics: dict) -> dict:
 def failure_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
-    features: pd.DataFrame,
-    labels: pd.DataFrame,
+    features: StoredPartitions,
+    labels: StoredPartitions,
     model_registry: ModelRegistryResource,
 ):
-    rows = training_rows(features, labels)
-    if config.train_start:
-        rows = rows[rows["datetime"] >= pd.Timestamp(config.train_start)]
-    cutoff = pd.Timestamp(config.cutoff) if config.cutoff else rows["datetime"].max() - pd.Timedelta(days=config.test_days)
-    train, test = split_by_cutoff(rows, cutoff, config.horizon_hours)
-    context.log.info(f"training on {len(train):,} rows before {cutoff - pd.Timedelta(hours=config.horizon_hours)}, "
-                     f"testing on {len(test):,} from {cutoff}")
-    bundle = fit_bundle(train, config.params())
+    def read(keys, columns):
+        return features.read(keys[0], keys[-1], columns), labels.read(keys[0], keys[-1])
+
+    data = gather_training(read, day_chunks(features.keys, settings.CHUNK_DAYS), config.params(), config.horizon_hours,
+                           config.test_days, cutoff=config.cutoff, train_start=config.train_start)
+    test, cutoff = data.test, data.cutoff
+    context.log.info(f"training on {data.train_rows:,} rows before {cutoff - pd.Timedelta(hours=config.horizon_hours)} "
+                     f"({len(data.fit_rows):,} kept), testing on {len(test):,} from {cutoff}")
+    bundle = fit_sampled(data.fit_rows, data.normal, data.rate, config.params())
     scores = bundle.score(test)
     metrics = evaluate(test, scores, config.operating_threshold)
     y_any = (test["failure_component"].astype(str) != "none").astype(int)
@@ -125,13 +127,13 @@ def failure_model(
 
     registry = model_registry.registry()
     card = {
-        "training_window": {"start": str(train["datetime"].min()), "end": str(train["datetime"].max()),
+        "training_window": {"start": str(data.train_window[0]), "end": str(data.train_window[1]),
                             "cutoff": str(cutoff), "horizon_hours": config.horizon_hours},
         "test_window": {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())},
-        "partitions": {"first": str(features["datetime"].min().date()), "last": str(features["datetime"].max().date()),
-                       "count": len(features.attrs.get("partitions_loaded", []))},
-        "data_versions": {"train_rows_sha256": data_version(train), "test_rows_sha256": data_version(test)},
-        "rows": {"train": len(train), "test": len(test)},
+        "partitions": {"first": str(data.snapshots[0].date()), "last": str(data.snapshots[1].date()),
+                       "count": len(features.keys)},
+        "data_versions": {"train_rows_sha256": data.train_sha256, "test_rows_sha256": data_version(test)},
+        "rows": {"train": data.train_rows, "test": len(test)},
         "features": bundle.features,
         "params": bundle.params,
         "operating_threshold": config.operating_threshold,
@@ -164,7 +166,7 @@ def failure_model(
         "promoted_to_champion": promote,
         "gate_decision": (f"{version} promoted" if promote else f"kept {registry.champion()}: {reason}"),
         "champion": registry.champion() or "none",
-        "train_rows": len(train),
+        "train_rows": data.train_rows,
         "test_rows": len(test),
         "training_window": f"{card['training_window']['start']} .. {card['training_window']['end']}",
         "test_window": f"{card['test_window']['start']} .. {card['test_window']['end']}",

@@ -41,18 +41,16 @@ class StoredPartitions:
 
     asset: str
     paths: dict[str, object]  # key -> path of its file, for the keys present, in key order
-    reader: Callable[[list], pd.DataFrame]  # paths -> the frame of those files concatenated in order
+    reader: Callable[..., pd.DataFrame]  # (paths, columns=None) -> the frame of those files concatenated in order
 
     @property
     def keys(self) -> list[str]:
         return list(self.paths)
 
-    def read(self, first: str, last: str) -> pd.DataFrame:
-        """The partitions from ``first`` to ``last`` (inclusive) that are stored, concatenated in order."""
-        return self.reader([path for key, path in self.paths.items() if first <= key <= last])
-
-    def read_all(self) -> pd.DataFrame:
-        return self.reader(list(self.paths.values()))
+    def read(self, first: str, last: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The partitions from ``first`` to ``last`` (inclusive) that are stored, concatenated in order; ``columns``:
+        only these."""
+        return self.reader([path for key, path in self.paths.items() if first <= key <= last], columns=columns)
 
 
 @dataclass

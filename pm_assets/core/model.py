@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -136,10 +137,20 @@ def split_by_cutoff(rows: pd.DataFrame, cutoff, horizon_hours: int) -> tuple[pd.
 
 def fit_bundle(train: pd.DataFrame, params: TrainParams = TrainParams(), features: list[str] | None = None) -> ModelBundle:
     """Fit the calibrated failure classifier and the anomaly model on mature, usable rows."""
-    features = list(features or feature_columns())
     if not train["label_mature"].all() or train["failure_component"].isna().any():
         raise ValueError("training rows include immature labels: pass rows from training_rows()")
-    y = train["failure_component"].astype(str)
+    negative = train["failure_component"].astype(str).to_numpy() == NO_FAILURE
+    rate = negative_sample_rate(int(negative.sum()), params.max_negative_rows)
+    keep = negative_sample(negative, rate, params.seed)
+    return fit_sampled(train.iloc[keep], train.loc[negative, ANOMALY_FEATURES].to_numpy(), rate, params, features)
+
+
+def fit_sampled(fit_rows: pd.DataFrame, normal: np.ndarray, rate: float, params: TrainParams = TrainParams(),
+                features: list[str] | None = None) -> ModelBundle:
+    """:func:`fit_bundle` from what it keeps of the training rows: ``fit_rows``, every failure row and a seeded share
+    ``rate`` of the others (the classifier's input), and ``normal``, the anomaly features of every no-failure row."""
+    features = list(features or feature_columns())
+    y = fit_rows["failure_component"].astype(str)
     missing = sorted(set(LABEL_CLASSES) - set(y))
     if missing:
         raise ValueError(f"training rows lack classes {missing}: widen the training window")
@@ -149,16 +160,84 @@ def fit_bundle(train: pd.DataFrame, params: TrainParams = TrainParams(), feature
         categorical_features=None,
     )
     classifier = CalibratedClassifierCV(booster, method=params.calibration, cv=params.calibration_folds, ensemble=False)
-    negative = y.to_numpy() == NO_FAILURE
-    rate = negative_sample_rate(int(negative.sum()), params.max_negative_rows)
-    keep = negative_sample(negative, rate, params.seed)
-    classifier.fit(feature_matrix(train, features)[keep], y.to_numpy()[keep])
-    normal = train[train["failure_component"].astype(str) == NO_FAILURE]  # the anomaly model learns normal rows only
+    classifier.fit(feature_matrix(fit_rows, features), y.to_numpy())
     anomaly = IsolationForest(n_estimators=params.anomaly_trees, max_samples=min(params.anomaly_max_samples, len(normal)),
                               random_state=params.seed)
-    anomaly.fit(normal[ANOMALY_FEATURES].to_numpy())
+    anomaly.fit(normal)  # the anomaly model learns normal rows only
     return ModelBundle(classifier=classifier, anomaly=anomaly, features=features, params=asdict(params),
                        negative_sample_rate=rate)
+
+
+@dataclass
+class TrainingSet:
+    """What training and its evaluation need from the history, gathered a chunk at a time (:func:`gather_training`):
+    never every feature row at once."""
+
+    fit_rows: pd.DataFrame  # every failure row of the training window and a seeded share ``rate`` of the others
+    normal: np.ndarray  # the anomaly features of every no-failure training row, in order
+    rate: float
+    test: pd.DataFrame  # every row from the cutoff on
+    cutoff: pd.Timestamp
+    train_rows: int
+    train_window: tuple[pd.Timestamp, pd.Timestamp]  # first and last training snapshot
+    train_sha256: str  # :func:`rows_sha256` of the training rows
+    snapshots: tuple[pd.Timestamp, pd.Timestamp]  # first and last snapshot read (usable or not)
+
+
+def rows_sha256(rows: pd.DataFrame, digest=None):
+    """sha256 of rows' content (pandas' per-row hashes, index left out); ``digest``: update that one instead."""
+    digest = digest or hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
+    return digest
+
+
+def gather_training(read, chunks, params: TrainParams, horizon_hours: int, test_days: int, cutoff=None,
+                    train_start=None) -> TrainingSet:
+    """The rows :func:`training_rows` gives over ``chunks`` (lists of partition keys), split at the cutoff (``cutoff``,
+    else the last training row minus ``test_days``), kept as :func:`fit_bundle` keeps them, the same to the bit as
+    the whole history in one frame would give, reading two passes of one chunk at a time.
+
+    ``read(keys, columns)`` gives (features, labels) of those partitions, with only ``columns`` of the features
+    when given. The first pass reads the keys and flags (where the cutoff falls, how many negatives the training
+    window has); the second every column, drawing the negative sample from one seeded stream as it goes (a
+    Generator's draws in pieces equal one draw of the whole).
+    """
+    times, negatives, first_last = [], [], []
+    for keys in chunks:
+        features, labels = read(keys, ["machineID", "datetime", "usable"])
+        rows = _after(training_rows(features, labels), train_start)
+        times.append(rows["datetime"].to_numpy())
+        negatives.append(rows["failure_component"].astype(str).to_numpy() == NO_FAILURE)
+        if len(features):
+            first_last += [features["datetime"].min(), features["datetime"].max()]
+    times, negatives = np.concatenate(times or [np.array([], "datetime64[ns]")]), np.concatenate(negatives or [[]])
+    if len(times) == 0:
+        raise ValueError("no usable snapshot with a mature label to train on")
+    cutoff = pd.Timestamp(cutoff) if cutoff else pd.Timestamp(times.max()) - pd.Timedelta(days=test_days)
+    train_end = np.datetime64(cutoff - pd.Timedelta(hours=horizon_hours))
+    rate = negative_sample_rate(int((negatives & (times < train_end)).sum()), params.max_negative_rows)
+    draws = np.random.default_rng(params.seed)
+    fit, normal, test, digest, train_times = [], [], [], hashlib.sha256(), []
+    for keys in chunks:
+        rows = _after(training_rows(*read(keys, None)), train_start)
+        train = rows[rows["datetime"] < train_end].reset_index(drop=True)
+        test.append(rows[rows["datetime"] >= cutoff])
+        negative = train["failure_component"].astype(str).to_numpy() == NO_FAILURE
+        keep = np.arange(len(train)) if rate == 1 else np.flatnonzero(~negative | (draws.random(len(train)) < rate))
+        fit.append(train.iloc[keep])
+        normal.append(train.loc[negative, ANOMALY_FEATURES].to_numpy())
+        rows_sha256(train, digest)
+        if len(train):
+            train_times += [train["datetime"].min(), train["datetime"].max()]
+    train_rows = int((times < train_end).sum())
+    return TrainingSet(fit_rows=pd.concat(fit, ignore_index=True), normal=np.concatenate(normal), rate=rate,
+                       test=pd.concat(test, ignore_index=True), cutoff=cutoff, train_rows=train_rows,
+                       train_window=(min(train_times), max(train_times)) if train_times else (pd.NaT, pd.NaT),
+                       train_sha256=digest.hexdigest(), snapshots=(min(first_last), max(first_last)))
+
+
+def _after(rows: pd.DataFrame, start) -> pd.DataFrame:
+    return rows if not start else rows[rows["datetime"] >= pd.Timestamp(start)].reset_index(drop=True)
 
 
 def negative_sample_rate(negatives: int, max_negative_rows: int | None) -> float:

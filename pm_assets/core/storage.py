@@ -281,9 +281,10 @@ def upload(blobs: dict) -> None:
         raise WriteError(getattr(exc, "errno", None) or 5, f"cannot write {what}: {exc}") from exc
 
 
-def read_partitions(paths) -> pd.DataFrame:
+def read_partitions(paths, columns: list[str] | None = None) -> pd.DataFrame:
     """The parquet files concatenated in order, as :func:`concat_partitions` of each file read with pandas would
-    give them; read as Arrow tables and converted once (falls back to pandas when the files' schemas differ)."""
+    give them; read as Arrow tables and converted once (falls back to pandas when the files' schemas differ).
+    ``columns``: only these (in the files' order)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -293,9 +294,9 @@ def read_partitions(paths) -> pd.DataFrame:
 
         located = [as_path(p) for p in paths]
         blobs = located[0].fs.cat([p.path for p in located])
-        tables = [pq.read_table(io.BytesIO(blobs[p.path])) for p in located]
+        tables = [pq.read_table(io.BytesIO(blobs[p.path]), columns=columns) for p in located]
     else:
-        tables = [pq.read_table(p) for p in paths]
+        tables = [pq.read_table(p, columns=columns) for p in paths]
     if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
         return pa.concat_tables(tables).to_pandas()
     return concat_partitions([t.to_pandas() for t in tables])

@@ -35,11 +35,14 @@ from pm_assets.core.model import (
     expected_costs,
     feature_matrix,
     fit_bundle,
+    fit_sampled,
     gate,
+    gather_training,
     negative_sample,
     negative_sample_rate,
     prior_correction,
     risk_level,
+    rows_sha256,
     split_by_cutoff,
     training_rows,
 )
@@ -555,3 +558,41 @@ def test_model_ranks_failures_far_above_the_base_rate(split, test_scores):
     metrics = evaluate(test, test_scores.reset_index(drop=True), 0.5)
     assert metrics["roc_auc"] > 0.9
     assert metrics["brier"] < base_rate  # better than always predicting 0
+
+
+@pytest.mark.parametrize("chunk_days", [1, 9, 1000])
+def test_training_gathered_chunk_by_chunk_is_the_whole_history_in_one_frame(features, labels, chunk_days):
+    """gather_training over day chunks (two passes, the negative sample drawn as it goes) keeps exactly the rows,
+    sample, anomaly input, test window and training-data hash of the one-frame path, and fits the same model. The
+    frames are in the order the stored partitions read back (day by day), as the asset reads them."""
+    by_day = lambda frame: frame.iloc[np.argsort(frame["datetime"].dt.floor("D").to_numpy(), kind="stable")]  # noqa: E731
+    features, labels = by_day(features).reset_index(drop=True), by_day(labels).reset_index(drop=True)
+    params = TrainParams(max_iter=20, max_negative_rows=3_000)  # a real sample: rate < 1
+    days = sorted(features["datetime"].dt.strftime("%Y-%m-%d").unique())
+    chunks = [days[i: i + chunk_days] for i in range(0, len(days), chunk_days)]
+    feature_days, label_days = features["datetime"].dt.strftime("%Y-%m-%d"), labels["datetime"].dt.strftime("%Y-%m-%d")
+
+    def read(keys, columns):
+        f = features[feature_days.isin(keys)].reset_index(drop=True)
+        return (f if columns is None else f[columns]), labels[label_days.isin(keys)].reset_index(drop=True)
+
+    gathered = gather_training(read, chunks, params, HORIZON, test_days=30, train_start="2015-01-10")
+    rows = training_rows(features, labels)
+    rows = rows[rows["datetime"] >= pd.Timestamp("2015-01-10")].reset_index(drop=True)
+    cutoff = rows["datetime"].max() - pd.Timedelta(days=30)
+    train, test = split_by_cutoff(rows, cutoff, HORIZON)
+    negative = train["failure_component"].astype(str).to_numpy() == NO_FAILURE
+    rate = negative_sample_rate(int(negative.sum()), params.max_negative_rows)
+    assert 0 < rate < 1 and gathered.rate == rate and gathered.cutoff == cutoff
+    keep = negative_sample(negative, rate, params.seed)
+    pd.testing.assert_frame_equal(gathered.fit_rows, train.iloc[keep].reset_index(drop=True), check_exact=True)
+    np.testing.assert_array_equal(gathered.normal, train.loc[negative, ANOMALY_FEATURES].to_numpy())
+    pd.testing.assert_frame_equal(gathered.test, test, check_exact=True)
+    assert gathered.train_rows == len(train)
+    assert gathered.train_window == (train["datetime"].min(), train["datetime"].max())
+    assert gathered.train_sha256 == rows_sha256(train).hexdigest()
+    assert gathered.snapshots == (features["datetime"].min(), features["datetime"].max())
+    whole = fit_bundle(train, params)
+    pieces = fit_sampled(gathered.fit_rows, gathered.normal, gathered.rate, params)
+    np.testing.assert_array_equal(pieces.score(test)[PROBA_COLUMNS].to_numpy(), whole.score(test)[PROBA_COLUMNS].to_numpy())
+    np.testing.assert_array_equal(pieces.score(test)["anomaly_score"].to_numpy(), whole.score(test)["anomaly_score"].to_numpy())
