@@ -174,8 +174,8 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
         with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
             for chunk in chunks_of(context):
                 first = shift_key(chunk[0], -MONITORING_LOOKBACK_DAYS)
-                rows = monitoring_rows(features.read(first, chunk[-1]), scores.read(first, chunk[-1]),
-                                       labels.read(first, chunk[-1]))
+                rows = monitoring_rows(*(stored.read_window(first, chunk[-1], "datetime")
+                                         for stored in (features, scores, labels)))
                 ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in chunk]
                 summaries, written = [], []
                 for key, result in zip(chunk, monitor_days(rows, ends, names, params, importance, config.threads),

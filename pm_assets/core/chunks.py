@@ -47,6 +47,30 @@ class StoredPartitions:
     def keys(self) -> list[str]:
         return list(self.paths)
 
+    _blocks: list = field(default_factory=list, repr=False)  # what read_window read last: [(keys, frame)]
+
+    def read_window(self, first: str, last: str, time_column: str) -> pd.DataFrame:
+        """:meth:`read` for a window that moves forward (a chunk and its lookback): the days the previous window
+        already read are taken from it instead of their files, so a run reads each file once. ``time_column``
+        holds each row's time (the partition's day)."""
+        from pm_assets.core.storage import concat_partitions
+
+        blocks = [(keys, frame) for keys, frame in self._blocks if keys and keys[-1] >= first]
+        have = {key for keys, _ in blocks for key in keys}
+        new = [key for key in self.paths if first <= key <= last and key not in have]
+        if new:
+            blocks.append((new, self.reader([self.paths[key] for key in new])))
+        self._blocks = blocks
+        start, end = pd.Timestamp(first), pd.Timestamp(shift_key(last, 1))
+        parts = []
+        for keys, frame in blocks:
+            if keys[0] >= first and keys[-1] <= last:
+                parts.append(frame)
+            elif keys[-1] >= first and keys[0] <= last:
+                times = frame[time_column]
+                parts.append(frame[(times >= start) & (times < end)].reset_index(drop=True))
+        return concat_partitions(parts) if parts else self.read(first, last)
+
     def read(self, first: str, last: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The partitions from ``first`` to ``last`` (inclusive) that are stored, concatenated in order; ``columns``:
         only these."""

@@ -168,12 +168,14 @@ def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: Mon
     """:func:`monitor` for each of ``ends``, in order (a generator), with the rows turned into arrays once and each
     window's sorted columns carried from one day to the next (:class:`~pm_assets.core.drift.SortedWindow`).
 
-    ``threads`` > 1 monitors that many segments of ``SEGMENT_DAYS`` consecutive days at once (numpy's sorts and
-    binary searches release the GIL). At most 2 x threads segments of results wait to be consumed.
+    ``threads`` > 1 monitors that many segments of consecutive days at once (at most ``SEGMENT_DAYS``, fewer so
+    that every thread has one; numpy's sorts and binary searches release the GIL). At most 2 x threads segments
+    of results wait to be consumed.
     """
     prepared = PreparedRows.of(rows, feature_names)
     ends = list(ends)
-    segments = [ends[i: i + SEGMENT_DAYS] for i in range(0, len(ends), SEGMENT_DAYS)]
+    size = max(1, min(SEGMENT_DAYS, -(-len(ends) // max(threads, 1))))  # every thread gets a segment
+    segments = [ends[i: i + size] for i in range(0, len(ends), size)]
 
     def segment(days) -> list[MonitoringResult]:
         windows = WindowColumns(prepared)
