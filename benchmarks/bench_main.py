@@ -60,6 +60,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     from pm_assets.core.model import TrainParams, evaluate, fit_bundle, split_by_cutoff, training_rows
     from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows, permutation_importance_of
     from pm_assets.core.parsing import find_source_file, read_source_csv
+    from pm_assets.core.scoring import score_snapshots
     from pm_assets.core.schema import TABLES
     from pm_assets.core.validation import validate_rows
     from pm_assets.partitions import partition_range
@@ -88,10 +89,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     importance = permutation_importance_of(bundle, test)
     times["training"] = time.perf_counter() - started
     started = time.perf_counter()
-    usable = feats["usable"].to_numpy()
-    scores = feats[["machineID", "datetime"]].copy()
-    scores.loc[usable, "p_any"] = bundle.score(feats[usable])["p_any"].to_numpy()
-    scores["scored"] = usable
+    scores = score_snapshots(feats, bundle, "direct")
     times["scoring"] = time.perf_counter() - started
     started = time.perf_counter()
     monitored = monitoring_rows(feats, scores, labels)

@@ -22,6 +22,7 @@ from pm_assets.core.features import build_features, feature_columns
 from pm_assets.core.labels import build_labels
 from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
 from pm_assets.core.monitoring import MonitoringParams, monitor, monitoring_rows, permutation_importance_of
+from pm_assets.core.scoring import score_snapshots
 from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate
 
 DRIFT_DATE = "2015-07-01"
@@ -34,10 +35,7 @@ def scenario(machines: int, drift: DriftSpec | None):
     labels = build_labels(feats, tables["failures"], 24, "2016-01-01")
     train, _ = split_by_cutoff(training_rows(feats, labels), TRAIN_CUTOFF, 24)
     bundle = fit_bundle(train)
-    usable = feats[feats["usable"]]
-    scores = feats[["machineID", "datetime"]].assign(p_any=np.nan, scored=feats["usable"].to_numpy())
-    scores.loc[feats["usable"].to_numpy(), "p_any"] = bundle.score(usable)["p_any"].to_numpy()
-    rows = monitoring_rows(feats, scores, labels)
+    rows = monitoring_rows(feats, score_snapshots(feats, bundle, "scenario"), labels)
     return bundle, rows, training_rows(feats, labels)
 
 

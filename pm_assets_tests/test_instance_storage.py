@@ -37,13 +37,20 @@ def daily(context):
     return 1
 
 
-def _ranged_run_keeps_every_event(instance) -> None:
-    job = Definitions(assets=[daily], jobs=[define_asset_job("j")],
+def _ranged_run(asset_def, instance):
+    """One run of ``asset_def`` over every partition of DAYS; it must succeed."""
+    job = Definitions(assets=[asset_def], jobs=[define_asset_job("j")],
                       resources={"memory": InMemoryIOManager()}).resolve_job_def("j")
     keys = DAYS.get_partition_keys()
     result = job.execute_in_process(instance=instance, tags={"dagster/asset_partition_range_start": keys[0],
                                                              "dagster/asset_partition_range_end": keys[-1]})
     assert result.success
+    return result
+
+
+def _ranged_run_keeps_every_event(instance) -> None:
+    _ranged_run(daily, instance)
+    keys = DAYS.get_partition_keys()
     records = instance.fetch_materializations(AssetKey("daily"), limit=100).records
     assert sorted(r.partition_key for r in records) == keys
     assert {r.partition_key: r.asset_materialization.metadata["n"].value for r in records} == {k: int(k[-2:]) for k in keys}
@@ -145,13 +152,9 @@ def test_a_batch_of_events_is_stored_as_storing_them_one_by_one(tmp_path, monkey
     the batches Dagster forms: every row of every table equal."""
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")
     source = DagsterInstance.ephemeral()
-    job = Definitions(assets=[checked], jobs=[define_asset_job("j")],
-                      resources={"memory": InMemoryIOManager()}).resolve_job_def("j")
+    result = _ranged_run(checked, source)
     keys = DAYS.get_partition_keys()
-    result = job.execute_in_process(instance=source, tags={"dagster/asset_partition_range_start": keys[0],
-                                                           "dagster/asset_partition_range_end": keys[-1]})
-    assert result.success
-    entries = [record for record in source.all_logs(result.run_id)]
+    entries = list(source.all_logs(result.run_id))
     one_by_one = PooledSqliteEventLogStorage(str(tmp_path / "one"))
     batched = PooledSqliteEventLogStorage(str(tmp_path / "batch"))
     for entry in entries:

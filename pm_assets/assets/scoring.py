@@ -1,7 +1,5 @@
 """Scoring: the champion model's view of every snapshot, and the maintenance worklist a planner reads first."""
 
-import numpy as np
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -26,9 +24,8 @@ from pm_assets.assets.common import (
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions
 from pm_assets.core.consistency import probability_problems, version_problems, worklist_problems
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS, expected_costs, risk_level
-from pm_assets.core.schema import COMPONENTS
-from pm_assets.core.labels import LABEL_CLASSES
+from pm_assets.core.model import RISK_LEVELS
+from pm_assets.core.scoring import HIGH_RISK, MEDIUM_RISK, rank_worklist, score_snapshots
 from pm_assets.resources import ModelRegistryResource
 
 #: Changes with this module and the pm_assets code it uses (see ``code_version``).
@@ -42,11 +39,11 @@ class RiskConfig(Config):
     """Risk levels from the calibrated p_any (the probability of a failure within the horizon)."""
 
     medium_threshold: float = Field(
-        default=0.2, gt=0, lt=1,
+        default=MEDIUM_RISK, gt=0, lt=1,
         description="medium from here: at least 20 of every 100 such snapshots precede a failure within the horizon.",
     )
     high_threshold: float = Field(
-        default=0.5, gt=0, le=1,
+        default=HIGH_RISK, gt=0, le=1,
         description="high from here: at least 50 failures expected per 100 high-risk snapshots.",
     )
 
@@ -87,7 +84,8 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredP
 
     def chunks():
         for keys in chunks_of(context):
-            out = score_snapshots(features.read(keys[0], keys[-1]), bundle, version, config)
+            out = score_snapshots(features.read(keys[0], keys[-1]), bundle, version, config.medium_threshold,
+                                  config.high_threshold)
             for key, day in by_day(out):
                 levels = day["risk_level"].value_counts()
                 context.add_asset_metadata(shown({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
@@ -113,26 +111,6 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredP
     yield AssetCheckResult(check_name="scored_by_the_champion", passed=bad == 0,
                            metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
                            description=f"{bad} rows, e.g. {examples['bad_versions']}" if bad else f"every row by {version}")
-
-
-def score_snapshots(features: pd.DataFrame, bundle, version: str, config: RiskConfig) -> pd.DataFrame:
-    """Every snapshot with the bundle's scores (NaN and no class where not usable), risk level and version."""
-    out = features[["machineID", "datetime"]].copy()
-    usable = features["usable"].to_numpy()
-    scored = bundle.score(features[usable]) if usable.any() else None
-    for column in [*PROBA_COLUMNS, "p_any", "anomaly_score"]:
-        out[column] = np.nan
-        if scored is not None:
-            out.loc[usable, column] = scored[column].to_numpy()
-    for column, categories in (("likely_component", COMPONENTS), ("predicted_class", LABEL_CLASSES)):
-        values = np.full(len(out), None, dtype=object)
-        if scored is not None:
-            values[usable] = scored[column].astype(object).to_numpy()
-        out[column] = pd.Categorical(values, categories=list(categories))
-    out["risk_level"] = risk_level(out["p_any"].to_numpy(), config.medium_threshold, config.high_threshold)
-    out["model_version"] = version
-    out["scored"] = usable
-    return out
 
 
 @asset(
@@ -172,28 +150,3 @@ def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, sco
     bad = totals["bad"]
     yield AssetCheckResult(check_name="consistent_ranking", passed=bad == 0, metadata={"bad_rows": bad},
                            description=f"{bad} rows, e.g. {totals['example']}" if bad else "every day ranked")
-
-
-def rank_worklist(scores: pd.DataFrame, failure_cost: float, inspection_cost: float) -> pd.DataFrame:
-    """Per day, each scored machine's worst snapshot, ranked by the expected saving of inspecting it now."""
-    scored = scores[scores["scored"]]
-    if scored.empty:
-        worst = scored.assign(date=pd.Series(dtype="datetime64[ns]"))
-    else:
-        worst = scored.loc[scored.groupby([scored["datetime"].dt.floor("D"), "machineID"])["p_any"].idxmax()]
-        worst = worst.assign(date=worst["datetime"].dt.floor("D"))
-    waiting, saving = expected_costs(worst["p_any"].to_numpy(), failure_cost, inspection_cost)
-    worklist = pd.DataFrame({
-        "date": worst["date"].to_numpy(),
-        "machineID": worst["machineID"].to_numpy(),
-        "worst_snapshot": worst["datetime"].to_numpy(),
-        "p_any": worst["p_any"].to_numpy(),
-        "likely_component": worst["likely_component"].to_numpy(),
-        "risk_level": worst["risk_level"].to_numpy(),
-        "expected_failure_cost": waiting,
-        "expected_saving": saving,
-        "action": np.where(saving > 0, "inspect", "monitor"),
-        "model_version": worst["model_version"].to_numpy(),
-    }).sort_values(["date", "expected_saving", "machineID"], ascending=[True, False, True], kind="stable")
-    worklist.insert(1, "rank", worklist.groupby("date").cumcount() + 1)
-    return worklist.reset_index(drop=True)

@@ -10,6 +10,7 @@ from pm_assets.core.features import build_features, feature_columns
 from pm_assets.core.labels import build_labels
 from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
 from pm_assets.core.monitoring import MonitoringParams, monitor, monitoring_rows
+from pm_assets.core.scoring import score_snapshots
 from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate
 
 DRIFT = DriftSpec(start="2015-05-01", sensor_shift_sd={"volt": 1.5, "pressure": 1.5}, failure_rate_factor=2.0)
@@ -23,9 +24,7 @@ def _rows(drift):
     train, _ = split_by_cutoff(training_rows(feats, labels), "2015-04-01", 24)
     with threadpool_limits(1):
         bundle = fit_bundle(train)
-    scores = feats[["machineID", "datetime"]].assign(scored=feats["usable"].to_numpy(), p_any=float("nan"))
-    scores.loc[scores["scored"], "p_any"] = bundle.score(feats[feats["usable"]])["p_any"].to_numpy()
-    return monitoring_rows(feats, scores, labels)
+    return monitoring_rows(feats, score_snapshots(feats, bundle, "test"), labels)
 
 
 def _light(rows, day):
