@@ -16,7 +16,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Metada
 from pm_assets.assets.common import shown
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import TableSpec
-from pm_assets.core.validation import ValidationResult, count_violations, empty_table
+from pm_assets.core.validation import ValidationTotals, empty_table
 
 #: check name -> (validation rules it covers, description)
 RULE_CHECKS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -93,33 +93,34 @@ def _days(hit: pd.DataFrame) -> str:
 
 def raw_check_results(
     spec: TableSpec,
-    rows_in: int,
-    result: ValidationResult,
-    machine_ids,
+    totals: ValidationTotals,
     completeness: pd.DataFrame | None = None,
     asset_name: str | None = None,
 ) -> Iterator[AssetCheckResult]:
-    """Evaluate every check of :func:`raw_check_specs` on one validation result."""
+    """Evaluate every check of :func:`raw_check_specs` on a validation's totals (one result, or a range's chunks)."""
     asset_name = asset_name or spec.name
-    kept = result.kept
     expected = empty_table(spec).dtypes
-    schema_ok = list(kept.columns) == list(spec.columns) and all(kept[c].dtype == expected[c] for c in spec.columns)
+    kept = totals.schema
+    schema_ok = kept is not None and list(kept.columns) == list(spec.columns) and all(
+        kept[c].dtype == expected[c] for c in spec.columns)
     yield AssetCheckResult(
         asset_key=asset_name, check_name="schema_and_dtypes", passed=bool(schema_ok),
-        metadata=shown({"dtypes": MetadataValue.json({c: str(t) for c, t in kept.dtypes.items()})}),
+        metadata=shown({"dtypes": MetadataValue.json({c: str(t) for c, t in kept.dtypes.items()} if kept is not None
+                                                     else "the chunks' dtypes differ")}),
     )
+    rejected = totals.rejected
     yield AssetCheckResult(
-        asset_key=asset_name, check_name="rows_accounted", passed=rows_in == result.rows_in,
-        metadata=shown({"rows_in": rows_in, "rows_kept": len(kept), "rows_rejected": len(result.rejected)}),
+        asset_key=asset_name, check_name="rows_accounted", passed=totals.rows_in == totals.rows_validated,
+        metadata=shown({"rows_in": totals.rows_in, "rows_kept": totals.kept_rows, "rows_rejected": len(rejected)}),
     )
-    stored = count_violations(kept, spec, machine_ids)
-    quarantined = result.rejected_by_rule()
+    stored = totals.stored
+    quarantined = totals.rejected_by_rule()
     for name, (rules, _) in RULE_CHECKS.items():
         if not _applies(name, spec):
             continue
         n_stored = sum(stored[r] for r in rules)
         n_quarantined = sum(quarantined[r] for r in rules)
-        hit = _hits(result.rejected, rules)
+        hit = _hits(rejected, rules)
         yield AssetCheckResult(
             asset_key=asset_name, check_name=name, passed=n_stored == 0 and n_quarantined == 0,
             severity=AssetCheckSeverity.ERROR if n_stored or (n_quarantined and name in ERROR_WHEN_QUARANTINED)

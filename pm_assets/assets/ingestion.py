@@ -32,14 +32,31 @@ from dagster import (
 )
 from pydantic import Field
 
-from pm_assets.assets.common import by_day, code_version, column_schema, daily_partitioned, naive_utc, run_summary, shown
+from pm_assets.assets.common import (
+    by_day,
+    chunks_of,
+    code_version,
+    column_schema,
+    daily_partitioned,
+    naive_utc,
+    run_summary,
+    shown,
+)
 from pm_assets.checks import raw_check_results, raw_check_specs
-from pm_assets.core.completeness import expected_hours, hourly_completeness
+from pm_assets.core.chunks import ChunkedFrames
+from pm_assets.core.completeness import HourlyPresence
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import DAILY_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
 from pm_assets.core.storage import sha256_of, write_parquet_atomic
-from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY, ValidationResult, validate_rows
+from pm_assets.core.validation import (
+    FILE_COLUMN,
+    STAGED_DAY,
+    ValidationResult,
+    ValidationTotals,
+    empty_table,
+    validate_rows,
+)
 from pm_assets.partitions import daily_partitions, partition_range
 from pm_assets.resources import LandingResource
 
@@ -65,22 +82,21 @@ def _quarantine(landing: LandingResource, spec: TableSpec, rejected: pd.DataFram
         write_parquet_atomic(part.reset_index(drop=True), landing.quarantine_path(spec.name, key))
 
 
-def _metadata(spec: TableSpec, landing: LandingResource, rows: pd.DataFrame, result: ValidationResult,
-              keys: list[str]) -> dict:
+def _metadata(spec: TableSpec, landing: LandingResource, totals: ValidationTotals, keys: list[str]) -> dict:
     """Metadata of the whole run: totals over its partitions, schema, source files and quarantine."""
-    rows_in = len(rows)
-    kept, rejected = result.kept, result.rejected
-    by_rule = {r: n for r, n in result.rejected_by_rule().items() if n}
+    by_rule = {r: n for r, n in totals.rejected_by_rule().items() if n}
+    rejected = sum(len(p) for p in totals.rejected_parts)
     meta = {
-        "dagster/column_schema": column_schema(kept),
-        "run": run_summary(partitions=len(keys), rows_in=rows_in, rows_kept=len(kept), rows_rejected=len(rejected)),
-        "source_files": MetadataValue.md(_files_md(rows)),
+        "dagster/column_schema": column_schema(totals.schema if totals.schema is not None else empty_table(spec)),
+        "run": run_summary(partitions=len(keys), rows_in=totals.rows_in, rows_kept=totals.kept_rows,
+                           rows_rejected=rejected),
+        "source_files": MetadataValue.md(_files_md(totals.files)),
         "quarantine": MetadataValue.path(str(landing.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
     }
     if not spec.time_column:  # unpartitioned: the run is the table
-        meta.update({"dagster/row_count": len(kept), "rows_in": rows_in, "rows_rejected": len(rejected),
-                     "machines_seen": int(kept["machineID"].nunique())})
+        meta.update({"dagster/row_count": totals.kept_rows, "rows_in": totals.rows_in, "rows_rejected": rejected,
+                     "machines_seen": len(totals.machines_seen)})
     return meta
 
 
@@ -100,12 +116,11 @@ def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: Vali
     return out
 
 
-def _files_md(rows: pd.DataFrame) -> str:
+def _files_md(files: dict[str, int]) -> str:
     """The files that fed these rows and how many rows each brought (arrival order)."""
-    if rows.empty:
+    if not files:
         return "no file brought rows for these days"
-    counts = rows.groupby(FILE_COLUMN, sort=False).size()
-    return markdown_table(counts.rename_axis("file").reset_index(name="rows"))
+    return markdown_table(pd.DataFrame(list(files.items()), columns=["file", "rows"]))
 
 
 class IngestConfig(Config):
@@ -235,12 +250,13 @@ def machines(context: AssetExecutionContext, landing: LandingResource):
         raise Failure(f"no PdM_machines file has been staged from {landing.landing_dir}: the fleet is unknown")
     result = validate_rows(parsed, MACHINES)
     _quarantine(landing, MACHINES, result.rejected, ["all"])
-    meta = _metadata(MACHINES, landing, parsed, result, ["all"])
+    totals = ValidationTotals.of(parsed, result, MACHINES)
+    meta = _metadata(MACHINES, landing, totals, ["all"])
     meta["machines_by_model"] = MetadataValue.md(
         markdown_table(result.kept["model"].value_counts(sort=False).rename_axis("model").reset_index(name="machines"))
     )
     yield Output(result.kept, metadata=shown(meta))
-    yield from raw_check_results(MACHINES, len(parsed), result, None)
+    yield from raw_check_results(MACHINES, totals)
 
 
 @asset(
@@ -263,10 +279,11 @@ def maintenance_history(context: AssetExecutionContext, landing: LandingResource
     fleet = landing.fleet(machines)
     result = validate_rows(rows, MAINTENANCE, fleet)
     _quarantine(landing, MAINTENANCE, result.rejected, ["history"])
-    meta = _metadata(MAINTENANCE, landing, rows, result, ["history"])
+    totals = ValidationTotals.of(rows, result, MAINTENANCE, fleet)
+    meta = _metadata(MAINTENANCE, landing, totals, ["history"])
     meta.update({"dagster/row_count": len(result.kept), "rows_in": len(rows), "rows_rejected": len(result.rejected)})
     yield Output(result.kept, metadata=shown(meta))
-    yield from raw_check_results(MAINTENANCE, len(rows), result, fleet, asset_name="maintenance_history")
+    yield from raw_check_results(MAINTENANCE, totals, asset_name="maintenance_history")
 
 
 RAW_DESCRIPTIONS = {
@@ -294,34 +311,43 @@ def build_raw_table_asset(spec: TableSpec):
         "(partition metadata `source_files`).",
     )
     def _raw_table(context: AssetExecutionContext, landing: LandingResource, machines: pd.DataFrame):
-        window, keys = context.partition_time_window, context.partition_keys
+        keys = context.partition_keys
         fail_if_unreadable(landing, spec.name, keys)
         fleet = landing.fleet(machines)
-        machine_ids = machines["machineID"]
-        rows = landing.staging().read(spec.name, keys)
-        result = validate_rows(rows, spec, fleet)
-        _quarantine(landing, spec, result.rejected, keys)
-        files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)}
-        for key, partition_meta in _partition_metadata(spec, rows, result, keys).items():
-            partition_meta["source_files"] = files_per_day.get(key, "none")
-            context.add_asset_metadata(shown(partition_meta), partition_key=key)
-        meta = _metadata(spec, landing, rows, result, keys)
-        completeness = None
-        if spec.name == "telemetry":
-            grid = expected_hours(naive_utc(window.start), naive_utc(window.end), rows["datetime"].min(), rows["datetime"].max())
-            completeness = hourly_completeness(result.kept, machine_ids, grid)
-            # per day: kept rows (unique and on the hour) over machines x expected hours of that day
-            expected = pd.Series(1, index=grid).groupby(grid.strftime("%Y-%m-%d")).size() * len(machine_ids)
-            kept_per_day = by_day(result.kept).size()
-            for key in keys:
-                if expected.get(key, 0):
-                    context.add_asset_metadata(shown({"coverage": float(kept_per_day.get(key, 0) / expected[key])}),
-                                               partition_key=key)
-            meta["run"] += ", " + run_summary(
-                coverage=float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
-                machines_complete=int((completeness["missing_hours"] == 0).sum()))
-        yield Output(result.kept, metadata=shown(meta))
-        yield from raw_check_results(spec, len(rows), result, fleet, completeness)
+        totals = ValidationTotals(spec, fleet)
+        window = context.partition_time_window
+        hours = (HourlyPresence(machines["machineID"], naive_utc(window.start), naive_utc(window.end))
+                 if spec.name == "telemetry" else None)
+
+        def chunks():
+            for chunk in chunks_of(context):
+                rows = landing.staging().read(spec.name, chunk)
+                result = validate_rows(rows, spec, fleet)
+                _quarantine(landing, spec, result.rejected, chunk)
+                files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)}
+                for key, partition_meta in _partition_metadata(spec, rows, result, chunk).items():
+                    partition_meta["source_files"] = files_per_day.get(key, "none")
+                    context.add_asset_metadata(shown(partition_meta), partition_key=key)
+                totals.add(rows, result)
+                if hours is not None:
+                    hours.add(result.kept)
+                yield chunk, result.kept
+            if hours is not None:  # the grid ends where the source does: known once every chunk is read
+                for key, coverage in hours.coverage_by_day(totals.first_time, totals.last_time).items():
+                    context.add_asset_metadata(shown({"coverage": coverage}), partition_key=key)
+
+        def metadata() -> dict:
+            meta = _metadata(spec, landing, totals, keys)
+            if hours is not None:
+                completeness = hours.completeness(totals.first_time, totals.last_time)
+                meta["run"] += ", " + run_summary(
+                    coverage=float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
+                    machines_complete=int((completeness["missing_hours"] == 0).sum()))
+            return shown(meta)
+
+        yield Output(ChunkedFrames(chunks(), metadata))
+        completeness = hours.completeness(totals.first_time, totals.last_time) if hours is not None else None
+        yield from raw_check_results(spec, totals, completeness)
 
     return _raw_table
 

@@ -243,6 +243,68 @@ class ValidationResult:
         return {r: int((split == r).sum()) for r in ALL_RULES}
 
 
+@dataclass
+class ValidationTotals:
+    """Validation results of a range's chunks, summed: what the raw checks and a run's metadata need, without the
+    kept rows (``add`` each chunk's staged rows and result in order)."""
+
+    spec: TableSpec
+    machine_ids: object = None
+    rows_in: int = 0  # staged rows read
+    kept_rows: int = 0
+    schema: pd.DataFrame | None = None  # the kept rows' columns and dtypes (no rows), when every chunk agrees
+    schema_agrees: bool = True
+    stored: dict = field(default_factory=dict)  # rule -> kept rows breaking it (count_violations)
+    rejected_parts: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)  # source file -> staged rows it brought, in arrival order
+    machines_seen: set = field(default_factory=set)
+    first_time: pd.Timestamp | None = None  # of the staged rows
+    last_time: pd.Timestamp | None = None
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, result: ValidationResult, spec: TableSpec, machine_ids=None) -> ValidationTotals:
+        totals = cls(spec, machine_ids)
+        totals.add(rows, result)
+        return totals
+
+    def add(self, rows: pd.DataFrame, result: ValidationResult) -> None:
+        self.rows_in += len(rows)
+        self.kept_rows += len(result.kept)
+        shape = result.kept.head(0)
+        if self.schema is None and self.schema_agrees:
+            self.schema = shape
+        elif self.schema is not None and not (list(shape.columns) == list(self.schema.columns)
+                                              and (shape.dtypes == self.schema.dtypes).all()):
+            self.schema, self.schema_agrees = None, False
+        for rule, n in count_violations(result.kept, self.spec, self.machine_ids).items():
+            self.stored[rule] = self.stored.get(rule, 0) + n
+        self.rejected_parts.append(result.rejected)
+        if FILE_COLUMN in rows and len(rows):
+            for name, n in rows.groupby(FILE_COLUMN, sort=False).size().items():
+                self.files[name] = self.files.get(name, 0) + int(n)
+        if "machineID" in result.kept:
+            self.machines_seen.update(result.kept["machineID"].unique().tolist())
+        time_column = self.spec.time_column
+        if time_column and time_column in rows and rows[time_column].notna().any():
+            first, last = rows[time_column].min(), rows[time_column].max()
+            self.first_time = first if self.first_time is None else min(self.first_time, first)
+            self.last_time = last if self.last_time is None else max(self.last_time, last)
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        parts = [p for p in self.rejected_parts if len(p)] or self.rejected_parts[:1]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+
+    @property
+    def rows_validated(self) -> int:
+        """Rows kept plus rows rejected: equals ``rows_in`` when no row was lost."""
+        return self.kept_rows + sum(len(p) for p in self.rejected_parts)
+
+    def rejected_by_rule(self) -> dict[str, int]:
+        return ValidationResult(kept=self.schema if self.schema is not None else pd.DataFrame(),
+                                rejected=self.rejected).rejected_by_rule()
+
+
 def to_schema_types(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """Cast validated rows to the stored types (see :mod:`pm_assets.core.schema`)."""
     out = pd.DataFrame(index=frame.index)
