@@ -105,9 +105,25 @@ def windows_for(end, params: MonitoringParams) -> dict:
 def monitoring_rows(features: pd.DataFrame, scores: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Scored snapshots with their features, p_any and (possibly immature) labels, sorted by time."""
     keys = ["machineID", "datetime"]
-    rows = features.merge(scores[keys + ["p_any", "scored"]], on=keys).merge(
-        labels[keys + ["failure_within_horizon", "label_mature"]], on=keys, how="left")
-    return rows[rows["scored"]].sort_values("datetime", kind="stable").reset_index(drop=True)
+    score_columns, label_columns = ["p_any", "scored"], ["failure_within_horizon", "label_mature"]
+    if _aligned(features, scores, keys) and _aligned(features, labels, keys):
+        # the three come from the same stored partitions, row for row: the merge's result without its copies
+        scored = scores["scored"].to_numpy(dtype=bool)
+        rows = features[scored].reset_index(drop=True)
+        for frame, columns in ((scores, score_columns), (labels, label_columns)):
+            for column in columns:
+                rows[column] = frame[column][scored].reset_index(drop=True)  # keeps the column's dtype
+    else:
+        rows = features.merge(scores[keys + score_columns], on=keys).merge(
+            labels[keys + label_columns], on=keys, how="left")
+        rows = rows[rows["scored"]]
+    if rows["datetime"].is_monotonic_increasing:
+        return rows.reset_index(drop=True)
+    return rows.sort_values("datetime", kind="stable").reset_index(drop=True)
+
+
+def _aligned(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(a[k].to_numpy(), b[k].to_numpy()) for k in keys)
 
 
 @dataclass

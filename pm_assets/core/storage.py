@@ -367,12 +367,15 @@ def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """
     if len(frames) == 1:
         return frames[0]
-    frames = [f.copy() for f in frames]
+    united = {}
     for col in frames[0].columns:
         if isinstance(frames[0][col].dtype, pd.CategoricalDtype):
             categories = list(dict.fromkeys(c for f in frames for c in f[col].cat.categories))
-            for f in frames:
-                f[col] = f[col].cat.set_categories(categories)
+            if any(list(f[col].cat.categories) != categories for f in frames):
+                united[col] = categories
+    if united:  # only then are the frames copied (a copy of a year of features is hundreds of MB)
+        frames = [f.assign(**{col: f[col].cat.set_categories(categories) for col, categories in united.items()})
+                  for f in frames]
     return pd.concat(frames, ignore_index=True)
 
 

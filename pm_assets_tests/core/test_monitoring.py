@@ -565,3 +565,19 @@ def test_permutation_importance_against_a_known_model():
     assert out["noise"] == 0.0 and out["model"] == 0.0
     # base AP is 1; a random ranking gives about the prevalence (~0.2)
     assert 0.5 < out["signal"] <= 1.0
+
+
+def test_monitoring_rows_of_aligned_frames_equal_the_merge_of_the_same_frames():
+    """Features, scores and labels of the same stored partitions are aligned row for row: the rows built without
+    the merge are the merge's, dtypes included; shuffled frames still go through the merge."""
+    rows = build_rows()
+    keys = ["machineID", "datetime"]
+    features = rows.drop(columns=["p_any", "scored", "failure_within_horizon", "label_mature"])
+    scores = rows[keys + ["p_any", "scored"]].copy()
+    scores.loc[scores.index[::7], "scored"] = False
+    labels = rows[keys + ["failure_within_horizon", "label_mature"]]
+    merged = features.merge(scores, on=keys).merge(labels, on=keys, how="left")
+    merged = merged[merged["scored"]].sort_values("datetime", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(monitoring_rows(features, scores, labels), merged, check_exact=True)
+    shuffled = scores.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(monitoring_rows(features, shuffled, labels), merged, check_exact=True)
