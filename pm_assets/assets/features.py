@@ -183,7 +183,7 @@ def labels(context: AssetExecutionContext, config: LabelConfig, features: Stored
             found = failures.read(keys[0], shift_key(keys[-1], LABEL_LOOKAHEAD_DAYS))
             if found.empty and "failure" not in found:
                 found = empty_table(FAILURES)
-            snapshots = features.read(keys[0], keys[-1])[["machineID", "datetime"]]
+            snapshots = features.read(keys[0], keys[-1], ["machineID", "datetime"])  # only the keys are needed
             table = build_labels(snapshots, found, config.horizon_hours, observed_until)
             for key, day in by_day(table):
                 counts = day["failure_component"].value_counts()

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from pm_assets.core.storage import concat_partitions
+
 #: Days a step computes at once in a ranged run.
 DEFAULT_CHUNK_DAYS = 30
 
@@ -53,8 +55,6 @@ class StoredPartitions:
         """:meth:`read` for a window that moves forward (a chunk and its lookback): the days the previous window
         already read are taken from it instead of their files, so a run reads each file once. ``time_column``
         holds each row's time (the partition's day)."""
-        from pm_assets.core.storage import concat_partitions
-
         blocks = [(keys, frame) for keys, frame in self._blocks if keys and keys[-1] >= first]
         have = {key for keys, _ in blocks for key in keys}
         new = [key for key in self.paths if first <= key <= last and key not in have]
