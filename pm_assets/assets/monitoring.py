@@ -45,7 +45,13 @@ from pm_assets.core.features import feature_columns
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.monitoring import LIGHTS, MonitoringParams, monitor_days, monitoring_rows
+from pm_assets.core.monitoring import (
+    LIGHTS,
+    MonitoringParams,
+    monitor_stored,
+    monitoring_rows,
+    stored_window_drift,
+)
 from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
 from pm_assets.partitions import daily_partitions
 from pm_assets.resources import ModelRegistryResource, OutputsResource
@@ -166,6 +172,11 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
         importance = pd.Series(values, dtype=float) if values else None
     names = [f for f in feature_columns() if f != "model"]
     keys = list(context.partition_keys)
+    ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
+    first, last = shift_key(keys[0], -MONITORING_LOOKBACK_DAYS), keys[-1]
+    # the drift of every day first, a few feature columns of the whole range at a time
+    drift = stored_window_drift(lambda columns: features.read(first, last, columns),
+                                lambda columns: scores.read(first, last, columns), names, ends, params, config.threads)
     progress = Progress(context.log, len(keys))
     recent = deque(past_figures(outputs, keys[0]), maxlen=TREND_DAYS)  # the reports' trend panel
     state = {"done": 0, "last": None}
@@ -173,13 +184,17 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
     def chunks():
         with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
             for chunk in chunks_of(context):
-                first = shift_key(chunk[0], -MONITORING_LOOKBACK_DAYS)
-                rows = monitoring_rows(*(stored.read_window(first, chunk[-1], "datetime")
-                                         for stored in (features, scores, labels)))
-                ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in chunk]
+                start = keys.index(chunk[0])
+                days = range(start, start + len(chunk))
+                # the features the chunk's reports draw (the most drifted), not the others
+                shown_features = sorted({f for day in days for f in drift.most_drifted(day, HISTOGRAM_FEATURES)})
+                chunk_first = shift_key(chunk[0], -MONITORING_LOOKBACK_DAYS)
+                rows = monitoring_rows(features.read(chunk_first, chunk[-1], ["machineID", "datetime", "model",
+                                                                             *shown_features]),
+                                       scores.read_window(chunk_first, chunk[-1], "datetime"),
+                                       labels.read_window(chunk_first, chunk[-1], "datetime"))
                 summaries, written = [], []
-                for key, result in zip(chunk, monitor_days(rows, ends, names, params, importance, config.threads),
-                                       strict=True):
+                for key, result in zip(chunk, monitor_stored(rows, ends, days, drift, params, importance), strict=True):
                     state["done"] += 1
                     progress.update(state["done"])
                     folder = outputs.monitoring_folder(key)

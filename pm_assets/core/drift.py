@@ -42,62 +42,204 @@ def group_starts(ordered: np.ndarray) -> np.ndarray:
 def sorted_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``np.quantile(values, q)`` (its default, linear method, bit for bit) of values already sorted, without
     the partial sort np.quantile does again: the order statistics are at hand."""
-    position = q * (len(values) - 1)
+    return _linear_quantiles(lambda k: values[k], len(values), q)
+
+
+def _linear_quantiles(order_statistics, n: int, q: np.ndarray) -> np.ndarray:
+    """numpy's linear quantiles from ``order_statistics(k)``, the k-th smallest values (0-based) of n values."""
+    position = q * (n - 1)
     below = np.floor(position).astype(np.intp)
     gamma = position - below
-    a, b = values[below], values[np.minimum(below + 1, len(values) - 1)]
+    a, b = order_statistics(below), order_statistics(np.minimum(below + 1, n - 1))
     diff = b - a
     # numpy's _lerp: a + diff * gamma, or b - diff * (1 - gamma) from gamma 0.5 on
     return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
-class SortedWindow:
-    """Each column of ``matrix[span]``, sorted with NaN dropped, kept as the span moves forward.
+def grid_size(rows: int) -> int:
+    """Grid values of a :class:`BinnedColumn` of ``rows`` values: 8 sqrt(rows), from 1,024 to 16,000. Only speed
+    depends on it. A bin's share of a window should stay well below the KS statistic of windows that do not drift
+    (about 1/sqrt(rows)), or :func:`ks_windows` opens many bins; more bins cost more per window."""
+    return int(min(16_000, max(1_024, 8 * np.sqrt(rows))))
 
-    Consecutive monitoring days share all but one day of each window, so instead of sorting a whole window every
-    day, :meth:`move_to` removes the rows that left (found by binary search in the sorted column) and inserts the
-    rows that came in: O(window) memory moves per column instead of an O(window log window) sort. The columns are
-    the same arrays a full sort gives (equal values are interchangeable), so every statistic computed from them is
-    bit-identical to the sort's. A span that moves back, or shares less than half its rows with the last one, is
-    sorted from scratch.
+
+class BinnedColumn:
+    """One column's values (NaN dropped) grouped by bin of a grid of its values, then by block: the values of a run
+    of consecutive blocks (a window: blocks are the days between the monitoring windows' boundaries) that fall in
+    one bin are one contiguous slice.
+
+    The grid has up to ``grid_values`` (default :func:`grid_size`) distinct values from a strided sample of the
+    column; each grid value g is a bin of its own (every copy of g, so heavy ties cost nothing) and so is each open
+    interval between two. A window's counts per bin are one subtraction of cumulative counts, so
+    :func:`window_statistics` costs O(bins) per window plus sorts of the few bins that decide it, however many rows
+    the window has. It is exact, whatever the grid: the grid only decides the speed.
     """
 
-    def __init__(self, matrix: np.ndarray):
-        self.matrix = matrix  # rows sorted by time, one column per feature
-        self.span: slice | None = None
-        self.columns: list[np.ndarray] = []
-
-    def move_to(self, span: slice) -> list[np.ndarray]:
-        last = self.span
-        kept = 0 if last is None else min(last.stop, span.stop) - max(last.start, span.start)
-        if last is None or span.start < last.start or span.stop < last.stop or 2 * kept < span.stop - span.start:
-            self.columns = _sorted_columns(self.matrix[span])
+    def __init__(self, values: np.ndarray, blocks: np.ndarray, n_blocks: int, grid_values: int | None = None):
+        keep = (blocks >= 0) & ~np.isnan(values)
+        x, block = values[keep], blocks[keep]
+        grid_values = grid_values or grid_size(len(x))
+        sample = np.sort(x[:: max(1, len(x) // (8 * grid_values))])
+        self.grid = np.unique(sample[(np.arange(grid_values) * len(sample)) // grid_values]) if len(x) else x[:0]
+        bins = self.bins_of(x)  # bin 2i: between grid values i-1 and i (open); 2i + 1: equal to grid value i
+        self.n_bins = 2 * len(self.grid) + 1
+        key = bins.astype(np.int64) * n_blocks + block
+        if self.n_bins <= np.iinfo(np.int16).max and (len(block) < 2 or (np.diff(block) >= 0).all()):
+            order = np.argsort(bins.astype(np.int16), kind="stable")  # rows in block order: a radix sort by bin
         else:
-            gone = _sorted_columns(self.matrix[last.start: span.start])
-            came = _sorted_columns(self.matrix[last.stop: span.stop])
-            self.columns = [_insert_sorted(_remove_sorted(column, out), new)
-                            for column, out, new in zip(self.columns, gone, came, strict=True)]
-        self.span = span
-        return self.columns
+            order = np.argsort(key, kind="stable")
+        self.values = x[order]
+        counts = np.bincount(block * self.n_bins + bins, minlength=n_blocks * self.n_bins)
+        self.before = np.zeros((n_blocks + 1, self.n_bins), dtype=np.int32)  # rows of each bin in the blocks before
+        np.cumsum(counts.reshape(n_blocks, self.n_bins), axis=0, out=self.before[1:])
+        self.bin_start = np.concatenate([[0], np.cumsum(self.before[-1], dtype=np.int64)[:-1]])
+        self.sums = np.bincount(block, weights=x, minlength=n_blocks)
+
+    def bins_of(self, values: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(self.grid, values, side="left")
+        if not len(self.grid):
+            return 2 * at
+        return 2 * at + ((at < len(self.grid)) & (self.grid[np.minimum(at, len(self.grid) - 1)] == values))
 
 
-def _sorted_columns(block: np.ndarray) -> list[np.ndarray]:
-    ordered = np.sort(block, axis=0)  # NaN sorts last
-    counts = (~np.isnan(ordered)).sum(axis=0)
-    return [np.ascontiguousarray(ordered[: counts[j], j]) for j in range(block.shape[1])]
+class _Windows:
+    """Windows (runs of blocks first[w] .. stop[w] - 1) of a :class:`BinnedColumn`, one row each: counts per bin,
+    and the values of any (window, bin) pairs gathered at once."""
+
+    def __init__(self, column: BinnedColumn, first: np.ndarray, stop: np.ndarray):
+        self.column, self.first, self.stop = column, first, stop
+        self.hist = column.before[stop] - column.before[first]
+        self.cum = np.cumsum(self.hist, axis=1, dtype=np.int64)
+        self.below = self.cum - self.hist  # values in the bins below each bin
+        self.n = self.cum[:, -1]
+        self.start = column.bin_start[None, :] + column.before[first]
+        # each row's cumulative counts, offset so that the rows chain into one sorted array (one binary search)
+        self._step = int(self.n.max()) + 1 if len(self.n) else 1
+        self._chained = (self.cum + np.arange(len(self.n))[:, None] * self._step).ravel()
+
+    def gather(self, rows: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The values in each (window, bin) of ``rows``, ``bins``, pair after pair (unsorted within one), and their
+        counts."""
+        counts = self.hist[rows, bins].astype(np.int64)
+        offsets = np.repeat(self.start[rows, bins] - (np.cumsum(counts) - counts), counts)
+        return self.column.values[np.arange(int(counts.sum())) + offsets], counts
+
+    def order_statistics(self, rows: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        """The ks-th smallest values (0-based) of windows ``rows``."""
+        width = self.column.n_bins
+        bins = np.searchsorted(self._chained, ks + rows * self._step, side="right") - rows * width
+        rank = ks - self.below[rows, bins]
+        out = np.empty(len(ks))
+        point = bins % 2 == 1  # a grid value's own bin holds copies of that value
+        out[point] = self.column.grid[bins[point] // 2]
+        if not point.all():
+            pairs, which = np.unique(rows[~point] * width + bins[~point], return_inverse=True)
+            values, counts = self.gather(pairs // width, pairs % width)
+            ordered = values[np.lexsort((values, np.repeat(np.arange(len(pairs)), counts)))]
+            out[~point] = ordered[(np.cumsum(counts) - counts)[which] + rank[~point]]
+        return out
+
+    def count_at_or_below(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        bins = self.column.bins_of(values)
+        out = self.below[rows, bins] + np.where(bins % 2 == 1, self.hist[rows, bins], 0)
+        opened = np.flatnonzero(bins % 2 == 0)
+        if len(opened):
+            inside, counts = self.gather(rows[opened], bins[opened])
+            owner = np.repeat(np.arange(len(opened)), counts)
+            out[opened] += np.bincount(owner, weights=inside <= values[opened][owner],
+                                       minlength=len(opened)).astype(np.int64)
+        return out
+
+    def means(self) -> np.ndarray:
+        return np.array([self.column.sums[a:b].sum() / n if n else np.nan
+                         for a, b, n in zip(self.first.tolist(), self.stop.tolist(), self.n.tolist(), strict=True)])
 
 
-def _remove_sorted(values: np.ndarray, gone: np.ndarray) -> np.ndarray:
-    """``values`` without the elements of ``gone`` (both sorted; ``gone`` a sub-multiset of ``values``): the k-th
-    copy of a value in ``gone`` is the k-th copy of it in ``values``."""
-    if len(gone) == 0:
-        return values
-    copy_number = np.arange(len(gone)) - np.searchsorted(gone, gone, side="left")
-    return np.delete(values, np.searchsorted(values, gone, side="left") + copy_number)
+#: Windows :func:`window_statistics` takes at once (its arrays are windows x bins).
+WINDOW_BATCH = 32
 
 
-def _insert_sorted(values: np.ndarray, new: np.ndarray) -> np.ndarray:
-    return values if len(new) == 0 else np.insert(values, np.searchsorted(values, new, side="right"), new)
+def window_statistics(column: BinnedColumn, first, middle, stop, bins: int = PSI_BINS,
+                      epsilon: float = PSI_EPSILON) -> np.ndarray:
+    """PSI, KS, reference mean and production mean (columns) of each pair of windows (rows): the reference is
+    blocks first .. middle - 1, the production blocks middle .. stop - 1. PSI and KS equal :func:`psi_sorted` and
+    :func:`ks_sorted` of the windows' sorted values, bit for bit; the means are sums of the blocks' sums."""
+    first, middle, stop = (np.asarray(v, dtype=np.intp).reshape(-1) for v in (first, middle, stop))
+    out = np.empty((len(first), 4))
+    for i in range(0, len(first), WINDOW_BATCH):
+        part = slice(i, i + WINDOW_BATCH)
+        ref, prod = _Windows(column, first[part], middle[part]), _Windows(column, middle[part], stop[part])
+        out[part, 0] = _psi(ref, prod, bins, epsilon)
+        out[part, 1] = _ks(ref, prod)
+        out[part, 2], out[part, 3] = ref.means(), prod.means()
+    return out
+
+
+def _psi(ref: _Windows, prod: _Windows, bins: int, epsilon: float) -> np.ndarray:
+    out = np.full(len(ref.n), np.nan)
+    rows = np.flatnonzero((ref.n >= MIN_SAMPLE) & (prod.n >= MIN_SAMPLE))
+    if not len(rows):
+        return out
+    q = np.arange(1, bins) / bins
+    per_row = np.repeat(rows, len(q))
+
+    def order_statistics(k: np.ndarray) -> np.ndarray:
+        return ref.order_statistics(per_row, k.ravel()).reshape(k.shape)
+
+    edges = np.sort(_linear_quantiles(order_statistics, ref.n[rows][:, None], q[None, :]), axis=1)
+    at_ref = ref.count_at_or_below(per_row, edges.ravel()).reshape(edges.shape)
+    at_prod = prod.count_at_or_below(per_row, edges.ravel()).reshape(edges.shape)
+    distinct = np.concatenate([np.ones((len(rows), 1), dtype=bool), np.diff(edges, axis=1) != 0], axis=1)
+    for j, row in enumerate(rows.tolist()):
+        keep = distinct[j]
+        if keep.sum() < MIN_EDGES:
+            continue
+        n_ref, n_prod = int(ref.n[row]), int(prod.n[row])  # the steps of psi_sorted, on the same numbers
+        p_ref = np.diff(at_ref[j][keep], prepend=0, append=n_ref) / n_ref
+        p_prod = np.diff(at_prod[j][keep], prepend=0, append=n_prod) / n_prod
+        p_ref, p_prod = np.maximum(p_ref, epsilon), np.maximum(p_prod, epsilon)
+        out[row] = float(np.sum((p_prod - p_ref) * np.log(p_prod / p_ref)))
+    return out
+
+
+def _ks(a: _Windows, b: _Windows) -> np.ndarray:
+    """At the end of each bin both empirical CDFs are known from the counts, which bounds the gap from below; inside
+    a bin each CDF lies between its values at the bin's two ends, which bounds the gap there from above. Only the
+    bins whose upper bound beats the best gap at a bin's end are opened: their values sorted, the gap taken at
+    each."""
+    out = np.full(len(a.n), np.nan)
+    rows = np.flatnonzero((a.n > 0) & (b.n > 0))
+    if not len(rows):
+        return out
+    na, nb = a.n[rows][:, None], b.n[rows][:, None]
+    fa, fb = a.cum[rows] / na, b.cum[rows] / nb
+    best = np.maximum(np.max(np.abs(fa - fb), axis=1), 0.0)
+    upper = np.maximum(fa - b.below[rows] / nb, fb - a.below[rows] / na)
+    upper[:, 1::2] = 0.0  # a grid value's bin holds one value: its gap is the one at the bin's end
+    local, bins = np.nonzero(upper > best[:, None])
+    if len(local):
+        windows = rows[local]
+        va, counts_a = a.gather(windows, bins)
+        vb, counts_b = b.gather(windows, bins)
+        values = np.concatenate([va, vb])
+        owner = np.concatenate([np.repeat(np.arange(len(bins)), counts_a), np.repeat(np.arange(len(bins)), counts_b)])
+        from_a = np.concatenate([np.ones(len(va), dtype=np.int64), np.zeros(len(vb), dtype=np.int64)])
+        order = np.lexsort((values, owner))
+        values, owner, from_a = values[order], owner[order], from_a[order]
+        # counts at or below each value inside its bin: running counts, less those of the pairs before it
+        run_a, run_b = np.cumsum(from_a), np.cumsum(1 - from_a)
+        first = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]]))
+        size = np.diff(first, append=len(owner))
+        base_a = np.repeat(run_a[first] - from_a[first], size)
+        base_b = np.repeat(run_b[first] - (1 - from_a[first]), size)
+        last = np.concatenate([(values[1:] != values[:-1]) | (owner[1:] != owner[:-1]), [True]])  # a value's last copy
+        pair = owner[last]
+        ca = a.below[windows[pair], bins[pair]] + (run_a - base_a)[last]
+        cb = b.below[windows[pair], bins[pair]] + (run_b - base_b)[last]
+        gaps = np.abs(ca / a.n[windows[pair]] - cb / b.n[windows[pair]])
+        np.maximum.at(best, local[pair], gaps)
+    out[rows] = best
+    return out
 
 
 def psi_edges(reference, bins: int = PSI_BINS) -> np.ndarray:

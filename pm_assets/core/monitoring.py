@@ -8,21 +8,22 @@ the monitoring notebook this project grew from.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from pm_assets.core.drift import (
+    BinnedColumn,
     expected_average_precision_sorted,
     expected_failure_rate,
-    SortedWindow,
     expected_roc_auc_sorted,
-    ks_sorted,
-    psi,
-    psi_sorted,
     roc_auc_and_average_precision_sorted,
+    window_statistics,
 )
 
 LIGHTS = ("green", "yellow", "red")
@@ -129,26 +130,18 @@ def _aligned(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> bool:
 @dataclass
 class PreparedRows:
     """:func:`monitoring_rows` as arrays, extracted once for any number of monitoring dates (see
-    :func:`monitor_days`): times, the numeric features and p_any (last) as one column-major float matrix, p_any,
-    labels, model."""
+    :func:`monitor_days`): times, p_any, labels, model."""
 
     rows: pd.DataFrame
     times: np.ndarray
-    numeric: list[str]
-    matrix: np.ndarray
     p_any: np.ndarray
     y: np.ndarray
     mature: np.ndarray
     model: tuple[np.ndarray, list[str]]  # (code per row, -1 when missing; the names of the codes)
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, feature_names: list[str]) -> PreparedRows:
-        numeric = [f for f in feature_names if f in rows and pd.api.types.is_numeric_dtype(rows[f])]
-        matrix = np.empty((len(rows), len(numeric) + 1), order="F")  # a feature's values are contiguous
-        for j, f in enumerate([*numeric, "p_any"]):
-            matrix[:, j] = rows[f].to_numpy(dtype=np.float64, na_value=np.nan)
-        return cls(rows=rows, times=rows["datetime"].to_numpy(), numeric=numeric, matrix=matrix,
-                   p_any=rows["p_any"].to_numpy(dtype=np.float64),
+    def of(cls, rows: pd.DataFrame) -> PreparedRows:
+        return cls(rows=rows, times=rows["datetime"].to_numpy(), p_any=rows["p_any"].to_numpy(dtype=np.float64),
                    y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
                    mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool),
                    model=_codes(rows["model"]) if "model" in rows else (np.full(len(rows), -1), []))
@@ -157,6 +150,15 @@ class PreparedRows:
         """The rows with start <= datetime < end (rows are sorted by time: two binary searches)."""
         return slice(int(np.searchsorted(self.times, np.datetime64(start), "left")),
                      int(np.searchsorted(self.times, np.datetime64(end), "left")))
+
+
+def numeric_features(rows: pd.DataFrame, feature_names: list[str]) -> list[str]:
+    """The names of ``feature_names`` that are numeric columns of ``rows`` (those whose drift is measured)."""
+    return [f for f in feature_names if f in rows and pd.api.types.is_numeric_dtype(rows[f])]
+
+
+def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -171,77 +173,159 @@ def monitor(rows: pd.DataFrame, end, feature_names: list[str], params: Monitorin
 
     ``importance``: permutation importance per feature (any scale; normalised here); None skips weighting.
     """
-    return monitor_prepared(PreparedRows.of(rows, feature_names), end, params, importance)
-
-
-#: Consecutive days one task of :func:`monitor_days` monitors with windows moved day to day (each task sorts its
-#: first windows in full).
-SEGMENT_DAYS = 32
+    return next(monitor_days(rows, [end], feature_names, params, importance))
 
 
 def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: MonitoringParams = MonitoringParams(),
                  importance: pd.Series | None = None, threads: int = 1):
-    """:func:`monitor` for each of ``ends``, in order (a generator), with the rows turned into arrays once and each
-    window's sorted columns carried from one day to the next (:class:`~pm_assets.core.drift.SortedWindow`).
-
-    ``threads`` > 1 monitors that many segments of consecutive days at once (at most ``SEGMENT_DAYS``, fewer so
-    that every thread has one; numpy's sorts and binary searches release the GIL). At most 2 x threads segments
-    of results wait to be consumed.
-    """
-    prepared = PreparedRows.of(rows, feature_names)
+    """:func:`monitor` for each of ``ends``, in order (a generator), with the rows turned into arrays once and the
+    drift of every date's windows computed column by column (:func:`window_drift`, on ``threads`` threads)."""
+    prepared = PreparedRows.of(rows)
     ends = list(ends)
-    size = max(1, min(SEGMENT_DAYS, -(-len(ends) // max(threads, 1))))  # every thread gets a segment
-    segments = [ends[i: i + size] for i in range(0, len(ends), size)]
-
-    def segment(days) -> list[MonitoringResult]:
-        windows = WindowColumns(prepared)
-        return [monitor_prepared(prepared, end, params, importance, windows) for end in days]
-
-    if threads <= 1:
-        for days in segments:
-            yield from segment(days)
+    if not ends:
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+    names = numeric_features(rows, feature_names)
+    drift = window_drift(prepared.times, names, (_values(rows, f) for f in names), prepared.p_any, prepared.model,
+                         ends, params, threads)
+    for day, end in enumerate(ends):
+        yield monitor_prepared(prepared, end, params, importance, drift, day)
 
+
+@dataclass
+class WindowDrift:
+    """The drift of each monitoring date's windows (rows: dates), from :func:`window_drift`."""
+
+    features: list[str]
+    stats: np.ndarray  # (dates, features then p_any, 4): PSI, KS, reference mean, production mean
+    segment_psi: np.ndarray  # (dates, machine models): PSI of p_any within each model
+    segment_rows: np.ndarray  # (dates, machine models, 2): rows of each model in the reference, production window
+    models: list[str]
+
+    def most_drifted(self, day: int, count: int) -> list[str]:
+        """The ``count`` features of highest PSI on date ``day`` (the report draws them), NaN left out."""
+        table = pd.DataFrame({"feature": self.features, "psi": self.stats[day, :-1, 0]})
+        return _by_psi(table).dropna(subset=["psi"]).head(count)["feature"].tolist()
+
+
+def window_drift(times: np.ndarray, names: list[str], columns, p_any: np.ndarray,
+                 model: tuple[np.ndarray, list[str]], ends: list, params: MonitoringParams,
+                 threads: int = 1) -> WindowDrift:
+    """PSI, KS and means of each feature (``columns``: the values of ``names``, one array at a time, rows as
+    ``times``) and of p_any, and p_any's PSI per machine model, for the windows of each of ``ends``: exact, equal
+    to :func:`~pm_assets.core.drift.psi` and ``ks_statistic`` of the windows' values.
+
+    The rows are cut into blocks at every midnight and window boundary. Each column is binned once
+    (:class:`~pm_assets.core.drift.BinnedColumn`), so a date costs O(bins) per column plus sorts of a few bins,
+    however long its windows; ``threads`` columns are done at once, and at most twice as many are held.
+    """
+    spans = [windows_for(end, params) for end in ends]
+    bounds = np.array([np.datetime64(t, "ns") for w in spans for pair in w.values() for t in pair])
+    # blocks are days (and the windows' own boundaries): a date's statistics do not depend on the other dates
+    midnights = np.arange(bounds.min().astype("datetime64[D]"), bounds.max(), np.timedelta64(1, "D"))
+    bounds = np.unique(np.concatenate([bounds, midnights.astype("datetime64[ns]")]))
+    blocks = np.searchsorted(bounds, times, side="right") - 1
+    blocks[blocks >= len(bounds) - 1] = -1  # rows at or after the last boundary
+    n_blocks = len(bounds) - 1
+
+    def at(t) -> int:
+        return int(np.searchsorted(bounds, np.datetime64(t, "ns")))
+
+    cuts = np.array([(at(w["reference"][0]), at(w["production"][0]), at(w["production"][1])) for w in spans],
+                    dtype=np.intp).reshape(-1, 3)
+
+    def column(values: np.ndarray) -> np.ndarray:
+        return window_statistics(BinnedColumn(values, blocks, n_blocks), *cuts.T)
+
+    codes, models = model
+    everything = chain(columns, [p_any], (np.where(codes == code, p_any, np.nan) for code in range(len(models))))
+    results = list(_mapped(column, everything, threads))
+    counted = (blocks >= 0) & (codes >= 0)
+    per_block = np.bincount(codes[counted] * n_blocks + blocks[counted],
+                            minlength=len(models) * n_blocks).reshape(len(models), n_blocks)
+    before = np.concatenate([np.zeros((len(models), 1), dtype=np.int64), np.cumsum(per_block, axis=1)], axis=1)
+    first, middle, stop = cuts.T
+    rows = np.stack([(before[:, middle] - before[:, first]).T, (before[:, stop] - before[:, middle]).T], axis=2)
+    n_stats = len(names) + 1
+    return WindowDrift(features=list(names), stats=np.stack(results[:n_stats], axis=1),
+                       segment_psi=np.stack([r[:, 0] for r in results[n_stats:]], axis=1) if models else
+                       np.zeros((len(cuts), 0)), segment_rows=rows, models=list(models))
+
+
+def _mapped(function, items, threads: int):
+    """``map(function, items)`` on ``threads`` threads, in order, with at most 2 x threads items taken ahead."""
+    if threads <= 1:
+        yield from map(function, items)
+        return
     with ThreadPoolExecutor(max_workers=threads) as pool:
         pending = deque()
-        for days in segments:
-            pending.append(pool.submit(segment, days))
+        for item in items:
+            pending.append(pool.submit(function, item))
             if len(pending) >= 2 * threads:
-                yield from pending.popleft().result()
+                yield pending.popleft().result()
         while pending:
-            yield from pending.popleft().result()
+            yield pending.popleft().result()
 
 
-class WindowColumns:
-    """The reference and production windows' sorted columns (features, then p_any), moved from day to day."""
+def monitor_stored(rows: pd.DataFrame, ends: list, days, drift: WindowDrift, params: MonitoringParams,
+                   importance: pd.Series | None = None):
+    """:func:`monitor` of the dates ``ends[day]`` for ``day`` in ``days``, their drift taken from ``drift`` (of all
+    ``ends``), the rest from ``rows`` (which must cover those dates' windows)."""
+    prepared = PreparedRows.of(rows)
+    for day in days:
+        yield monitor_prepared(prepared, ends[day], params, importance, drift, day)
 
-    def __init__(self, data: PreparedRows):
-        self.reference, self.production = SortedWindow(data.matrix), SortedWindow(data.matrix)
+
+def stored_window_drift(read_features, read_scores, feature_names: list[str], ends: list,
+                        params: MonitoringParams, threads: int = 1, group: int = 6) -> WindowDrift:
+    """:func:`window_drift` of the scored rows stored: ``read_scores(columns)`` and ``read_features(columns)`` read
+    the same stored partitions (row for row) with only those columns. The features are read ``group`` columns at a
+    time, so memory holds a few columns of the history, not its rows."""
+    keys = ["machineID", "datetime"]
+    scores = read_scores(keys + ["p_any", "scored"])
+    base = read_features(keys + ["model"])
+    if not _aligned(base, scores, keys):
+        raise ValueError("features and scores are not the same rows (their partitions differ): rematerialize scores")
+    times = scores["datetime"].to_numpy()
+    scored = np.flatnonzero(scores["scored"].to_numpy(dtype=bool))
+    if not (np.diff(times[scored]) >= np.timedelta64(0)).all():  # monitoring_rows' order: by time, stable
+        scored = scored[np.argsort(times[scored], kind="stable")]
+    times = times[scored]
+    names = [f for f in feature_names if f != "model"]
+    found: list[str] = []
+
+    def columns():
+        for i in range(0, len(names), group):
+            frame = read_features(names[i: i + group])
+            for name in names[i: i + group]:
+                if name in frame and pd.api.types.is_numeric_dtype(frame[name]):
+                    found.append(name)
+                    yield _values(frame, name)[scored]
+
+    model = _codes(base["model"].iloc[scored]) if "model" in base else (np.full(len(times), -1), [])
+    return window_drift(times, found, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends,
+                        params, threads)
 
 
-def monitor_prepared(data: PreparedRows, end, params: MonitoringParams = MonitoringParams(),
-                     importance: pd.Series | None = None, windows: WindowColumns | None = None) -> MonitoringResult:
+def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importance: pd.Series | None,
+                     drift: WindowDrift, day: int) -> MonitoringResult:
+    """:func:`monitor` of rows prepared once; ``drift``: :func:`window_drift` of dates whose ``day``-th is end."""
     win = windows_for(end, params)
     ref, prod = data.span(*win["reference"]), data.span(*win["production"])
-    windows = windows or WindowColumns(data)
-    ref_columns, prod_columns = windows.reference.move_to(ref), windows.production.move_to(prod)
-
-    drift_features = _feature_drift(data.numeric, ref_columns[:-1], prod_columns[:-1])
+    stats = drift.stats[day]
+    drift_features = pd.DataFrame({"feature": drift.features, "psi": stats[:-1, 0], "ks": stats[:-1, 1],
+                                   "reference_mean": stats[:-1, 2], "production_mean": stats[:-1, 3]})
     drift_features["drifted"] = drift_features["psi"] >= params.feature_psi_alert
-    drift_features = drift_features.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
+    drift_features = _by_psi(drift_features)
 
     performance = _performance(data, win, ref, prod)
     perf = performance.set_index("period")
-    ref_p, prod_p = ref_columns[-1], prod_columns[-1]
     drift_scores = pd.DataFrame([{
-        "score": "p_any", "psi": psi_sorted(ref_p, prod_p), "ks": ks_sorted(ref_p, prod_p),
-        "reference_mean": _mean(data.p_any[ref]), "production_mean": _mean(data.p_any[prod]),
+        "score": "p_any", "psi": stats[-1, 0], "ks": stats[-1, 1],
+        "reference_mean": stats[-1, 2], "production_mean": stats[-1, 3],
         "reference_failure_rate": perf.loc["reference", "failure_rate"],
         "production_failure_rate": perf.loc["production", "failure_rate"],
     }])
-    drift_segments = _segments(data, ref, prod, params)
+    drift_segments = _segments(drift.models, drift.segment_psi[day], drift.segment_rows[day], params)
     drift_weighted = _weighted(drift_features, importance)
 
     mature_rows = {name: int(data.mature[span].sum()) for name, span in (("reference", ref), ("production", prod))}
@@ -257,20 +341,9 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams = Monitor
     return result
 
 
-def _mean(values: np.ndarray) -> float:
-    clean = values[~np.isnan(values)]
-    return float(clean.mean()) if len(clean) else float("nan")
-
-
-def _feature_drift(names: list[str], ref_columns: list[np.ndarray], prod_columns: list[np.ndarray]) -> pd.DataFrame:
-    """PSI, KS and means per feature, from each window's sorted columns (NaN dropped)."""
-    table = {"feature": names, "psi": [], "ks": [], "reference_mean": [], "production_mean": []}
-    for r, p in zip(ref_columns, prod_columns, strict=True):
-        table["psi"].append(psi_sorted(r, p))
-        table["ks"].append(ks_sorted(r, p))
-        table["reference_mean"].append(float(r.mean()) if len(r) else float("nan"))
-        table["production_mean"].append(float(p.mean()) if len(p) else float("nan"))
-    return pd.DataFrame(table)
+def _by_psi(drift_features: pd.DataFrame) -> pd.DataFrame:
+    """The drift table by PSI, largest first, NaN last (the order of the report and of its histograms)."""
+    return drift_features.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
 
 
 def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.DataFrame:
@@ -307,20 +380,19 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _segments(data: PreparedRows, ref: slice, prod: slice, params: MonitoringParams) -> pd.DataFrame:
-    rows = []
-    codes, names = data.model
-    ref_code, prod_code = codes[ref], codes[prod]
-    present = np.union1d(np.unique(ref_code), np.unique(prod_code))
-    for model, code in sorted((names[c], c) for c in present if c >= 0):
-        r, p = data.p_any[ref][ref_code == code], data.p_any[prod][prod_code == code]
-        small = min(len(r), len(p)) < params.min_segment_rows
-        value = float("nan") if small else psi(r, p)
+def _segments(names: list[str], score_psi: np.ndarray, rows: np.ndarray, params: MonitoringParams) -> pd.DataFrame:
+    """Score PSI within each machine model present in either window (``rows``: per model, reference and production
+    rows)."""
+    out = []
+    for model, code in sorted((name, code) for code, name in enumerate(names) if rows[code].sum() > 0):
+        r, p = (int(v) for v in rows[code])
+        small = min(r, p) < params.min_segment_rows
+        value = float("nan") if small else float(score_psi[code])
         reason = (f"skipped: fewer than {params.min_segment_rows} rows in a window" if small
                   else "score PSI undefined (too few distinct reference scores)" if np.isnan(value) else "")
-        rows.append({"segment": f"model={model}", "reference_rows": len(r), "production_rows": len(p),
-                     "score_psi": value, "skipped_reason": reason})
-    return pd.DataFrame(rows, columns=["segment", "reference_rows", "production_rows", "score_psi", "skipped_reason"])
+        out.append({"segment": f"model={model}", "reference_rows": r, "production_rows": p,
+                    "score_psi": value, "skipped_reason": reason})
+    return pd.DataFrame(out, columns=["segment", "reference_rows", "production_rows", "score_psi", "skipped_reason"])
 
 
 def _weighted(drift_features: pd.DataFrame, importance: pd.Series | None) -> pd.DataFrame:

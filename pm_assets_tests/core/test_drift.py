@@ -25,14 +25,18 @@ from pm_assets.core.drift import (
     MIN_SAMPLE,
     PSI_BINS,
     PSI_EPSILON,
-    SortedWindow,
+    BinnedColumn,
     expected_average_precision,
     expected_failure_rate,
     expected_roc_auc,
+    ks_sorted,
     ks_statistic,
     psi,
     psi_edges,
+    psi_sorted,
+    window_statistics,
     roc_auc_and_average_precision,
+    sorted_clean,
     sorted_quantiles,
 )
 
@@ -418,30 +422,72 @@ def test_roc_auc_and_average_precision_undefined_with_one_class_or_no_rows():
         assert all(math.isnan(v) for v in roc_auc_and_average_precision(y, p))
 
 
+def _columns(rng, n):
+    return {
+        "normal, drifting": rng.normal(size=n) + np.linspace(0, 1, n),
+        "four values": rng.integers(0, 4, size=n).astype(float),
+        "90 % zeros": np.where(rng.random(n) < 0.9, 0.0, rng.exponential(size=n)),
+        "20 % NaN": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        "constant": np.full(n, 3.0),
+        "rounded (ties)": np.round(rng.normal(size=n), 2),
+        "below the grid later": np.concatenate([rng.normal(size=n // 2), rng.normal(-5, 1, n - n // 2)]),
+        "almost no values": np.where(rng.random(n) < 0.995, np.nan, rng.normal(size=n)),
+    }
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_sorted_window_moved_forward_holds_what_sorting_the_window_gives(seed):
-    """Spans moving forward by steps of every size (none, one row, a day, more than half the window, backwards),
-    over columns with ties, NaN and a constant: each column equals np.sort of the span without NaN, exactly."""
+def test_binned_windows_give_the_psi_ks_and_mean_of_the_sorted_windows_exactly(seed):
+    """Random pairs of windows (runs of blocks, some below MIN_SAMPLE, some empty of values), over columns with
+    ties, NaN, a constant, almost no values and values beyond the grid, with grids from 4 values to the default:
+    PSI and KS equal psi_sorted and ks_sorted of the windows' sorted values (==, not approx), the means agree."""
     rng = np.random.default_rng(seed)
-    n = 5_000
-    matrix = np.column_stack([
-        rng.normal(size=n),
-        rng.integers(0, 4, size=n).astype(float),  # heavy ties
-        np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),  # NaN
-        np.full(n, 3.0),
-    ])
-    window = SortedWindow(np.asfortranarray(matrix))
-    start, length = 0, 1_000
-    moves = 0
-    while start + length <= n:
-        span = slice(start, start + length)
-        columns = window.move_to(span)
-        for j, column in enumerate(columns):
-            expected = np.sort(matrix[span, j])
-            expected = expected[~np.isnan(expected)]
-            np.testing.assert_array_equal(column, expected)
-            assert column.flags.c_contiguous
-        step = int(rng.choice([0, 1, 37, 100, 600, -50]))
-        start, length = max(0, start + step), int(rng.integers(800, 1_200))
-        moves += 1
-    assert moves > 10
+    n_blocks, per_block, pairs = 30, 120, 40
+    blocks = np.repeat(np.arange(n_blocks), per_block)
+    checked = 0
+    for name, values in _columns(rng, n_blocks * per_block).items():
+        for grid_values in (4, 64, None):
+            column = BinnedColumn(values, blocks, n_blocks, grid_values)
+            first = rng.integers(0, n_blocks - 1, pairs)
+            middle = np.array([rng.integers(a + 1, n_blocks) for a in first])
+            stop = np.array([rng.integers(m + 1, n_blocks + 1) for m in middle])
+            stats = window_statistics(column, first, middle, stop)
+            for w in range(pairs):
+                ref = sorted_clean(values[first[w] * per_block: middle[w] * per_block])
+                prod = sorted_clean(values[middle[w] * per_block: stop[w] * per_block])
+                psi_value, ks_value, ref_mean, prod_mean = stats[w]
+                expected = psi_sorted(ref, prod)
+                assert psi_value == expected or (math.isnan(psi_value) and math.isnan(expected)), (name, grid_values)
+                expected = ks_sorted(ref, prod)
+                assert ks_value == expected or (math.isnan(ks_value) and math.isnan(expected)), (name, grid_values)
+                if len(ref) and len(prod):
+                    assert ks_value == pytest.approx(ks_2samp(ref, prod).statistic, abs=1e-12)
+                for mean, sample in ((ref_mean, ref), (prod_mean, prod)):
+                    assert mean == pytest.approx(sample.mean(), rel=1e-12, abs=1e-12) if len(sample) else math.isnan(mean)
+                checked += 1
+    assert checked == len(_columns(rng, 10)) * 3 * pairs
+
+
+def test_binned_order_statistics_and_counts_equal_the_sorted_window():
+    from pm_assets.core.drift import _Windows
+
+    rng = np.random.default_rng(5)
+    values = np.where(rng.random(4_000) < 0.3, 1.0, np.round(rng.normal(size=4_000), 1))
+    blocks = np.repeat(np.arange(8), 500)
+    windows = _Windows(BinnedColumn(values, blocks, 8, grid_values=16), np.array([2, 0]), np.array([7, 3]))
+    for row, (a, b) in enumerate(((1_000, 3_500), (0, 1_500))):
+        ordered = np.sort(values[a:b])
+        rows = np.full(len(ordered), row)
+        np.testing.assert_array_equal(windows.order_statistics(rows, np.arange(len(ordered))), ordered)
+        probes = np.concatenate([np.unique(ordered), np.unique(ordered) + 0.05, [-10.0, 10.0]])
+        np.testing.assert_array_equal(windows.count_at_or_below(np.full(len(probes), row), probes),
+                                      np.searchsorted(ordered, probes, side="right"))
+
+
+def test_rows_outside_every_block_are_not_counted():
+    values = np.arange(60, dtype=float)
+    blocks = np.repeat([-1, 0, 1, 2, -1], 12)
+    stats = window_statistics(BinnedColumn(values, blocks, 3), [0], [1], [3])
+    assert stats[0, 2] == values[12:24].mean() and stats[0, 3] == values[24:48].mean()
+    assert stats[0, 1] == 1.0  # the windows do not overlap: KS is 1
+
+

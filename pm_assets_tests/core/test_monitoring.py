@@ -36,7 +36,9 @@ from pm_assets.core.monitoring import (
     alerts,
     monitor,
     monitor_days,
+    monitor_stored,
     monitoring_rows,
+    stored_window_drift,
     permutation_importance_of,
     traffic_light,
     windows_for,
@@ -461,6 +463,38 @@ def test_monitor_days_equals_monitor_on_each_day():
             pd.testing.assert_frame_equal(getattr(ranged, table), getattr(single, table), check_exact=True)
         assert json.dumps(to_json_safe(ranged.summary())) == json.dumps(to_json_safe(single.summary()))  # NaN-safe
         pd.testing.assert_frame_equal(ranged.production_rows, single.production_rows)
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_the_stored_path_equals_monitor_days(group):
+    """The asset's path: drift from stored columns read ``group`` at a time (rows in stored order, machine by
+    machine within a day, unscored rows among them), the rest from monitoring_rows. Every table equals
+    monitor_days on the same rows, exactly."""
+    rows = build_rows()
+    stored = rows.sample(frac=1.0, random_state=1).sort_values(["datetime"], kind="stable")
+    stored = stored.assign(day=stored["datetime"].dt.floor("D")).sort_values(["day", "machineID"], kind="stable")
+    stored = stored.drop(columns="day").reset_index(drop=True)
+    stored.loc[stored.index % 17 == 3, "scored"] = False  # unscored rows are not monitored
+    keys = ["machineID", "datetime"]
+    features = stored[keys + ["model", "stable", "shifted", "counts", "with_nan", "constant", "status"]]
+    scores = stored[keys + ["p_any", "scored"]]
+    labels = stored[keys + ["failure_within_horizon", "label_mature"]]
+    reads = []
+
+    def read_features(columns):
+        reads.append(columns)
+        return features[[c for c in dict.fromkeys(keys + list(columns)) if c in features]]
+
+    ends = [END - pd.Timedelta(days=d) for d in (4, 2, 0)]
+    drift = stored_window_drift(read_features, lambda columns: scores[columns], FEATURES, ends, PARAMS, group=group)
+    assert max(len(c) for c in reads[1:]) <= group  # a few feature columns at a time
+    in_memory = list(monitor_days(monitoring_rows(features, scores, labels), ends, FEATURES, PARAMS, IMPORTANCE))
+    from_storage = monitor_stored(monitoring_rows(features, scores, labels), ends, range(len(ends)), drift, PARAMS,
+                                  IMPORTANCE)
+    for expected, got in zip(in_memory, from_storage, strict=True):
+        for table in ("drift_features", "drift_scores", "performance", "drift_segments", "drift_weighted"):
+            pd.testing.assert_frame_equal(getattr(got, table), getattr(expected, table), check_exact=True)
+        assert [a.fired for a in got.alerts] == [a.fired for a in expected.alerts]
 
 
 def test_summary_is_json_serialisable(case):
