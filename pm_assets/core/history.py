@@ -70,8 +70,12 @@ def trend_svg(history: pd.DataFrame, score_psi_alert: float = 0.25, width: int =
     plot_w = width - left - right
     day_w = plot_w / (span + 1)
 
+    positions: dict = {}  # each date is drawn in every panel: its position computed once
+
     def x(t) -> float:
-        return left + ((pd.Timestamp(t) - first) / pd.Timedelta(days=1)) * day_w + day_w / 2
+        if t not in positions:
+            positions[t] = left + ((pd.Timestamp(t) - first) / pd.Timedelta(days=1)) * day_w + day_w / 2
+        return positions[t]
 
     # 1. the traffic light, a strip of days
     top = 30

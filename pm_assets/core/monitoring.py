@@ -275,11 +275,16 @@ def monitor_stored(rows: pd.DataFrame, ends: list, days, drift: WindowDrift, par
         yield monitor_prepared(prepared, ends[day], params, importance, drift, day)
 
 
+#: Bytes of feature values :func:`stored_window_drift` reads at once (a group of columns of the whole range).
+DRIFT_READ_BYTES = 256 * 2**20
+
+
 def stored_window_drift(read_features, read_scores, feature_names: list[str], ends: list,
-                        params: MonitoringParams, threads: int = 1, group: int = 6) -> WindowDrift:
+                        params: MonitoringParams, threads: int = 1, group: int | None = None) -> WindowDrift:
     """:func:`window_drift` of the scored rows stored: ``read_scores(columns)`` and ``read_features(columns)`` read
     the same stored partitions (row for row) with only those columns. The features are read ``group`` columns at a
-    time, so memory holds a few columns of the history, not its rows."""
+    time (default: as many as fit in ``DRIFT_READ_BYTES``; each read opens every file once), so memory holds some
+    columns of the history, not its rows."""
     keys = ["machineID", "datetime"]
     scores = read_scores(keys + ["p_any", "scored"])
     base = read_features(keys + ["model"])
@@ -291,6 +296,7 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
         scored = scored[np.argsort(times[scored], kind="stable")]
     times = times[scored]
     names = [f for f in feature_names if f != "model"]
+    group = group or max(1, DRIFT_READ_BYTES // (8 * max(len(scores), 1)))
     found: list[str] = []
 
     def columns():
