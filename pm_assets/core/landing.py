@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pm_assets.core.parsing import SourceFileError, read_source_csv
+from pm_assets.core.parsing import SourceFileError, read_source_pieces
 from pm_assets.core.schema import TABLES, TableSpec
 from pm_assets.core.storage import read_partitions, sha256_of, write_bytes_atomic, write_partitions_atomic
 # the file a staged row came from (quarantine reasons name it), and the bucket it was staged in (quarantine is
@@ -244,30 +244,42 @@ class Staging:
         entry = {"id": identity, "sha256": sha, "declared_day": declared_day(landed.name), "table": spec.name, "name": landed.name, "names": [landed.name],
                  "bytes": landed.size, "ingested_ns": now,
                  "ingested_at": pd.Timestamp(now, unit="ns").isoformat(timespec="seconds")}
+        written, per_day, rows, implausible, extras = [], {}, 0, 0, []
         try:
-            frame = read_source_csv(landed.path, spec)
+            # a large file in pieces of whole lines, each split by day and written before the next is parsed
+            for piece, frame in enumerate(read_source_pieces(landed.path, spec)):
+                extras = frame.attrs.get("extra_columns", []) if piece == 0 else extras
+                if spec.time_column:
+                    frame[TIME_PROBLEM] = plausible.problems(frame[spec.time_column], spec.time_column) \
+                        if plausible else ""
+                    implausible += int((frame[TIME_PROBLEM] != "").sum())
+                keys = buckets(frame, spec, landed.name).astype(str)
+                days = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}
+                frame[FILE_COLUMN] = landed.name
+                frame[STAGED_DAY] = keys  # stored with the rows: reading a day back needs nothing else
+                if piece == 0:
+                    # chunks of a staging of this file killed before its ledger entry: replaced, not doubled
+                    for leftover in (self.root / spec.name).glob(f"*/*-{identity[:12]}*.parquet"):
+                        leftover.unlink()
+                chunk = f"{now}-{identity[:12]}-{piece:05d}.parquet"  # arrival order within a day: by name
+                order = np.argsort(keys, kind="stable")
+                bounds = np.searchsorted(keys[order], list(days), side="left")  # days is sorted, empty days included
+                ends = [*bounds[1:], len(order)]
+                targets = [self.root / spec.name / day / chunk for day in days]
+                write_partitions_atomic(frame, ((target, np.sort(order[lo:hi]))
+                                                for target, lo, hi in zip(targets, bounds, ends)))
+                written.extend(targets)
+                for day, count in days.items():
+                    per_day[day] = per_day.get(day, 0) + count
+                rows += len(frame)
         except (SourceFileError, UnicodeDecodeError) as exc:
+            for path in written:  # nothing of a file that cannot be read is staged
+                path.unlink(missing_ok=True)
             entry.update(status="failed", error=str(exc), rows=0, days={})
             self._record(entry)
             return entry
-        extras = frame.attrs.get("extra_columns", [])
-        if spec.time_column:
-            frame[TIME_PROBLEM] = plausible.problems(frame[spec.time_column], spec.time_column) if plausible else ""
-        keys = buckets(frame, spec, landed.name).astype(str)
-        per_day = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}  # as rows_per_day
-        frame[FILE_COLUMN] = landed.name
-        frame[STAGED_DAY] = keys  # stored with the rows: reading a day back needs nothing else
-        chunk = f"{now}-{identity[:12]}.parquet"
-        for day in per_day:  # chunks of a staging of this file killed before its ledger entry: replaced, not doubled
-            for leftover in (self.root / spec.name / day).glob(f"*-{identity[:12]}.parquet"):
-                leftover.unlink()
-        order = np.argsort(keys, kind="stable")
-        bounds = np.searchsorted(keys[order], list(per_day), side="left")  # per_day is sorted, empty days included
-        ends = [*bounds[1:], len(order)]
-        parts = ((self.root / spec.name / day / chunk, np.sort(order[lo:hi])) for day, lo, hi in zip(per_day, bounds, ends))
-        write_partitions_atomic(frame, parts)
-        entry.update(status="ingested", error=None, rows=len(frame), days=per_day, extra_columns=extras,
-                     implausible_times=int((frame[TIME_PROBLEM] != "").sum()) if spec.time_column else 0,
+        entry.update(status="ingested", error=None, rows=rows, days=dict(sorted(per_day.items())),
+                     extra_columns=extras, implausible_times=implausible if spec.time_column else 0,
                      replaced_older=False)
         self._record(entry)  # a file is in the ledger only once all of its rows are staged
         return self._supersede(entry)
@@ -284,7 +296,7 @@ class Staging:
                 continue
             replaced = sorted(d for d in older["days"] if d in days and d not in older.get("superseded_days", {}))
             for day in replaced:
-                for chunk in (self.root / entry["table"] / day).glob(f"*-{older['id'][:12]}.parquet"):
+                for chunk in (self.root / entry["table"] / day).glob(f"*-{older['id'][:12]}*.parquet"):
                     chunk.rename(chunk.with_suffix(".superseded"))
             if replaced:
                 older.setdefault("superseded_days", {}).update({d: entry["name"] + " " + entry["ingested_at"]

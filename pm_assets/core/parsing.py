@@ -26,6 +26,7 @@ are a missing value; decimal commas and thousands separators are not guessed (``
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -97,14 +98,27 @@ def read_bytes(path: str | Path) -> bytes:
         problem = "cannot decompress" if path.suffix == ".gz" and not isinstance(exc, PermissionError) else "cannot read"
         raise SourceFileError(path, f"{problem} ({exc})") from exc
     data = data.removeprefix(BOM)  # a byte-order mark, as Excel and Windows exports write
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 16 * 2**20  # checked a slice at a time: the text of a large file is never all in memory
+    for start in range(0, max(len(data), 1), step):
+        try:
+            decoder.decode(data[start: start + step], final=start + step >= len(data))
+        except UnicodeDecodeError as exc:
+            at = _first_bad_byte(data)  # the rare error path: the exact byte as one decode finds it
+            line = data[:at].count(b"\n") + 1
+            byte = data[at: at + 1]
+            raise SourceFileError(path, f"not UTF-8 text (byte {at}, {byte!r}: a Windows-1252 or Latin-1 export? "
+                                  "save it as UTF-8)", line) from exc
+    return data
+
+
+def _first_bad_byte(data: bytes) -> int:
+    """Where ``data`` stops being UTF-8 (it is known not to be)."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        byte = data[exc.start : exc.start + 1]
-        raise SourceFileError(path, f"not UTF-8 text (byte {exc.start}, {byte!r}: a Windows-1252 or Latin-1 export? "
-                              "save it as UTF-8)", line) from exc
-    return data
+        return exc.start
+    return len(data)
 
 
 def read_header(path: Path, first_line: str, spec: TableSpec) -> list[str]:
@@ -410,8 +424,42 @@ def read_source_csv(path: str | Path, spec: TableSpec) -> pd.DataFrame:
     """
     path = Path(path)
     data = read_bytes(path)
+    return _parsed(data, spec, _header_of(path, data, spec))
+
+
+#: Bytes of a source file parsed at once by :func:`read_source_pieces` (whole lines).
+PIECE_BYTES = 64 * 2**20
+
+
+def read_source_pieces(path: str | Path, spec: TableSpec, piece_bytes: int = PIECE_BYTES):
+    """:func:`read_source_csv` in pieces of whole lines, about ``piece_bytes`` each, so that a large file's parsed
+    rows are never all in memory at once: a generator of frames whose rows carry their line numbers in the file.
+    Concatenated, they are the frame :func:`read_source_csv` gives (asserted in the tests)."""
+    path = Path(path)
+    data = read_bytes(path)
+    header = _header_of(path, data, spec)
     end = data.find(b"\n")
-    header = read_header(path, data[: end if end >= 0 else len(data)].decode("utf-8"), spec)
+    if end < 0 or len(data) - end - 1 <= piece_bytes:
+        yield _parsed(data, spec, header)
+        return
+    head, start, lines_before = data[: end + 1], end + 1, 0
+    while start < len(data):
+        stop = data.find(b"\n", start + piece_bytes)
+        stop = len(data) if stop < 0 else stop + 1
+        frame = _parsed(head + data[start:stop], spec, header)  # the header, then the piece's lines
+        frame[LINE_COLUMN] += lines_before
+        lines_before += data.count(b"\n", start, stop)
+        start = stop
+        yield frame
+
+
+def _header_of(path: Path, data: bytes, spec: TableSpec) -> list[str]:
+    end = data.find(b"\n")
+    return read_header(path, data[: end if end >= 0 else len(data)].decode("utf-8"), spec)
+
+
+def _parsed(data: bytes, spec: TableSpec, header: list[str]) -> pd.DataFrame:
+    end = data.find(b"\n")
     try:
         frame = _arrow_parse(data, spec, header)
     except (_Unnumbered, pa.ArrowInvalid, pa.ArrowTypeError):

@@ -57,6 +57,27 @@ def test_staging_splits_by_day_once_per_identity(tmp_path, fleet):
     assert len(staging.chunks("telemetry", "2015-01-03")) == 1
 
 
+def test_a_file_staged_in_pieces_gives_the_days_staged_in_one(tmp_path, fleet, monkeypatch):
+    from pm_assets.core import parsing
+
+    write_kaggle_csv({"telemetry": fleet["telemetry"]}, tmp_path / "landing")
+    (file,) = list_landed(tmp_path / "landing")[0]
+    whole = Staging(tmp_path / "whole")
+    entry = whole.stage(file)
+    monkeypatch.setattr(parsing.read_source_pieces, "__defaults__", (2_000,))  # ~45 lines a piece
+    pieces = Staging(tmp_path / "pieces")
+    again = pieces.stage(file)
+    assert (again["rows"], again["days"], again["implausible_times"]) == \
+        (entry["rows"], entry["days"], entry["implausible_times"])
+    assert len(pieces.chunks("telemetry", "2015-01-03")) > 1  # the day's rows came in several pieces
+    days = list(entry["days"])
+    pd.testing.assert_frame_equal(pieces.read("telemetry", days), whole.read("telemetry", days), check_exact=True)
+    # a second staging (the ledger entry lost) replaces every piece: no row doubled
+    pieces.ledger_path(again["id"]).unlink()
+    pieces.stage(file)
+    pd.testing.assert_frame_equal(pieces.read("telemetry", days), whole.read("telemetry", days), check_exact=True)
+
+
 def test_a_staging_killed_before_its_ledger_entry_is_redone_without_doubling_rows(tmp_path, fleet):
     write_kaggle_csv({"telemetry": fleet["telemetry"]}, tmp_path / "landing")
     staging = Staging(tmp_path / "staging")

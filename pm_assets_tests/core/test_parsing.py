@@ -12,6 +12,7 @@ import pytest
 from pm_assets.core import parsing
 from pm_assets.core.parsing import (
     LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN, SourceFileError, find_source_file, read_source_csv,
+    read_source_pieces,
 )
 from pm_assets.core.schema import ERRORS, MACHINES, MAINTENANCE, TELEMETRY, FAILURES
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
@@ -132,6 +133,31 @@ def test_a_bad_line_is_a_row_with_its_problem_and_the_others_are_read(tmp_path, 
     assert good["volt"].notna().all()
 
 
+@pytest.mark.parametrize("crlf", [False, True], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz"])
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_pieces_of_a_file_are_the_whole_file_parsed(tmp_path, crlf, name, final_newline):
+    """Every bad-line case of ROW_LEVEL in one file, a repeated header and a stray quote among 300 good lines, read
+    in pieces of 1 byte to the whole file: concatenated, the same frame as one read (line numbers, problems and
+    raw text included)."""
+    lines = [ROW_06, ROW_07, ROW_08] * 100
+    for i, (_, _, content, *_rest) in enumerate(ROW_LEVEL):
+        lines.insert(20 * i + 7, content.split("\n")[2] + "\n")  # each case's bad line
+    lines.insert(150, TELEMETRY_HEADER)
+    lines.insert(200, '2015-01-01 09:00:00,1,"17"0.1,440.2,99.9,40.2\n')
+    text = TELEMETRY_HEADER + "".join(lines)
+    path = write(tmp_path, name, text if final_newline else text.rstrip("\n"), crlf=crlf)
+    whole = read_source_csv(path, TELEMETRY)
+    assert (whole[PROBLEM_COLUMN] != "").sum() >= len(ROW_LEVEL)
+    for piece_bytes in (1, 100, 4_000, 10**9):
+        pieces = list(read_source_pieces(path, TELEMETRY, piece_bytes))
+        assert len(pieces) > 1 or piece_bytes == 10**9
+        # (a piece that the fallback parser read has its text columns as object, as a whole file read so has)
+        got = pd.concat(pieces, ignore_index=True).astype({PROBLEM_COLUMN: object, RAW_COLUMN: object})
+        pd.testing.assert_frame_equal(got, whole.astype({PROBLEM_COLUMN: object, RAW_COLUMN: object}),
+                                      check_exact=True)
+
+
 def test_every_bad_timestamp_is_its_own_row_problem(tmp_path):
     bad = ROW_06.replace("06:00:00", "6am") + ROW_07.replace("07:00:00", "7am")
     frame = read_source_csv(write(tmp_path, "t.csv", TELEMETRY_HEADER + bad + ROW_08), TELEMETRY)
@@ -246,3 +272,16 @@ def test_iso_8601_timestamps_are_converted_to_utc(tmp_path, stamp):
                             TELEMETRY)
     assert frame["datetime"].tolist() == [pd.Timestamp("2015-01-01 06:00"), pd.Timestamp("2015-01-01 07:00")]
     assert frame["datetime"].dtype == "datetime64[ns]"
+
+
+def test_a_character_across_the_slices_of_the_utf8_check_is_text(tmp_path):
+    """UTF-8 is checked 16 MB at a time: a two-byte character split by that boundary is still text, and a bad
+    byte after it is named with its position and line."""
+    body = b"a" * (16 * 2**20 - 1) + "é".encode() + b"\nb\n"
+    path = tmp_path / "t.csv"
+    path.write_bytes(body)
+    assert parsing.read_bytes(path) == body
+    path.write_bytes(body + b"\xff\n")
+    with pytest.raises(SourceFileError, match=f"byte {len(body)},") as info:
+        parsing.read_bytes(path)
+    assert info.value.line == 3
