@@ -87,7 +87,16 @@ class SimulationConfig:
     model_mix: Mapping[str, float] = field(
         default_factory=lambda: {"model1": 0.16, "model2": 0.17, "model3": 0.35, "model4": 0.32}
     )
-    age_range: tuple[int, int] = (0, 20)  # inclusive
+    age_range: tuple[int, int] = (0, 20)  # inclusive; used where ages_by_model is None
+    # Ages drawn, per model, from these (the real file's ages of that model's machines: model4 is younger).
+    ages_by_model: Mapping[str, tuple[int, ...]] | None = field(default_factory=lambda: {
+        "model1": (2, 3, 5, 7, 10, 11, 14, 14, 14, 15, 15, 16, 16, 17, 17, 20),
+        "model2": (2, 4, 6, 6, 10, 10, 10, 12, 14, 14, 16, 18, 18, 18, 19, 20, 20),
+        "model3": (1, 2, 2, 3, 5, 6, 7, 7, 8, 9, 9, 9, 9, 10, 10, 11, 14, 14, 14, 14, 14, 14, 15, 15, 16, 17, 17, 17,
+                   17, 18, 18, 19, 20, 20, 20),
+        "model4": (0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7, 7, 9, 10, 10, 10, 10, 12, 14, 14, 14, 15, 15, 16, 17, 18,
+                   19, 19, 20),
+    })
 
     # Telemetry: overall mean and sd of each sensor, precursor windows included (published full-file figures).
     sensor_mean: Mapping[str, float] = field(
@@ -101,11 +110,26 @@ class SimulationConfig:
     failure_rate: Mapping[str, float] = field(
         default_factory=lambda: {"comp1": 1.92, "comp2": 2.59, "comp3": 1.31, "comp4": 1.79}
     )
-    # Relative failure rate per model (normalised over model_mix). Real failures per machine-year:
-    # model1 11.8, model2 9.9, model3 6.3, model4 5.7, i.e. model1/model2 fail ~1.8x as often as model3/model4.
+    # Which machines a component fails on. Real 2015: comp3 never fails on model3 or model4, comp4 never below
+    # age 14; comp1 and comp2 fail at the same rate on every model and age. That alone gives the real failures per
+    # machine-year by model (model1 11.8, model2 9.9, model3 6.3, model4 5.7) and by age. A component's rate on
+    # the machines it fails on is failure_rate / the expected share of such machines (so the fleet average stays).
+    component_models: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"comp3": ("model1", "model2")})
+    component_min_age: Mapping[str, int] = field(default_factory=lambda: {"comp4": 14})
+    # A further relative failure rate per model (normalised over model_mix); 1 everywhere: the rules above suffice.
     model_failure_factor: Mapping[str, float] = field(
-        default_factory=lambda: {"model1": 1.95, "model2": 1.65, "model3": 1.05, "model4": 0.95}
+        default_factory=lambda: {"model1": 1.0, "model2": 1.0, "model3": 1.0, "model4": 1.0}
     )
+    # Co-failures: this share of failures brings down a second component of the machine at the same hour, drawn
+    # with these weights among the pairs that hold the first (and that the machine's components can fail in).
+    # Real 2015: 42 machine-hours with two failures (84 of the 761: 11.0 %), i.e. 42 of 719 failure events; 0.048
+    # rather than 42 / 719 because independent failures on the same day already give ~1 % (400-machine fleets,
+    # seeds 7 and 8: 11.4 % and 10.7 %).
+    co_failure_share: float = 0.048
+    co_failure_pairs: Mapping[tuple[str, str], float] = field(default_factory=lambda: {
+        ("comp2", "comp4"): 14, ("comp1", "comp2"): 9, ("comp1", "comp4"): 6, ("comp1", "comp3"): 5,
+        ("comp2", "comp3"): 4, ("comp3", "comp4"): 4,
+    })
     # Wear-out: a part fails no earlier than this many days after its replacement (real: the shortest gap
     # ending in a failure is 26 days, the median 75).
     min_failure_age_days: int = 26
@@ -113,12 +137,13 @@ class SimulationConfig:
 
     # Scheduled replacements: inspections every step days after the last replacement; the k-th inspection
     # replaces the part with probability scheduled_replacement_prob[k-1] (the last value for later ones).
-    # Real 2015 estimates (failures and the year end as censoring): 0.315, 0.247, then ~0.16. The second is
-    # lowered to 0.21 because simulated failures fall on any day while 77 % of real ones fall on the 15-day
-    # grid. Shares of gaps <= 15, 30, 45 days: simulated ~0.30, 0.46, 0.60, real 0.30, 0.48, 0.61; median
-    # ~38 days (real 45: with failures on the grid, the median jumps from 30 straight to 45).
+    # Real 2015 estimates (failures and the year end as censoring): 0.315, 0.247, then ~0.16. The first two are
+    # lowered to 0.30 and 0.20 because simulated failures fall on any day while 77 % of real ones fall on the
+    # 15-day grid. Shares of gaps <= 15, 30, 45 days: simulated (seeds 42, 1, 2) 0.29-0.31, 0.46-0.47, 0.59-0.60,
+    # real 0.30, 0.48, 0.61; median 36-41 days (real 45: with failures on the grid, the median jumps from 30
+    # straight to 45).
     scheduled_gap_step_days: int = 15
-    scheduled_replacement_prob: tuple[float, ...] = (0.31, 0.21, 0.16)
+    scheduled_replacement_prob: tuple[float, ...] = (0.30, 0.20, 0.16)
 
     # Precursors: readings in [t - precursor_hours, t] of a failure at t shift by this many noise sds.
     # Measured on the real union + Q1 telemetry with profile.precursor_zshift (the README rounds them to
@@ -127,6 +152,22 @@ class SimulationConfig:
     precursor_shift_sd: Mapping[str, float] = field(
         default_factory=lambda: {"comp1": 1.32, "comp2": -1.53, "comp3": 2.35, "comp4": 1.94}
     )
+    # Excursions: episodes just like a precursor window (precursor_hours + 1 hours, the matching sensor shifted by
+    # the component's precursor shift) with no failure and no error, at random hours: this many per machine-year
+    # per sensor. The real Q1 telemetry has them: 2.1-4.3 % of its clean snapshots (no failure in the next 72 h)
+    # have a 24 h mean beyond half a precursor shift, in episodes of ~45 h whose extreme is the precursor's own
+    # shift (volt +1.36 sd, rotate -1.48, pressure +2.27, vibration +1.84); independent hours give 0.2-1.9 %.
+    # They also make the hours autocorrelated (lag 1 h: 0.07-0.14, as in the real file) and the sd of 24 h means
+    # on clean snapshots 1.4-1.75x that of independent hours, as in the real file; no other noise structure is
+    # needed for either (README, "Simulator vs the real files").
+    excursion_rate: Mapping[str, float] = field(
+        default_factory=lambda: {"volt": 5.7, "rotate": 8.0, "pressure": 3.6, "vibration": 4.5}
+    )
+    # Gaps in the telemetry (an option; none by default): this many per machine-year, each missing a run of hours
+    # of geometric length with this mean. The complete real file has none (876,100 rows = 100 machines x 8,761
+    # hours); its public copies here do (the union file by construction), and the pipeline must handle them.
+    gaps_per_machine_year: float = 0.0
+    gap_mean_hours: float = 12.0
     # Each precursor error comes lag hours before its failure, lag uniform in this inclusive range. The real
     # files put 999 of the 1,028 matching errors in the 48 h before a failure exactly 24 h before it.
     precursor_error_lag_hours: tuple[int, int] = (24, 24)
@@ -139,10 +180,22 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         _check_keys("model_mix", self.model_mix, MODELS)
         _check_keys("model_failure_factor", self.model_failure_factor, MODELS)
+        if self.ages_by_model is not None:
+            _check_keys("ages_by_model", self.ages_by_model, MODELS)
+        _check_keys("component_models", self.component_models, COMPONENTS, complete=False)
+        _check_keys("component_min_age", self.component_min_age, COMPONENTS, complete=False)
+        pairs = {c for pair in self.co_failure_pairs for c in pair}
+        if not pairs <= set(COMPONENTS) or not 0 <= self.co_failure_share < 1:
+            raise ValueError("co_failure_pairs must name components, co_failure_share be in [0, 1)")
         _check_keys("sensor_mean", self.sensor_mean, SENSORS)
         _check_keys("sensor_sd", self.sensor_sd, SENSORS)
         _check_keys("failure_rate", self.failure_rate, COMPONENTS)
         _check_keys("precursor_shift_sd", self.precursor_shift_sd, COMPONENTS)
+        _check_keys("excursion_rate", self.excursion_rate, SENSORS)
+        if any(v < 0 for v in self.excursion_rate.values()):
+            raise ValueError("excursion_rate values must be >= 0")
+        if self.gaps_per_machine_year < 0 or self.gap_mean_hours < 1:
+            raise ValueError("gaps_per_machine_year must be >= 0 and gap_mean_hours >= 1")
         _check_keys("background_error_rate", self.background_error_rate, ERROR_IDS)
         if self.maintenance_history_start is None:
             default = pd.Timestamp(self.start).normalize() - pd.Timedelta(days=HISTORY_DAYS_BEFORE_START)
@@ -178,7 +231,8 @@ def sensor_baseline(config: SimulationConfig) -> pd.DataFrame:
     """
     rows = {}
     for comp, sensor in COMPONENT_SENSOR.items():
-        f = config.failure_rate[comp] * (config.precursor_hours + 1) / HOURS_PER_YEAR
+        windows = config.failure_rate[comp] + config.excursion_rate[sensor]  # shifted windows per machine-year
+        f = windows * (config.precursor_hours + 1) / HOURS_PER_YEAR
         k = config.precursor_shift_sd[comp]
         sd = config.sensor_sd[sensor] / np.sqrt(1 + f * (1 - f) * k**2)
         rows[sensor] = (config.sensor_mean[sensor] - f * k * sd, sd)
@@ -217,13 +271,61 @@ def _model_counts(n: int, mix: Mapping[str, float]) -> np.ndarray:
 def _simulate_machines(config: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
     codes = rng.permutation(np.repeat(np.arange(len(MODELS)), _model_counts(config.machines, config.model_mix)))
     lo, hi = config.age_range
+    ages = rng.integers(lo, hi + 1, size=config.machines).astype(np.int64)
+    if config.ages_by_model is not None:
+        draws = rng.random(config.machines)
+        for code, model in enumerate(MODELS):
+            choices = np.asarray(config.ages_by_model[model], dtype=np.int64)
+            here = codes == code
+            ages[here] = choices[(draws[here] * len(choices)).astype(np.int64)]
     return pd.DataFrame(
         {
             "machineID": np.arange(1, config.machines + 1, dtype=np.int32),
             "model": pd.Categorical.from_codes(codes, categories=list(MODELS)),
-            "age": rng.integers(lo, hi + 1, size=config.machines).astype(np.int64),
+            "age": ages,
         }
     )
+
+
+def fails_on(config: SimulationConfig, models: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """(machines x components) True where the component can fail on the machine (model codes, ages)."""
+    out = np.ones((len(models), len(COMPONENTS)), dtype=bool)
+    for c, comp in enumerate(COMPONENTS):
+        if comp in config.component_models:
+            out[:, c] &= np.isin(models, [MODELS.index(m) for m in config.component_models[comp]])
+        out[:, c] &= ages >= config.component_min_age.get(comp, 0)
+    return out
+
+
+def _eligible_share(config: SimulationConfig) -> np.ndarray:
+    """The expected share of machines each component can fail on, at model_mix and the age distributions."""
+    mix = np.array([config.model_mix[m] for m in MODELS], dtype=float)
+    share = np.zeros(len(COMPONENTS))
+    for code, model in enumerate(MODELS):
+        ages = np.asarray(config.ages_by_model[model] if config.ages_by_model is not None else
+                          np.arange(config.age_range[0], config.age_range[1] + 1))
+        share += mix[code] / mix.sum() * fails_on(config, np.full(len(ages), code), ages).mean(axis=0)
+    return share
+
+
+def _co_failure_partners(config: SimulationConfig) -> np.ndarray:
+    """(components x components) weights of the partner of a co-failure, by first component."""
+    weights = np.zeros((len(COMPONENTS), len(COMPONENTS)))
+    for (a, b), w in config.co_failure_pairs.items():
+        i, j = COMPONENTS.index(a), COMPONENTS.index(b)
+        weights[i, j] += w
+        weights[j, i] += w
+    return weights
+
+
+def _independent_rates(config: SimulationConfig) -> np.ndarray:
+    """Failure rates of the components' own hazards: the configured rates less the failures co-failures add
+    (each independent failure brings a partner with probability co_failure_share)."""
+    rates = np.array([config.failure_rate[c] for c in COMPONENTS])
+    weights = _co_failure_partners(config)
+    partner = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)  # P(partner | first)
+    # rates = independent + share * partner^T independent
+    return np.linalg.solve(np.eye(len(COMPONENTS)) + config.co_failure_share * partner.T, rates)
 
 
 def _ns(ts: str | pd.Timestamp) -> np.datetime64:
@@ -251,36 +353,54 @@ def _simulate_components(
     factor = np.array([config.model_failure_factor[m] for m in MODELS])
     mix = np.array([config.model_mix[m] for m in MODELS])
     per_model = factor / (factor @ mix / mix.sum())  # fleet average 1 at model_mix
-    # Target failures per day by (model, component) before and after the drift start; a hazard for each.
-    per_day = per_model[:, None] * np.array([config.failure_rate[c] for c in COMPONENTS]) / DAYS_PER_YEAR
+    # Target failures per day by (model, component) on the machines that part fails on, before and after the drift
+    # start; a hazard for each.
+    own = _independent_rates(config) / np.maximum(_eligible_share(config), 1e-12)
+    per_day = per_model[:, None] * own / DAYS_PER_YEAR
     drift_factor = 1.0 if config.drift is None else config.drift.failure_rate_factor
     hazard = _daily_failure_hazard(np.stack([per_day, per_day * drift_factor]), config)
     after_drift = np.zeros(len(days) - first_day, dtype=np.int64)
     if config.drift is not None:
         after_drift[days[first_day:] >= _ns(config.drift.start)] = 1
     models = machines["model"].cat.codes.to_numpy()
+    eligible = fails_on(config, models, machines["age"].to_numpy())
     fail_prob = hazard[after_drift[None, None, :], models[:, None, None], np.arange(len(COMPONENTS))[None, :, None]]
-    fails = rng.random(fail_prob.shape) < fail_prob  # day index first_day + j, used if the part is old enough
+    fails = (rng.random(fail_prob.shape) < fail_prob) & eligible[:, :, None]  # used if the part is old enough
+    partners = _co_failure_partners(config)
+    co_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(5)[4])
 
     step = config.scheduled_gap_step_days
     history_slots = -(-first_day // step)  # grid days before start: 0, step, 2*step, ...
     rows: list[tuple[int, int, int, bool]] = []  # (machine index, component index, day index, failed)
+    n_comp = len(COMPONENTS)
     for m in range(config.machines):
-        for c in range(len(COMPONENTS)):
-            fail_days = first_day + np.flatnonzero(fails[m, c])
-            last = step * int(rng.integers(history_slots))
-            rows.append((m, c, last, False))
-            scheduled = _next_scheduled(rng, last, first_day, config)
-            i = 0
-            while True:
-                while i < len(fail_days) and fail_days[i] < last + config.min_failure_age_days:
-                    i += 1
-                next_fail = fail_days[i] if i < len(fail_days) else len(days)
-                day, failed = (next_fail, True) if next_fail <= scheduled else (scheduled, False)
-                if day >= len(days):
-                    break
-                rows.append((m, c, day, failed))
-                last, scheduled = day, _next_scheduled(rng, day, day + 1, config)
+        # the four parts of a machine in time order, so that a failure can bring down a second part with it
+        last = [step * int(rng.integers(history_slots)) for _ in range(n_comp)]
+        for c in range(n_comp):
+            rows.append((m, c, last[c], False))
+        scheduled = [_next_scheduled(rng, last[c], first_day, config) for c in range(n_comp)]
+        fail_days = [first_day + np.flatnonzero(fails[m, c]) for c in range(n_comp)]
+        at = [0] * n_comp
+        while True:
+            upcoming = []
+            for c in range(n_comp):
+                days_c = fail_days[c]
+                while at[c] < len(days_c) and days_c[at[c]] < last[c] + config.min_failure_age_days:
+                    at[c] += 1
+                next_fail = days_c[at[c]] if at[c] < len(days_c) else len(days)
+                upcoming.append((next_fail, True) if next_fail <= scheduled[c] else (scheduled[c], False))
+            c = min(range(n_comp), key=lambda k: upcoming[k][0])
+            day, failed = upcoming[c]
+            if day >= len(days):
+                break
+            renewed = [c]
+            if failed and co_rng.random() < config.co_failure_share:
+                weights = partners[c] * eligible[m]
+                if weights.sum() > 0:
+                    renewed.append(int(co_rng.choice(n_comp, p=weights / weights.sum())))
+            for k in renewed:
+                rows.append((m, k, int(day), failed))
+                last[k], scheduled[k] = int(day), _next_scheduled(rng, int(day), int(day) + 1, config)
 
     m_idx, c_idx, d_idx, failed = (np.array(col, dtype=np.int64) for col in zip(*rows))
     failed = failed.astype(bool)
@@ -358,6 +478,7 @@ def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: n
     window = np.arange(-config.precursor_hours, 1)
     sensor_comp = {s: c for c, s in COMPONENT_SENSOR.items()}
 
+    excursion_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(6)[5])
     columns: dict[str, np.ndarray] = {}
     for sensor in SENSORS:
         mean, sd = baseline.loc[sensor, "mean"], baseline.loc[sensor, "sd"]
@@ -375,17 +496,37 @@ def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: n
         inside = (cols >= 0) & (cols < hours)
         precursor = np.zeros((n, hours), dtype=bool)  # a set, so overlapping windows shift once
         precursor[rows[inside], cols[inside]] = True
+        # excursions: the same windows at random hours, without a failure
+        counts = excursion_rng.poisson(config.excursion_rate[sensor] * hours / HOURS_PER_YEAR, size=n)
+        ends = excursion_rng.integers(0, hours, size=int(counts.sum()))
+        rows = np.repeat(np.repeat(np.arange(n), counts), len(window))
+        cols = (ends[:, None] + window[None, :]).ravel()
+        inside = (cols >= 0) & (cols < hours)
+        precursor[rows[inside], cols[inside]] = True
         values += precursor * (config.precursor_shift_sd[comp] * sd)
         columns[sensor] = values.ravel()
 
     times = _ns(config.start) + np.arange(hours) * _HOUR
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "datetime": np.tile(times, n),
             "machineID": np.repeat(np.arange(1, n + 1, dtype=np.int32), hours),
             **columns,
         }
     )
+    if config.gaps_per_machine_year > 0:
+        gap_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(7)[6])
+        counts = gap_rng.poisson(config.gaps_per_machine_year * hours / HOURS_PER_YEAR, size=n)
+        machine = np.repeat(np.arange(n), counts)
+        first = gap_rng.integers(0, hours, size=len(machine))
+        length = gap_rng.geometric(1.0 / max(config.gap_mean_hours, 1.0), size=len(machine))
+        missing = np.zeros((n, hours), dtype=bool)
+        offsets = np.concatenate([np.arange(k) for k in length]) if len(length) else np.zeros(0, np.int64)
+        cols = np.repeat(first, length) + offsets
+        inside = cols < hours
+        missing[np.repeat(machine, length)[inside], cols[inside]] = True
+        frame = frame[~missing.ravel()].reset_index(drop=True)
+    return frame
 
 
 def _simulate_errors(config: SimulationConfig, failures: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

@@ -321,3 +321,62 @@ def test_machines_match_real(fleet, real):
     assert simulated["model"].value_counts().to_dict() == {"model1": 16, "model2": 17, "model3": 35, "model4": 32}
     assert simulated["age"].between(0, 20).all()
     assert observed["age"].between(0, 20).all()
+
+
+# --- what makes a simulated fleet transfer to the real one (each within 15 % of the real figure, 0.05 for
+# correlations; the real telemetry figures come from the complete Q1 subset, machines 1-20) ------------------
+
+def test_hourly_readings_are_autocorrelated_like_the_real_ones(fleet, real):
+    simulated = profile.lag1_autocorrelation(fleet["telemetry"])
+    observed = profile.lag1_autocorrelation(real["q1"])
+    assert (observed > 0.05).all()  # independent hours would give ~0 (the simulator before: 0.01-0.04)
+    assert ((simulated - observed).abs() <= 0.05).all(), (simulated.to_dict(), observed.to_dict())
+
+
+def test_the_sd_of_24h_means_on_clean_snapshots_matches(fleet, real):
+    simulated = profile.clean_24h_means(fleet["telemetry"], fleet["failures"]).std()
+    observed = profile.clean_24h_means(real["q1"], real["failures"]).std()
+    independent = profile.sensor_stats(real["q1"])["sd"] / np.sqrt(24)
+    assert (observed > 1.3 * independent).all()  # what independent hours cannot give
+    assert ((simulated / observed - 1).abs() <= 0.15).all(), (simulated.to_dict(), observed.to_dict())
+
+
+def test_excursions_without_failure_are_as_frequent_as_in_the_real_file(fleet, real):
+    simulated = profile.excursion_share(profile.clean_24h_means(fleet["telemetry"], fleet["failures"]))
+    observed = profile.excursion_share(profile.clean_24h_means(real["q1"], real["failures"]))
+    assert (observed > 0.02).all()
+    assert ((simulated / observed - 1).abs() <= 0.15).all(), (simulated.to_dict(), observed.to_dict())
+
+
+def test_co_failures_are_as_frequent_as_in_the_real_file(fleet, real):
+    observed = profile.co_failure_share(real["failures"])
+    assert observed == pytest.approx(84 / 761)
+    assert profile.co_failure_share(fleet["failures"]) == pytest.approx(observed, rel=0.3)  # ~45 of ~800: noisy
+    many = simulate(SimulationConfig(machines=400, seed=7))  # the rate itself, on a larger fleet
+    assert profile.co_failure_share(many["failures"]) == pytest.approx(observed, rel=0.15)
+
+
+def test_components_fail_on_the_models_and_ages_they_fail_on_in_the_real_file(fleet, real):
+    for tables in (fleet, real):
+        by_model = profile.components_by_model(tables["failures"], tables["machines"])
+        assert (by_model.loc[["model3", "model4"], "comp3"] == 0).all()
+        by_age = profile.failures_by_age_band(tables["failures"], tables["machines"])
+        assert (by_age.iloc[:2]["comp4"] == 0).all()  # none below 10 years (the real file: none below 14)
+    young = fleet["machines"].loc[fleet["machines"]["age"] < 14, "machineID"]
+    assert not fleet["failures"].loc[fleet["failures"]["failure"] == "comp4", "machineID"].isin(young).any()
+    simulated = profile.components_by_model(fleet["failures"], fleet["machines"]).loc[["model1", "model2"], "comp3"]
+    observed = profile.components_by_model(real["failures"], real["machines"]).loc[["model1", "model2"], "comp3"]
+    assert ((simulated / observed - 1).abs() <= 0.3).all(), (simulated.to_dict(), observed.to_dict())
+
+
+def test_gaps_are_an_option_that_removes_runs_of_hours():
+    config = SimulationConfig(machines=5, end="2015-02-01", seed=3)
+    full = simulate(config)["telemetry"]
+    assert len(full) == 5 * 31 * 24  # no gaps by default
+    gappy = simulate(dataclasses.replace(config, gaps_per_machine_year=100, gap_mean_hours=8))["telemetry"]
+    missing = 1 - len(gappy) / len(full)
+    assert 0.03 < missing < 0.15  # ~100 x 8 h / 8,760 h, less overlaps
+    kept = gappy.merge(full, on=["machineID", "datetime"], suffixes=("", "_full"))
+    assert len(kept) == len(gappy) and (kept["volt"] == kept["volt_full"]).all()  # the same readings, some removed
+    runs = gappy.groupby("machineID")["datetime"].diff().dropna() / pd.Timedelta(hours=1)
+    assert runs.max() > 3  # whole runs of hours are missing, not scattered single hours
