@@ -1,6 +1,7 @@
 """Sim-to-real: train the failure model on simulated machines only and score it on the real Azure PdM data.
 
     .venv/bin/python benchmarks/sim_to_real.py [--real ../shared/data/azure_pm] [--seed 42] [--machines 100]
+                                               [--threshold 0.5] [--threads 1]
 
 Protocol (everything the project's own: ``build_features``, ``build_labels`` with the 24 h horizon,
 ``training_rows``, ``split_by_cutoff``, default ``TrainParams``, ``fit_bundle``, ``model.evaluate``; the tables and
@@ -19,14 +20,14 @@ rows are built as ``benchmarks/evaluate_model.py`` builds them, by its ``real_ta
   none/comp1..comp4); ECE of ``p_any`` = 1 - P(none) against "a failure within 24 h" (10 equal-width bins,
   ``expected_calibration_error``).
 - alert: ``p_any >= 0.5``, the project's operating threshold (``TrainingConfig.operating_threshold``, the point at
-  which ``model.evaluate`` counts an alert for its FPR and recall, and ``HIGH_RISK`` of scoring.py); the
-  medium-risk level ``MEDIUM_RISK`` = 0.2 marks the worklist, not an alert (``--threshold 0.2`` uses it instead).
+  which ``model.evaluate`` counts an alert for its FPR and recall, and ``HIGH_RISK`` of scoring.py), not the
+  medium risk level ``MEDIUM_RISK`` = 0.2 (``--threshold 0.2`` uses that instead).
 - per failure event: the real failure rows (a failure of two components at once counts twice, as the README's
   "560 of the 761 failures") that have a real telemetry reading in each of the 48 hours before them, on their
   machine. An event is alerted when some scored (usable) snapshot of that machine in ``[t - 48 h, t)`` has p_any
-  at or above the threshold (the scored rows are the usable snapshots with mature labels: the immature ones,
-  from 2015-12-31 09:00, lie after the last failure). Over all of 2015 for simulated -> real (no real row was trained on), and over the
-  events whose 48 h lie from the cutoff on for both models.
+  at or above the threshold (scored: the usable snapshots with mature labels; the immature ones, from
+  2015-12-31 09:00, lie after the last failure). Over all of 2015 for simulated -> real (it trained on no real
+  row), and over the events whose 48 h lie from the cutoff on for both models.
 - false-positive rate: among real usable snapshots with a mature "none" label (no failure within 24 h), the share
   with p_any at or above the threshold: on the test rows for both models, over all of 2015 for simulated -> real.
 
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from evaluate_model import HORIZON, dataset, real_tables
 from pm_assets.core.labels import NO_FAILURE
@@ -65,7 +67,8 @@ def events_with_history(telemetry: pd.DataFrame, failures: pd.DataFrame, hours: 
     have = pd.MultiIndex.from_arrays([telemetry["machineID"].to_numpy(np.int64),
                                       telemetry["datetime"].to_numpy("datetime64[ns]")])
     machine = np.repeat(failures["machineID"].to_numpy(np.int64), hours)
-    before = np.repeat(failures["datetime"].to_numpy("datetime64[ns]"), hours) - np.tile(np.arange(1, hours + 1), len(failures)) * _HOUR
+    lags = np.tile(np.arange(1, hours + 1), len(failures)) * _HOUR
+    before = np.repeat(failures["datetime"].to_numpy("datetime64[ns]"), hours) - lags
     complete = pd.MultiIndex.from_arrays([machine, before]).isin(have).reshape(len(failures), hours).all(axis=1)
     return failures[complete].reset_index(drop=True)
 
@@ -182,8 +185,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--machines", type=int, default=100)
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="alert when p_any >= this (default 0.5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="limit OpenMP/BLAS threads (same figures; 1 is ~3x faster on a busy 2-core machine)")
     args = parser.parse_args()
-    result = evaluate(SimulationConfig(machines=args.machines, seed=args.seed), args.real, args.threshold)
+    with threadpool_limits(args.threads):
+        result = evaluate(SimulationConfig(machines=args.machines, seed=args.seed), args.real, args.threshold)
     print(markdown(result))
     print(f"\nrun time: {result['seconds']:.1f} s")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, recall_score
+from threadpoolctl import threadpool_limits
 
 from pm_assets.core.labels import LABEL_CLASSES
 from pm_assets.core.schema import COMPONENTS
@@ -87,7 +88,8 @@ def test_figures_equal_sklearn_and_a_naive_ece_loop():
 
 @pytest.fixture(scope="module")
 def result(real_data_dir):
-    return sim_to_real.evaluate(real=real_data_dir)
+    with threadpool_limits(1):  # as the other training tests: two OpenMP threads on a busy machine run 15x slower
+        return sim_to_real.evaluate(real=real_data_dir)
 
 
 def _usable_mature_from_cutoff(tables) -> set:
