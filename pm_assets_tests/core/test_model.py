@@ -49,7 +49,8 @@ from pm_assets.core.model import (
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.simulate import SimulationConfig, simulate
 
-SIM = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3)
+# every class in a small fleet: comp4 may fail at any age here (the default: from 14 years, few of 12 machines)
+SIM = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=5, component_min_age={})
 HORIZON = 24
 CUTOFF = pd.Timestamp("2015-03-20")
 PARAMS = TrainParams(max_iter=30)

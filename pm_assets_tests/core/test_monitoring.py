@@ -542,7 +542,7 @@ def bundle_and_test():
     from pm_assets.core.model import TrainParams, fit_bundle, split_by_cutoff, training_rows
     from pm_assets.core.simulate import SimulationConfig, simulate
 
-    sim = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3)
+    sim = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3, component_min_age={})
     tables = simulate(sim)
     features = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
                               sim.start, sim.end)
