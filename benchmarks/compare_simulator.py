@@ -82,7 +82,7 @@ def main() -> None:
     table["sim/real"] = table["simulated"] / table["real"]
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200, "display.max_rows", 200,
                            "display.max_colwidth", 70):
-        print(table)
+        print(table.to_string())
 
 
 if __name__ == "__main__":
