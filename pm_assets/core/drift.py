@@ -59,7 +59,8 @@ def _linear_quantiles(order_statistics, n: int, q: np.ndarray) -> np.ndarray:
 def grid_size(rows: int) -> int:
     """Grid values of a :class:`BinnedColumn` of ``rows`` values: 8 sqrt(rows), from 1,024 to 16,000. Only speed
     depends on it. A bin's share of a window should stay well below the KS statistic of windows that do not drift
-    (about 1/sqrt(rows)), or :func:`ks_windows` opens many bins; more bins cost more per window."""
+    (about 1/sqrt(rows)), or :func:`window_statistics` opens many bins for KS; more bins cost more per
+    window."""
     return int(min(16_000, max(1_024, 8 * np.sqrt(rows))))
 
 
@@ -83,11 +84,10 @@ class BinnedColumn:
         self.grid = np.unique(sample[(np.arange(grid_values) * len(sample)) // grid_values]) if len(x) else x[:0]
         bins = self.bins_of(x)  # bin 2i: between grid values i-1 and i (open); 2i + 1: equal to grid value i
         self.n_bins = 2 * len(self.grid) + 1
-        key = bins.astype(np.int64) * n_blocks + block
         if self.n_bins <= np.iinfo(np.int16).max and (len(block) < 2 or (np.diff(block) >= 0).all()):
             order = np.argsort(bins.astype(np.int16), kind="stable")  # rows in block order: a radix sort by bin
         else:
-            order = np.argsort(key, kind="stable")
+            order = np.argsort(bins.astype(np.int64) * n_blocks + block, kind="stable")
         self.values = x[order]
         counts = np.bincount(block * self.n_bins + bins, minlength=n_blocks * self.n_bins)
         self.before = np.zeros((n_blocks + 1, self.n_bins), dtype=np.int32)  # rows of each bin in the blocks before

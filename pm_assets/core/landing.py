@@ -248,7 +248,8 @@ class Staging:
         try:
             # a large file in pieces of whole lines, each split by day and written before the next is parsed
             for piece, frame in enumerate(read_source_pieces(landed.path, spec)):
-                extras = frame.attrs.get("extra_columns", []) if piece == 0 else extras
+                if piece == 0:
+                    extras = frame.attrs.get("extra_columns", [])
                 if spec.time_column:
                     frame[TIME_PROBLEM] = plausible.problems(frame[spec.time_column], spec.time_column) \
                         if plausible else ""
@@ -257,9 +258,9 @@ class Staging:
                 days = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}
                 frame[FILE_COLUMN] = landed.name
                 frame[STAGED_DAY] = keys  # stored with the rows: reading a day back needs nothing else
-                if piece == 0:
+                for day in days.keys() - per_day.keys():
                     # chunks of a staging of this file killed before its ledger entry: replaced, not doubled
-                    for leftover in (self.root / spec.name).glob(f"*/*-{identity[:12]}*.parquet"):
+                    for leftover in (self.root / spec.name / day).glob(f"*-{identity[:12]}*.parquet"):
                         leftover.unlink()
                 chunk = f"{now}-{identity[:12]}-{piece:05d}.parquet"  # arrival order within a day: by name
                 order = np.argsort(keys, kind="stable")
@@ -279,7 +280,7 @@ class Staging:
             self._record(entry)
             return entry
         entry.update(status="ingested", error=None, rows=rows, days=dict(sorted(per_day.items())),
-                     extra_columns=extras, implausible_times=implausible if spec.time_column else 0,
+                     extra_columns=extras, implausible_times=implausible,
                      replaced_older=False)
         self._record(entry)  # a file is in the ledger only once all of its rows are staged
         return self._supersede(entry)

@@ -130,21 +130,19 @@ def _aligned(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> bool:
 @dataclass
 class PreparedRows:
     """:func:`monitoring_rows` as arrays, extracted once for any number of monitoring dates (see
-    :func:`monitor_days`): times, p_any, labels, model."""
+    :func:`monitor_days`): times, p_any, labels."""
 
     rows: pd.DataFrame
     times: np.ndarray
     p_any: np.ndarray
     y: np.ndarray
     mature: np.ndarray
-    model: tuple[np.ndarray, list[str]]  # (code per row, -1 when missing; the names of the codes)
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> PreparedRows:
         return cls(rows=rows, times=rows["datetime"].to_numpy(), p_any=rows["p_any"].to_numpy(dtype=np.float64),
                    y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
-                   mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool),
-                   model=_codes(rows["model"]) if "model" in rows else (np.full(len(rows), -1), []))
+                   mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool))
 
     def span(self, start, end) -> slice:
         """The rows with start <= datetime < end (rows are sorted by time: two binary searches)."""
@@ -161,8 +159,11 @@ def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Integer codes of a column's values as strings (-1 for missing), and the string of each code."""
+def _model_codes(values: pd.Series | None, rows: int) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of the machine models as strings (-1 for missing; all -1 without the column), and the string
+    of each code."""
+    if values is None:
+        return np.full(rows, -1), []
     codes, uniques = pd.factorize(values, use_na_sentinel=True)  # missing values get -1
     return codes, [str(u) for u in uniques]
 
@@ -185,8 +186,8 @@ def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: Mon
     if not ends:
         return
     names = numeric_features(rows, feature_names)
-    drift = window_drift(prepared.times, names, (_values(rows, f) for f in names), prepared.p_any, prepared.model,
-                         ends, params, threads)
+    drift = window_drift(prepared.times, names, (_values(rows, f) for f in names), prepared.p_any,
+                         _model_codes(rows["model"] if "model" in rows else None, len(rows)), ends, params, threads)
     for day, end in enumerate(ends):
         yield monitor_prepared(prepared, end, params, importance, drift, day)
 
@@ -295,7 +296,7 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
     if not (np.diff(times[scored]) >= np.timedelta64(0)).all():  # monitoring_rows' order: by time, stable
         scored = scored[np.argsort(times[scored], kind="stable")]
     times = times[scored]
-    names = [f for f in feature_names if f != "model"]
+    names = list(feature_names)  # the non-numeric ones (model) are left out as they are read
     group = group or max(1, DRIFT_READ_BYTES // (8 * max(len(scores), 1)))
     found: list[str] = []
 
@@ -307,7 +308,7 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
                     found.append(name)
                     yield _values(frame, name)[scored]
 
-    model = _codes(base["model"].iloc[scored]) if "model" in base else (np.full(len(times), -1), [])
+    model = _model_codes(base["model"].iloc[scored] if "model" in base else None, len(times))
     return window_drift(times, found, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends,
                         params, threads)
 

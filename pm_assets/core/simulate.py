@@ -252,12 +252,14 @@ def sensor_baseline(config: SimulationConfig) -> pd.DataFrame:
 def simulate(config: SimulationConfig | None = None) -> dict[str, pd.DataFrame]:
     """Simulate the five tables ("machines", "telemetry", "errors", "maintenance", "failures")."""
     config = config or SimulationConfig()
-    seeds = np.random.SeedSequence(config.seed).spawn(4)  # independent streams per part
-    rng_machines, rng_components, rng_telemetry, rng_errors = (np.random.default_rng(s) for s in seeds)
+    # independent streams per part (the later ones added without changing the earlier ones' draws)
+    seeds = np.random.SeedSequence(config.seed).spawn(7)
+    rng_machines, rng_components, rng_telemetry, rng_errors, rng_co, rng_excursions, rng_gaps = (
+        np.random.default_rng(s) for s in seeds)
 
     machines = _simulate_machines(config, rng_machines)
-    maintenance, failures = _simulate_components(config, machines, rng_components)
-    telemetry = _simulate_telemetry(config, failures, rng_telemetry)
+    maintenance, failures = _simulate_components(config, machines, rng_components, rng_co)
+    telemetry = _simulate_telemetry(config, failures, rng_telemetry, rng_excursions, rng_gaps)
     errors = _simulate_errors(config, failures, rng_errors)
     return {
         "machines": machines,
@@ -356,7 +358,7 @@ def _event_days(config: SimulationConfig) -> tuple[np.ndarray, int]:
 
 
 def _simulate_components(
-    config: SimulationConfig, machines: pd.DataFrame, rng: np.random.Generator
+    config: SimulationConfig, machines: pd.DataFrame, rng: np.random.Generator, co_rng: np.random.Generator
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Maintenance (every replacement) and failures (the replacements by failure, all from ``start`` on)."""
     days, first_day = _event_days(config)
@@ -377,7 +379,6 @@ def _simulate_components(
     fail_prob = hazard[after_drift[None, None, :], models[:, None, None], np.arange(len(COMPONENTS))[None, :, None]]
     fails = (rng.random(fail_prob.shape) < fail_prob) & eligible[:, :, None]  # used if the part is old enough
     partners = _co_failure_partners(config)
-    co_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(5)[4])
 
     step = config.scheduled_gap_step_days
     history_slots = -(-first_day // step)  # grid days before start: 0, step, 2*step, ...
@@ -476,7 +477,8 @@ def _hour_index(times: np.ndarray, config: SimulationConfig) -> np.ndarray:
     return ((times - _ns(config.start)) // _HOUR).astype(np.int64)
 
 
-def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: np.random.Generator,
+                        excursion_rng: np.random.Generator, gap_rng: np.random.Generator) -> pd.DataFrame:
     n, hours = config.machines, int((_ns(config.end) - _ns(config.start)) // _HOUR)
     baseline = sensor_baseline(config)
     drift_from = hours
@@ -488,7 +490,6 @@ def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: n
     window = np.arange(-config.precursor_hours, 1)
     sensor_comp = {s: c for c, s in COMPONENT_SENSOR.items()}
 
-    excursion_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(6)[5])
     columns: dict[str, np.ndarray] = {}
     for sensor in SENSORS:
         mean, sd = baseline.loc[sensor, "mean"], baseline.loc[sensor, "sd"]
@@ -524,7 +525,6 @@ def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: n
         }
     )
     if config.gaps_per_machine_year > 0:
-        gap_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(7)[6])
         counts = gap_rng.poisson(config.gaps_per_machine_year * hours / HOURS_PER_YEAR, size=n)
         machine = np.repeat(np.arange(n), counts)
         first = gap_rng.integers(0, hours, size=len(machine))
