@@ -49,6 +49,7 @@ from pm_assets.core.monitoring import (
     LIGHTS,
     MonitoringParams,
     monitor_stored,
+    retrain_recommended,
     monitoring_rows,
     stored_window_drift,
 )
@@ -230,7 +231,7 @@ def day_figures(key: str, result, champion: str | None, report: Path) -> dict:
     perf = result.performance.set_index("period")
     return {
         "date": pd.Timestamp(key), "traffic_light": result.light, "light_code": LIGHTS.index(result.light),
-        "alert_count": result.alert_count, "retrain_recommended": result.alert_count >= 2,
+        "alert_count": result.alert_count, "retrain_recommended": retrain_recommended(result.alert_count),
         "score_psi": result.drift_scores["psi"].iloc[0],
         "n_drifted_features": int(result.drift_features["drifted"].sum()),
         "auc_reference": perf.loc["reference", "roc_auc"],

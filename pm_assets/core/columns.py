@@ -46,7 +46,7 @@ EXACT: dict[str, str] = {
     "expected_saving": "Expected failure cost minus the inspection cost: positive means inspect",
     "action": "inspect (expected saving > 0) or monitor",
     # monitoring
-    "traffic_light": "green (0-1 alerts), yellow (2), red (3+)",
+    "traffic_light": "green (no alert), yellow (1-2 alerts), red (3+)",
     "light_code": "Traffic light as a number: 0 green, 1 yellow, 2 red",
     "alert_count": "How many of the four alerts fired",
     "retrain_recommended": "True from two alerts: the retraining sensor acts on it",

@@ -11,6 +11,15 @@ PSI (population stability index) of a production sample against a reference samp
 
 KS: the two-sample Kolmogorov-Smirnov statistic, max |F_ref(x) - F_prod(x)| (equal to
 ``scipy.stats.ks_2samp(...).statistic``), computed from sorted arrays.
+
+Discrete columns (few distinct values, e.g. the error counts; :func:`is_discrete`): deciles of a reference that is
+mostly 0 give fewer than ``MIN_EDGES`` edges, so their decile PSI is undefined. They are measured on one bin per
+value instead: PSI on those bins (same epsilon), and a chi-square test of the 2 x values table (its p-value,
+``scipy.stats.chi2_contingency(..., correction=False)``).
+
+Jensen-Shannon distance (base 2, in [0, 1], as ``scipy.spatial.distance.jensenshannon(p, q, base=2)``): a second
+measure on the same bins as PSI (the reference deciles, or one bin per value), with no epsilon. It is bounded and
+defined with empty bins, so it reads alike on every column.
 """
 
 from __future__ import annotations
@@ -21,6 +30,12 @@ PSI_BINS = 10
 PSI_EPSILON = 1e-4
 MIN_SAMPLE = 50
 MIN_EDGES = 3
+#: A column with at most this many distinct values is discrete (:func:`is_discrete`): one bin per value.
+DISCRETE_MAX_VALUES = 25
+
+#: The statistics :func:`window_statistics` gives for each pair of windows, in its columns' order.
+STATISTICS = ("psi", "ks", "reference_mean", "production_mean", "jensen_shannon", "chi2_p_value",
+              "reference_n", "production_n")
 
 
 def _clean(values) -> np.ndarray:
@@ -76,12 +91,17 @@ class BinnedColumn:
     the window has. It is exact, whatever the grid: the grid only decides the speed.
     """
 
-    def __init__(self, values: np.ndarray, blocks: np.ndarray, n_blocks: int, grid_values: int | None = None):
+    def __init__(self, values: np.ndarray, blocks: np.ndarray, n_blocks: int, grid_values: int | None = None,
+                 grid: np.ndarray | None = None):
         keep = (blocks >= 0) & ~np.isnan(values)
         x, block = values[keep], blocks[keep]
-        grid_values = grid_values or grid_size(len(x))
-        sample = np.sort(x[:: max(1, len(x) // (8 * grid_values))])
-        self.grid = np.unique(sample[(np.arange(grid_values) * len(sample)) // grid_values]) if len(x) else x[:0]
+        self.discrete = grid is not None  # given: every distinct value of a discrete column (one bin per value)
+        if self.discrete:
+            self.grid = np.unique(np.asarray(grid, dtype=np.float64))
+        else:
+            grid_values = grid_values or grid_size(len(x))
+            sample = np.sort(x[:: max(1, len(x) // (8 * grid_values))])
+            self.grid = np.unique(sample[(np.arange(grid_values) * len(sample)) // grid_values]) if len(x) else x[:0]
         bins = self.bins_of(x)  # bin 2i: between grid values i-1 and i (open); 2i + 1: equal to grid value i
         self.n_bins = 2 * len(self.grid) + 1
         if self.n_bins <= np.iinfo(np.int16).max and (len(block) < 2 or (np.diff(block) >= 0).all()):
@@ -94,6 +114,23 @@ class BinnedColumn:
         np.cumsum(counts.reshape(n_blocks, self.n_bins), axis=0, out=self.before[1:])
         self.bin_start = np.concatenate([[0], np.cumsum(self.before[-1], dtype=np.int64)[:-1]])
         self.sums = np.bincount(block, weights=x, minlength=n_blocks)
+
+    @classmethod
+    def of(cls, values: np.ndarray, blocks: np.ndarray, n_blocks: int, method: str | None = None,
+           max_values: int = DISCRETE_MAX_VALUES) -> BinnedColumn:
+        """The column binned for ``method`` ("discrete": one bin per distinct value; "continuous"; None: chosen by
+        :func:`is_discrete` with ``max_values``): ``.discrete`` says which."""
+        if method not in (None, "discrete", "continuous"):
+            raise ValueError(f"unknown drift method {method!r}: 'discrete' or 'continuous'")
+        distinct = None
+        if method != "continuous":
+            x = values[(blocks >= 0) & ~np.isnan(values)]
+            # a strided sample decides cheaply for most columns; the exact values only where it may be discrete
+            if method == "discrete" or len(np.unique(x[:: max(1, len(x) // 65_536)])) <= max_values:
+                distinct = np.unique(x)
+                if method is None and not is_discrete(distinct, max_values):
+                    distinct = None
+        return cls(values, blocks, n_blocks, grid=distinct)
 
     def bins_of(self, values: np.ndarray) -> np.ndarray:
         at = np.searchsorted(self.grid, values, side="left")
@@ -159,27 +196,88 @@ class _Windows:
 WINDOW_BATCH = 32
 
 
+def is_discrete(distinct: np.ndarray, max_values: int = DISCRETE_MAX_VALUES) -> bool:
+    """The rule that picks the per-value measures: at most ``max_values`` distinct values (NaN aside) over the
+    monitored rows. The error counts (0-3), age (0-20) and any flag are; sensor statistics and the days since a
+    replacement (thousands of values) are not."""
+    return len(distinct) <= max_values
+
+
 def window_statistics(column: BinnedColumn, first, middle, stop, bins: int = PSI_BINS,
                       epsilon: float = PSI_EPSILON) -> np.ndarray:
-    """PSI, KS, reference mean and production mean (columns) of each pair of windows (rows): the reference is
-    blocks first .. middle - 1, the production blocks middle .. stop - 1. PSI and KS equal :func:`psi_sorted` and
-    :func:`ks_sorted` of the windows' sorted values, bit for bit; the means are sums of the blocks' sums."""
+    """The :data:`STATISTICS` (columns) of each pair of windows (rows): the reference is blocks first .. middle - 1,
+    the production blocks middle .. stop - 1. For a continuous column PSI and KS equal :func:`psi_sorted` and
+    :func:`ks_sorted` of the windows' sorted values, bit for bit, and the chi-square p-value is NaN; for a
+    ``column.discrete`` one, PSI, Jensen-Shannon and chi-square are on one bin per value (:func:`discrete_psi`,
+    :func:`jensen_shannon`, :func:`chi2_p_value` of the counts). The means are sums of the blocks' sums."""
     first, middle, stop = (np.asarray(v, dtype=np.intp).reshape(-1) for v in (first, middle, stop))
-    out = np.empty((len(first), 4))
+    out = np.empty((len(first), len(STATISTICS)))
     for i in range(0, len(first), WINDOW_BATCH):
         part = slice(i, i + WINDOW_BATCH)
         ref, prod = _Windows(column, first[part], middle[part]), _Windows(column, middle[part], stop[part])
-        out[part, 0] = _psi(ref, prod, bins, epsilon)
+        if column.discrete:
+            out[part, 0], out[part, 4], out[part, 5] = _per_value(ref.hist, prod.hist, epsilon)
+        else:
+            out[part, 0], out[part, 4] = _psi(ref, prod, bins, epsilon)
+            out[part, 5] = np.nan
         out[part, 1] = _ks(ref, prod)
         out[part, 2], out[part, 3] = ref.means(), prod.means()
+        out[part, 6], out[part, 7] = ref.n, prod.n
     return out
 
 
-def _psi(ref: _Windows, prod: _Windows, bins: int, epsilon: float) -> np.ndarray:
+def _per_value(ref_counts: np.ndarray, prod_counts: np.ndarray, epsilon: float):
+    """PSI, Jensen-Shannon distance and the chi-square p-value of each row of per-value counts (NaN where a window
+    has fewer than ``MIN_SAMPLE`` values)."""
+    n_ref, n_prod = ref_counts.sum(axis=1), prod_counts.sum(axis=1)
+    out = np.full((3, len(n_ref)), np.nan)
+    for row in np.flatnonzero((n_ref >= MIN_SAMPLE) & (n_prod >= MIN_SAMPLE)).tolist():
+        a, b = ref_counts[row], prod_counts[row]
+        present = (a > 0) | (b > 0)
+        a, b = a[present], b[present]
+        out[:, row] = discrete_psi(a, b, epsilon), jensen_shannon(a / a.sum(), b / b.sum()), chi2_p_value(a, b)
+    return out[0], out[1], out[2]
+
+
+def discrete_psi(ref_counts, prod_counts, epsilon: float = PSI_EPSILON) -> float:
+    """PSI on one bin per value, from the counts of each value in the two windows (the same values, in order)."""
+    p_ref = np.maximum(np.asarray(ref_counts, dtype=np.float64) / np.sum(ref_counts), epsilon)
+    p_prod = np.maximum(np.asarray(prod_counts, dtype=np.float64) / np.sum(prod_counts), epsilon)
+    return float(np.sum((p_prod - p_ref) * np.log(p_prod / p_ref)))
+
+
+def jensen_shannon(p, q) -> float:
+    """Jensen-Shannon distance, base 2, of two distributions on the same bins (``scipy.spatial.distance.
+    jensenshannon(p, q, base=2)``): sqrt of the mean Kullback-Leibler divergence of p and q from their mixture."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
+    return float(np.sqrt(max((kl_p + kl_q) / 2, 0.0)))
+
+
+def chi2_p_value(ref_counts, prod_counts) -> float:
+    """p-value of the chi-square test of homogeneity of the 2 x values table (no continuity correction: equal to
+    ``scipy.stats.chi2_contingency([ref, prod], correction=False)``); 1.0 when only one value occurs."""
+    from scipy.stats import chi2
+
+    table = np.array([ref_counts, prod_counts], dtype=np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    return float(chi2.sf(np.sum((table - expected) ** 2 / expected), table.shape[1] - 1))
+
+
+def _psi(ref: _Windows, prod: _Windows, bins: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """PSI and the Jensen-Shannon distance on the same reference-decile bins, of each pair of windows."""
     out = np.full(len(ref.n), np.nan)
+    js = np.full(len(ref.n), np.nan)
     rows = np.flatnonzero((ref.n >= MIN_SAMPLE) & (prod.n >= MIN_SAMPLE))
     if not len(rows):
-        return out
+        return out, js
     q = np.arange(1, bins) / bins
     per_row = np.repeat(rows, len(q))
 
@@ -197,9 +295,10 @@ def _psi(ref: _Windows, prod: _Windows, bins: int, epsilon: float) -> np.ndarray
         n_ref, n_prod = int(ref.n[row]), int(prod.n[row])  # the steps of psi_sorted, on the same numbers
         p_ref = np.diff(at_ref[j][keep], prepend=0, append=n_ref) / n_ref
         p_prod = np.diff(at_prod[j][keep], prepend=0, append=n_prod) / n_prod
+        js[row] = jensen_shannon(p_ref, p_prod)
         p_ref, p_prod = np.maximum(p_ref, epsilon), np.maximum(p_prod, epsilon)
         out[row] = float(np.sum((p_prod - p_ref) * np.log(p_prod / p_ref)))
-    return out
+    return out, js
 
 
 def _ks(a: _Windows, b: _Windows) -> np.ndarray:
@@ -343,6 +442,29 @@ def expected_average_precision_sorted(p: np.ndarray) -> float:
     k = np.arange(1, len(p) + 1)
     before = np.concatenate([[0.0], np.cumsum(p)[:-1]])
     return float(np.sum((p + p * before) / k) / p.sum())
+
+
+# --- sampling error ------------------------------------------------------------------------------------------------
+# Analytic standard errors, from the metric and the sample sizes (effective ones: see MonitoringParams'
+# snapshots_per_failure); a seeded bootstrap over failures checks them in the tests.
+
+def roc_auc_standard_error(auc: float, positives: float, negatives: float) -> float:
+    """Hanley & McNeil (1982): the standard error of a ROC AUC of ``positives`` and ``negatives`` independent rows.
+    NaN below one of either."""
+    if not (positives >= 1 and negatives >= 1) or np.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def average_precision_standard_error(ap: float, positives: float) -> float:
+    """The binomial standard error of an average precision over ``positives`` independent positives,
+    sqrt(AP (1 - AP) / positives) (Boyd, Eng & Page 2013, "binomial interval"). NaN below one positive."""
+    if not positives >= 1 or np.isnan(ap):
+        return float("nan")
+    return float(np.sqrt(max(ap * (1 - ap), 0.0) / positives))
 
 
 def roc_auc_and_average_precision(y, p) -> tuple[float, float]:

@@ -3,7 +3,19 @@
 For a monitoring date D (the end of a daily partition): the production window is the ``production_days`` days
 ending at D, the reference window the ``reference_days`` days right before it. Only usable, scored snapshots are
 compared; performance and failure rates use mature labels only. The alert rules and their defaults are those of
-the monitoring notebook this project grew from.
+the monitoring notebook this project grew from, with these additions (each chosen by a field of
+:class:`MonitoringParams`, its default justified in the README's "Monitoring" section):
+
+- each feature is measured by its kind: continuous (reference-decile PSI, KS, Jensen-Shannon on the same bins) or
+  discrete (at most ``discrete_max_values`` distinct values: PSI and Jensen-Shannon on one bin per value, and a
+  chi-square test); ``drift_methods`` overrides the choice per feature. ``feature_drift_measure`` says which
+  measure makes a feature "drifted" (PSI, the notebook's rule, by default).
+- multivariate drift: the PCA reconstruction error of ``multivariate_features`` (:mod:`pm_assets.core.multivariate`),
+  its own alert;
+- sampling-error bands (``band_z`` standard errors) on AUC and AP, realized and estimated; the AP-drop alert fires
+  only when the drop exceeds both its threshold and the band of the difference;
+- the label-drift alert compares failure rates relatively (``label_drift_rule="relative"``) or absolutely (the
+  notebook's rule, ``"absolute"``).
 """
 
 from __future__ import annotations
@@ -18,20 +30,41 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from pm_assets.core.drift import (
+    DISCRETE_MAX_VALUES,
+    MIN_EDGES,
+    MIN_SAMPLE,
+    PSI_BINS,
+    STATISTICS,
     BinnedColumn,
     expected_average_precision_sorted,
     expected_failure_rate,
+    average_precision_standard_error,
     expected_roc_auc_sorted,
     roc_auc_and_average_precision_sorted,
+    roc_auc_standard_error,
     window_statistics,
 )
+from pm_assets.core.multivariate import PCA_SIGMA, PCA_VARIANCE, RECONSTRUCTION, BlockMoments, reconstruction_drift
+from pm_assets.core.schema import SENSORS
 
 LIGHTS = ("green", "yellow", "red")
+#: The light from the number of alerts fired, and the retraining rule (the retraining sensor acts on it): the one
+#: definition of each. The notebook's light was green up to one alert; with the rules of this module no alert fired
+#: on any day of the simulated no-drift year, while a doubled failure rate or a correlation change fires one alert
+#: only (README, "Monitoring"), so one alert is yellow.
+YELLOW_FROM_ALERTS = 1
+RED_FROM_ALERTS = 3
+RETRAIN_FROM_ALERTS = 2
 ACTIONS = {
     "green": "No action: the model and its inputs are stable.",
-    "yellow": "Investigate the alerts; retraining is recommended (two alerts).",
-    "red": "Retrain now and review the data pipeline: three or more alerts.",
+    "yellow": f"Investigate the alerts; retraining is recommended from {RETRAIN_FROM_ALERTS} alerts.",
+    "red": f"Retrain now and review the data pipeline: {RED_FROM_ALERTS} or more alerts.",
 }
+#: The telemetry features of the multivariate drift: each sensor's mean and sd over the 3 h and 24 h windows (the
+#: windows every usable snapshot has; the longer ones are often missing on partial telemetry).
+MULTIVARIATE_FEATURES = tuple(f"{s}_{stat}_{w}" for s in SENSORS for w in ("3h", "24h") for stat in ("mean", "sd"))
+FEATURE_MEASURES = {"psi": "psi", "jensen_shannon": "jensen_shannon"}
+LABEL_DRIFT_RULES = ("relative", "absolute")
 
 
 @dataclass(frozen=True)
@@ -42,11 +75,47 @@ class MonitoringParams:
     feature_psi_alert: float = 0.20
     min_drifted_features: int = 8
     ap_drop_alert: float = 0.05
-    failure_rate_change_alert: float = 0.10  # absolute, in share of snapshots (0.10 = 10 percentage points)
+    failure_rate_change_alert: float = 0.10  # the "absolute" rule: in share of snapshots (0.10 = 10 points)
     min_segment_rows: int = 200
     importance_sample: int = 2000
     importance_repeats: int = 3
     seed: int = 0
+    #: a feature with at most this many distinct values over the monitored rows is discrete (one bin per value)
+    discrete_max_values: int = DISCRETE_MAX_VALUES
+    #: per-feature override of that choice: (feature, "discrete" or "continuous") pairs
+    drift_methods: tuple[tuple[str, str], ...] = ()
+    #: what makes a feature drifted: "psi" (>= feature_psi_alert, the notebook's) or "jensen_shannon" (>= feature_js_alert)
+    feature_drift_measure: str = "psi"
+    feature_js_alert: float = 0.10
+    #: multivariate drift: these features' PCA reconstruction error (empty: off)
+    multivariate_features: tuple[str, ...] = MULTIVARIATE_FEATURES
+    pca_variance: float = PCA_VARIANCE
+    pca_sigma: float = PCA_SIGMA
+    #: "relative": |production / reference - 1| >= failure_rate_relative_alert, and significant: a two-proportion z
+    #: test on the failures (positives / snapshots_per_failure) rejects equal rates at label_drift_alpha;
+    #: "absolute": the notebook's rule (failure_rate_change_alert)
+    label_drift_rule: str = "relative"
+    failure_rate_relative_alert: float = 0.50
+    label_drift_alpha: float = 0.01
+    #: the bands: this many standard errors (1.96: 95 %), counting failures, not snapshots (below)
+    band_z: float = 1.96
+    #: positive snapshots one failure makes (24 h horizon / 3 h snapshots): they are not independent, so the bands'
+    #: standard errors take positives / this (and negatives / this) as their sample sizes
+    snapshots_per_failure: int = 8
+
+    def __post_init__(self) -> None:
+        if self.feature_drift_measure not in FEATURE_MEASURES:
+            raise ValueError(f"feature_drift_measure must be one of {sorted(FEATURE_MEASURES)}")
+        if self.label_drift_rule not in LABEL_DRIFT_RULES:
+            raise ValueError(f"label_drift_rule must be one of {LABEL_DRIFT_RULES}")
+        bad = sorted({m for _, m in self.drift_methods} - {"discrete", "continuous"})
+        if bad:
+            raise ValueError(f"drift_methods values must be 'discrete' or 'continuous', not {bad}")
+
+    @property
+    def drift_threshold(self) -> float:
+        """The threshold of ``feature_drift_measure``."""
+        return self.feature_psi_alert if self.feature_drift_measure == "psi" else self.feature_js_alert
 
 
 @dataclass
@@ -69,6 +138,7 @@ class MonitoringResult:
     alerts: list[Alert] = field(default_factory=list)
     reference_rows: pd.DataFrame | None = None  # the windows' rows, for histograms
     production_rows: pd.DataFrame | None = None
+    multivariate: dict | None = None  # the PCA reconstruction error (multivariate.RECONSTRUCTION), None when off
 
     @property
     def alert_count(self) -> int:
@@ -87,13 +157,17 @@ class MonitoringResult:
             "alert_count": self.alert_count,
             "traffic_light": self.light,
             "action": ACTIONS[self.light],
-            "retrain_recommended": self.alert_count >= 2,
+            "retrain_recommended": retrain_recommended(self.alert_count),
             "top_weighted_drift": top_weighted.to_dict("records"),
         }
 
 
 def traffic_light(alert_count: int) -> str:
-    return "green" if alert_count <= 1 else "yellow" if alert_count == 2 else "red"
+    return "red" if alert_count >= RED_FROM_ALERTS else "yellow" if alert_count >= YELLOW_FROM_ALERTS else "green"
+
+
+def retrain_recommended(alert_count: int) -> bool:
+    return alert_count >= RETRAIN_FROM_ALERTS
 
 
 def windows_for(end, params: MonitoringParams) -> dict:
@@ -186,10 +260,19 @@ def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: Mon
     if not ends:
         return
     names = numeric_features(rows, feature_names)
-    drift = window_drift(prepared.times, names, (_values(rows, f) for f in names), prepared.p_any,
-                         _model_codes(rows["model"] if "model" in rows else None, len(rows)), ends, params, threads)
+    drift = window_drift(prepared.times, ((f, _values(rows, f)) for f in names), prepared.p_any,
+                         _model_codes(rows["model"] if "model" in rows else None, len(rows)), ends, params, threads,
+                         multivariate_matrix(rows, params))
     for day, end in enumerate(ends):
         yield monitor_prepared(prepared, end, params, importance, drift, day)
+
+
+def multivariate_matrix(rows: pd.DataFrame, params: MonitoringParams) -> np.ndarray | None:
+    """The rows x ``params.multivariate_features`` matrix of the multivariate drift (None: off or not all there)."""
+    names = list(params.multivariate_features)
+    if not names or not set(names) <= set(rows.columns):
+        return None
+    return rows[names].to_numpy(dtype=np.float64)
 
 
 @dataclass
@@ -197,10 +280,12 @@ class WindowDrift:
     """The drift of each monitoring date's windows (rows: dates), from :func:`window_drift`."""
 
     features: list[str]
-    stats: np.ndarray  # (dates, features then p_any, 4): PSI, KS, reference mean, production mean
+    stats: np.ndarray  # (dates, features then p_any, statistics): drift.STATISTICS
     segment_psi: np.ndarray  # (dates, machine models): PSI of p_any within each model
     segment_rows: np.ndarray  # (dates, machine models, 2): rows of each model in the reference, production window
     models: list[str]
+    methods: list[str] = field(default_factory=list)  # each feature's: "discrete" or "continuous"
+    multivariate: np.ndarray | None = None  # (dates, multivariate.RECONSTRUCTION), None when off
 
     def most_drifted(self, day: int, count: int) -> list[str]:
         """The ``count`` features of highest PSI on date ``day`` (the report draws them), NaN left out."""
@@ -208,12 +293,14 @@ class WindowDrift:
         return _by_psi(table).dropna(subset=["psi"]).head(count)["feature"].tolist()
 
 
-def window_drift(times: np.ndarray, names: list[str], columns, p_any: np.ndarray,
+def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
                  model: tuple[np.ndarray, list[str]], ends: list, params: MonitoringParams,
-                 threads: int = 1) -> WindowDrift:
-    """PSI, KS and means of each feature (``columns``: the values of ``names``, one array at a time, rows as
-    ``times``) and of p_any, and p_any's PSI per machine model, for the windows of each of ``ends``: exact, equal
-    to :func:`~pm_assets.core.drift.psi` and ``ks_statistic`` of the windows' values.
+                 threads: int = 1, multivariate: np.ndarray | None = None) -> WindowDrift:
+    """The drift statistics (``drift.STATISTICS``) of each feature (``columns``: (name, values) pairs, one at a
+    time, rows as ``times``) and of p_any, p_any's PSI per machine model, and the reconstruction error of
+    ``multivariate`` (rows x features; None: none), for the windows of each of ``ends``. Continuous columns are
+    exact, equal to :func:`~pm_assets.core.drift.psi` and ``ks_statistic`` of the windows' values; a feature is
+    discrete by ``params`` (``discrete_max_values``, ``drift_methods``); p_any is always continuous.
 
     The rows are cut into blocks at every midnight and window boundary. Each column is binned once
     (:class:`~pm_assets.core.drift.BinnedColumn`), so a date costs O(bins) per column plus sorts of a few bins,
@@ -234,12 +321,29 @@ def window_drift(times: np.ndarray, names: list[str], columns, p_any: np.ndarray
     cuts = np.array([(at(w["reference"][0]), at(w["production"][0]), at(w["production"][1])) for w in spans],
                     dtype=np.intp).reshape(-1, 3)
 
-    def column(values: np.ndarray) -> np.ndarray:
-        return window_statistics(BinnedColumn(values, blocks, n_blocks), *cuts.T)
+    overrides = dict(params.drift_methods)
+
+    def column(item: tuple[str | None, np.ndarray]) -> tuple[np.ndarray, bool]:
+        name, values = item
+        binned = BinnedColumn.of(values, blocks, n_blocks, overrides.get(name) if name else "continuous",
+                                 params.discrete_max_values)
+        return window_statistics(binned, *cuts.T), binned.discrete
 
     codes, models = model
-    everything = chain(columns, [p_any], (np.where(codes == code, p_any, np.nan) for code in range(len(models))))
-    results = list(_mapped(column, everything, threads))
+    names: list[str] = []
+
+    def named():
+        for name, values in columns:
+            names.append(name)
+            yield name, values
+
+    everything = chain(named(), [(None, p_any)],
+                       ((None, np.where(codes == code, p_any, np.nan)) for code in range(len(models))))
+    results, discrete = zip(*_mapped(column, everything, threads))
+    mv = None
+    if multivariate is not None:
+        mv = reconstruction_drift(BlockMoments.of(multivariate, blocks, n_blocks), *cuts.T,
+                                  variance=params.pca_variance, sigma=params.pca_sigma)
     counted = (blocks >= 0) & (codes >= 0)
     per_block = np.bincount(codes[counted] * n_blocks + blocks[counted],
                             minlength=len(models) * n_blocks).reshape(len(models), n_blocks)
@@ -249,7 +353,8 @@ def window_drift(times: np.ndarray, names: list[str], columns, p_any: np.ndarray
     n_stats = len(names) + 1
     return WindowDrift(features=list(names), stats=np.stack(results[:n_stats], axis=1),
                        segment_psi=np.stack([r[:, 0] for r in results[n_stats:]], axis=1) if models else
-                       np.zeros((len(cuts), 0)), segment_rows=rows, models=list(models))
+                       np.zeros((len(cuts), 0)), segment_rows=rows, models=list(models),
+                       methods=["discrete" if d else "continuous" for d in discrete[:len(names)]], multivariate=mv)
 
 
 def _mapped(function, items, threads: int):
@@ -298,19 +403,27 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
     times = times[scored]
     names = list(feature_names)  # the non-numeric ones (model) are left out as they are read
     group = group or max(1, DRIFT_READ_BYTES // (8 * max(len(scores), 1)))
-    found: list[str] = []
 
     def columns():
         for i in range(0, len(names), group):
             frame = read_features(names[i: i + group])
             for name in names[i: i + group]:
                 if name in frame and pd.api.types.is_numeric_dtype(frame[name]):
-                    found.append(name)
-                    yield _values(frame, name)[scored]
+                    yield name, _values(frame, name)[scored]
 
     model = _model_codes(base["model"].iloc[scored] if "model" in base else None, len(times))
-    return window_drift(times, found, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends,
-                        params, threads)
+    matrix, wanted = None, list(params.multivariate_features)
+    if wanted:  # the telemetry columns of the multivariate drift, filled in a group of columns at a time
+        matrix = np.empty((len(scored), len(wanted)))
+        for i in range(0, len(wanted), group):
+            frame = read_features(wanted[i: i + group])
+            if not set(wanted[i: i + group]) <= set(frame.columns):
+                matrix = None
+                break
+            for j, name in enumerate(wanted[i: i + group], start=i):
+                matrix[:, j] = _values(frame, name)[scored]
+    return window_drift(times, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends,
+                        params, threads, matrix)
 
 
 def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importance: pd.Series | None,
@@ -319,12 +432,9 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importan
     win = windows_for(end, params)
     ref, prod = data.span(*win["reference"]), data.span(*win["production"])
     stats = drift.stats[day]
-    drift_features = pd.DataFrame({"feature": drift.features, "psi": stats[:-1, 0], "ks": stats[:-1, 1],
-                                   "reference_mean": stats[:-1, 2], "production_mean": stats[:-1, 3]})
-    drift_features["drifted"] = drift_features["psi"] >= params.feature_psi_alert
-    drift_features = _by_psi(drift_features)
+    drift_features = feature_table(drift.features, drift.methods, stats[:-1], params)
 
-    performance = _performance(data, win, ref, prod)
+    performance = _performance(data, win, ref, prod, params)
     perf = performance.set_index("period")
     drift_scores = pd.DataFrame([{
         "score": "p_any", "psi": stats[-1, 0], "ks": stats[-1, 1],
@@ -334,6 +444,13 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importan
     }])
     drift_segments = _segments(drift.models, drift.segment_psi[day], drift.segment_rows[day], params)
     drift_weighted = _weighted(drift_features, importance)
+    multivariate = None
+    if drift.multivariate is not None:
+        multivariate = {name: _num(v) for name, v in zip(RECONSTRUCTION, drift.multivariate[day], strict=True)}
+        names = list(params.multivariate_features)
+        pair = multivariate.pop("pair_a"), multivariate.pop("pair_b")
+        multivariate["correlation_pair"] = (f"{names[int(pair[0])]} ~ {names[int(pair[1])]}"
+                                            if None not in pair else "")
 
     mature_rows = {name: int(data.mature[span].sum()) for name, span in (("reference", ref), ("production", prod))}
     result = MonitoringResult(
@@ -342,10 +459,35 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importan
                     "reference_mature": mature_rows["reference"], "production_mature": mature_rows["production"]}},
         drift_features=drift_features, drift_scores=drift_scores, performance=performance,
         drift_segments=drift_segments, drift_weighted=drift_weighted,
-        reference_rows=data.rows.iloc[ref], production_rows=data.rows.iloc[prod],
+        reference_rows=data.rows.iloc[ref], production_rows=data.rows.iloc[prod], multivariate=multivariate,
     )
-    result.alerts = alerts(drift_scores.iloc[0], drift_features, perf.loc["reference"], perf.loc["production"], params)
+    result.alerts = alerts(drift_scores.iloc[0], drift_features, perf.loc["reference"], perf.loc["production"], params,
+                           multivariate)
     return result
+
+
+def drifted_features(table: pd.DataFrame, params: MonitoringParams) -> pd.Series:
+    """The rule of a drifted feature: its ``feature_drift_measure`` at or above that measure's threshold."""
+    return table[FEATURE_MEASURES[params.feature_drift_measure]] >= params.drift_threshold
+
+
+def feature_table(names: list[str], methods: list[str], stats: np.ndarray, params: MonitoringParams) -> pd.DataFrame:
+    """The drift table of one date: a row per feature with its method, the :data:`~pm_assets.core.drift.STATISTICS`,
+    ``drifted`` by ``params.feature_drift_measure`` and a ``note`` saying why a measure is undefined, by PSI
+    (largest first, undefined last)."""
+    table = pd.DataFrame(stats, columns=list(STATISTICS))
+    table.insert(0, "feature", list(names))
+    table.insert(1, "method", list(methods) if methods else ["continuous"] * len(names))
+    for column in ("reference_n", "production_n"):
+        table[column] = table[column].astype(np.int64)
+    table["drifted"] = drifted_features(table, params)
+    small = (table["reference_n"] < MIN_SAMPLE) | (table["production_n"] < MIN_SAMPLE)
+    table["note"] = np.select(
+        [small, table["psi"].isna() & (table["method"] == "continuous")],
+        [f"fewer than {MIN_SAMPLE} values in a window",
+         f"nearly constant reference: fewer than {MIN_EDGES} distinct decile edges of its {PSI_BINS} (set "
+         "drift_methods to 'discrete' to measure it per value; KS is defined)"], "")
+    return _by_psi(table)
 
 
 def _by_psi(drift_features: pd.DataFrame) -> pd.DataFrame:
@@ -353,8 +495,9 @@ def _by_psi(drift_features: pd.DataFrame) -> pd.DataFrame:
     return drift_features.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
 
 
-def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.DataFrame:
-    """Realized AUC/AP per production week and for each window, with the label-free estimates beside them."""
+def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params: MonitoringParams) -> pd.DataFrame:
+    """Realized AUC/AP per production week and for each window, with the label-free estimates beside them, and
+    the half-widths of their bands (``params.band_z`` standard errors; :func:`bands`)."""
     rows = []
 
     def add(period: str, start, end, span: slice):
@@ -375,6 +518,7 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.D
             "immature_estimated_average_precision": expected_average_precision_sorted(p_immature),
             "immature_estimated_failure_rate": expected_failure_rate(p_immature),
         })
+        rows[-1] |= bands(rows[-1], y.sum(), len(y) - y.sum(), p_mature, p_immature, params)
 
     add("reference", *win["reference"], ref)
     add("production", *win["production"], prod)
@@ -385,6 +529,29 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice) -> pd.D
         add(f"week of {week.date()}", week, stop, data.span(week, stop))
         week = stop
     return pd.DataFrame(rows)
+
+
+def bands(row: dict, positives: float, negatives: float, p_mature: np.ndarray, p_immature: np.ndarray,
+          params: MonitoringParams) -> dict:
+    """Half-widths (``band_z`` standard errors) of a period's realized AUC and AP (its mature labels' counts) and of
+    the estimates (the counts the probabilities expect). Each failure makes ``snapshots_per_failure`` positive
+    snapshots that are not independent, so the counts are divided by it: the bands count failures."""
+    k, z = params.snapshots_per_failure, params.band_z
+
+    def auc_ap(auc: float, ap: float, pos: float, neg: float) -> tuple[float, float]:
+        return z * roc_auc_standard_error(auc, pos / k, neg / k), z * average_precision_standard_error(ap, pos / k)
+
+    out = {}
+    out["roc_auc_band"], out["average_precision_band"] = auc_ap(row["roc_auc"], row["average_precision"],
+                                                                float(positives), float(negatives))
+    expected = float(p_mature.sum())
+    out["estimated_roc_auc_band"], out["estimated_average_precision_band"] = auc_ap(
+        row["estimated_roc_auc"], row["estimated_average_precision"], expected, len(p_mature) - expected)
+    expected = float(p_immature.sum())
+    out["immature_estimated_average_precision_band"] = auc_ap(
+        row["immature_estimated_roc_auc"], row["immature_estimated_average_precision"], expected,
+        len(p_immature) - expected)[1]
+    return out
 
 
 def _segments(names: list[str], score_psi: np.ndarray, rows: np.ndarray, params: MonitoringParams) -> pd.DataFrame:
@@ -414,29 +581,91 @@ def _weighted(drift_features: pd.DataFrame, importance: pd.Series | None) -> pd.
 
 
 def alerts(score_drift: pd.Series, drift_features: pd.DataFrame, ref_perf: pd.Series, prod_perf: pd.Series,
-           params: MonitoringParams) -> list[Alert]:
-    """The four alert rules; each says why it fired or not, with its values and threshold."""
+           params: MonitoringParams, multivariate: dict | None = None) -> list[Alert]:
+    """The alert rules (four, five with the multivariate drift); each says why it fired or not, with its values
+    and threshold."""
     out = []
     score_psi = score_drift["psi"]
     out.append(Alert("score_drift", bool(score_psi >= params.score_psi_alert), _num(score_psi), params.score_psi_alert,
                      f"score PSI {score_psi:.3f} vs threshold {params.score_psi_alert}"))
-    drifted = drift_features.loc[drift_features["psi"] >= params.feature_psi_alert, "feature"].tolist()
+    drifted = drift_features.loc[drifted_features(drift_features, params), "feature"].tolist()
+    measured = int(drift_features[FEATURE_MEASURES[params.feature_drift_measure]].notna().sum())
     out.append(Alert("feature_drift", len(drifted) >= params.min_drifted_features, float(len(drifted)),
                      float(params.min_drifted_features),
-                     f"{len(drifted)} features with PSI >= {params.feature_psi_alert} (alert from "
+                     f"{len(drifted)} of {measured} features ({len(drifted) / max(measured, 1):.0%}) with "
+                     f"{params.feature_drift_measure} >= {params.drift_threshold} (alert from "
                      f"{params.min_drifted_features})" + (f": {', '.join(drifted[:8])}" if drifted else "")))
     drop = ref_perf["average_precision"] - prod_perf["average_precision"]
-    out.append(Alert("performance_decay", bool(drop >= params.ap_drop_alert), _num(drop), params.ap_drop_alert,
+    band = float(np.hypot(ref_perf.get("average_precision_band", np.nan),
+                          prod_perf.get("average_precision_band", np.nan)))
+    fired = bool(drop >= params.ap_drop_alert and not drop <= band)  # an undefined band does not hold it back
+    out.append(Alert("performance_decay", fired, _num(drop), params.ap_drop_alert,
                      f"AP {ref_perf['average_precision']:.3f} (reference) -> {prod_perf['average_precision']:.3f} "
-                     f"(production, mature labels): drop {drop:.3f} vs threshold {params.ap_drop_alert}"
-                     if not np.isnan(drop) else "AP undefined in a window (one class or no mature labels)"))
-    change = abs(prod_perf["failure_rate"] - ref_perf["failure_rate"])
-    out.append(Alert("label_drift", bool(change >= params.failure_rate_change_alert), _num(change),
-                     params.failure_rate_change_alert,
-                     f"failure rate {ref_perf['failure_rate']:.4f} -> {prod_perf['failure_rate']:.4f}: change "
-                     f"{change:.4f} vs threshold {params.failure_rate_change_alert}"
-                     if not np.isnan(change) else "failure rate undefined (no mature labels in a window)"))
+                     f"(production, mature labels): drop {drop:.3f} vs threshold {params.ap_drop_alert} and its "
+                     f"sampling band +-{band:.3f}" if not np.isnan(drop)
+                     else "AP undefined in a window (one class or no mature labels)"))
+    out.append(_label_drift(ref_perf, prod_perf, params))
+    if multivariate is not None:
+        out.append(_multivariate(multivariate, params))
     return out
+
+
+def _multivariate(figures: dict, params: MonitoringParams) -> Alert:
+    """Fires when the reconstruction error leaves its band or the largest correlation change passes its threshold
+    (:mod:`pm_assets.core.multivariate`). Its value and threshold are the correlation change's; the reason gives
+    both measures."""
+    error, lower, upper = (figures.get(k) for k in ("production_error", "lower_threshold", "upper_threshold"))
+    change, limit = figures.get("correlation_change"), figures.get("correlation_threshold")
+    parts, fired = [], False
+    if None not in (error, lower, upper):
+        outside = error > upper or error < lower
+        fired |= outside
+        parts.append(f"PCA reconstruction error {error:.3f} vs band [{lower:.3f}, {upper:.3f}] (reference days' mean "
+                     f"+-{params.pca_sigma:g} sd)")
+    if None not in (change, limit):
+        fired |= change > limit
+        parts.append(f"largest correlation change {change:.3f} ({figures.get('correlation_pair', '')}) vs "
+                     f"threshold {limit:.3f}")
+    return Alert("multivariate_drift", bool(fired), change, float("nan") if limit is None else limit,
+                 "; ".join(parts) or "multivariate drift undefined (too few complete rows in a window)")
+
+
+def _label_drift(ref_perf: pd.Series, prod_perf: pd.Series, params: MonitoringParams) -> Alert:
+    reference, production = ref_perf["failure_rate"], prod_perf["failure_rate"]
+    rates = f"failure rate {reference:.4f} -> {production:.4f}"
+    if params.label_drift_rule == "absolute":
+        change = abs(production - reference)
+        return Alert("label_drift", bool(change >= params.failure_rate_change_alert), _num(change),
+                     params.failure_rate_change_alert,
+                     f"{rates}: change {change:.4f} vs threshold {params.failure_rate_change_alert}"
+                     if not np.isnan(change) else "failure rate undefined (no mature labels in a window)")
+    change = abs(production / reference - 1) if reference > 0 else float("nan")
+    if np.isnan(change):
+        return Alert("label_drift", False, None, params.failure_rate_relative_alert, "relative change undefined (no "
+                     "mature labels or no failures in the reference window)")
+    k = params.snapshots_per_failure
+    p_value = two_proportion_p_value(reference * ref_perf.get("mature_rows", np.nan) / k,
+                                     ref_perf.get("mature_rows", np.nan) / k,
+                                     production * prod_perf.get("mature_rows", np.nan) / k,
+                                     prod_perf.get("mature_rows", np.nan) / k)
+    significant = not p_value >= params.label_drift_alpha  # unknown counts: the relative change alone decides
+    return Alert("label_drift", bool(change >= params.failure_rate_relative_alert and significant), _num(change),
+                 params.failure_rate_relative_alert,
+                 f"{rates}: relative change {change:.0%} vs threshold {params.failure_rate_relative_alert:.0%}, "
+                 f"p = {p_value:.2g} (two-proportion test on failures, alert below {params.label_drift_alpha:g})")
+
+
+def two_proportion_p_value(x1: float, n1: float, x2: float, n2: float) -> float:
+    """Two-sided p-value of the pooled two-proportion z test of x1 / n1 against x2 / n2 (NaN when undefined)."""
+    from scipy.stats import norm
+
+    if not (n1 > 0 and n2 > 0):
+        return float("nan")
+    pooled = (x1 + x2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if not se > 0:
+        return float("nan") if np.isnan(se) else 1.0
+    return float(2 * norm.sf(abs(x2 / n2 - x1 / n1) / se))
 
 
 def _num(value) -> float | None:

@@ -63,10 +63,19 @@ class DriftSpec:
     sensor_shift_sd: Mapping[str, float] = field(default_factory=dict)  # sensor -> baseline shift, in noise sds
     sensor_scale: Mapping[str, float] = field(default_factory=dict)  # sensor -> multiplier of the noise sd
     failure_rate_factor: float = 1.0  # multiplies every component's (long-run) failure rate
+    #: (a, b, rho): b's hourly noise becomes rho z_a + sqrt(1 - rho^2) z_b, with z_a, z_b the two sensors' own
+    #: standard normal noise. Every sensor's distribution stays the same; corr(a, b) becomes rho (a correlation-only
+    #: drift, which no univariate test sees). a must come before b in SENSORS.
+    correlated_noise: tuple[str, str, float] | None = None
 
     def __post_init__(self) -> None:
         _check_keys("sensor_shift_sd", self.sensor_shift_sd, SENSORS, complete=False)
         _check_keys("sensor_scale", self.sensor_scale, SENSORS, complete=False)
+        if self.correlated_noise is not None:
+            a, b, rho = self.correlated_noise
+            if a not in SENSORS or b not in SENSORS or SENSORS.index(a) >= SENSORS.index(b) or not -1 <= rho <= 1:
+                raise ValueError(f"correlated_noise {self.correlated_noise!r}: two sensors in SENSORS order and "
+                                 "-1 <= rho <= 1")
         if self.failure_rate_factor < 0 or any(v <= 0 for v in self.sensor_scale.values()):
             raise ValueError("failure_rate_factor must be >= 0 and sensor scales > 0")
 
@@ -491,6 +500,7 @@ def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: n
     sensor_comp = {s: c for c, s in COMPONENT_SENSOR.items()}
 
     columns: dict[str, np.ndarray] = {}
+    correlated = config.drift.correlated_noise if config.drift is not None else None
     for sensor in SENSORS:
         mean, sd = baseline.loc[sensor, "mean"], baseline.loc[sensor, "sd"]
         noise_sd = np.full(hours, sd)
@@ -498,7 +508,13 @@ def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: n
         if config.drift is not None:
             noise_sd[drift_from:] *= config.drift.sensor_scale.get(sensor, 1.0)
             level[drift_from:] += config.drift.sensor_shift_sd.get(sensor, 0.0) * sd
-        values = level + rng.standard_normal((n, hours)) * noise_sd
+        noise = rng.standard_normal((n, hours))
+        if correlated is not None and sensor == correlated[0]:
+            leading = noise[:, drift_from:].copy()
+        elif correlated is not None and sensor == correlated[1]:
+            rho = correlated[2]
+            noise[:, drift_from:] = rho * leading + np.sqrt(1 - rho * rho) * noise[:, drift_from:]
+        values = level + noise * noise_sd
 
         comp = sensor_comp[sensor]
         is_comp = (failures["failure"] == comp).to_numpy()

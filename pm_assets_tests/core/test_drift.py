@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import ks_2samp
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pm_assets.core.drift import (
@@ -26,6 +27,11 @@ from pm_assets.core.drift import (
     PSI_BINS,
     PSI_EPSILON,
     BinnedColumn,
+    average_precision_standard_error,
+    chi2_p_value,
+    discrete_psi,
+    jensen_shannon,
+    roc_auc_standard_error,
     expected_average_precision,
     expected_failure_rate,
     expected_roc_auc,
@@ -454,7 +460,10 @@ def test_binned_windows_give_the_psi_ks_and_mean_of_the_sorted_windows_exactly(s
             for w in range(pairs):
                 ref = sorted_clean(values[first[w] * per_block: middle[w] * per_block])
                 prod = sorted_clean(values[middle[w] * per_block: stop[w] * per_block])
-                psi_value, ks_value, ref_mean, prod_mean = stats[w]
+                psi_value, ks_value, ref_mean, prod_mean, js_value, chi2_p, ref_n, prod_n = stats[w]
+                assert (ref_n, prod_n) == (len(ref), len(prod)) and math.isnan(chi2_p)
+                expected = _decile_js(ref, prod)
+                assert js_value == pytest.approx(expected, abs=1e-12) or (math.isnan(js_value) and math.isnan(expected))
                 expected = psi_sorted(ref, prod)
                 assert psi_value == expected or (math.isnan(psi_value) and math.isnan(expected)), (name, grid_values)
                 expected = ks_sorted(ref, prod)
@@ -465,6 +474,66 @@ def test_binned_windows_give_the_psi_ks_and_mean_of_the_sorted_windows_exactly(s
                     assert mean == pytest.approx(sample.mean(), rel=1e-12, abs=1e-12) if len(sample) else math.isnan(mean)
                 checked += 1
     assert checked == len(_columns(rng, 10)) * 3 * pairs
+
+
+def _decile_js(ref: np.ndarray, prod: np.ndarray) -> float:
+    """scipy's Jensen-Shannon distance (base 2) on psi_sorted's bins, or NaN where PSI is undefined."""
+    if len(ref) < MIN_SAMPLE or len(prod) < MIN_SAMPLE:
+        return float("nan")
+    edges = np.unique(np.quantile(ref, np.arange(1, 10) / 10))
+    if len(edges) < 3:
+        return float("nan")
+    counts = [np.diff(np.searchsorted(x, edges, side="right"), prepend=0, append=len(x)) for x in (ref, prod)]
+    return float(jensenshannon(counts[0] / len(ref), counts[1] / len(prod), base=2))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_discrete_columns_are_measured_per_value_against_scipy(seed):
+    """A column of few values (error counts: mostly 0, rarely 1-3; a flag; a value that occurs a few times only)
+    is discrete: PSI on one bin per value equals a naive per-value loop, Jensen-Shannon equals scipy's, the
+    chi-square p-value scipy's chi2_contingency; KS stays exact. Decile PSI is undefined on these columns."""
+    rng = np.random.default_rng(seed)
+    n_blocks, per_block = 20, 300
+    n = n_blocks * per_block
+    blocks = np.repeat(np.arange(n_blocks), per_block)
+    columns = {"error count": rng.choice([0.0, 1.0, 2.0, 3.0], size=n, p=[0.95, 0.04, 0.008, 0.002]),
+               "flag drifting": (rng.random(n) < np.linspace(0.1, 0.4, n)).astype(float),
+               "rare value": np.where(np.arange(n) % 997 == 0, 7.0, rng.integers(0, 3, n).astype(float))}
+    first, middle, stop = np.array([0, 3, 10]), np.array([12, 15, 18]), np.array([20, 20, 19])
+    for name, values in columns.items():
+        column = BinnedColumn.of(values, blocks, n_blocks)
+        assert column.discrete, name
+        stats = window_statistics(column, first, middle, stop)
+        for w in range(len(first)):
+            ref = values[first[w] * per_block: middle[w] * per_block]
+            prod = values[middle[w] * per_block: stop[w] * per_block]
+            levels = np.union1d(ref, prod)
+            a = np.array([(ref == v).sum() for v in levels])
+            b = np.array([(prod == v).sum() for v in levels])
+            naive = sum((max(q / len(prod), 1e-4) - max(r / len(ref), 1e-4))
+                        * math.log(max(q / len(prod), 1e-4) / max(r / len(ref), 1e-4)) for r, q in zip(a, b))
+            assert stats[w, 0] == pytest.approx(naive, rel=1e-12, abs=1e-15), name
+            assert stats[w, 4] == pytest.approx(jensenshannon(a / a.sum(), b / b.sum(), base=2), abs=1e-12), name
+            expected_p = chi2_contingency([a, b], correction=False).pvalue if len(levels) > 1 else 1.0
+            assert stats[w, 5] == pytest.approx(expected_p, rel=1e-9, abs=1e-300), name
+            assert stats[w, 1] == pytest.approx(ks_2samp(ref, prod).statistic, abs=1e-12), name
+            assert math.isnan(psi_sorted(np.sort(ref), np.sort(prod))) or name != "error count"
+    # the rule and its override: a continuous column stays continuous unless told, a discrete one can be forced
+    normal = rng.normal(size=n)
+    assert not BinnedColumn.of(normal, blocks, n_blocks).discrete
+    assert BinnedColumn.of(np.round(normal, 1), blocks, n_blocks, max_values=100).discrete
+    assert not BinnedColumn.of(columns["error count"], blocks, n_blocks, "continuous").discrete
+    assert BinnedColumn.of(np.round(normal, 1), blocks, n_blocks, "discrete").discrete
+    with pytest.raises(ValueError, match="unknown drift method"):
+        BinnedColumn.of(normal, blocks, n_blocks, "categorical")
+
+
+def test_jensen_shannon_and_chi2_edge_cases():
+    assert jensen_shannon([1, 0], [1, 0]) == 0.0
+    assert jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)  # disjoint: the maximum, base 2
+    assert chi2_p_value([10, 0], [5, 0]) == 1.0  # one value in both windows: nothing to test
+    assert chi2_p_value([500, 500], [900, 100]) < 1e-50
+    assert discrete_psi([5, 5], [5, 5]) == 0.0
 
 
 def test_binned_order_statistics_and_counts_equal_the_sorted_window():

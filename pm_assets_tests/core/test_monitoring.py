@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import ks_2samp
+from scipy.stats import chi2_contingency, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
@@ -111,6 +111,16 @@ def same(a, b, tol=0.0) -> bool:
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
 
 
+def per_value_psi(ref: pd.Series, prod: pd.Series, epsilon: float = 1e-4) -> float:
+    """PSI on one bin per value, a naive loop over the values of either window."""
+    r, q = ref.dropna(), prod.dropna()
+    total = 0.0
+    for v in sorted(set(r) | set(q)):
+        a, b = max((r == v).mean(), epsilon), max((q == v).mean(), epsilon)
+        total += (b - a) * math.log(b / a)
+    return total
+
+
 IMPORTANCE = pd.Series({"stable": 0.5, "shifted": 2.0, "counts": -0.3, "constant": 4.0, "elsewhere": 10.0})
 
 
@@ -150,16 +160,24 @@ def test_feature_drift_equals_psi_and_ks_on_the_window_slices(case):
     ref, prod = window(rows, REF_START, PROD_START), window(rows, PROD_START, END)
     table = result.drift_features.set_index("feature")
     assert sorted(table.index) == sorted(NUMERIC)  # non-numeric and absent names are left out
+    assert table["method"].to_dict() == {"stable": "continuous", "shifted": "continuous", "with_nan": "continuous",
+                                         "counts": "discrete", "constant": "discrete"}  # <= 25 distinct values
     for f in NUMERIC:
         row = table.loc[f]
-        assert same(row["psi"], psi(ref[f], prod[f]))
+        expected = per_value_psi(ref[f], prod[f]) if row["method"] == "discrete" else psi(ref[f], prod[f])
+        assert same(row["psi"], expected, tol=1e-12), f
+        assert (row["reference_n"], row["production_n"]) == (ref[f].notna().sum(), prod[f].notna().sum())
+        assert row["note"] == ""  # every measure defined here
         assert same(row["ks"], ks_statistic(ref[f], prod[f]))
         assert row["ks"] == pytest.approx(ks_2samp(ref[f].dropna(), prod[f].dropna()).statistic, abs=1e-12)
         assert row["reference_mean"] == pytest.approx(ref[f].dropna().mean(), abs=1e-12)
         assert row["production_mean"] == pytest.approx(prod[f].dropna().mean(), abs=1e-12)
         assert bool(row["drifted"]) == (not math.isnan(row["psi"]) and row["psi"] >= PARAMS.feature_psi_alert)
     assert table.loc["shifted", "drifted"] and not table.loc["stable", "drifted"]
-    assert math.isnan(table.loc["constant", "psi"]) and table.loc["constant", "ks"] == 0.0
+    assert table.loc["counts", "drifted"]  # Poisson 3 -> 4: decile PSI would blur it, per value it shows
+    # constant: one value in both windows, so no drift (decile PSI would be undefined)
+    assert table.loc["constant", "psi"] == 0.0 and table.loc["constant", "ks"] == 0.0
+    assert table.loc["constant", "jensen_shannon"] == 0.0 and table.loc["constant", "chi2_p_value"] == 1.0
     # sorted by PSI, largest first, NaN last
     values = result.drift_features["psi"].to_numpy()
     finite = values[~np.isnan(values)]
@@ -331,15 +349,19 @@ def _features_frame(psis) -> pd.DataFrame:
     return pd.DataFrame({"feature": [f"f{i}" for i in range(len(psis))], "psi": psis})
 
 
-QUIET = dict(score=0.0, features=[0.0], ref_ap=0.5, prod_ap=0.5, ref_rate=0.1, prod_rate=0.1)
+QUIET = dict(score=0.0, features=[0.0], ref_ap=0.5, prod_ap=0.5, ref_rate=0.1, prod_rate=0.1,
+             ref_band=float("nan"), prod_band=float("nan"), ref_mature=float("nan"), prod_mature=float("nan"),
+             multivariate=None)
+ABSOLUTE = replace(PARAMS, label_drift_rule="absolute")
 
 
 def _alerts(params=PARAMS, **kw):
     v = QUIET | kw
-    return {a.name: a for a in alerts(pd.Series({"psi": v["score"]}), _features_frame(v["features"]),
-                                      pd.Series({"average_precision": v["ref_ap"], "failure_rate": v["ref_rate"]}),
-                                      pd.Series({"average_precision": v["prod_ap"], "failure_rate": v["prod_rate"]}),
-                                      params)}
+    perf = [pd.Series({"average_precision": v[f"{w}_ap"], "failure_rate": v[f"{w}_rate"],
+                       "average_precision_band": v[f"{w}_band"], "mature_rows": v[f"{w}_mature"]})
+            for w in ("ref", "prod")]
+    return {a.name: a for a in alerts(pd.Series({"psi": v["score"]}), _features_frame(v["features"]), *perf,
+                                      params, v["multivariate"])}
 
 
 def test_alert_names_and_quiet_inputs():
@@ -382,32 +404,87 @@ def test_performance_decay_fires_at_its_threshold():
 
 
 @pytest.mark.parametrize("direction", [1, -1])
-def test_label_drift_fires_at_its_threshold_in_both_directions(direction):
-    t = PARAMS.failure_rate_change_alert
+def test_absolute_label_drift_fires_at_its_threshold_in_both_directions(direction):
+    t = ABSOLUTE.failure_rate_change_alert
     base = 0.25
-    exact = _alerts(ref_rate=0.0, prod_rate=t) if direction == 1 else _alerts(ref_rate=t, prod_rate=0.0)
+    exact = (_alerts(ABSOLUTE, ref_rate=0.0, prod_rate=t) if direction == 1
+             else _alerts(ABSOLUTE, ref_rate=t, prod_rate=0.0))
     assert exact["label_drift"].fired and exact["label_drift"].value == t
     just_below = np.nextafter(t, 0)
-    below = (_alerts(ref_rate=0.0, prod_rate=just_below) if direction == 1
-             else _alerts(ref_rate=just_below, prod_rate=0.0))
+    below = (_alerts(ABSOLUTE, ref_rate=0.0, prod_rate=just_below) if direction == 1
+             else _alerts(ABSOLUTE, ref_rate=just_below, prod_rate=0.0))
     assert not below["label_drift"].fired
-    dyadic = replace(PARAMS, failure_rate_change_alert=0.125)
+    dyadic = replace(ABSOLUTE, failure_rate_change_alert=0.125)
     assert _alerts(dyadic, ref_rate=base, prod_rate=base + direction * 0.125)["label_drift"].fired
     assert not _alerts(dyadic, ref_rate=base, prod_rate=base + direction * (0.125 - 2 ** -30))["label_drift"].fired
-    undefined = _alerts(prod_rate=float("nan"))["label_drift"]
+    undefined = _alerts(ABSOLUTE, prod_rate=float("nan"))["label_drift"]
     assert not undefined.fired and undefined.value is None and "undefined" in undefined.reason
 
 
+@pytest.mark.parametrize("direction", [1, -1])
+def test_relative_label_drift_fires_at_its_share_of_the_reference_rate(direction):
+    """The default rule: |production / reference - 1| >= 50 %. On a 2.5 % base rate a doubling fires, where the
+    absolute rule (10 points) would need a rate of 12.5 %."""
+    t = PARAMS.failure_rate_relative_alert
+    base = 0.25  # dyadic: 0.25 * 1.5 and 0.25 * 0.5 are exact
+    assert _alerts(ref_rate=base, prod_rate=base * (1 + direction * t))["label_drift"].fired
+    assert not _alerts(ref_rate=base, prod_rate=base * (1 + direction * t) - direction * 2 ** -30)["label_drift"].fired
+    doubled = _alerts(ref_rate=0.025, prod_rate=0.05)["label_drift"]
+    assert doubled.fired and doubled.value == pytest.approx(1.0) and "100%" in doubled.reason
+    assert not _alerts(ABSOLUTE, ref_rate=0.025, prod_rate=0.05)["label_drift"].fired
+    for ref_rate, prod_rate in ((0.0, 0.1), (float("nan"), 0.1), (0.1, float("nan"))):
+        undefined = _alerts(ref_rate=ref_rate, prod_rate=prod_rate)["label_drift"]
+        assert not undefined.fired and undefined.value is None and "undefined" in undefined.reason
+
+
+def test_relative_label_drift_needs_a_significant_change_in_failures():
+    """On a small fleet a 64 % rise can be chance: 27 failures in the reference against 10 in production (6.3
+    expected) is p = 0.17, no alert; the same rates on ten times the rows are significant."""
+    def counted(rows):
+        return dict(ref_rate=0.0149, prod_rate=0.0244, ref_mature=14_400 * rows, prod_mature=3_360 * rows)
+    small, large = (_alerts(**counted(rows))["label_drift"] for rows in (1, 10))
+    assert not small.fired and "p = 0.17" in small.reason
+    assert large.fired and small.value == large.value == pytest.approx(0.0244 / 0.0149 - 1)
+
+
+def test_performance_decay_waits_for_the_drop_to_exceed_its_band():
+    """A drop past the threshold but within the sampling band of the difference (sqrt(ref^2 + prod^2) of the
+    bands) does not fire; past both it does; an undefined band does not hold the alert back."""
+    t = PARAMS.ap_drop_alert
+    drop = dict(ref_ap=0.5, prod_ap=0.5 - 2 * t)
+    assert _alerts(**drop)["performance_decay"].fired
+    assert not _alerts(**drop, ref_band=0.08, prod_band=0.06)["performance_decay"].fired  # band 0.1 = the drop
+    assert _alerts(**drop, ref_band=0.06, prod_band=0.06)["performance_decay"].fired  # band 0.085 < 0.1
+    assert "+-0.100" in _alerts(**drop, ref_band=0.08, prod_band=0.06)["performance_decay"].reason
+
+
+def test_multivariate_drift_fires_outside_the_error_band_or_past_the_correlation_threshold():
+    def mv(error, change=0.1):
+        return {"production_error": error, "lower_threshold": 1.0, "upper_threshold": 2.0,
+                "correlation_change": change, "correlation_threshold": 0.2, "correlation_pair": "a ~ b"}
+    assert "multivariate_drift" not in _alerts()
+    for error, change, fired in ((2.5, 0.1, True), (0.5, 0.1, True), (2.0, 0.1, False), (1.0, 0.1, False),
+                                 (1.5, 0.25, True), (1.5, 0.2, False)):
+        alert = _alerts(multivariate=mv(error, change))["multivariate_drift"]
+        assert alert.fired is fired, (error, change)
+        assert alert.value == change and alert.threshold == 0.2 and "a ~ b" in alert.reason
+    undefined = _alerts(multivariate=mv(None, None))["multivariate_drift"]
+    assert not undefined.fired and "undefined" in undefined.reason
+
+
 def test_each_alert_reason_states_its_value_and_threshold():
-    everything = _alerts(score=0.3125, features=[0.5] * 9, ref_ap=0.75, prod_ap=0.5, ref_rate=0.0625, prod_rate=0.25)
+    everything = _alerts(score=0.3125, features=[0.5] * 9, ref_ap=0.75, prod_ap=0.5, ref_rate=0.0625, prod_rate=0.25,
+                         multivariate={"production_error": 2.5, "lower_threshold": 1.0, "upper_threshold": 2.0,
+                                       "correlation_change": 0.5, "correlation_threshold": 0.2})
     assert all(a.fired for a in everything.values())
     for a in everything.values():
-        assert f"{a.threshold:g}" in a.reason
-        assert any(text in a.reason for text in (f"{a.value:.3f}", f"{a.value:.4f}", f"{a.value:g}")), a.reason
+        assert f"{a.threshold:g}" in a.reason or f"{a.threshold:.3f}" in a.reason or f"{a.threshold:.0%}" in a.reason
+        assert any(text in a.reason for text in (f"{a.value:.3f}", f"{a.value:.4f}", f"{a.value:g}",
+                                                 f"{a.value:.0%}")), a.reason
     assert "f0" in everything["feature_drift"].reason  # names the drifted features
 
 
-@pytest.mark.parametrize("count, light", [(0, "green"), (1, "green"), (2, "yellow"), (3, "red"), (4, "red")])
+@pytest.mark.parametrize("count, light", [(0, "green"), (1, "yellow"), (2, "yellow"), (3, "red"), (4, "red")])
 def test_traffic_light_and_retrain_recommendation(count, light):
     assert traffic_light(count) == light
     assert light in LIGHTS
@@ -435,15 +512,24 @@ def test_monitor_alerts_agree_with_its_tables(case):
     score_psi = result.drift_scores["psi"].iloc[0]
     assert named["score_drift"].fired == bool(score_psi >= PARAMS.score_psi_alert)
     n_drifted = int((result.drift_features["psi"] >= PARAMS.feature_psi_alert).sum())
-    assert named["feature_drift"].value == n_drifted
+    assert named["feature_drift"].value == n_drifted == result.drift_features["drifted"].sum()
     assert named["feature_drift"].fired == (n_drifted >= PARAMS.min_drifted_features)
     perf = result.performance.set_index("period")
     drop = perf.loc["reference", "average_precision"] - perf.loc["production", "average_precision"]
+    band = math.hypot(perf.loc["reference", "average_precision_band"], perf.loc["production", "average_precision_band"])
     assert named["performance_decay"].value == pytest.approx(drop, abs=1e-15)
-    assert named["performance_decay"].fired == bool(drop >= PARAMS.ap_drop_alert)
-    change = abs(perf.loc["production", "failure_rate"] - perf.loc["reference", "failure_rate"])
+    assert named["performance_decay"].fired == bool(drop >= PARAMS.ap_drop_alert and drop > band)
+    rates = perf.loc["reference", "failure_rate"], perf.loc["production", "failure_rate"]
+    change = abs(rates[1] / rates[0] - 1)
     assert named["label_drift"].value == pytest.approx(change, abs=1e-15)
-    assert named["label_drift"].fired == bool(change >= PARAMS.failure_rate_change_alert)
+    k = PARAMS.snapshots_per_failure
+    counts = [(perf.loc[w, "failure_rate"] * perf.loc[w, "mature_rows"] / k, perf.loc[w, "mature_rows"] / k)
+              for w in ("reference", "production")]
+    table = [[x, n - x] for x, n in counts]
+    p_value = chi2_contingency(table, correction=False).pvalue  # the z test squared is this chi-square
+    assert named["label_drift"].fired == bool(change >= PARAMS.failure_rate_relative_alert
+                                              and p_value < PARAMS.label_drift_alpha)
+    assert f"p = {p_value:.2g}" in named["label_drift"].reason
     assert result.alert_count == sum(a.fired for a in result.alerts)
     assert result.light == traffic_light(result.alert_count)
 
