@@ -1,6 +1,7 @@
 """Small helpers every asset module uses: time windows as naive UTC timestamps, schemas, per-day counts, code
 versions."""
 
+import dataclasses
 import hashlib
 import importlib
 import sys
@@ -155,3 +156,12 @@ def chunked_in(partition_mapping=None, **metadata) -> AssetIn:
 def chunks_of(context) -> list[list[str]]:
     """The run's partition keys in chunks of ``PM_CHUNK_DAYS`` days (``pm_assets.settings``)."""
     return day_chunks(list(context.partition_keys), settings.CHUNK_DAYS)
+
+
+def params_of(config, params_class, **converted):
+    """The core ``params_class`` (a dataclass) from a Dagster ``config``: every field of ``params_class`` that the
+    config also has, by name (``converted`` gives the values a config type cannot hold as they are, e.g. a tuple
+    from a list). The one way a Config becomes core params; tests check that no field is missed."""
+    names = [f.name for f in dataclasses.fields(params_class)]
+    values = {name: getattr(config, name) for name in names if name in type(config).model_fields}
+    return params_class(**(values | converted))

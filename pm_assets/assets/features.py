@@ -30,6 +30,7 @@ from pm_assets.assets.common import (
     code_version,
     column_schema,
     daily_partitioned,
+    params_of,
     run_summary,
     shown,
 )
@@ -106,7 +107,7 @@ def features(
     maintenance_history: pd.DataFrame,
     machines: pd.DataFrame,
 ):
-    params = FeatureParams(snapshot_every_hours=config.snapshot_every_hours, min_coverage=config.min_coverage)
+    params = params_of(config, FeatureParams)
     coverage_names = coverage_columns(params)
     totals = {"rows": 0, "usable": 0, "complete": 0, "nan_in_complete": 0,
               "coverage_sum": pd.Series(0.0, index=coverage_names), "coverage_min": pd.Series(np.inf, index=coverage_names)}

@@ -37,6 +37,7 @@ from pm_assets.assets.common import (
     column_schema,
     daily_partitioned,
     naive_utc,
+    params_of,
     run_summary,
     shown,
 )
@@ -65,23 +66,55 @@ _DEFAULTS = MonitoringParams()
 #: Earlier partitions read: the reference and production windows at their longest.
 MONITORING_LOOKBACK_DAYS = _DEFAULTS.reference_days + _DEFAULTS.production_days - 1
 ALERT_CHECKS = {"score_drift": "no_score_drift", "feature_drift": "no_feature_drift",
-                "performance_decay": "no_performance_decay", "label_drift": "no_label_drift"}
+                "performance_decay": "no_performance_decay", "label_drift": "no_label_drift",
+                "multivariate_drift": "no_multivariate_drift"}
 HISTOGRAM_FEATURES = 4
 REPORT_PAGE = "report.html"
 
 
 class MonitoringConfig(Config):
-    """Windows and alert thresholds (defaults: the original monitoring notebook's)."""
+    """Windows, measures and alert thresholds. Defaults: ``MonitoringParams``' (the notebook's windows and PSI rule,
+    with the rules the README's "Monitoring" section justifies); every field is a field of ``MonitoringParams`` of
+    the same name, passed on by :meth:`params`."""
 
     reference_days: int = Field(default=_DEFAULTS.reference_days, ge=1)
     production_days: int = Field(default=_DEFAULTS.production_days, ge=1)
     score_psi_alert: float = Field(default=_DEFAULTS.score_psi_alert, description="Alert when the score PSI is at least this.")
     feature_psi_alert: float = Field(default=_DEFAULTS.feature_psi_alert, description="A feature drifts at this PSI.")
     min_drifted_features: int = Field(default=_DEFAULTS.min_drifted_features, description="Alert from this many drifted features.")
-    ap_drop_alert: float = Field(default=_DEFAULTS.ap_drop_alert, description="Alert when AP drops this much from the reference.")
+    ap_drop_alert: float = Field(default=_DEFAULTS.ap_drop_alert,
+                                 description="Alert when AP drops this much from the reference, and by more than its band.")
     failure_rate_change_alert: float = Field(
-        default=_DEFAULTS.failure_rate_change_alert, description="Alert when the failure rate moves this much (0.10 = 10 points).")
+        default=_DEFAULTS.failure_rate_change_alert,
+        description="The 'absolute' label rule: alert when the failure rate moves this much (0.10 = 10 points).")
     min_segment_rows: int = Field(default=_DEFAULTS.min_segment_rows, description="Smallest segment window compared.")
+    discrete_max_values: int = Field(default=_DEFAULTS.discrete_max_values, ge=1, description=(
+        "A feature with at most this many distinct values is discrete: PSI and Jensen-Shannon on one bin per value, "
+        "and a chi-square test."))
+    drift_methods: dict[str, str] = Field(default_factory=dict, description=(
+        "Per-feature override of that choice: {feature: 'discrete' or 'continuous'}."))
+    feature_drift_measure: str = Field(default=_DEFAULTS.feature_drift_measure, description=(
+        "What makes a feature drifted: 'psi' (>= feature_psi_alert, the notebook's) or 'jensen_shannon' "
+        "(>= feature_js_alert)."))
+    feature_js_alert: float = Field(default=_DEFAULTS.feature_js_alert,
+                                    description="A feature drifts at this Jensen-Shannon distance (that measure).")
+    multivariate_features: list[str] = Field(default_factory=lambda: list(_DEFAULTS.multivariate_features),
+                                             description="Features of the multivariate drift (empty: off).")
+    pca_variance: float = Field(default=_DEFAULTS.pca_variance, gt=0, lt=1,
+                                description="Share of the reference's variance the PCA components keep.")
+    pca_sigma: float = Field(default=_DEFAULTS.pca_sigma, gt=0,
+                             description="The multivariate thresholds: reference days' mean +- this many sds.")
+    label_drift_rule: str = Field(default=_DEFAULTS.label_drift_rule, description=(
+        "'relative' (relative change >= failure_rate_relative_alert and significant at label_drift_alpha) or "
+        "'absolute' (the notebook's: failure_rate_change_alert)."))
+    failure_rate_relative_alert: float = Field(default=_DEFAULTS.failure_rate_relative_alert, gt=0,
+                                               description="The 'relative' label rule's change (0.5 = 50 %).")
+    label_drift_alpha: float = Field(default=_DEFAULTS.label_drift_alpha, gt=0, lt=1,
+                                     description="The 'relative' label rule's significance level.")
+    band_z: float = Field(default=_DEFAULTS.band_z, ge=0, description="Bands of AUC and AP: this many standard errors.")
+    snapshots_per_failure: int = Field(default=_DEFAULTS.snapshots_per_failure, ge=1, description=(
+        "Positive snapshots one failure makes (horizon / snapshot interval): the bands and the label test count "
+        "failures."))
     threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1,
                          description="Days monitored at once in a ranged run (default: the CPUs this process may use).")
 
@@ -89,9 +122,8 @@ class MonitoringConfig(Config):
         if self.reference_days + self.production_days - 1 > MONITORING_LOOKBACK_DAYS:
             raise ValueError(f"reference_days + production_days must be at most {MONITORING_LOOKBACK_DAYS + 1} "
                              "(the partitions the monitoring asset reads)")
-        return MonitoringParams(**{k: getattr(self, k) for k in (
-            "reference_days", "production_days", "score_psi_alert", "feature_psi_alert", "min_drifted_features",
-            "ap_drop_alert", "failure_rate_change_alert", "min_segment_rows")})
+        return params_of(self, MonitoringParams, drift_methods=tuple(sorted(self.drift_methods.items())),
+                         multivariate_features=tuple(self.multivariate_features))
 
 
 def _lookback() -> AssetIn:
@@ -130,7 +162,8 @@ def write_reports(folder: Path, date: str, result, params: MonitoringParams, fig
                   "drift_segments": result.drift_segments}
         for name, table in tables.items():
             write_bytes_atomic(out / f"{name}.csv", table.to_csv(index=False).encode())
-        summary = result.summary() | {"date": date, "feature_psi_alert": params.feature_psi_alert}
+        summary = result.summary() | {"date": date, "feature_psi_alert": params.drift_threshold,
+                                      "feature_drift_measure": params.feature_drift_measure}
         if figures is not None:
             summary["figures"] = figures | {"date": date}
         write_bytes_atomic(out / "monitoring_summary.json",
@@ -158,8 +191,8 @@ def write_reports(folder: Path, date: str, result, params: MonitoringParams, fig
                                 "on the latest partition of the run.") for alert, name in ALERT_CHECKS.items()],
     description="Drift and performance monitoring of the champion: feature PSI/KS, score PSI/KS, failure rate, AUC/AP "
     "per week on mature labels with label-free estimates beside them, segment drift per machine model, "
-    "importance-weighted drift; four alerts and a traffic light (green 0-1, yellow 2, red 3+; retraining "
-    "recommended from 2). One row per day; reports and an HTML page in data/outputs/monitoring/<date>/.",
+    "importance-weighted drift, multivariate drift (PCA reconstruction error, correlation change); five alerts and a "
+    "traffic light (green 0, yellow 1-2, red 3+; retraining recommended from 2). One row per day; reports and an HTML page in data/outputs/monitoring/<date>/.",
 )
 def monitoring(context: AssetExecutionContext, config: MonitoringConfig, features: StoredPartitions,
                scores: StoredPartitions, labels: StoredPartitions, model_registry: ModelRegistryResource,
@@ -219,8 +252,13 @@ def monitoring(context: AssetExecutionContext, config: MonitoringConfig, feature
                       "latest_report": MetadataValue.path(str(outputs.monitoring_folder(keys[-1]) / REPORT_PAGE))})
 
     yield Output(ChunkedFrames(chunks(), metadata))
-    for alert in state["last"].alerts:
-        yield AssetCheckResult(check_name=ALERT_CHECKS[alert.name], passed=not alert.fired,
+    fired = {alert.name: alert for alert in state["last"].alerts}
+    for name, check in ALERT_CHECKS.items():
+        alert = fired.get(name)
+        if alert is None:  # the multivariate drift with no features configured
+            yield AssetCheckResult(check_name=check, passed=True, description=f"{name} is not measured (off)")
+            continue
+        yield AssetCheckResult(check_name=check, passed=not alert.fired,
                                severity=AssetCheckSeverity.WARN, description=alert.reason,
                                metadata=shown({"value": _float(alert.value), "threshold": alert.threshold,
                                                "partition": keys[-1]}))
@@ -243,6 +281,9 @@ def day_figures(key: str, result, champion: str | None, report: Path) -> dict:
         "failure_rate_reference": perf.loc["reference", "failure_rate"],
         "failure_rate_production": perf.loc["production", "failure_rate"],
         "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
+        "drifted_share": _share(int(result.drift_features["drifted"].sum()), len(result.drift_features)),
+        "reconstruction_error": (result.multivariate or {}).get("production_error"),
+        "correlation_change": (result.multivariate or {}).get("correlation_change"),
         "alerts": ", ".join(a.name for a in result.alerts if a.fired), "model_version": champion or "none",
         "report": str(report),
     }
@@ -259,6 +300,9 @@ def day_metadata(row: dict, result) -> dict:
         "n_drifted_features": row["n_drifted_features"],
         "ap_reference": _float(row["ap_reference"]),
         "ap_production": _float(row["ap_production"]),
+        "drifted_share": _float(row["drifted_share"]),
+        "reconstruction_error": _float(row["reconstruction_error"]),
+        "correlation_change": _float(row["correlation_change"]),
         "report": MetadataValue.path(row["report"]),
         "alerts": MetadataValue.md(markdown_table(pd.DataFrame(
             [{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts]))),
@@ -267,6 +311,10 @@ def day_metadata(row: dict, result) -> dict:
             ["period", "rows", "mature_rows", "failure_rate", "roc_auc", "average_precision",
              "estimated_average_precision", "immature_rows", "immature_estimated_average_precision"]])),
     })
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else float("nan")
 
 
 def _float(value) -> float:

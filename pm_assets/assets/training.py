@@ -27,7 +27,7 @@ from dagster import (
 from pydantic import Field
 
 from pm_assets import settings
-from pm_assets.assets.common import chunked_in, code_version, shown
+from pm_assets.assets.common import chunked_in, code_version, params_of, shown
 from pm_assets.core.chunks import StoredPartitions, day_chunks
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
@@ -72,9 +72,7 @@ class TrainingConfig(Config):
         "to the full class balance). None: every row.")
 
     def params(self) -> TrainParams:
-        return TrainParams(seed=self.seed, max_iter=self.max_iter, learning_rate=self.learning_rate,
-                           l2_regularization=self.l2_regularization, min_samples_leaf=self.min_samples_leaf,
-                           calibration=self.calibration, max_negative_rows=self.max_negative_rows)
+        return params_of(self, TrainParams)
 
 
 def data_version(rows: pd.DataFrame) -> str:

@@ -23,7 +23,7 @@ SERIES_COLOURS = {"reference": REF_COLOUR, "production": PROD_COLOUR, "estimate"
 HISTORY_COLUMNS = ["date", "traffic_light", "light_code", "alert_count", "alerts", "retrain_recommended", "score_psi",
                    "n_drifted_features", "top_drifted", "auc_reference", "auc_production", "ap_reference",
                    "ap_production", "estimated_ap_immature", "failure_rate_reference", "failure_rate_production",
-                   "model_version", "report"]
+                   "drifted_share", "reconstruction_error", "correlation_change", "model_version", "report"]
 
 
 def history_table(days: pd.DataFrame) -> pd.DataFrame:

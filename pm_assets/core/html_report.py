@@ -22,6 +22,18 @@ UNDEFINED_PSI = ("undefined: the reference window has too few distinct values fo
                  "that is almost always 0); see KS")
 
 
+#: Headers of the all-features table, short enough for 1,280 px (the CSVs keep the full names).
+SHORT_HEADERS = {"jensen_shannon": "Jensen-Shannon", "chi2_p_value": "chi² p", "reference_mean": "reference mean",
+                 "production_mean": "production mean", "reference_n": "reference n", "production_n": "production n",
+                 # the performance tables
+                 "mature_rows": "mature rows", "failure_rate": "failure rate", "roc_auc": "AUC", "roc_auc_band": "AUC ±",
+                 "average_precision": "AP", "average_precision_band": "AP ±", "estimated_roc_auc": "estimated AUC",
+                 "estimated_average_precision": "estimated AP", "estimated_average_precision_band": "estimated AP ±",
+                 "immature_rows": "immature rows", "immature_estimated_roc_auc": "estimated AUC",
+                 "immature_estimated_average_precision": "estimated AP",
+                 "immature_estimated_failure_rate": "estimated failure rate"}
+
+
 def fmt(value, digits: int = 3) -> str:
     """A number for people: 3 significant digits, thousands separated, never ``-0.000``; missing is a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
@@ -179,7 +191,9 @@ def render(date: str, summary: dict, drift_features: pd.DataFrame, drift_scores:
         _card("score PSI", fmt(score.get("psi")), bool(score.get("psi", 0) >= score_psi_alert),
               f"alert at {score_psi_alert:g}"),
         _card("drifted features", f"{drifted} of {len(drift_features)}", drifted > 0,
-              f"PSI at least {feature_alert:g}" if feature_alert is not None else ""),
+              (f"{summary.get('feature_drift_measure', 'psi')} at least {feature_alert:g}"
+               if feature_alert is not None else "")
+              + (f" ({drifted / len(drift_features):.0%})" if len(drift_features) else "")),
         _card("average precision", fmt(perf_value("production", "average_precision")), False,
               f"reference {fmt(perf_value('reference', 'average_precision'))}; estimated on immature rows "
               f"{fmt(perf_value('production', 'immature_estimated_average_precision'))}"),
@@ -187,12 +201,31 @@ def render(date: str, summary: dict, drift_features: pd.DataFrame, drift_scores:
               f"reference {fmt(perf_value('reference', 'failure_rate'))}"),
     ])
     top = drift_features.head(20)
-    feature_rows = drift_features.assign(
-        flag=np.where(drift_features["drifted"], "DRIFT", ""),
-        note=np.where(drift_features["psi"].isna(), UNDEFINED_PSI, ""))
+    notes = drift_features["note"] if "note" in drift_features else np.where(drift_features["psi"].isna(),
+                                                                               UNDEFINED_PSI, "")
+    feature_rows = drift_features.drop(columns=["note"], errors="ignore").assign(
+        flag=np.where(drift_features["drifted"], "DRIFT", ""), note=notes).rename(columns=SHORT_HEADERS)
+    multivariate = summary.get("multivariate")
+    multivariate_html = ""
+    if multivariate:
+        shown_mv = pd.DataFrame([{"measure": "PCA reconstruction error", "production": multivariate.get("production_error"),
+                                  "reference": multivariate.get("reference_error"),
+                                  "threshold": f"{fmt(multivariate.get('lower_threshold'))} to "
+                                               f"{fmt(multivariate.get('upper_threshold'))}",
+                                  "detail": f"{fmt(multivariate.get('components'))} components"},
+                                 {"measure": "largest correlation change", "production": multivariate.get("correlation_change"),
+                                  "reference": 0.0, "threshold": f"up to {fmt(multivariate.get('correlation_threshold'))}",
+                                  "detail": multivariate.get("correlation_pair", "")}])
+        fired = any(a["name"] == "multivariate_drift" and a["fired"] for a in summary["alerts"])
+        multivariate_html = (
+            "<h2>Multivariate drift (telemetry features together)</h2><p class='note'>A change in how the sensors move "
+            "together, which no single feature's test sees. The PCA is fitted on the reference window (standardised, "
+            "components explaining 65 % of its variance); thresholds are the reference days' mean &plusmn; 3 sd.</p>"
+            + _table(shown_mv, lambda i: "drift" if fired else "", table_id="multivariate"))
     histograms = "".join(histogram(r, p, name, log=name.startswith("p_")) for name, (r, p) in samples.items())
-    main_perf = [c for c in ("period", "start", "end", "rows", "mature_rows", "failure_rate", "roc_auc",
-                             "average_precision", "estimated_roc_auc", "estimated_average_precision") if c in performance]
+    main_perf = [c for c in ("period", "start", "end", "rows", "mature_rows", "failure_rate", "roc_auc", "roc_auc_band",
+                             "average_precision", "average_precision_band", "estimated_roc_auc",
+                             "estimated_average_precision", "estimated_average_precision_band") if c in performance]
     immature = [c for c in ("period", "immature_rows", "immature_estimated_roc_auc",
                             "immature_estimated_average_precision", "immature_estimated_failure_rate") if c in performance]
     perf_shown = performance[main_perf].copy()
@@ -234,22 +267,28 @@ production {html.escape(_window(windows['production'], rows.get('production'), r
 <h2>Alerts</h2><ul>{alerts}</ul>
 {trend}
 <h2>Feature drift (PSI, top 20)</h2>
-<p class="note">Population stability index of each feature, production against reference (10 quantile bins of the
-reference). Red: at or above the feature alert threshold{f' ({feature_alert:g})' if feature_alert is not None else ''}.</p>
+<p class="note">Population stability index of each feature, production against reference: 10 quantile bins of the
+reference for continuous features, one bin per value for discrete ones (25 values or fewer, e.g. error counts).
+Red: at or above the feature alert threshold{f' ({feature_alert:g})' if feature_alert is not None else ''}.</p>
 {bar_chart(top['feature'].tolist(), top['psi'].tolist(), threshold=feature_alert)}
 <h2>Score drift</h2>{_table(drift_scores, lambda i: 'drift' if score.get('psi', 0) >= score_psi_alert else '')}
 <h2>Reference vs production</h2>
 <p class="legend"><span style="background:{REF_COLOUR}"></span>reference<span style="background:{PROD_COLOUR}"></span>production</p>
 <div class="charts">{histograms}</div>
 <h2>Performance</h2>
-<p class="note">Realized on mature labels; estimated from the calibrated scores (no labels needed) beside them.</p>
-{_table(perf_shown)}
+<p class="note">Realized on mature labels; estimated from the calibrated scores (no labels needed) beside them.
+A <i>_band</i> column is the half-width of the 95 % sampling band (1.96 standard errors, counting failures, not
+snapshots); the AP-drop alert waits for a drop beyond the two windows' bands.</p>
+{_table(perf_shown.rename(columns=SHORT_HEADERS))}
 <p class="note">The production window's immature rows (their horizon has not passed): estimates only.</p>
-{_table(performance[immature])}
+{_table(performance[immature].rename(columns=SHORT_HEADERS))}
+{multivariate_html}
 <h2>Segments (score PSI per machine model)</h2>
 <p class="note">Red: at or above the score alert threshold ({score_psi_alert:g}).</p>
 {_table(segments_shown, lambda i: 'drift' if seg_flags[i] else '', table_id='segments')}
 <h2>All features</h2>
+<p class="note">Continuous features: PSI on reference deciles, Jensen-Shannon distance on the same bins, KS.
+Discrete features: PSI and Jensen-Shannon on one bin per value, and the chi-square test's p-value.</p>
 {_table(feature_rows, lambda i: 'drift' if bool(feature_rows['drifted'].iloc[i]) else '', table_id='features')}
 </body></html>
 """

@@ -159,6 +159,7 @@ class MonitoringResult:
             "action": ACTIONS[self.light],
             "retrain_recommended": retrain_recommended(self.alert_count),
             "top_weighted_drift": top_weighted.to_dict("records"),
+            "multivariate": self.multivariate,
         }
 
 
