@@ -2,52 +2,44 @@
 
     .venv/bin/python benchmarks/monitoring_scenario.py [--machines 100]
 
-1. Drift injected from 2015-07-01 (+1.5 sd on volt and pressure, failure rate doubled): the traffic light of every
-   partition from June to August, and the first partition whose production window lies fully after the date.
-2. No injection, a full year: the share of monitoring partitions (with a full 74-day history) that are not green.
-3. Timing of one partition (60 + 14 days, all features, 3-hourly snapshots): monitor() without permutation
+1. The scenarios of ``pm_assets.core.scenarios`` (a sensor shift, a doubled failure rate, a correlation-only change,
+   each from 2015-07-01 on its own; and the no-drift year), one fleet each, scored by the model trained on the
+   no-drift fleet before 2015-06-01. For each, with the current rules and with the notebook's (absolute label rule,
+   no multivariate drift, no sampling bands): the share of days not green (on the no-drift year: the false-alarm
+   rate, over every day with a full 74-day history), the days from the start to the first day not green, and which
+   alerts fired. Then each label-drift rule alone: its false alarms on the no-drift year and its first day on the
+   doubled failure rate.
+2. Timing of one partition (60 + 14 days, all features, 3-hourly snapshots): monitor() without permutation
    importance, permutation importance alone, and the slow way (a per-feature Python loop with a pandas histogram
    and scipy's KS) for the same drift statistics.
-The model is trained once, on data before 2015-06-01, and scores the whole year.
 """
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from pm_assets.core.features import build_features, feature_columns
-from pm_assets.core.labels import build_labels
-from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
-from pm_assets.core.monitoring import MonitoringParams, monitor, monitoring_rows, permutation_importance_of
-from pm_assets.core.scoring import score_snapshots
-from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate
+from pm_assets.core.features import feature_columns
+from pm_assets.core.model import training_rows
+from pm_assets.core.monitoring import MonitoringParams, monitor, permutation_importance_of
+from pm_assets.core.scenarios import (
+    DRIFT_START,
+    days_to_alarm,
+    fleet,
+    light_days,
+    notebook_params,
+    scenarios,
+    scored_rows,
+    train,
+)
+from pm_assets.core.simulate import SimulationConfig
 
-DRIFT_DATE = "2015-07-01"
 TRAIN_CUTOFF = "2015-06-01"
-
-
-def scenario(machines: int, drift: DriftSpec | None):
-    tables = simulate(SimulationConfig(machines=machines, drift=drift))
-    feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", "2016-01-01")
-    labels = build_labels(feats, tables["failures"], 24, "2016-01-01")
-    train, _ = split_by_cutoff(training_rows(feats, labels), TRAIN_CUTOFF, 24)
-    bundle = fit_bundle(train)
-    rows = monitoring_rows(feats, score_snapshots(feats, bundle, "scenario"), labels)
-    return bundle, rows, training_rows(feats, labels)
-
-
-def lights(rows: pd.DataFrame, days, importance=None) -> pd.DataFrame:
-    names = [f for f in feature_columns() if f != "model"]
-    out = []
-    for day in days:
-        result = monitor(rows, pd.Timestamp(day) + pd.Timedelta(days=1), names, MonitoringParams(), importance)
-        out.append({"date": str(pd.Timestamp(day).date()), "light": result.light, "alerts": result.alert_count,
-                    "fired": ",".join(a.name for a in result.alerts if a.fired),
-                    "score_psi": result.drift_scores["psi"].iloc[0], "drifted": int(result.drift_features["drifted"].sum())})
-    return pd.DataFrame(out)
+YEAR = pd.date_range("2015-03-16", "2015-12-31")  # every day with a full 74-day history
+AROUND = pd.date_range("2015-06-17", "2015-07-31")  # two weeks before the start, a month after
 
 
 def slow_drift(ref: pd.DataFrame, prod: pd.DataFrame, names: list[str]) -> dict:
@@ -66,51 +58,74 @@ def slow_drift(ref: pd.DataFrame, prod: pd.DataFrame, names: list[str]) -> dict:
     return out
 
 
+def fired_counts(table: pd.DataFrame) -> str:
+    names = pd.Series([n for fired in table["fired"] for n in fired.split(",") if n])
+    return ", ".join(f"{k} {v}" for k, v in names.value_counts().sort_index().items()) or "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--machines", type=int, default=100)
     args = parser.parse_args()
-    pd.set_option("display.width", 200)
+    base = SimulationConfig(machines=args.machines)
+    features, labels = fleet(base)
+    bundle = train(features, labels, TRAIN_CUTOFF)
+    rules = {"current": MonitoringParams(), "notebook": notebook_params()}
+    label_rules = {"relative (50 %, p < 0.01)": MonitoringParams(),
+                   "absolute (10 points)": replace(MonitoringParams(), label_drift_rule="absolute")}
+    lines, label_lines, rows_of = [], [], {}
+    for name, drift in scenarios().items():
+        started = time.perf_counter()
+        rows = scored_rows(features, labels, bundle) if drift is None else \
+            scored_rows(*fleet(replace(base, drift=drift)), bundle)
+        rows_of[name] = rows
+        days = YEAR if drift is None else AROUND
+        for rule, params in rules.items():
+            table = light_days(rows, days, params)
+            after = table[table["date"] >= DRIFT_START] if drift is not None else table
+            lines.append(f"| {name} | {rule} | {(after['light'] != 'green').mean():.1%} | "
+                         f"{'-' if drift is None else days_to_alarm(table)} | {fired_counts(after)} |")
+        if name in ("none", "failure rate x2"):
+            for rule, params in label_rules.items():
+                table = light_days(rows, days, params)
+                fires = table["fired"].str.contains("label_drift")
+                first = table.loc[fires & (table["date"] >= DRIFT_START), "date"]
+                label_lines.append(f"| {name} | {rule} | {fires.mean():.1%} | "
+                                   f"{(first.iloc[0] - pd.Timestamp(DRIFT_START)).days if len(first) else 'never'} |")
+        print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"\n{args.machines} machines, drift from {DRIFT_START}, model trained before {TRAIN_CUTOFF}")
+    print("| scenario | rules | days not green | days to the first non-green | alerts fired (days) |")
+    print("|---|---|---:|---:|---|")
+    print("\n".join(lines))
+    print("\n| scenario | label rule | days it fires | days to its first alert |\n|---|---|---:|---:|")
+    print("\n".join(label_lines))
 
-    drift = DriftSpec(start=DRIFT_DATE, sensor_shift_sd={"volt": 1.5, "pressure": 1.5}, failure_rate_factor=2.0)
-    _, rows, _ = scenario(args.machines, drift)
-    table = lights(rows, pd.date_range("2015-06-01", "2015-08-15"))
-    print("drift injected from", DRIFT_DATE)
-    print(table.to_string(index=False))
-    first_after = (pd.Timestamp(DRIFT_DATE) + pd.Timedelta(days=13)).date()
-    before = table[table["date"] < DRIFT_DATE]
-    print(f"before the date: {(before['light'] == 'green').mean():.0%} green; first production window fully after "
-          f"it ({first_after}): {table.loc[table['date'] == str(first_after), 'light'].iloc[0]}\n")
-
-    bundle, rows, labelled = scenario(args.machines, None)
-    year = lights(rows, pd.date_range("2015-03-16", "2015-12-31"))
-    non_green = year[year["light"] != "green"]
-    print(f"no injection: {len(year)} partitions with a full history, {len(non_green)} not green "
-          f"(false-alarm rate {len(non_green) / len(year):.1%})")
-    if len(non_green):
-        print(non_green.to_string(index=False))
-
+    rows = rows_of["none"]
+    labelled = training_rows(features, labels)
     end = pd.Timestamp("2015-10-01")
     names = [f for f in feature_columns() if f != "model"]
     started = time.perf_counter()
     result = monitor(rows, end, names, MonitoringParams())
     t_monitor = time.perf_counter() - started
-    reference = labelled[(labelled["datetime"] >= end - pd.Timedelta(days=74)) & (labelled["datetime"] < end - pd.Timedelta(days=14))]
+    window_start, production_start = end - pd.Timedelta(days=74), end - pd.Timedelta(days=14)
+    reference = labelled[(labelled["datetime"] >= window_start) & (labelled["datetime"] < production_start)]
     started = time.perf_counter()
     permutation_importance_of(bundle, reference)
     t_importance = time.perf_counter() - started
-    ref = rows[(rows["datetime"] >= end - pd.Timedelta(days=74)) & (rows["datetime"] < end - pd.Timedelta(days=14))]
-    prod = rows[(rows["datetime"] >= end - pd.Timedelta(days=14)) & (rows["datetime"] < end)]
+    ref = rows[(rows["datetime"] >= window_start) & (rows["datetime"] < production_start)]
+    prod = rows[(rows["datetime"] >= production_start) & (rows["datetime"] < end)]
     started = time.perf_counter()
     slow = slow_drift(ref, prod, names)
     t_slow = time.perf_counter() - started
     fast = result.drift_features.set_index("feature")
-    worst = max(abs(fast.loc[f, "psi"] - v[0]) for f, v in slow.items() if not np.isnan(v[0]))
+    continuous = [f for f, v in slow.items() if not np.isnan(v[0]) and fast.loc[f, "method"] == "continuous"]
+    worst = max(abs(fast.loc[f, "psi"] - slow[f][0]) for f in continuous)
     print(f"\none partition ({len(ref):,} reference + {len(prod):,} production rows, {len(names)} features):")
     print(f"  monitor() without importance   {t_monitor:6.2f} s")
     print(f"  permutation importance         {t_importance:6.2f} s")
     print(f"  total                          {t_monitor + t_importance:6.2f} s")
-    print(f"  slow way, drift statistics     {t_slow:6.2f} s  (x{t_slow / t_monitor:.1f} monitor(); max |PSI diff| {worst:.1e})")
+    print(f"  slow way, drift statistics     {t_slow:6.2f} s  (x{t_slow / t_monitor:.1f} monitor(); max |PSI diff| "
+          f"{worst:.1e} on the {len(continuous)} continuous features)")
 
 
 if __name__ == "__main__":
