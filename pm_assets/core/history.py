@@ -1,8 +1,9 @@
 """Monitoring over time: the table of every day's monitoring figures, its trend chart (SVG), and the index page.
 
-The chart is one self-contained SVG (no script, no library): four panels sharing the date axis, the traffic light,
+The chart is one self-contained SVG (no script, no library): five panels sharing the date axis, the traffic light,
 score PSI against its alert threshold, average precision (reference, production, and the label-free estimate on
-immature rows) and the number of drifted features with the alert count. It is shown in the Dagster UI (markdown
+immature rows), the number of drifted features with the alert count, and the largest correlation change between
+two telemetry features (the multivariate drift). It is shown in the Dagster UI (markdown
 metadata, as an inline image) and on ``data/outputs/monitoring/index.html``, which also lists every day with its
 light and a link to its report. Pure Python, no Dagster import.
 """
@@ -24,6 +25,17 @@ HISTORY_COLUMNS = ["date", "traffic_light", "light_code", "alert_count", "alerts
                    "n_drifted_features", "top_drifted", "auc_reference", "auc_production", "ap_reference",
                    "ap_production", "estimated_ap_immature", "failure_rate_reference", "failure_rate_production",
                    "drifted_share", "reconstruction_error", "correlation_change", "model_version", "report"]
+
+
+#: The chart's panels under the light strip: (label, [(column, colour, legend)]); score PSI gets its alert line.
+PANELS = [
+    ("score PSI", [("score_psi", "production", "score PSI")]),
+    ("average precision", [("ap_reference", "reference", "reference"), ("ap_production", "production", "production"),
+                           ("estimated_ap_immature", "estimate", "estimated (immature)")]),
+    ("drifted features", [("n_drifted_features", "production", "drifted features"),
+                          ("alert_count", "alerts", "alerts fired")]),
+    ("multivariate", [("correlation_change", "production", "largest correlation change")]),
+]
 
 
 def history_table(days: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +69,7 @@ def trend_svg(history: pd.DataFrame, score_psi_alert: float = 0.25, width: int =
     left, right, panel, gap = 64, 16, 96, 34
     dates = pd.DatetimeIndex(history["date"])
     n = len(dates)
-    height = 40 + 24 + 3 * (panel + gap) + 30
+    height = 40 + 24 + len(PANELS) * (panel + gap) + 30
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="Helvetica, Arial, sans-serif" font-size="11" role="img">',
            f'<title>{html.escape(title)}</title><rect width="100%" height="100%" fill="white"/>',
@@ -84,13 +96,7 @@ def trend_svg(history: pd.DataFrame, score_psi_alert: float = 0.25, width: int =
         colour = LIGHT_COLOURS.get(str(light), "#bdbdbd")
         out.append(f'<rect x="{x(t) - day_w / 2:.2f}" y="{top}" width="{max(day_w, 0.6):.2f}" height="22" '
                    f'fill="{colour}"><title>{t:%Y-%m-%d}: {html.escape(str(light))}</title></rect>')
-    panels = [
-        ("score PSI", [("score_psi", "production", "score PSI")], score_psi_alert),
-        ("average precision", [("ap_reference", "reference", "reference"), ("ap_production", "production", "production"),
-                               ("estimated_ap_immature", "estimate", "estimated (immature)")], None),
-        ("drifted features", [("n_drifted_features", "production", "drifted features"),
-                              ("alert_count", "alerts", "alerts fired")], None),
-    ]
+    panels = [(label, series, score_psi_alert if label == "score PSI" else None) for label, series in PANELS]
     y0 = top + 22 + gap
     for label, series, threshold in panels:
         values = np.concatenate([history[c].to_numpy(dtype=float) for c, _, _ in series])

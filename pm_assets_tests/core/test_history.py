@@ -47,6 +47,9 @@ def test_the_chart_is_valid_svg_with_a_rect_per_day_and_gaps_for_undefined_value
     psi_lines = [p for p in root.iter(f"{SVG}polyline") if p.get("stroke") == "#ff7f0e"]
     assert sum(len(p.get("points").split()) for p in psi_lines[:2]) == 39  # 40 days, one undefined
     assert base64.b64decode(svg_data_uri(svg).split(",", 1)[1]).decode() == svg
+    # the multivariate panel: one line of the correlation change, drawn where it is defined
+    with_change = trend_svg(history_table(days().assign(correlation_change=np.linspace(0.05, 0.5, 40))))
+    assert "largest correlation change" in svg and with_change.count("<polyline") == svg.count("<polyline") + 1
 
 
 def test_an_empty_history_still_draws():
