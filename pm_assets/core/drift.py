@@ -120,16 +120,8 @@ class BinnedColumn:
            max_values: int = DISCRETE_MAX_VALUES) -> BinnedColumn:
         """The column binned for ``method`` ("discrete": one bin per distinct value; "continuous"; None: chosen by
         :func:`is_discrete` with ``max_values``): ``.discrete`` says which."""
-        if method not in (None, "discrete", "continuous"):
-            raise ValueError(f"unknown drift method {method!r}: 'discrete' or 'continuous'")
-        distinct = None
-        if method != "continuous":
-            x = values[(blocks >= 0) & ~np.isnan(values)]
-            # a strided sample decides cheaply for most columns; the exact values only where it may be discrete
-            if method == "discrete" or len(np.unique(x[:: max(1, len(x) // 65_536)])) <= max_values:
-                distinct = np.unique(x)
-                if method is None and not is_discrete(distinct, max_values):
-                    distinct = None
+        x = values[(blocks >= 0) & ~np.isnan(values)]
+        distinct = np.unique(x) if choose_discrete(x, method, max_values) else None
         return cls(values, blocks, n_blocks, grid=distinct)
 
     def bins_of(self, values: np.ndarray) -> np.ndarray:
@@ -196,6 +188,17 @@ class _Windows:
 WINDOW_BATCH = 32
 
 
+def choose_discrete(x: np.ndarray, method: str | None = None, max_values: int = DISCRETE_MAX_VALUES) -> bool:
+    """Whether a column of values ``x`` (NaN dropped) is measured as discrete: ``method`` says so ("discrete",
+    "continuous"), or None lets :func:`is_discrete` decide (a strided sample first, so a column of many values is
+    not sorted whole)."""
+    if method not in (None, "discrete", "continuous"):
+        raise ValueError(f"unknown drift method {method!r}: 'discrete' or 'continuous'")
+    if method is not None:
+        return method == "discrete"
+    return len(np.unique(x[:: max(1, len(x) // 4_096)])) <= max_values and is_discrete(np.unique(x), max_values)
+
+
 def is_discrete(distinct: np.ndarray, max_values: int = DISCRETE_MAX_VALUES) -> bool:
     """The rule that picks the per-value measures: at most ``max_values`` distinct values (NaN aside) over the
     monitored rows. The error counts (0-3), age (0-20) and any flag are; sensor statistics and the days since a
@@ -224,6 +227,44 @@ def window_statistics(column: BinnedColumn, first, middle, stop, bins: int = PSI
         out[part, 2], out[part, 3] = ref.means(), prod.means()
         out[part, 6], out[part, 7] = ref.n, prod.n
     return out
+
+
+def sorted_window_statistics(values: np.ndarray, blocks: np.ndarray, n_blocks: int, first, middle, stop,
+                             method: str | None = None, max_values: int = DISCRETE_MAX_VALUES, bins: int = PSI_BINS,
+                             epsilon: float = PSI_EPSILON) -> tuple[np.ndarray, bool]:
+    """:func:`window_statistics` of a :class:`BinnedColumn` of these values, and whether it is discrete, computed by
+    sorting each window's values instead: for a few dates it costs less than binning the column. The same numbers,
+    bit for bit (the means too: the same per-block sums, added in the same order)."""
+    keep = (blocks >= 0) & ~np.isnan(values)
+    x, block = values[keep], blocks[keep]
+    discrete = choose_discrete(x, method, max_values)
+    sums = np.bincount(block, weights=x, minlength=n_blocks)
+    first, middle, stop = (np.asarray(v, dtype=np.intp).reshape(-1) for v in (first, middle, stop))
+    out = np.empty((len(first), len(STATISTICS)))
+    for w, (a, b, c) in enumerate(zip(first.tolist(), middle.tolist(), stop.tolist(), strict=True)):
+        ref, prod = np.sort(x[(block >= a) & (block < b)]), np.sort(x[(block >= b) & (block < c)])
+        if discrete:
+            levels = np.union1d(ref, prod)
+            counts = [np.searchsorted(v, levels, side="right") - np.searchsorted(v, levels, side="left")
+                      for v in (ref, prod)]
+            psi_value, js, chi2_p = (v[0] for v in _per_value(counts[0][None, :], counts[1][None, :], epsilon))
+        else:
+            psi_value, js, chi2_p = psi_sorted(ref, prod, bins, epsilon), _decile_js(ref, prod, bins), np.nan
+        means = [sums[lo:hi].sum() / len(v) if len(v) else np.nan for lo, hi, v in ((a, b, ref), (b, c, prod))]
+        out[w] = psi_value, ks_sorted(ref, prod), means[0], means[1], js, chi2_p, len(ref), len(prod)
+    return out, discrete
+
+
+def _decile_js(ref: np.ndarray, prod: np.ndarray, bins: int) -> float:
+    """The Jensen-Shannon distance on :func:`psi_sorted`'s bins (NaN where PSI is)."""
+    if len(ref) < MIN_SAMPLE or len(prod) < MIN_SAMPLE:
+        return float("nan")
+    edges = _edges_sorted(ref, bins)
+    if len(edges) < MIN_EDGES:
+        return float("nan")
+    p_ref = np.diff(np.searchsorted(ref, edges, side="right"), prepend=0, append=len(ref)) / len(ref)
+    p_prod = np.diff(np.searchsorted(prod, edges, side="right"), prepend=0, append=len(prod)) / len(prod)
+    return jensen_shannon(p_ref, p_prod)
 
 
 def _per_value(ref_counts: np.ndarray, prod_counts: np.ndarray, epsilon: float):

@@ -42,6 +42,7 @@ from pm_assets.core.drift import (
     expected_roc_auc_sorted,
     roc_auc_and_average_precision_sorted,
     roc_auc_standard_error,
+    sorted_window_statistics,
     window_statistics,
 )
 from pm_assets.core.multivariate import PCA_SIGMA, PCA_VARIANCE, RECONSTRUCTION, BlockMoments, reconstruction_drift
@@ -326,8 +327,10 @@ def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
 
     def column(item: tuple[str | None, np.ndarray]) -> tuple[np.ndarray, bool]:
         name, values = item
-        binned = BinnedColumn.of(values, blocks, n_blocks, overrides.get(name) if name else "continuous",
-                                 params.discrete_max_values)
+        method = overrides.get(name) if name else "continuous"
+        if len(cuts) <= SORTED_DATES:  # a few dates: sorting their windows costs less than binning the column
+            return sorted_window_statistics(values, blocks, n_blocks, *cuts.T, method, params.discrete_max_values)
+        binned = BinnedColumn.of(values, blocks, n_blocks, method, params.discrete_max_values)
         return window_statistics(binned, *cuts.T), binned.discrete
 
     codes, models = model
@@ -381,6 +384,11 @@ def monitor_stored(rows: pd.DataFrame, ends: list, days, drift: WindowDrift, par
     for day in days:
         yield monitor_prepared(prepared, ends[day], params, importance, drift, day)
 
+
+#: Up to this many dates, :func:`window_drift` sorts each date's windows (``sorted_window_statistics``); from more
+#: on it bins each column once (``BinnedColumn``), whose cost per date does not grow with the windows. The same
+#: numbers either way.
+SORTED_DATES = 4
 
 #: Bytes of feature values :func:`stored_window_drift` reads at once (a group of columns of the whole range).
 DRIFT_READ_BYTES = 256 * 2**20
@@ -467,33 +475,39 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importan
     return result
 
 
+def feature_table(names: list[str], methods: list[str], stats: np.ndarray, params: MonitoringParams) -> pd.DataFrame:
+    """The drift table of one date: a row per feature with its method, the :data:`~pm_assets.core.drift.STATISTICS`,
+    ``drifted`` by ``params.feature_drift_measure`` and a ``note`` saying why a measure is undefined, by PSI
+    (largest first, undefined last). Built from arrays: it is made once per day of a run."""
+    columns = {"feature": np.asarray(names, dtype=object),
+               "method": np.asarray(methods if methods else ["continuous"] * len(names), dtype=object)}
+    columns |= {name: stats[:, i] for i, name in enumerate(STATISTICS)}
+    for name in ("reference_n", "production_n"):
+        columns[name] = columns[name].astype(np.int64)
+    columns["drifted"] = columns[FEATURE_MEASURES[params.feature_drift_measure]] >= params.drift_threshold
+    small = (columns["reference_n"] < MIN_SAMPLE) | (columns["production_n"] < MIN_SAMPLE)
+    constant = np.isnan(columns["psi"]) & (columns["method"] == "continuous")
+    columns["note"] = np.where(small, f"fewer than {MIN_SAMPLE} values in a window", np.where(
+        constant, f"nearly constant reference: fewer than {MIN_EDGES} distinct decile edges of its {PSI_BINS} (set "
+        "drift_methods to 'discrete' to measure it per value; KS is defined)", "")).astype(object)
+    order = _psi_order(columns["psi"])
+    return pd.DataFrame({name: values[order] for name, values in columns.items()})
+
+
 def drifted_features(table: pd.DataFrame, params: MonitoringParams) -> pd.Series:
     """The rule of a drifted feature: its ``feature_drift_measure`` at or above that measure's threshold."""
     return table[FEATURE_MEASURES[params.feature_drift_measure]] >= params.drift_threshold
 
 
-def feature_table(names: list[str], methods: list[str], stats: np.ndarray, params: MonitoringParams) -> pd.DataFrame:
-    """The drift table of one date: a row per feature with its method, the :data:`~pm_assets.core.drift.STATISTICS`,
-    ``drifted`` by ``params.feature_drift_measure`` and a ``note`` saying why a measure is undefined, by PSI
-    (largest first, undefined last)."""
-    table = pd.DataFrame(stats, columns=list(STATISTICS))
-    table.insert(0, "feature", list(names))
-    table.insert(1, "method", list(methods) if methods else ["continuous"] * len(names))
-    for column in ("reference_n", "production_n"):
-        table[column] = table[column].astype(np.int64)
-    table["drifted"] = drifted_features(table, params)
-    small = (table["reference_n"] < MIN_SAMPLE) | (table["production_n"] < MIN_SAMPLE)
-    table["note"] = np.select(
-        [small, table["psi"].isna() & (table["method"] == "continuous")],
-        [f"fewer than {MIN_SAMPLE} values in a window",
-         f"nearly constant reference: fewer than {MIN_EDGES} distinct decile edges of its {PSI_BINS} (set "
-         "drift_methods to 'discrete' to measure it per value; KS is defined)"], "")
-    return _by_psi(table)
+def _psi_order(psi: np.ndarray) -> np.ndarray:
+    """Rows by PSI, largest first, NaN last, ties in their order (stable)."""
+    psi = np.asarray(psi, dtype=np.float64)
+    return np.argsort(np.where(np.isnan(psi), np.inf, -psi), kind="stable")
 
 
 def _by_psi(drift_features: pd.DataFrame) -> pd.DataFrame:
     """The drift table by PSI, largest first, NaN last (the order of the report and of its histograms)."""
-    return drift_features.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
+    return drift_features.iloc[_psi_order(drift_features["psi"].to_numpy())].reset_index(drop=True)
 
 
 def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params: MonitoringParams) -> pd.DataFrame:

@@ -102,33 +102,38 @@ def reconstruction_drift(moments: BlockMoments, first, middle, stop, variance: f
         reference_corr = cov[np.ix_(kept, kept)] / scale
         residual, out[w, 4] = _residual_projection(reference_corr, variance)
 
-        def second(n: float, s: np.ndarray, m: np.ndarray) -> np.ndarray:
-            # E[z z^T] of rows standardised by the reference, z = (x - mean) / sd, from a window's moments
-            moment = m / n - np.outer(mean, s / n) - np.outer(s / n, mean) + np.outer(mean, mean)
-            return moment[np.ix_(kept, kept)] / scale
+        def second(n, s: np.ndarray, m: np.ndarray) -> np.ndarray:
+            # E[z z^T] of rows standardised by the reference, z = (x - mean) / sd, from windows' moments (stacked:
+            # n (w,), s (w, k), m (w, k, k))
+            mu = s / n[:, None]
+            moment = m / n[:, None, None] - mean[None, :, None] * mu[:, None, :] - mu[:, :, None] * mean[None, None, :]
+            moment = moment + np.outer(mean, mean)
+            return moment[:, kept][:, :, kept] / scale
 
-        def error(n: float, s: np.ndarray, m: np.ndarray) -> float:
-            return float(np.sum(residual * second(n, s, m)))  # trace((I - V V^T) E[z z^T]), both symmetric
+        def figures(n, s: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Reconstruction errors and |correlation - the reference's| (upper triangle) of stacked windows."""
+            z = second(n, s, m)
+            errors = np.einsum("ij,wij->w", residual, z)  # trace((I - V V^T) E[z z^T]), both symmetric
+            # correlations do not change with the standardisation: those of the windows' own covariance of z
+            shift = ((s / n[:, None]) - mean)[:, kept] / sd[kept]
+            cov_z = z - shift[:, :, None] * shift[:, None, :]
+            d = np.sqrt(np.maximum(np.einsum("wii->wi", cov_z), 1e-300))
+            change = np.abs(cov_z / (d[:, :, None] * d[:, None, :]) - reference_corr)
+            return errors, np.triu(change, k=1)
 
-        def correlation_change(n: float, s: np.ndarray, m: np.ndarray) -> np.ndarray:
-            # |the window's correlations - the reference's|: correlations do not change with the standardisation
-            shift = (s / n - mean)[kept] / sd[kept]  # the window's mean of z
-            cov_z = second(n, s, m) - np.outer(shift, shift)
-            d = np.sqrt(np.maximum(np.diag(cov_z), 1e-300))
-            return np.abs(cov_z / np.outer(d, d) - reference_corr)
-
-        out[w, 0], out[w, 1] = error(n_prod, s_prod, m_prod), error(n_ref, s_ref, m_ref)
-        change = np.triu(correlation_change(n_prod, s_prod, m_prod), k=1)
-        i, j = np.unravel_index(int(np.argmax(change)), change.shape)
+        errors, change = figures(np.array([n_prod, n_ref], dtype=np.float64), np.stack([s_prod, s_ref]),
+                                 np.stack([m_prod, m_ref]))
+        out[w, 0], out[w, 1] = errors
+        i, j = np.unravel_index(int(np.argmax(change[0])), change[0].shape)
         columns = np.flatnonzero(kept)
-        out[w, 7], out[w, 9], out[w, 10] = change[i, j], columns[i], columns[j]
-        days = [d for d in range(a, b) if moments.n[d] >= MIN_ROWS]
+        out[w, 7], out[w, 9], out[w, 10] = change[0, i, j], columns[i], columns[j]
+        days = np.arange(a, b)[moments.n[a:b] >= MIN_ROWS]
         if len(days) >= 2:
-            errors = [error(moments.n[d], moments.s[d], moments.m[d]) for d in days]
-            out[w, 2] = float(np.mean(errors) - sigma * np.std(errors))
-            out[w, 3] = float(np.mean(errors) + sigma * np.std(errors))
-            changes = [np.triu(correlation_change(moments.n[d], moments.s[d], moments.m[d]), k=1).max() for d in days]
-            out[w, 8] = float(np.mean(changes) + sigma * np.std(changes))
+            day_errors, day_change = figures(moments.n[days].astype(np.float64), moments.s[days], moments.m[days])
+            largest = day_change.reshape(len(days), -1).max(axis=1)
+            out[w, 2] = float(np.mean(day_errors) - sigma * np.std(day_errors))
+            out[w, 3] = float(np.mean(day_errors) + sigma * np.std(day_errors))
+            out[w, 8] = float(np.mean(largest) + sigma * np.std(largest))
     return out
 
 
