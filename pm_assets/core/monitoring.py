@@ -297,10 +297,11 @@ class WindowDrift:
 
 def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
                  model: tuple[np.ndarray, list[str]], ends: list, params: MonitoringParams,
-                 threads: int = 1, multivariate: np.ndarray | None = None) -> WindowDrift:
+                 threads: int = 1, multivariate=None) -> WindowDrift:
     """The drift statistics (``drift.STATISTICS``) of each feature (``columns``: (name, values) pairs, one at a
     time, rows as ``times``) and of p_any, p_any's PSI per machine model, and the reconstruction error of
-    ``multivariate`` (rows x features; None: none), for the windows of each of ``ends``. Continuous columns are
+    ``multivariate`` (rows x features, or a function that reads them; None: none), for the windows of each of
+    ``ends``. Continuous columns are
     exact, equal to :func:`~pm_assets.core.drift.psi` and ``ks_statistic`` of the windows' values; a feature is
     discrete by ``params`` (``discrete_max_values``, ``drift_methods``); p_any is always continuous.
 
@@ -345,9 +346,11 @@ def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
                        ((None, np.where(codes == code, p_any, np.nan)) for code in range(len(models))))
     results, discrete = zip(*_mapped(column, everything, threads))
     mv = None
-    if multivariate is not None:
-        mv = reconstruction_drift(BlockMoments.of(multivariate, blocks, n_blocks), *cuts.T,
-                                  variance=params.pca_variance, sigma=params.pca_sigma)
+    matrix = multivariate() if callable(multivariate) else multivariate
+    if matrix is not None:  # the moments first, so the matrix is gone before the columns come
+        moments = BlockMoments.of(matrix, blocks, n_blocks)
+        del matrix
+        mv = reconstruction_drift(moments, *cuts.T, variance=params.pca_variance, sigma=params.pca_sigma)
     counted = (blocks >= 0) & (codes >= 0)
     per_block = np.bincount(codes[counted] * n_blocks + blocks[counted],
                             minlength=len(models) * n_blocks).reshape(len(models), n_blocks)
@@ -421,18 +424,22 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
                     yield name, _values(frame, name)[scored]
 
     model = _model_codes(base["model"].iloc[scored] if "model" in base else None, len(times))
-    matrix, wanted = None, list(params.multivariate_features)
-    if wanted:  # the telemetry columns of the multivariate drift, filled in a group of columns at a time
+    def multivariate() -> np.ndarray | None:
+        """The telemetry columns of the multivariate drift, filled in a group of columns at a time."""
+        wanted = list(params.multivariate_features)
+        if not wanted:
+            return None
         matrix = np.empty((len(scored), len(wanted)))
         for i in range(0, len(wanted), group):
             frame = read_features(wanted[i: i + group])
             if not set(wanted[i: i + group]) <= set(frame.columns):
-                matrix = None
-                break
+                return None
             for j, name in enumerate(wanted[i: i + group], start=i):
                 matrix[:, j] = _values(frame, name)[scored]
+        return matrix
+
     return window_drift(times, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends,
-                        params, threads, matrix)
+                        params, threads, multivariate)
 
 
 def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importance: pd.Series | None,

@@ -50,22 +50,28 @@ class BlockMoments:
 
     @classmethod
     def of(cls, matrix: np.ndarray, blocks: np.ndarray, n_blocks: int) -> BlockMoments:
-        """``matrix``: rows x features; ``blocks``: each row's block (-1: outside every block), non-decreasing for
-        the rows in blocks (rows sorted by time)."""
+        """``matrix``: rows x features; ``blocks``: each row's block (-1: outside every block), non-decreasing over
+        the rows in blocks (rows sorted by time; otherwise they are sorted here). Goes block by block: memory holds
+        one block's rows beside the matrix, not a copy of it."""
         matrix = np.asarray(matrix, dtype=np.float64)
-        keep = (blocks >= 0) & ~np.isnan(matrix).any(axis=1)
-        x, block = matrix[keep], blocks[keep]
         k = matrix.shape[1]
-        center = x.mean(axis=0) if len(x) else np.zeros(k)
-        x = x - center
-        n = np.bincount(block, minlength=n_blocks).astype(np.int64)
-        s, m = np.zeros((n_blocks, k)), np.zeros((n_blocks, k, k))
-        if len(block) > 1 and not (np.diff(block) >= 0).all():
-            order = np.argsort(block, kind="stable")
-            x, block = x[order], block[order]
-        starts = np.concatenate([[0], np.cumsum(n)])
+        inside = np.flatnonzero(blocks >= 0)
+        if len(inside) > 1 and not (np.diff(blocks[inside]) >= 0).all():
+            inside = inside[np.argsort(blocks[inside], kind="stable")]
+        block = blocks[inside]
+        starts = np.searchsorted(block, np.arange(n_blocks + 1), side="left")
+
+        def rows_of(b: int) -> np.ndarray:
+            part = matrix[inside[starts[b]: starts[b + 1]]]
+            return part[~np.isnan(part).any(axis=1)]
+
+        n, s, m = np.zeros(n_blocks, dtype=np.int64), np.zeros((n_blocks, k)), np.zeros((n_blocks, k, k))
+        for b in range(n_blocks):  # first the sums, for a centre: the mean of every complete row
+            part = rows_of(b)
+            n[b], s[b] = len(part), part.sum(axis=0)
+        center = s.sum(axis=0) / n.sum() if n.sum() else np.zeros(k)
         for b in np.flatnonzero(n).tolist():
-            part = x[starts[b]: starts[b + 1]]
+            part = rows_of(b) - center
             s[b], m[b] = part.sum(axis=0), part.T @ part
         return cls(n=n, s=s, m=m, center=center)
 

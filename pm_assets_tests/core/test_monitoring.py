@@ -571,16 +571,18 @@ def test_the_stored_path_equals_monitor_days(group):
         reads.append(columns)
         return features[[c for c in dict.fromkeys(keys + list(columns)) if c in features]]
 
-    ends = [END - pd.Timedelta(days=d) for d in (4, 2, 0)]
-    drift = stored_window_drift(read_features, lambda columns: scores[columns], FEATURES, ends, PARAMS, group=group)
+    ends = [END - pd.Timedelta(days=d) for d in (8, 6, 4, 2, 1, 0)]  # more than SORTED_DATES: the binned path
+    params = replace(PARAMS, multivariate_features=("stable", "shifted", "with_nan", "counts"))
+    drift = stored_window_drift(read_features, lambda columns: scores[columns], FEATURES, ends, params, group=group)
     assert max(len(c) for c in reads[1:]) <= group  # a few feature columns at a time
-    in_memory = list(monitor_days(monitoring_rows(features, scores, labels), ends, FEATURES, PARAMS, IMPORTANCE))
-    from_storage = monitor_stored(monitoring_rows(features, scores, labels), ends, range(len(ends)), drift, PARAMS,
+    in_memory = list(monitor_days(monitoring_rows(features, scores, labels), ends, FEATURES, params, IMPORTANCE))
+    from_storage = monitor_stored(monitoring_rows(features, scores, labels), ends, range(len(ends)), drift, params,
                                   IMPORTANCE)
     for expected, got in zip(in_memory, from_storage, strict=True):
         for table in ("drift_features", "drift_scores", "performance", "drift_segments", "drift_weighted"):
             pd.testing.assert_frame_equal(getattr(got, table), getattr(expected, table), check_exact=True)
         assert [a.fired for a in got.alerts] == [a.fired for a in expected.alerts]
+        assert got.multivariate == expected.multivariate and got.multivariate["production_rows"] > 0
 
 
 def test_summary_is_json_serialisable(case):
