@@ -16,9 +16,11 @@ and sd are NaN when its coverage is below ``min_coverage`` (and the sd also when
 is ``usable`` when its 3 h and 24 h windows are covered, and ``complete`` when every window is covered and no
 feature is NaN.
 
-Implementation: telemetry is laid on a dense (hour x machine) grid, NaN where a reading is missing, and pandas'
-rolling window kernels (compensated sums) compute every window for all machines at once; snapshots are then
-picked from the grid. The reference implementation in the tests is a plain loop over one machine's rows.
+Implementation: telemetry is laid on a dense (hour x machine) grid, NaN where a reading is missing, cut into
+stacks of day slices; every window of every machine is a difference of running sums (``np.cumsum``) along a
+slice, with values centred on the slice's first reading to keep the sums small (:func:`_slice_windows`). The error
+counts use pandas' rolling sum. Snapshots are then picked from the grid. The reference implementation in the tests
+is a plain loop over one machine's rows.
 """
 
 from __future__ import annotations

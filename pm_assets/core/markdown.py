@@ -1,4 +1,6 @@
-"""Markdown tables for Dagster metadata (pandas' to_markdown would add the tabulate dependency)."""
+"""Markdown tables for Dagster metadata: floats to 4 significant digits and cells escaped for a pipe table, the same
+everywhere (pandas' ``to_markdown``, through tabulate, formats floats by column and leaves a ``|`` in a cell as it
+is)."""
 
 from __future__ import annotations
 
