@@ -104,43 +104,53 @@ def reconstruction_drift(moments: BlockMoments, first, middle, stop, variance: f
         kept = sd > 1e-12 * np.maximum(1.0, np.abs(mean + moments.center))
         if kept.sum() < 2:
             continue
-        scale = np.outer(sd[kept], sd[kept])
-        reference_corr = cov[np.ix_(kept, kept)] / scale
-        residual, out[w, 4] = _residual_projection(reference_corr, variance)
-
-        def second(n, s: np.ndarray, m: np.ndarray) -> np.ndarray:
-            # E[z z^T] of rows standardised by the reference, z = (x - mean) / sd, from windows' moments (stacked:
-            # n (w,), s (w, k), m (w, k, k))
-            mu = s / n[:, None]
-            moment = m / n[:, None, None] - mean[None, :, None] * mu[:, None, :] - mu[:, :, None] * mean[None, None, :]
-            moment = moment + np.outer(mean, mean)
-            return moment[:, kept][:, :, kept] / scale
-
-        def figures(n, s: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Reconstruction errors and |correlation - the reference's| (upper triangle) of stacked windows."""
-            z = second(n, s, m)
-            errors = np.einsum("ij,wij->w", residual, z)  # trace((I - V V^T) E[z z^T]), both symmetric
-            # correlations do not change with the standardisation: those of the windows' own covariance of z
-            shift = ((s / n[:, None]) - mean)[:, kept] / sd[kept]
-            cov_z = z - shift[:, :, None] * shift[:, None, :]
-            d = np.sqrt(np.maximum(np.einsum("wii->wi", cov_z), 1e-300))
-            change = np.abs(cov_z / (d[:, :, None] * d[:, None, :]) - reference_corr)
-            return errors, np.triu(change, k=1)
-
-        errors, change = figures(np.array([n_prod, n_ref], dtype=np.float64), np.stack([s_prod, s_ref]),
-                                 np.stack([m_prod, m_ref]))
+        fit = _Fit(mean=mean, sd=sd[kept], kept=kept, reference_corr=cov[np.ix_(kept, kept)] / np.outer(sd[kept], sd[kept]))
+        fit.residual, out[w, 4] = _residual_projection(fit.reference_corr, variance)
+        errors, change = fit.figures(np.array([n_prod, n_ref], dtype=np.float64), np.stack([s_prod, s_ref]),
+                                     np.stack([m_prod, m_ref]))
         out[w, 0], out[w, 1] = errors
         i, j = np.unravel_index(int(np.argmax(change[0])), change[0].shape)
         columns = np.flatnonzero(kept)
         out[w, 7], out[w, 9], out[w, 10] = change[0, i, j], columns[i], columns[j]
         days = np.arange(a, b)[moments.n[a:b] >= MIN_ROWS]
         if len(days) >= 2:
-            day_errors, day_change = figures(moments.n[days].astype(np.float64), moments.s[days], moments.m[days])
+            day_errors, day_change = fit.figures(moments.n[days].astype(np.float64), moments.s[days], moments.m[days])
             largest = day_change.reshape(len(days), -1).max(axis=1)
             out[w, 2] = float(np.mean(day_errors) - sigma * np.std(day_errors))
             out[w, 3] = float(np.mean(day_errors) + sigma * np.std(day_errors))
             out[w, 8] = float(np.mean(largest) + sigma * np.std(largest))
     return out
+
+
+@dataclass
+class _Fit:
+    """A reference window's fit: its means and sds (of the ``kept`` features), correlations and the residual
+    projection I - V V^T of its components."""
+
+    mean: np.ndarray
+    sd: np.ndarray
+    kept: np.ndarray
+    reference_corr: np.ndarray
+    residual: np.ndarray | None = None
+
+    def second(self, n: np.ndarray, s: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """E[z z^T] of rows standardised by the reference, z = (x - mean) / sd, from windows' moments (stacked:
+        n (w,), s (w, k), m (w, k, k))."""
+        mean, mu = self.mean, s / n[:, None]
+        moment = m / n[:, None, None] - mean[None, :, None] * mu[:, None, :] - mu[:, :, None] * mean[None, None, :]
+        moment = moment + np.outer(mean, mean)
+        return moment[:, self.kept][:, :, self.kept] / np.outer(self.sd, self.sd)
+
+    def figures(self, n: np.ndarray, s: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reconstruction errors and |correlation - the reference's| (upper triangle) of stacked windows."""
+        z = self.second(n, s, m)
+        errors = np.einsum("ij,wij->w", self.residual, z)  # trace((I - V V^T) E[z z^T]), both symmetric
+        # correlations do not change with the standardisation: those of the windows' own covariance of z
+        shift = ((s / n[:, None]) - self.mean)[:, self.kept] / self.sd
+        cov_z = z - shift[:, :, None] * shift[:, None, :]
+        d = np.sqrt(np.maximum(np.einsum("wii->wi", cov_z), 1e-300))
+        change = np.abs(cov_z / (d[:, :, None] * d[:, None, :]) - self.reference_corr)
+        return errors, np.triu(change, k=1)
 
 
 def _residual_projection(correlation: np.ndarray, variance: float) -> tuple[np.ndarray, int]:
