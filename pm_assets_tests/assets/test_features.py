@@ -38,20 +38,28 @@ def table(out: Path, asset: str, days=None) -> pd.DataFrame:
     return read_partitions(paths)
 
 
+#: The history of the partition-by-partition test: 35 days, every one of them run alone. The first 14 build up the
+#: 14-day lookback (each day reads every earlier day there is), 01-15 is the first with all of it, the ranged run
+#: starts its second chunk on 01-31 (``PM_CHUNK_DAYS`` 30), and the last days' labels look past the ingested
+#: failures: every case a day's lookback or look-ahead can meet, which a longer history (it was 73 days) repeats.
+HISTORY = ("2015-01-01", "2015-02-04")
+
+
 @pytest.fixture(scope="module")
 def simulated_raw(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("sim") / "raw"
-    write_kaggle_csv(simulate(SimulationConfig(machines=6, start="2015-01-01", end="2015-03-15", seed=7)), raw)
+    end = (pd.Timestamp(HISTORY[1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")  # the data ends with the history
+    write_kaggle_csv(simulate(SimulationConfig(machines=6, start=HISTORY[0], end=end, seed=7)), raw)
     return raw
 
 
 def test_partition_by_partition_equals_one_run_over_the_history(simulated_raw, instance, tmp_path):
     ranged, single = tmp_path / "ranged", tmp_path / "single"
-    assert run(instance, simulated_raw, ranged, "2015-01-01", "2015-03-14").success
+    assert run(instance, simulated_raw, ranged, *HISTORY).success
     # the one-by-one run starts from the same raw tables, then builds features and labels a day at a time
     shutil.copytree(ranged / "warehouse", single / "warehouse",
                     ignore=lambda folder, names: [n for n in names if n in ("features", "labels")])
-    days = [d.strftime("%Y-%m-%d") for d in pd.date_range("2015-01-01", "2015-03-14")]
+    days = [d.strftime("%Y-%m-%d") for d in pd.date_range(*HISTORY)]
     for day in days:
         assert run(instance, simulated_raw, single, day, selection=["features", "labels"]).success
     for asset in ("features", "labels"):
@@ -106,8 +114,16 @@ def test_real_q1_labels_are_mature_except_at_the_edge_of_the_data(real_q1):
     assert immature["failure_component"].isna().all() and immature["failure_within_horizon"].isna().all()
 
 
+#: The gappy test's days: the first four months of the union file. Machines 1-20 have every hour until 04-01 05:00
+#: and then gaps, the 80 others gaps throughout (windows before failures): complete and incomplete snapshots side by
+#: side, most 14-day windows partly covered, those of machines 1-20 going from complete to gappy in April. Every
+#: complete snapshot of the whole year is in these months (12,503, when the test ran all of 2015); the other eight
+#: have gaps of the same kind, only sparser, and no complete snapshot.
+GAPPY = ("2015-01-01", "2015-04-30")
+
+
 def test_gappy_real_telemetry_reports_coverage_and_keeps_nan_out_of_complete_snapshots(real_data_dir, instance, tmp_path):
-    result = run(instance, real_data_dir, tmp_path, "2015-01-01", "2016-01-01", telemetry_file=UNION_PARTIAL,
+    result = run(instance, real_data_dir, tmp_path, *GAPPY, telemetry_file=UNION_PARTIAL,
                  selection=["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "features"])
     assert result.success
     feats = table(tmp_path, "features")
@@ -119,6 +135,6 @@ def test_gappy_real_telemetry_reports_coverage_and_keeps_nan_out_of_complete_sna
                  and e.event_specific_data.check_name == "complete_snapshots_have_no_nan")
     assert check.passed
     mats = {m.partition: m.metadata for m in result.asset_materializations_for_node("features")}
-    assert len(mats) == 366
+    assert len(mats) == len(pd.date_range(*GAPPY))
     shares = np.array([m["share_complete"].value for m in mats.values()])
     assert shares.min() >= 0 and shares.max() <= 1 and 0 < shares.mean() < 1

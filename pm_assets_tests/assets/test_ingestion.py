@@ -54,33 +54,41 @@ def real_q1(real_data_dir, instance, tmp_path_factory):
     return result, out
 
 
-def test_real_event_files_are_ingested_exactly(real_q1):
+@pytest.fixture(scope="module")
+def real_q1_tables(real_q1) -> dict[str, pd.DataFrame]:
+    """The four daily tables the year's run stored, each read once (366 files apiece) for the tests below."""
+    _, out = real_q1
+    return {name: stored(out, name) for name in ("telemetry", "errors", "maintenance", "failures")}
+
+
+def test_real_event_files_are_ingested_exactly(real_q1, real_q1_tables):
     result, out = real_q1
     inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet").set_index("table")
     assert inventory.loc["errors", "rows"] == 3919
-    assert len(stored(out, "errors")) == 3919
+    assert len(real_q1_tables["errors"]) == 3919
     assert inventory[["rows_before_partitions", "rows_after_partitions"]].drop(index="maintenance").fillna(0).eq(0).all().all()
-    assert len(stored(out, "failures")) == 761
+    assert len(real_q1_tables["failures"]) == 761
     assert len(pd.read_parquet(out / "warehouse" / "machines.parquet")) == 100
     history = pd.read_parquet(out / "warehouse" / "maintenance_history.parquet")
     assert len(history) == 400 and history["datetime"].max() < pd.Timestamp("2015-01-01")
-    in_partitions = len(stored(out, "maintenance"))
+    in_partitions = len(real_q1_tables["maintenance"])
     assert in_partitions + len(history) == 3286
     assert inventory.loc["maintenance", "rows_before_partitions"] == 400
     for name in ("errors", "failures", "maintenance", "telemetry"):
+        table = real_q1_tables[name]
         by_partition = materialization_metadata(result, name)
         assert len(by_partition) == 366
-        assert sum(m["dagster/row_count"] for m in by_partition.values()) == len(stored(out, name)), name
+        assert sum(m["dagster/row_count"] for m in by_partition.values()) == len(table), name
         assert all(m["rows_in"] == m["dagster/row_count"] + m["rows_rejected"] for m in by_partition.values())
-        assert f"rows kept {len(stored(out, name)):,}" in by_partition["2015-03-01"]["run"]
+        assert f"rows kept {len(table):,}" in by_partition["2015-03-01"]["run"]
         for day in ("2015-01-01", "2015-06-30"):
-            expected_rows = stored(out, name)["datetime"].dt.strftime("%Y-%m-%d").eq(day).sum()
+            expected_rows = table["datetime"].dt.strftime("%Y-%m-%d").eq(day).sum()
             assert by_partition[day]["dagster/row_count"] == expected_rows
 
 
-def test_real_q1_telemetry_complete_for_its_20_machines(real_q1):
+def test_real_q1_telemetry_complete_for_its_20_machines(real_q1, real_q1_tables):
     result, out = real_q1
-    telemetry = stored(out, "telemetry")
+    telemetry = real_q1_tables["telemetry"]
     assert len(telemetry) == 43_200
     assert telemetry["machineID"].nunique() == 20
     assert telemetry.groupby("machineID").size().eq(90 * 24).all()
@@ -99,12 +107,12 @@ def test_real_q1_telemetry_complete_for_its_20_machines(real_q1):
     assert "coverage" not in by_partition["2015-06-01"]  # outside the file's span: nothing was expected
 
 
-def test_real_q1_rule_checks_pass_and_dtypes_match_schema(real_q1):
+def test_real_q1_rule_checks_pass_and_dtypes_match_schema(real_q1, real_q1_tables):
     result, out = real_q1
     evaluations = checks(result)
     assert all(evaluations[k].passed for k in evaluations if k[1] != "hourly_completeness")
     for name in ("telemetry", "errors", "maintenance", "failures"):
-        assert stored(out, name).dtypes.equals(empty_table(TABLES[name]).dtypes), name
+        assert real_q1_tables[name].dtypes.equals(empty_table(TABLES[name]).dtypes), name
     # every partition file exists, including days without rows, so re-runs replace earlier files
     assert len(list((out / "warehouse" / "failures").glob("*.parquet"))) == 366
 
