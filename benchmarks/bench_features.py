@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from timing import best_of
 
 from pm_assets.core.features import FeatureParams, build_features, feature_columns, snapshot_times
@@ -45,7 +44,9 @@ def plain_pandas_telemetry(telemetry: pd.DataFrame, times: pd.DatetimeIndex, par
         var = grouped["hours"].rolling("168h").var()
         out[f"{sensor}_trend_7d"] = cov / var * 24
     features = pd.DataFrame(out).reset_index()
-    grid = pd.MultiIndex.from_product([np.sort(telemetry["machineID"].unique()), times], names=["machineID", "datetime"])
+    grid = pd.MultiIndex.from_product(
+        [np.sort(telemetry["machineID"].unique()), times], names=["machineID", "datetime"]
+    )
     return features.set_index(["machineID", "datetime"]).reindex(grid).reset_index()
 
 
@@ -64,7 +65,9 @@ def worst_error_vs_exact(feats: pd.DataFrame, telemetry: pd.DataFrame, samples: 
                 v = win[sensor].to_numpy()
                 mean = math.fsum(v) / len(v)
                 sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (len(v) - 1))
-                worst = max(worst, abs(getattr(r, f"{sensor}_mean_{name}") - mean), abs(getattr(r, f"{sensor}_sd_{name}") - sd))
+                worst = max(
+                    worst, abs(getattr(r, f"{sensor}_mean_{name}") - mean), abs(getattr(r, f"{sensor}_sd_{name}") - sd)
+                )
     return worst
 
 
@@ -83,12 +86,18 @@ def main() -> None:
         write_parquet_atomic(tables["machines"], root / "machines.parquet")
 
         def read():
-            return {n: read_partitions(sorted((root / n).glob("*.parquet"))) for n in ("telemetry", "errors", "maintenance", "failures")}
+            return {
+                n: read_partitions(sorted((root / n).glob("*.parquet")))
+                for n in ("telemetry", "errors", "maintenance", "failures")
+            }
 
         t_read, raw = best_of(args.repeat, read)
         n_files = len(list((root / "telemetry").glob("*.parquet")))
         machines = pd.read_parquet(root / "machines.parquet")
-    t_feat, feats = best_of(args.repeat, lambda: build_features(raw["telemetry"], raw["errors"], raw["maintenance"], machines, start, end, params))
+    t_feat, feats = best_of(
+        args.repeat,
+        lambda: build_features(raw["telemetry"], raw["errors"], raw["maintenance"], machines, start, end, params),
+    )
     t_lab, labels = best_of(args.repeat, lambda: build_labels(feats, raw["failures"], 24, end))
     times = snapshot_times(start, end, params.snapshot_every_hours)
     t_plain, plain = best_of(1, lambda: plain_pandas_telemetry(raw["telemetry"], times, params))
@@ -96,16 +105,27 @@ def main() -> None:
     ours = feats.set_index(["machineID", "datetime"])
     theirs = plain.set_index(["machineID", "datetime"]).reindex(ours.index)
     full = ours["complete"].to_numpy()  # where every window is covered, both ways must agree
-    worst = max(np.nanmax(np.abs(ours.loc[full, c].to_numpy() - theirs.loc[full, c].to_numpy())) for c in theirs.columns)
+    worst = max(
+        np.nanmax(np.abs(ours.loc[full, c].to_numpy() - theirs.loc[full, c].to_numpy())) for c in theirs.columns
+    )
 
-    print(f"machines={args.machines} snapshots={len(feats):,} features={len(feature_columns(params))} columns={feats.shape[1]} telemetry_rows={len(raw['telemetry']):,}")
+    print(
+        f"machines={args.machines} snapshots={len(feats):,} features={len(feature_columns(params))} "
+        f"columns={feats.shape[1]} telemetry_rows={len(raw['telemetry']):,}"
+    )
     print(f"read raw parquet ({n_files} daily files x 4 tables)     {t_read:6.2f} s")
     print(f"features (pm_assets.core.features)                 {t_feat:6.2f} s")
     print(f"labels (pm_assets.core.labels)                     {t_lab:6.2f} s")
     print(f"total from raw parquet                             {t_read + t_feat + t_lab:6.2f} s")
-    print(f"plain pandas groupby-rolling, telemetry only       {t_plain:6.2f} s   ({t_plain / t_feat:.1f}x the core's full features)")
+    print(
+        f"plain pandas groupby-rolling, telemetry only       {t_plain:6.2f} s   "
+        f"({t_plain / t_feat:.1f}x the core's full features)"
+    )
     print(f"max |difference| core vs plain pandas on complete snapshots: {worst:.2e}")
-    print(f"max |error| core vs exact (math.fsum) means and sds, 300 sampled snapshots: {worst_error_vs_exact(feats, raw['telemetry']):.2e}")
+    print(
+        "max |error| core vs exact (math.fsum) means and sds, 300 sampled snapshots: "
+        f"{worst_error_vs_exact(feats, raw['telemetry']):.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def main() -> None:
         t_write, _ = best_of(args.repeat, lambda: write_kaggle_csv(tables, raw))
 
         def parse_and_validate():
-            machines = validate_rows(read_source_csv(find_source_file(raw, TABLES["machines"]), TABLES["machines"]), TABLES["machines"])
+            machines = validate_rows(
+                read_source_csv(find_source_file(raw, TABLES["machines"]), TABLES["machines"]), TABLES["machines"]
+            )
             ids = machines.kept["machineID"]
             return {n: validate_rows(read_source_csv(find_source_file(raw, s), s), s, ids) for n, s in TABLES.items()}
 
@@ -62,11 +64,17 @@ def main() -> None:
                     load_assets_from_modules([ingestion]),
                     instance=instance,
                     resources={
-                        "landing": LandingResource(landing_dir=str(raw), staging_dir=str(Path(tmp) / "staging"),
-                                                   quarantine_dir=str(Path(tmp) / "q")),
+                        "landing": LandingResource(
+                            landing_dir=str(raw),
+                            staging_dir=str(Path(tmp) / "staging"),
+                            quarantine_dir=str(Path(tmp) / "q"),
+                        ),
                         "io_manager": ParquetIOManager(base_dir=str(Path(tmp) / "wh")),
                     },
-                    tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+                    tags={
+                        "dagster/asset_partition_range_start": keys[0],
+                        "dagster/asset_partition_range_end": keys[-1],
+                    },
                 )
                 assert result.success
             return result
@@ -101,11 +109,15 @@ def main() -> None:
     print(f"dagster raw assets, 1 run over {len(keys)} partitions (in-memory instance) {t_dagster:6.2f} s")
     print(f"peak RSS                 {peak_mb:6.0f} MB")
     print(f"telemetry parse + validate, clean       {min(t_clean):6.2f} s (best of {len(t_clean)})")
-    print(f"telemetry parse + validate, {args.corrupt:.0%} damaged {min(t_bad):6.2f} s   "
-          f"ratio {min(t_bad) / min(t_clean):.2f}x; {sum(damaged.values()):,} lines damaged "
-          f"({', '.join(f'{k} {n}' for k, n in damaged.items())})")
-    print(f"  kept {len(bad_result.kept):,}, quarantined {len(bad_result.rejected):,}: "
-          + ", ".join(f"{r} {n}" for r, n in bad_result.rejected_by_rule().items() if n))
+    print(
+        f"telemetry parse + validate, {args.corrupt:.0%} damaged {min(t_bad):6.2f} s   "
+        f"ratio {min(t_bad) / min(t_clean):.2f}x; {sum(damaged.values()):,} lines damaged "
+        f"({', '.join(f'{k} {n}' for k, n in damaged.items())})"
+    )
+    print(
+        f"  kept {len(bad_result.kept):,}, quarantined {len(bad_result.rejected):,}: "
+        + ", ".join(f"{r} {n}" for r, n in bad_result.rejected_by_rule().items() if n)
+    )
 
 
 if __name__ == "__main__":

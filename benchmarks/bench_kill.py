@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_kill.py [--kills 20] [--machines 20] [--days 120] [--seed 0]
 
 A fresh project folder per trial, at the same path (its own data/ and a copy of dagster.yaml: the real SQLite
-instance), all starting from the same simulated landing files (PM_PARTITION_START/END bound the history so a run takes seconds):
+instance), all starting from the same simulated landing files (PM_PARTITION_START/END bound the history so a run
+takes seconds):
 
 1. a reference folder: `pm-assets main` uninterrupted;
 2. each trial: `pm-assets main` started and killed (SIGKILL to the process) after a random delay within the
@@ -33,8 +34,13 @@ COMPARED = ("warehouse", "staging", "quarantine")
 
 
 def _env(folder: Path, start: str, end: str) -> dict:
-    return {**os.environ, "DAGSTER_HOME": str(folder), "PM_DATA_DIR": str(folder / "data"),
-            "PM_PARTITION_START": start, "PM_PARTITION_END": end}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(folder),
+        "PM_DATA_DIR": str(folder / "data"),
+        "PM_PARTITION_START": start,
+        "PM_PARTITION_END": end,
+    }
 
 
 def _project(root: Path, landing: Path) -> Path:
@@ -91,9 +97,11 @@ def _orphans(folder: Path) -> list[str]:
 
 
 def _runs(folder: Path, env: dict) -> list[tuple[str, str, float | None]]:
-    code = ("import os; from dagster import DagsterInstance\n"
-            "for r in DagsterInstance.get().get_run_records():\n"
-            "    print(r.dagster_run.run_id, r.dagster_run.status.value, r.update_timestamp.timestamp())")
+    code = (
+        "import os; from dagster import DagsterInstance\n"
+        "for r in DagsterInstance.get().get_run_records():\n"
+        "    print(r.dagster_run.run_id, r.dagster_run.status.value, r.update_timestamp.timestamp())"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, check=True)
     return [(line.split()[0], line.split()[1], float(line.split()[2])) for line in out.stdout.splitlines()]
 
@@ -113,8 +121,24 @@ def main() -> None:
     end = str((pd.Timestamp(start) + pd.Timedelta(days=args.days)).date())
     root = Path(tempfile.mkdtemp(prefix="pm_bench_kill_"))
     landing = root / "landing"
-    subprocess.run([PM, "simulate", "--machines", str(args.machines), "--start", start, "--end", end, "--out",
-                    str(landing), "--seed", "7"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            PM,
+            "simulate",
+            "--machines",
+            str(args.machines),
+            "--start",
+            start,
+            "--end",
+            end,
+            "--out",
+            str(landing),
+            "--seed",
+            "7",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     reference = _project(root, landing)
     launched = time.time()
     code, seconds = _main(reference, _env(reference, start, end))
@@ -123,8 +147,10 @@ def main() -> None:
     ends = [at for _, status, at in _runs(reference, _env(reference, start, end)) if status == "SUCCESS"]
     seconds = max(ends) - launched  # kills land between the start of the process and the end of its run
     expected = _digests(reference)
-    print(f"reference: {args.machines} machines, {args.days} days, run ended {seconds:.1f} s after the start, "
-          f"{len(expected)} stored files")
+    print(
+        f"reference: {args.machines} machines, {args.days} days, run ended {seconds:.1f} s after the start, "
+        f"{len(expected)} stored files"
+    )
     rng = random.Random(args.seed)
     failures = 0
     lags = []
@@ -135,7 +161,9 @@ def main() -> None:
         delay = rng.uniform(1.0, seconds)
         _main(folder, env, kill_after=delay)
         killed_at = time.time()
-        before = {run_id for run_id, status, _ in _runs(folder, env) if status in ("STARTED", "STARTING", "NOT_STARTED")}
+        before = {
+            run_id for run_id, status, _ in _runs(folder, env) if status in ("STARTED", "STARTING", "NOT_STARTED")
+        }
         code, _ = _main(folder, env)
         runs = {run_id: (status, at) for run_id, status, at in _runs(folder, env)}
         dead_failed = all(runs[r][0] == "FAILURE" for r in before)
@@ -145,12 +173,16 @@ def main() -> None:
         orphans = _orphans(folder)
         ok = code == 0 and equal and not orphans and dead_failed and lag < 120
         failures += not ok
-        print(f"{trial:5d} {delay:8.1f}s {'ok' if code == 0 else 'FAIL':>7} {str(equal):>6} {len(orphans):7d} "
-              f"{len(before):>4} in {lag:5.1f} s{'' if ok else '   <-- ' + ', '.join(orphans[:3])}")
+        print(
+            f"{trial:5d} {delay:8.1f}s {'ok' if code == 0 else 'FAIL':>7} {str(equal):>6} {len(orphans):7d} "
+            f"{len(before):>4} in {lag:5.1f} s{'' if ok else '   <-- ' + ', '.join(orphans[:3])}"
+        )
         if not ok:
             shutil.copytree(folder, root / f"failed-trial{trial:02d}")
-    print(f"\n{args.kills - failures}/{args.kills} trials: re-run succeeded, stored files equal to the uninterrupted "
-          f"run byte for byte, no orphans, killed runs FAILED (worst {max(lags, default=0):.1f} s after the kill)")
+    print(
+        f"\n{args.kills - failures}/{args.kills} trials: re-run succeeded, stored files equal to the uninterrupted "
+        f"run byte for byte, no orphans, killed runs FAILED (worst {max(lags, default=0):.1f} s after the kill)"
+    )
     if args.keep or failures:
         print(f"folders in {root}")
     else:

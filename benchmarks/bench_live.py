@@ -78,8 +78,13 @@ def incremental_child(history_days: int) -> dict:
     # 30 days cannot hold the default 30-day test window: the model tests on the last 7 days then
     training = {"ops": {"failure_model": {"config": {"test_days": min(30, history_days // 4)}}}}
     defs.resolve_job_def("main_job").execute_in_process(
-        instance=instance, run_config={**quiet, **training}, tags={"dagster/asset_partition_range_start": start,
-                                                   "dagster/asset_partition_range_end": (pd.Timestamp(day) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")})
+        instance=instance,
+        run_config={**quiet, **training},
+        tags={
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": (pd.Timestamp(day) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+        },
+    )
     history_s = time.perf_counter() - t0
 
     write_day_files(tables, day, LANDING_DIR)
@@ -87,30 +92,36 @@ def incremental_child(history_days: int) -> dict:
     (request,), _, _ = plan_landing(LandingResource(), {})
     t0 = time.perf_counter()
     defs.resolve_job_def("ingest_job").execute_in_process(
-        instance=instance, run_config={**request.run_config, **quiet}, tags=request.tags,
-        asset_selection=request.asset_selection)
+        instance=instance,
+        run_config={**request.run_config, **quiet},
+        tags=request.tags,
+        asset_selection=request.asset_selection,
+    )
     runs.append(("ingest: " + ", ".join(k.to_user_string() for k in request.asset_selection), time.perf_counter() - t0))
     while True:
         assets, ranges, _, state = plan_downstream(instance, state=state)
         if not assets:
             break
         for first, last in ranges:
-            request = RunRequest(asset_selection=[AssetKey(a) for a in assets],
-                                 tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
+            request = RunRequest(
+                asset_selection=[AssetKey(a) for a in assets],
+                tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+            )
             t0 = time.perf_counter()
             defs.resolve_job_def("downstream_job").execute_in_process(
-                instance=instance, run_config=quiet, tags=request.tags, asset_selection=request.asset_selection)
+                instance=instance, run_config=quiet, tags=request.tags, asset_selection=request.asset_selection
+            )
             runs.append((f"{', '.join(assets)} ({first}..{last})", time.perf_counter() - t0))
     shutil.rmtree(root, ignore_errors=True)
-    return {"history_days": history_days, "history_run_s": history_s, "runs": runs,
-            "total_s": sum(s for _, s in runs)}
+    return {"history_days": history_days, "history_run_s": history_s, "runs": runs, "total_s": sum(s for _, s in runs)}
 
 
 def incremental() -> None:
     print(f"one day's incremental runs, {MACHINES} machines (in-process runs, the sensors' plans)")
     for days in (30, 365):
-        out = subprocess.run([sys.executable, __file__, "_incremental_child", str(days)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "_incremental_child", str(days)], capture_output=True, text=True, check=True
+        )
         figures = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"\nhistory {days} days (history run {figures['history_run_s']:.1f} s):")
         for name, seconds in figures["runs"]:
@@ -133,27 +144,67 @@ def latency(days: int = 10, every: float = 45.0, drift_after: int | None = None)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     port = _free_port()
     (home / "workspace.yaml").write_text(
-        f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n      location_name: pm_assets\n")
+        f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n      location_name: pm_assets\n"
+    )
     start = (_today() - pd.Timedelta(days=100)).strftime("%Y-%m-%d")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "DAGSTER_"))},
-           "DAGSTER_HOME": str(home), "PM_DATA_DIR": str(root / "data"), "PM_PARTITION_START": start,
-           "PM_AUTOMATION": "on"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "DAGSTER_"))},
+        "DAGSTER_HOME": str(home),
+        "PM_DATA_DIR": str(root / "data"),
+        "PM_PARTITION_START": start,
+        "PM_AUTOMATION": "on",
+    }
     procs = []
 
     def start_proc(*args, log):
-        procs.append(subprocess.Popen(list(args), cwd=home, env=env, stdout=open(root / log, "wb"),
-                                      stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                list(args),
+                cwd=home,
+                env=env,
+                stdout=open(root / log, "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
 
     try:
-        start_proc(str(BIN / "dagster"), "code-server", "start", "-m", "pm_assets.definitions", "-h", "127.0.0.1",
-                   "-p", str(port), "--location-name", "pm_assets", "--use-python-environment-entry-point",
-                   log="code-server.log")
+        start_proc(
+            str(BIN / "dagster"),
+            "code-server",
+            "start",
+            "-m",
+            "pm_assets.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--location-name",
+            "pm_assets",
+            "--use-python-environment-entry-point",
+            log="code-server.log",
+        )
         time.sleep(8)
         start_proc(str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml", log="daemon.log")
         drift = ["--drift-after", str(drift_after)] if drift_after is not None else []
-        live = subprocess.Popen([str(BIN / "pm-assets"), "live", "--days", str(days), "--every", str(every),
-                                 "--machines", str(MACHINES), *drift], cwd=home, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        live = subprocess.Popen(
+            [
+                str(BIN / "pm-assets"),
+                "live",
+                "--days",
+                str(days),
+                "--every",
+                str(every),
+                "--machines",
+                str(MACHINES),
+                *drift,
+            ],
+            cwd=home,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for line in live.stdout:
             if line.startswith(("live demo", "playing", "history run", "  20")):
                 print(line.rstrip(), flush=True)
@@ -168,7 +219,8 @@ def latency(days: int = 10, every: float = 45.0, drift_after: int | None = None)
         latencies = {}
         while time.time() < deadline and len(latencies) < days:
             records = instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=AssetKey("monitoring"), asset_partitions=played), limit=1000).records
+                AssetRecordsFilter(asset_key=AssetKey("monitoring"), asset_partitions=played), limit=1000
+            ).records
             for record in sorted(records, key=lambda r: r.timestamp):
                 day = record.partition_key
                 run = instance.get_run_by_id(record.run_id)
@@ -177,7 +229,9 @@ def latency(days: int = 10, every: float = 45.0, drift_after: int | None = None)
                 landed = (root / "data" / "landing" / f"PdM_telemetry_{day}.csv").stat().st_mtime
                 latencies[day] = record.timestamp - landed
             time.sleep(2)
-        print(f"\nfrom a day's files landing to that day's monitoring, daemon with default intervals, {MACHINES} machines")
+        print(
+            f"\nfrom a day's files landing to that day's monitoring, daemon with default intervals, {MACHINES} machines"
+        )
         for day in played:
             print(f"  {day}: {latencies[day]:.1f} s" if day in latencies else f"  {day}: not materialized")
         values = list(latencies.values())
@@ -210,15 +264,18 @@ def _outcome(instance, played: list[str], models: Path) -> None:
     while _time.time() < deadline and any(not r.is_finished for r in instance.get_runs(limit=20)):
         _time.sleep(2)
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("monitoring"), asset_partitions=played), limit=1000).records
+        AssetRecordsFilter(asset_key=AssetKey("monitoring"), asset_partitions=played), limit=1000
+    ).records
     lights = {}
     for record in sorted(records, key=lambda r: r.storage_id):
         meta = record.asset_materialization.metadata
         lights[record.partition_key] = f"{meta['traffic_light'].value} ({meta['alert_count'].value} alerts)"
     print("  latest monitoring per day: " + ", ".join(f"{d[5:]} {lights.get(d, '-')}" for d in played))
     for run in instance.get_runs(filters=RunsFilter(job_name="retrain_job")):
-        print(f"  retrain_job {run.run_id[:8]} for {run.tags.get('dagster/partition')}: {run.status.value} "
-              f"(trigger {run.tags.get('pm_assets/trigger')})")
+        print(
+            f"  retrain_job {run.run_id[:8]} for {run.tags.get('dagster/partition')}: {run.status.value} "
+            f"(trigger {run.tags.get('pm_assets/trigger')})"
+        )
     registry = LocalRegistry(models)
     print(f"  registry {registry.versions()}, champion {registry.champion()}")
 
@@ -227,7 +284,9 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", default="all", choices=["all", "incremental", "latency", "_incremental_child"])
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["all", "incremental", "latency", "_incremental_child"]
+    )
     parser.add_argument("history", nargs="?", type=int)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--every", type=float, default=45.0)

@@ -60,8 +60,8 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     from pm_assets.core.model import TrainParams, evaluate, fit_bundle, split_by_cutoff, training_rows
     from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows, permutation_importance_of
     from pm_assets.core.parsing import find_source_file, read_source_csv
-    from pm_assets.core.scoring import score_snapshots
     from pm_assets.core.schema import TABLES
+    from pm_assets.core.scoring import score_snapshots
     from pm_assets.core.validation import validate_rows
     from pm_assets.partitions import partition_range
 

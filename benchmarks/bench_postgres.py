@@ -45,7 +45,7 @@ storage:
       db_name: {env: PM_PG_DB}
 """
 
-EVENTS = '''
+EVENTS = """
 import sys, time
 from dagster import (BackfillPolicy, DagsterInstance, DailyPartitionsDefinition, Definitions, InMemoryIOManager, asset,
                      define_asset_job)
@@ -55,7 +55,9 @@ def daily(context):
     for key in context.partition_keys:
         context.add_asset_metadata({"n": int(key[-2:])}, partition_key=key)
     return 1
-job = Definitions(assets=[daily], jobs=[define_asset_job("j")], resources={"memory": InMemoryIOManager()}).resolve_job_def("j")
+job = Definitions(
+    assets=[daily], jobs=[define_asset_job("j")], resources={"memory": InMemoryIOManager()}
+).resolve_job_def("j")
 keys = days.get_partition_keys()
 instance = DagsterInstance.get()
 started = time.perf_counter()
@@ -64,7 +66,7 @@ result = job.execute_in_process(instance=instance, tags={"dagster/asset_partitio
 seconds = time.perf_counter() - started
 events = len(instance.all_logs(result.run_id))
 print(events, seconds)
-'''
+"""
 
 
 def _home(root: Path, name: str, config: str | Path) -> Path:
@@ -79,9 +81,11 @@ def _home(root: Path, name: str, config: str | Path) -> Path:
 
 
 def _run_seconds(env: dict, home: Path, job: str) -> list[tuple[float, float]]:
-    code = ("from dagster import DagsterInstance, RunsFilter\n"
-            f"for r in DagsterInstance.get().get_run_records(filters=RunsFilter(job_name={job!r})):\n"
-            "    print(r.start_time or 0, r.end_time or 0)")
+    code = (
+        "from dagster import DagsterInstance, RunsFilter\n"
+        f"for r in DagsterInstance.get().get_run_records(filters=RunsFilter(job_name={job!r})):\n"
+        "    print(r.start_time or 0, r.end_time or 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=home, env=env, capture_output=True, text=True, check=True)
     return [tuple(map(float, line.split())) for line in out.stdout.splitlines()]
 
@@ -100,9 +104,17 @@ def main() -> None:
     end = str((pd.Timestamp(start) + pd.Timedelta(days=args.days)).date())
     root = Path(tempfile.mkdtemp(prefix="pm_bench_pg_"))
     with PostgresServer(durable=True) as pg:
-        base = {**{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "DAGSTER_"))}, **pg.env,
-                "PM_DATA_DIR": str(root / "data"), "PM_PARTITION_START": start, "PM_PARTITION_END": end}
-        instances = {"sqlite": REPO / "dagster.yaml", "postgres (pooled)": REPO / "deploy" / "postgres" / "dagster.yaml"}
+        base = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "DAGSTER_"))},
+            **pg.env,
+            "PM_DATA_DIR": str(root / "data"),
+            "PM_PARTITION_START": start,
+            "PM_PARTITION_END": end,
+        }
+        instances = {
+            "sqlite": REPO / "dagster.yaml",
+            "postgres (pooled)": REPO / "deploy" / "postgres" / "dagster.yaml",
+        }
         if args.stock:
             instances["postgres (Dagster's stock)"] = STOCK
 
@@ -110,15 +122,39 @@ def main() -> None:
         for name, config in instances.items():
             pg.reset()
             home = _home(root, "events", config)
-            out = subprocess.run([sys.executable, "-c", EVENTS], cwd=home, env={**base, "DAGSTER_HOME": str(home)},
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", EVENTS],
+                cwd=home,
+                env={**base, "DAGSTER_HOME": str(home)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             events, seconds = out.stdout.split()
-            print(f"   {name:28s} {int(events):6d} events in {float(seconds):6.2f} s: "
-                  f"{1000 * float(seconds) / int(events):5.2f} ms an event")
+            print(
+                f"   {name:28s} {int(events):6d} events in {float(seconds):6.2f} s: "
+                f"{1000 * float(seconds) / int(events):5.2f} ms an event"
+            )
 
         landing = root / "landing"
-        subprocess.run([str(BIN / "pm-assets"), "simulate", "--machines", str(args.machines), "--start", start,
-                        "--end", end, "--out", str(landing), "--seed", "7"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                str(BIN / "pm-assets"),
+                "simulate",
+                "--machines",
+                str(args.machines),
+                "--start",
+                start,
+                "--end",
+                end,
+                "--out",
+                str(landing),
+                "--seed",
+                "7",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         if not args.skip_main:
             print(f"2. pm-assets main, {args.machines} machines x {args.days} days, one run")
             for name, config in instances.items():
@@ -130,7 +166,9 @@ def main() -> None:
                 started = time.perf_counter()
                 log = root / "main.log"
                 with open(log, "wb") as out:  # a file, not a pipe (Dagster's helper processes may keep a pipe open)
-                    done = subprocess.run([str(BIN / "pm-assets"), "main"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                    done = subprocess.run(
+                        [str(BIN / "pm-assets"), "main"], env=env, stdout=out, stderr=subprocess.STDOUT
+                    )
                 wall = time.perf_counter() - started
                 if done.returncode:
                     sys.exit(f"{name}: pm-assets main failed\n{log.read_text(errors='replace')[-3000:]}")
@@ -149,24 +187,51 @@ def main() -> None:
         ranges = [(days[i], days[i + 29]) for i in range(args.days - 150, args.days - 29, 30)][:5]
         for label, batch in (("one run", ranges[:1]), ("four runs", ranges[1:5])):
             for first, last in batch:  # queued: no daemon runs yet
-                subprocess.run([str(BIN / "dagster"), "job", "launch", "-m", "pm_assets.definitions", "-j",
-                                "downstream_job", "--tags", json.dumps({"dagster/asset_partition_range_start": first,
-                                                                        "dagster/asset_partition_range_end": last})],
-                               cwd=home, env=env, capture_output=True, check=True)
-            daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "pm_assets.definitions"], cwd=home,
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True)
+                subprocess.run(
+                    [
+                        str(BIN / "dagster"),
+                        "job",
+                        "launch",
+                        "-m",
+                        "pm_assets.definitions",
+                        "-j",
+                        "downstream_job",
+                        "--tags",
+                        json.dumps(
+                            {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+                        ),
+                    ],
+                    cwd=home,
+                    env=env,
+                    capture_output=True,
+                    check=True,
+                )
+            daemon = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-m", "pm_assets.definitions"],
+                cwd=home,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             cpu_before = _cpu()
             try:
-                runs = wait_until(lambda: (lambda r: r if r and all(e for _, e in r) else None)(
-                    _run_seconds(env, home, "downstream_job")), timeout=1800, interval=2.0)
+                runs = wait_until(
+                    lambda: (lambda r: r if r and all(e for _, e in r) else None)(
+                        _run_seconds(env, home, "downstream_job")
+                    ),
+                    timeout=1800,
+                    interval=2.0,
+                )
             finally:
                 os.killpg(daemon.pid, signal.SIGTERM)
                 daemon.wait(30)
             busy, total = (a - b for a, b in zip(_cpu(), cpu_before, strict=True))
-            mine = sorted(runs)[-len(batch):]  # this batch's runs: the latest starts
-            print(f"   {label:10s} {max(e for _, e in mine) - min(s for s, _ in mine):6.1f} s from the first start to "
-                  f"the last end; the machine's cores {100 * busy / total:.0f} % busy from the daemon's start")
+            mine = sorted(runs)[-len(batch) :]  # this batch's runs: the latest starts
+            print(
+                f"   {label:10s} {max(e for _, e in mine) - min(s for s, _ in mine):6.1f} s from the first start to "
+                f"the last end; the machine's cores {100 * busy / total:.0f} % busy from the daemon's start"
+            )
     shutil.rmtree(root, ignore_errors=True)
 
 

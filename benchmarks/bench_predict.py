@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     args = parser.parse_args()
     tables = simulate(SimulationConfig(machines=30, start="2015-01-01", end="2015-05-01"))
-    feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", "2015-05-01")
+    feats = build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", "2015-05-01"
+    )
     bundle = fit_bundle(training_rows(feats, build_labels(feats, tables["failures"], 24, "2015-05-01")))
     day = feats[feats["datetime"] >= "2015-04-30"]
     machines = day["machineID"].unique()
@@ -33,8 +35,11 @@ def main() -> None:
         predict_one(bundle, day, int(machines[i % len(machines)]))
         latencies.append((time.perf_counter() - started) * 1000)
     lat = np.array(latencies)
-    print(f"predict_one over {args.calls} calls: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms, "
-          f"max {lat.max():.2f} ms")
+    print(
+        f"predict_one over {args.calls} calls: p50 {np.percentile(lat, 50):.2f} ms, "
+        f"p99 {np.percentile(lat, 99):.2f} ms, "
+        f"max {lat.max():.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -34,16 +34,36 @@ def run_fleet(machines: int, days: int, keep: Path | None) -> dict:
     shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")
     start = "2025-01-01"
     end = str((pd.Timestamp(start) + pd.Timedelta(days=days)).date())
-    env = os.environ | {"DAGSTER_HOME": str(folder), "PM_DATA_DIR": str(folder / "data"), "PM_PARTITION_START": start,
-                        "PM_PARTITION_END": end}
+    env = os.environ | {
+        "DAGSTER_HOME": str(folder),
+        "PM_DATA_DIR": str(folder / "data"),
+        "PM_PARTITION_START": start,
+        "PM_PARTITION_END": end,
+    }
     started = time.perf_counter()
-    subprocess.run([str(BIN / "pm-assets"), "simulate", "--machines", str(machines), "--start", start, "--end", end,
-                    "--out", str(folder / "data" / "landing")], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(BIN / "pm-assets"),
+            "simulate",
+            "--machines",
+            str(machines),
+            "--start",
+            start,
+            "--end",
+            end,
+            "--out",
+            str(folder / "data" / "landing"),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     simulated = time.perf_counter() - started
     log = (folder / "main.log").open("w")
     started = time.perf_counter()
-    process = subprocess.Popen([str(BIN / "pm-assets"), "main", "--no-drift"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(BIN / "pm-assets"), "main", "--no-drift"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     log.close()
@@ -70,8 +90,9 @@ for r in records:
     if e is not None and e.event_type in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
         steps.setdefault(e.step_key, {})[e.event_type_value] = r.timestamp
 first_step = min(v["STEP_START"] for v in steps.values())
-print(json.dumps({"run_s": records[-1].timestamp - records[0].timestamp, "before_first_step_s": first_step - records[0].timestamp,
-                  "events": len(records), "steps": {k: v["STEP_SUCCESS"] - v["STEP_START"] for k, v in steps.items()}}))
+print(json.dumps({"run_s": records[-1].timestamp - records[0].timestamp,
+                  "before_first_step_s": first_step - records[0].timestamp, "events": len(records),
+                  "steps": {k: v["STEP_SUCCESS"] - v["STEP_START"] for k, v in steps.items()}}))
 """
     import json
 
@@ -102,16 +123,20 @@ def svg(results: list[dict], series: list[str]) -> str:
         return height - pad - (math.log10(max(y, 0.05)) - y0) / (y1 - y0) * (height - 2 * pad)
 
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{pad}" y="20" font-size="13">pm-assets main, seconds per step (log-log)</text>',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{pad}" y="20" font-size="13">pm-assets main, seconds per step (log-log)</text>',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
+    ]
     for x in xs:
         parts.append(f'<text x="{px(x):.0f}" y="{height - pad + 15}" text-anchor="middle">{x}</text>')
     for exponent in range(math.floor(y0), math.ceil(y1) + 1):
         if y0 <= exponent <= y1:
-            parts.append(f'<text x="{pad - 6}" y="{py(10 ** exponent) + 4:.0f}" text-anchor="end">{10 ** exponent:g}</text>')
+            parts.append(
+                f'<text x="{pad - 6}" y="{py(10**exponent) + 4:.0f}" text-anchor="end">{10**exponent:g}</text>'
+            )
     parts.append(f'<text x="{width / 2:.0f}" y="{height - 12}" text-anchor="middle">machines (1 year each)</text>')
     for i, (name, vs) in enumerate(values.items()):
         colour = colours[i % len(colours)]
@@ -137,20 +162,29 @@ def main() -> None:
     for machines in args.machines:
         result = run_fleet(machines, args.days, Path(args.keep) if args.keep else None)
         results.append(result)
-        print(f"{machines} machines: run {result['run_s']:.1f} s (process {result['process_s']:.1f} s), peak RSS "
-              f"{result['peak_rss_gb']:.2f} GB, {result['events']:,} events, {result['before_first_step_s']:.1f} s "
-              "before the first step", flush=True)
+        print(
+            f"{machines} machines: run {result['run_s']:.1f} s (process {result['process_s']:.1f} s), peak RSS "
+            f"{result['peak_rss_gb']:.2f} GB, {result['events']:,} events, {result['before_first_step_s']:.1f} s "
+            "before the first step",
+            flush=True,
+        )
     steps = sorted(results[-1]["steps"], key=lambda k: -results[-1]["steps"][k])
     header = "| step | " + " | ".join(f"{r['machines']:,} machines" for r in results) + " | ratio | slope |"
     print("\n" + header + "\n|---|" + "---:|" * (len(results) + 2))
-    rows = [("whole run", [r["run_s"] for r in results]), ("Dagster before the first step", [r["before_first_step_s"] for r in results])]
+    rows = [
+        ("whole run", [r["run_s"] for r in results]),
+        ("Dagster before the first step", [r["before_first_step_s"] for r in results]),
+    ]
     rows += [(step, [r["steps"].get(step, 0.0) for r in results]) for step in steps]
     for name, values in rows:
         ratio = values[-1] / values[0] if values[0] > 0 else float("nan")
         fit = slope([r["machines"] for r in results], values) if len(results) > 1 and min(values) > 0 else float("nan")
         print(f"| {name} | " + " | ".join(f"{v:.1f} s" for v in values) + f" | {ratio:.1f}x | {fit:.2f} |")
-    print("| peak RSS | " + " | ".join(f"{r['peak_rss_gb']:.2f} GB" for r in results)
-          + f" | {results[-1]['peak_rss_gb'] / results[0]['peak_rss_gb']:.1f}x | |")
+    print(
+        "| peak RSS | "
+        + " | ".join(f"{r['peak_rss_gb']:.2f} GB" for r in results)
+        + f" | {results[-1]['peak_rss_gb'] / results[0]['peak_rss_gb']:.1f}x | |"
+    )
     if args.svg:
         Path(args.svg).write_text(svg(results, ["whole run", *steps[:5]]))
         print(f"chart: {args.svg}")

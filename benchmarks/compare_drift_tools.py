@@ -49,13 +49,21 @@ DEFAULT_TOOLS_PYTHON = "/work/venvs/drift-tools/bin/python"
 WORKER = Path(__file__).resolve().with_name("drift_tools_worker.py")
 SEED = 0
 #: The environment of every worker: one BLAS/OpenMP thread, and no usage telemetry from NannyML (or Evidently's UI).
-TOOLS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
-             "NML_DISABLE_USAGE_LOGGING": "1", "ITERATIVE_DO_NOT_TRACK": "1", "PYTHONHASHSEED": "0"}
+TOOLS_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "NML_DISABLE_USAGE_LOGGING": "1",
+    "ITERATIVE_DO_NOT_TRACK": "1",
+    "PYTHONHASHSEED": "0",
+}
 #: Test status -> drift detected (Evidently's ValueDrift test fails when drift is detected).
 DETECTED = {"FAIL": True, "WARNING": True, "SUCCESS": False}
 
 
 # ---------------------------------------------------------------- pure helpers (tested without Evidently/NannyML)
+
 
 def feature_names() -> list[str]:
     """The numeric feature columns monitored (every feature but the machine model)."""
@@ -118,12 +126,19 @@ def evidently_columns(metrics: list[dict], tests: list[dict] | None = None) -> t
         config = metric.get("config") or {}
         kind = str(config.get("type", ""))
         if kind.endswith(":ValueDrift"):
-            per[config["column"]] = {"evidently_test": config.get("method"), "evidently_score": metric.get("value"),
-                                     "evidently_threshold": config.get("threshold"), "evidently_drifted": None}
+            per[config["column"]] = {
+                "evidently_test": config.get("method"),
+                "evidently_score": metric.get("value"),
+                "evidently_threshold": config.get("threshold"),
+                "evidently_drifted": None,
+            }
         elif kind.endswith(":DriftedColumnsCount"):
             value = metric.get("value") or {}
-            dataset.update(drifted_count=value.get("count"), drift_share=value.get("share"),
-                           share_threshold=config.get("drift_share"))
+            dataset.update(
+                drifted_count=value.get("count"),
+                drift_share=value.get("share"),
+                share_threshold=config.get("drift_share"),
+            )
     for test in tests or []:
         params = (test.get("metric_config") or {}).get("params") or {}
         kind, verdict = str(params.get("type", "")), DETECTED.get(test.get("status"))
@@ -131,9 +146,9 @@ def evidently_columns(metrics: list[dict], tests: list[dict] | None = None) -> t
             per[params["column"]]["evidently_drifted"] = verdict
         elif kind.endswith(":DriftedColumnsCount"):
             dataset["dataset_drift"] = verdict
-    frame = pd.DataFrame.from_dict(per, orient="index",
-                                   columns=["evidently_test", "evidently_score", "evidently_threshold",
-                                            "evidently_drifted"])
+    frame = pd.DataFrame.from_dict(
+        per, orient="index", columns=["evidently_test", "evidently_score", "evidently_threshold", "evidently_drifted"]
+    )
     return frame, dataset
 
 
@@ -154,8 +169,9 @@ def feature_comparison(drift_features: pd.DataFrame, evidently: pd.DataFrame) ->
     table["_order"] = table["feature"].map(lambda f: order.get(f, len(order)))
     table = table.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
     pm = table["drifted"] if "drifted" in table else pd.Series(None, index=table.index, dtype=object)
-    table["agree"] = [None if _missing(a) or _missing(b) else bool(a) == bool(b)
-                      for a, b in zip(pm, table["evidently_drifted"])]
+    table["agree"] = [
+        None if _missing(a) or _missing(b) else bool(a) == bool(b) for a, b in zip(pm, table["evidently_drifted"])
+    ]
     return table
 
 
@@ -164,10 +180,17 @@ def drift_summary(table: pd.DataFrame) -> dict:
     pm = [None if _missing(v) else bool(v) for v in (table["drifted"] if "drifted" in table else [None] * len(table))]
     ev = [None if _missing(v) else bool(v) for v in table["evidently_drifted"]]
     known = [(a, b) for a, b in zip(pm, ev) if a is not None and b is not None]
-    return {"features": len(table), "pm_drifted": sum(v is True for v in pm), "evidently_drifted": sum(v is True for v in ev),
-            "both": sum(a and b for a, b in known), "only_pm": sum(a and not b for a, b in known),
-            "only_evidently": sum(b and not a for a, b in known), "agree": sum(a == b for a, b in known),
-            "compared": len(known), "agreement": (sum(a == b for a, b in known) / len(known)) if known else float("nan")}
+    return {
+        "features": len(table),
+        "pm_drifted": sum(v is True for v in pm),
+        "evidently_drifted": sum(v is True for v in ev),
+        "both": sum(a and b for a, b in known),
+        "only_pm": sum(a and not b for a, b in known),
+        "only_evidently": sum(b and not a for a, b in known),
+        "agree": sum(a == b for a, b in known),
+        "compared": len(known),
+        "agreement": (sum(a == b for a, b in known) / len(known)) if known else float("nan"),
+    }
 
 
 def analysis_chunk(chunks: list[dict]) -> dict:
@@ -207,6 +230,7 @@ def fmt(value, digits: int = 4) -> str:
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     """A GitHub markdown table, every cell through :func:`fmt`."""
+
     def line(cells):
         return "| " + " | ".join(fmt(c) for c in cells) + " |"
 
@@ -242,10 +266,12 @@ def _cell(value):
 def tools_problem(python: str) -> str | None:
     """Why the tools venv cannot be used (None when its python exists; imports are checked by :func:`probe_tools`)."""
     if not Path(python).is_file():
-        return (f"the tools venv's python {python} does not exist. Create it with:\n"
-                f"  python3.11 -m venv {Path(python).parent.parent}\n"
-                f"  {Path(python).parent / 'pip'} install 'evidently==0.7.23' 'nannyml==0.13.1' 'pandas<3' pyarrow "
-                f"statsmodels")
+        return (
+            f"the tools venv's python {python} does not exist. Create it with:\n"
+            f"  python3.11 -m venv {Path(python).parent.parent}\n"
+            f"  {Path(python).parent / 'pip'} install 'evidently==0.7.23' 'nannyml==0.13.1' 'pandas<3' pyarrow "
+            f"statsmodels"
+        )
     return None
 
 
@@ -260,15 +286,18 @@ def _missing(value) -> bool:
 
 # ---------------------------------------------------------------- running
 
+
 def tools_env() -> dict:
     return {**os.environ, **TOOLS_ENV}
 
 
 def probe_tools(python: str) -> tuple[str | None, str]:
     """(a problem or None, the versions the tools venv reports)."""
-    code = ("import evidently, nannyml, pandas, numpy; "
-            "print('evidently', evidently.__version__, '/ nannyml', nannyml.__version__, '/ pandas', "
-            "pandas.__version__, '/ numpy', numpy.__version__)")
+    code = (
+        "import evidently, nannyml, pandas, numpy; "
+        "print('evidently', evidently.__version__, '/ nannyml', nannyml.__version__, '/ pandas', "
+        "pandas.__version__, '/ numpy', numpy.__version__)"
+    )
     probe = subprocess.run([python, "-c", code], env=tools_env(), capture_output=True, text=True, timeout=600)
     if probe.returncode:
         tail = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -279,8 +308,9 @@ def probe_tools(python: str) -> tuple[str | None, str]:
 def build_rows(machines: int, drift: DriftSpec | None) -> pd.DataFrame:
     """monitoring_rows of a simulated year, scored by a model trained before TRAIN_CUTOFF (monitoring_scenario.py)."""
     tables = simulate(SimulationConfig(machines=machines, drift=drift))
-    feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
-                           "2015-01-01", "2016-01-01")
+    feats = build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", "2016-01-01"
+    )
     labels = build_labels(feats, tables["failures"], 24, "2016-01-01")
     train, _ = split_by_cutoff(training_rows(feats, labels), TRAIN_CUTOFF, 24)
     bundle = fit_bundle(train)
@@ -297,15 +327,32 @@ def best_of(repeat: int, fn):
     return min(times), value
 
 
-def run_worker(python: str, folder: Path, name: str, ref: pd.DataFrame, prod: pd.DataFrame, names: list[str],
-               tasks: list[str], repeat: int, verdicts: bool) -> dict:
+def run_worker(
+    python: str,
+    folder: Path,
+    name: str,
+    ref: pd.DataFrame,
+    prod: pd.DataFrame,
+    names: list[str],
+    tasks: list[str],
+    repeat: int,
+    verdicts: bool,
+) -> dict:
     """Write the windows to parquet, run the worker on them in the tools venv, return its JSON."""
     paths = {part: folder / f"{name}_{part}.parquet" for part in ("reference", "production")}
     ref.to_parquet(paths["reference"], index=False)
     prod.to_parquet(paths["production"], index=False)
-    job = {"reference": str(paths["reference"]), "production": str(paths["production"]), "features": names,
-           "telemetry": telemetry_features(names), "tasks": tasks, "repeat": repeat, "verdicts": verdicts,
-           "seed": SEED, "out": str(folder / f"{name}_out.json")}
+    job = {
+        "reference": str(paths["reference"]),
+        "production": str(paths["production"]),
+        "features": names,
+        "telemetry": telemetry_features(names),
+        "tasks": tasks,
+        "repeat": repeat,
+        "verdicts": verdicts,
+        "seed": SEED,
+        "out": str(folder / f"{name}_out.json"),
+    }
     job_path = folder / f"{name}_job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
     done = subprocess.run([python, str(WORKER), str(job_path)], env=tools_env(), capture_output=True, text=True)
@@ -314,17 +361,33 @@ def run_worker(python: str, folder: Path, name: str, ref: pd.DataFrame, prod: pd
     return json.loads(Path(job["out"]).read_text(encoding="utf-8"))
 
 
-def scenario_run(label: str, rows: pd.DataFrame, end, names: list[str], params: MonitoringParams, args,
-                 folder: Path) -> dict:
+def scenario_run(
+    label: str, rows: pd.DataFrame, end, names: list[str], params: MonitoringParams, args, folder: Path
+) -> dict:
     window = window_rows(rows, end, params)
     ref, prod = split_windows(window, end, params)
     log(f"[{label}] monitor() x{args.repeat} on {len(window):,} rows")
     seconds, result = best_of(args.repeat, lambda: monitor(window, end, names, params))
     log(f"[{label}] Evidently + NannyML in the tools venv")
-    tools = run_worker(args.tools_python, folder, label.replace(" ", "_"), tool_frame(ref, names),
-                       tool_frame(prod, names), names, ["evidently", "cbpe", "reconstruction"], args.repeat, True)
-    return {"label": label, "window": window, "result": result, "pm_seconds": seconds, "tools": tools,
-            "rows": (len(ref), len(prod))}
+    tools = run_worker(
+        args.tools_python,
+        folder,
+        label.replace(" ", "_"),
+        tool_frame(ref, names),
+        tool_frame(prod, names),
+        names,
+        ["evidently", "cbpe", "reconstruction"],
+        args.repeat,
+        True,
+    )
+    return {
+        "label": label,
+        "window": window,
+        "result": result,
+        "pm_seconds": seconds,
+        "tools": tools,
+        "rows": (len(ref), len(prod)),
+    }
 
 
 def log(message: str) -> None:
@@ -333,45 +396,77 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------- printing
 
+
 def feature_section(run: dict, notes: list[str]) -> str:
     result, tools = run["result"], run["tools"]
     drift_features = result.drift_features
     out = []
     if "evidently" not in tools:
         notes.append(f"{run['label']}: Evidently did not run: {_first_line(tools['errors'].get('evidently'))}")
-        evidently, dataset = pd.DataFrame(columns=["evidently_test", "evidently_score", "evidently_threshold",
-                                                   "evidently_drifted"]), {}
+        evidently, dataset = (
+            pd.DataFrame(columns=["evidently_test", "evidently_score", "evidently_threshold", "evidently_drifted"]),
+            {},
+        )
     else:
         evidently, dataset = evidently_columns(tools["evidently"]["metrics"], tools["evidently"].get("tests"))
     table = feature_comparison(drift_features, evidently)
     stats = pm_statistic_columns(drift_features)
-    headers = ["feature", *(f"pm {c}" for c in stats), "Evidently test", "Evidently score", "Evidently threshold",
-               "Evidently drifted", "agree"]
-    body = [[r["feature"], *(r[c] for c in stats), r["evidently_test"], r["evidently_score"], r["evidently_threshold"],
-             r["evidently_drifted"], r["agree"]] for r in table.to_dict("records")]
-    out.append(f"#### 1. Per-feature drift ({len(table)} features; pm_assets sorted by PSI, drifted when PSI >= "
-               f"{MonitoringParams().feature_psi_alert})\n")
+    headers = [
+        "feature",
+        *(f"pm {c}" for c in stats),
+        "Evidently test",
+        "Evidently score",
+        "Evidently threshold",
+        "Evidently drifted",
+        "agree",
+    ]
+    body = [
+        [
+            r["feature"],
+            *(r[c] for c in stats),
+            r["evidently_test"],
+            r["evidently_score"],
+            r["evidently_threshold"],
+            r["evidently_drifted"],
+            r["agree"],
+        ]
+        for r in table.to_dict("records")
+    ]
+    out.append(
+        f"#### 1. Per-feature drift ({len(table)} features; pm_assets sorted by PSI, drifted when PSI >= "
+        f"{MonitoringParams().feature_psi_alert})\n"
+    )
     out.append(markdown_table(headers, body))
     s = drift_summary(table)
     tests = pd.Series(dtype=object) if evidently.empty else evidently["evidently_test"].value_counts()
-    out.append("\n" + markdown_table(["summary", "value"], [
-        ["features compared", s["compared"]],
-        ["drifted by pm_assets", s["pm_drifted"]],
-        ["drifted by Evidently (per-column tests)", s["evidently_drifted"]],
-        ["drifted by both", s["both"]],
-        ["only pm_assets", s["only_pm"]],
-        ["only Evidently", s["only_evidently"]],
-        ["agreement", f"{s['agree']} of {s['compared']} ({s['agreement']:.0%})" if s["compared"] else "–"],
-        ["Evidently drifted columns (DriftedColumnsCount)", dataset.get("drifted_count")],
-        ["Evidently dataset drift share", dataset.get("drift_share")],
-        ["Evidently dataset drift (share >= threshold)",
-         f"{fmt(dataset.get('dataset_drift'))} (threshold {fmt(dataset.get('share_threshold'))})"],
-        ["Evidently stat tests used", "; ".join(f"{k}: {v}" for k, v in tests.items()) or "–"],
-    ]))
+    out.append(
+        "\n"
+        + markdown_table(
+            ["summary", "value"],
+            [
+                ["features compared", s["compared"]],
+                ["drifted by pm_assets", s["pm_drifted"]],
+                ["drifted by Evidently (per-column tests)", s["evidently_drifted"]],
+                ["drifted by both", s["both"]],
+                ["only pm_assets", s["only_pm"]],
+                ["only Evidently", s["only_evidently"]],
+                ["agreement", f"{s['agree']} of {s['compared']} ({s['agreement']:.0%})" if s["compared"] else "–"],
+                ["Evidently drifted columns (DriftedColumnsCount)", dataset.get("drifted_count")],
+                ["Evidently dataset drift share", dataset.get("drift_share")],
+                [
+                    "Evidently dataset drift (share >= threshold)",
+                    f"{fmt(dataset.get('dataset_drift'))} (threshold {fmt(dataset.get('share_threshold'))})",
+                ],
+                ["Evidently stat tests used", "; ".join(f"{k}: {v}" for k, v in tests.items()) or "–"],
+            ],
+        )
+    )
     count = dataset.get("drifted_count")
     if count is not None and int(count) != s["evidently_drifted"]:
-        notes.append(f"{run['label']}: Evidently's per-column verdicts ({s['evidently_drifted']}) differ from its "
-                     f"DriftedColumnsCount ({int(count)})")
+        notes.append(
+            f"{run['label']}: Evidently's per-column verdicts ({s['evidently_drifted']}) differ from its "
+            f"DriftedColumnsCount ({int(count)})"
+        )
     return "\n".join(out)
 
 
@@ -390,8 +485,10 @@ def performance_section(run: dict, notes: list[str]) -> str:
         return [chunk.get(f"{m}.{field}") if chunk else None for _, m in metrics]
 
     def band(lower: str, upper: str):
-        return [f"[{fmt(chunk.get(f'{m}.{lower}'))}, {fmt(chunk.get(f'{m}.{upper}'))}]" if chunk else "–"
-                for _, m in metrics]
+        return [
+            f"[{fmt(chunk.get(f'{m}.{lower}'))}, {fmt(chunk.get(f'{m}.{upper}'))}]" if chunk else "–"
+            for _, m in metrics
+        ]
 
     realized = [prod[p] for p, _ in metrics]
     pm_est = [prod[f"estimated_{p}"] for p, _ in metrics]
@@ -401,8 +498,10 @@ def performance_section(run: dict, notes: list[str]) -> str:
         ["realized, production (NannyML)", *nml("realized")],
         ["realized, reference (pm_assets)", *(ref[p] for p, _ in metrics)],
         ["pm_assets estimate (mature production rows)", *pm_est],
-        [f"pm_assets estimate (immature production rows, n={int(prod['immature_rows'])})",
-         *(prod[f"immature_estimated_{p}"] for p, _ in metrics)],
+        [
+            f"pm_assets estimate (immature production rows, n={int(prod['immature_rows'])})",
+            *(prod[f"immature_estimated_{p}"] for p, _ in metrics),
+        ],
         ["NannyML CBPE estimate", *nml_est],
         ["CBPE sampling error", *nml("sampling_error")],
         ["CBPE confidence band [lower, upper]", *band("lower_confidence_boundary", "upper_confidence_boundary")],
@@ -412,28 +511,35 @@ def performance_section(run: dict, notes: list[str]) -> str:
         ["CBPE estimate - realized", *(_diff(a, b) for a, b in zip(nml_est, realized))],
     ]
     return "#### 2. Label-free performance, production window\n\n" + markdown_table(
-        ["", "ROC AUC", "average precision"], rows)
+        ["", "ROC AUC", "average precision"], rows
+    )
 
 
 def multivariate_section(run: dict, notes: list[str]) -> str:
     out = ["#### 3. Multivariate drift: PCA reconstruction of the 16 telemetry features (3 h, 24 h)\n"]
     rec = run["tools"].get("reconstruction")
     if rec is None:
-        notes.append(f"{run['label']}: reconstruction did not run: "
-                     f"{_first_line(run['tools']['errors'].get('reconstruction'))}")
+        notes.append(
+            f"{run['label']}: reconstruction did not run: {_first_line(run['tools']['errors'].get('reconstruction'))}"
+        )
         out.append("NannyML: did not run")
     else:
         chunk = analysis_chunk(rec["chunks"])
         reference = reference_chunks(rec["chunks"], "reconstruction_error.value")
         c = "reconstruction_error"
-        out.append(markdown_table(["NannyML DataReconstructionDriftCalculator", "value"], [
-            ["reconstruction error, production (one chunk)", chunk[f"{c}.value"]],
-            ["sampling error", chunk[f"{c}.sampling_error"]],
-            ["lower threshold", chunk[f"{c}.lower_threshold"]],
-            ["upper threshold", chunk[f"{c}.upper_threshold"]],
-            ["alert", chunk[f"{c}.alert"]],
-            [f"reference chunks' errors (n={len(reference)})", ", ".join(fmt(v) for v in reference)],
-        ]))
+        out.append(
+            markdown_table(
+                ["NannyML DataReconstructionDriftCalculator", "value"],
+                [
+                    ["reconstruction error, production (one chunk)", chunk[f"{c}.value"]],
+                    ["sampling error", chunk[f"{c}.sampling_error"]],
+                    ["lower threshold", chunk[f"{c}.lower_threshold"]],
+                    ["upper threshold", chunk[f"{c}.upper_threshold"]],
+                    ["alert", chunk[f"{c}.alert"]],
+                    [f"reference chunks' errors (n={len(reference)})", ", ".join(fmt(v) for v in reference)],
+                ],
+            )
+        )
     multivariate = getattr(run["result"], "multivariate", None)
     out.append("\npm_assets (MonitoringResult.multivariate):\n")
     out.append("pm_assets: not available" if multivariate is None else generic_table(multivariate))
@@ -441,21 +547,32 @@ def multivariate_section(run: dict, notes: list[str]) -> str:
 
 
 def times_section(runs: list[dict], big: dict | None, scale: int) -> str:
-    steps = [("pm_assets monitor() (no importance)", lambda r: r["pm_seconds"]),
-             ("Evidently Report([DataDriftPreset()]).run", lambda r: _tool_seconds(r, "evidently")),
-             ("NannyML CBPE fit + estimate", lambda r: _tool_seconds(r, "cbpe")),
-             ("NannyML reconstruction fit + calculate", lambda r: _tool_seconds(r, "reconstruction"))]
+    steps = [
+        ("pm_assets monitor() (no importance)", lambda r: r["pm_seconds"]),
+        ("Evidently Report([DataDriftPreset()]).run", lambda r: _tool_seconds(r, "evidently")),
+        ("NannyML CBPE fit + estimate", lambda r: _tool_seconds(r, "cbpe")),
+        ("NannyML reconstruction fit + calculate", lambda r: _tool_seconds(r, "reconstruction")),
+    ]
     columns = [*runs, *([big] if big else [])]
-    headers = ["step (best of the repeats, seconds)", *(f"{r['label']} ({r['rows'][0]:,} + {r['rows'][1]:,} rows)"
-                                                       for r in columns)]
+    headers = [
+        "step (best of the repeats, seconds)",
+        *(f"{r['label']} ({r['rows'][0]:,} + {r['rows'][1]:,} rows)" for r in columns),
+    ]
     body = [[name, *(get(r) for r in columns)] for name, get in steps]
-    ratios = [[f"Evidently / pm_assets, {r['label']}", speed_ratio(_tool_seconds(r, "evidently"), r["pm_seconds"])]
-              for r in columns]
+    ratios = [
+        [f"Evidently / pm_assets, {r['label']}", speed_ratio(_tool_seconds(r, "evidently"), r["pm_seconds"])]
+        for r in columns
+    ]
     if big:
         drift = next(r for r in runs if r["label"] == "drift")
         for name, get in steps:
             ratios.append([f"{name}: {scale}x / 1x (drift)", speed_ratio(get(big), get(drift))])
-    return ("#### 4. Times (1 BLAS thread)\n\n" + markdown_table(headers, body) + "\n\n" + markdown_table(["ratio", "value"], ratios))
+    return (
+        "#### 4. Times (1 BLAS thread)\n\n"
+        + markdown_table(headers, body)
+        + "\n\n"
+        + markdown_table(["ratio", "value"], ratios)
+    )
 
 
 def _tool_seconds(run: dict, task: str):
@@ -472,6 +589,7 @@ def _first_line(text) -> str:
 
 
 # ---------------------------------------------------------------- main
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -505,22 +623,34 @@ def main(argv: list[str] | None = None) -> int:
             log(f"[{label}] monitor() x{args.repeat} on {len(window):,} rows")
             seconds, _ = best_of(args.repeat, lambda: monitor(window, end, names, params))
             log(f"[{label}] Evidently + NannyML in the tools venv")
-            tools = run_worker(args.tools_python, folder, f"scaled{args.scale}", tool_frame(ref, names),
-                               tool_frame(prod, names), names, ["evidently", "cbpe", "reconstruction"], args.repeat,
-                               False)
+            tools = run_worker(
+                args.tools_python,
+                folder,
+                f"scaled{args.scale}",
+                tool_frame(ref, names),
+                tool_frame(prod, names),
+                names,
+                ["evidently", "cbpe", "reconstruction"],
+                args.repeat,
+                False,
+            )
             big = {"label": label, "pm_seconds": seconds, "tools": tools, "rows": (len(ref), len(prod))}
     elapsed, load_end = time.perf_counter() - started, os.getloadavg()[0]
 
     win = windows_for(end, params)
     print(f"## pm_assets vs Evidently and NannyML: {args.machines} simulated machines, monitoring date {end}\n")
-    print(f"Reference window {win['reference'][0]} to {win['reference'][1]} (exclusive), production "
-          f"{win['production'][0]} to {win['production'][1]} (exclusive); {len(names)} numeric features. Drift: "
-          f"from {DRIFT_DATE}, +1.5 sd on volt and pressure, failure rate x2; model trained before {TRAIN_CUTOFF}. "
-          f"Tools venv: {versions}; project: pandas {pd.__version__}, numpy {np.__version__}. One BLAS/OpenMP "
-          f"thread; times are the best of {args.repeat} runs.\n")
+    print(
+        f"Reference window {win['reference'][0]} to {win['reference'][1]} (exclusive), production "
+        f"{win['production'][0]} to {win['production'][1]} (exclusive); {len(names)} numeric features. Drift: "
+        f"from {DRIFT_DATE}, +1.5 sd on volt and pressure, failure rate x2; model trained before {TRAIN_CUTOFF}. "
+        f"Tools venv: {versions}; project: pandas {pd.__version__}, numpy {np.__version__}. One BLAS/OpenMP "
+        f"thread; times are the best of {args.repeat} runs.\n"
+    )
     for run in runs:
-        print(f"### {run['label']} ({run['rows'][0]:,} reference + {run['rows'][1]:,} production rows; pm_assets "
-              f"light {run['result'].light}, {run['result'].alert_count} alerts)\n")
+        print(
+            f"### {run['label']} ({run['rows'][0]:,} reference + {run['rows'][1]:,} production rows; pm_assets "
+            f"light {run['result'].light}, {run['result'].alert_count} alerts)\n"
+        )
         for section in (feature_section, performance_section, multivariate_section):
             print(section(run, notes) + "\n")
     print(times_section(runs, big, args.scale) + "\n")
@@ -537,16 +667,22 @@ def main(argv: list[str] | None = None) -> int:
         "Labels are observed until 2016-01-01, so every row of these windows is mature: pm_assets' immature_* "
         "estimates are undefined (no rows) and its estimate on mature rows is the one compared.",
     ]
-    notes.append(f"1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end, on "
-                 f"{os.cpu_count()} CPUs: the times are wall times on this machine as it was, not an isolated one.")
+    notes.append(
+        f"1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end, on "
+        f"{os.cpu_count()} CPUs: the times are wall times on this machine as it was, not an isolated one."
+    )
     if args.scale > 1:
-        notes.append(f"The {args.scale}x fleet (the drift scenario's windows repeated with shifted machine IDs) is "
-                     "timed only: its values are those of 1x, repeated.")
+        notes.append(
+            f"The {args.scale}x fleet (the drift scenario's windows repeated with shifted machine IDs) is "
+            "timed only: its values are those of 1x, repeated."
+        )
     else:
         notes.append("No scaled run (--scale 1).")
     if not any(getattr(r["result"], "multivariate", None) is not None for r in runs):
-        notes.append("MonitoringResult has no 'multivariate' attribute in this checkout: no pm_assets multivariate "
-                     "drift to compare.")
+        notes.append(
+            "MonitoringResult has no 'multivariate' attribute in this checkout: no pm_assets multivariate "
+            "drift to compare."
+        )
     seen: dict[str, list[str]] = {}
     for run in [*runs, *([big] if big else [])]:
         for task, error in run["tools"].get("errors", {}).items():

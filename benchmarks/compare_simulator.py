@@ -27,8 +27,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
-    real = {n: read(args.real, f"PdM_{f}.csv.gz") for n, f in
-            [("errors", "errors"), ("failures", "failures"), ("maintenance", "maint"), ("machines", "machines")]}
+    real = {
+        n: read(args.real, f"PdM_{f}.csv.gz")
+        for n, f in [("errors", "errors"), ("failures", "failures"), ("maintenance", "maint"), ("machines", "machines")]
+    }
     q1 = read(args.real, "partial/PdM_telemetry_SUBSET_machines1-20_2015Q1.csv.gz")
     q1["datetime"] = pd.to_datetime(q1["datetime"])  # this file's timestamps are not parsed by read_csv
     union = read(args.real, "partial/PdM_telemetry_PARTIAL_union_144262rows.csv.gz")
@@ -36,7 +38,9 @@ def main() -> None:
     sim = simulate(SimulationConfig(seed=args.seed))
 
     rows = []
-    for comp, (r, s) in pd.concat([profile.failure_counts(real["failures"]), profile.failure_counts(sim["failures"])], axis=1).iterrows():
+    for comp, (r, s) in pd.concat(
+        [profile.failure_counts(real["failures"]), profile.failure_counts(sim["failures"])], axis=1
+    ).iterrows():
         rows.append((f"failures {comp}", r, s))
     rows.append(("errors (total)", len(real["errors"]), len(sim["errors"])))
     stats_r, stats_s = profile.sensor_stats(q1), profile.sensor_stats(sim["telemetry"])
@@ -51,8 +55,13 @@ def main() -> None:
     by_model_s = profile.failures_per_machine_by_model(sim["failures"], sim["machines"])
     for model in by_model_r.index:
         rows.append((f"failures per machine {model}", by_model_r[model], by_model_s[model]))
-    rows.append(("median replacement gap (days)", profile.replacement_gap_median_days(real["maintenance"]),
-                 profile.replacement_gap_median_days(sim["maintenance"])))
+    rows.append(
+        (
+            "median replacement gap (days)",
+            profile.replacement_gap_median_days(real["maintenance"]),
+            profile.replacement_gap_median_days(sim["maintenance"]),
+        )
+    )
     rows.append(("maintenance rows", len(real["maintenance"]), len(sim["maintenance"])))
     # what makes a simulated fleet transfer: noise structure, excursions, co-failures, who fails
     sim_q1 = sim["telemetry"][sim["telemetry"]["machineID"] <= q1["machineID"].max()]
@@ -66,8 +75,13 @@ def main() -> None:
         rows.append((f"sd of 24 h means, clean snapshots, {sensor}", clean_r[sensor].std(), clean_s[sensor].std()))
     for key in exc_r.index:
         rows.append((f"clean snapshots with a precursor-sized excursion, {key}", exc_r[key], exc_s[key]))
-    rows.append(("share of failures in co-failure hours", profile.co_failure_share(real["failures"]),
-                 profile.co_failure_share(sim["failures"])))
+    rows.append(
+        (
+            "share of failures in co-failure hours",
+            profile.co_failure_share(real["failures"]),
+            profile.co_failure_share(sim["failures"]),
+        )
+    )
     age_r = profile.failures_by_age_band(real["failures"], real["machines"])
     age_s = profile.failures_by_age_band(sim["failures"], sim["machines"])
     for band in age_r.index:
@@ -80,8 +94,16 @@ def main() -> None:
             rows.append((f"{comp} failures per machine, {model}", comp_r.loc[model, comp], comp_s.loc[model, comp]))
     table = pd.DataFrame(rows, columns=["figure", "real", "simulated"]).set_index("figure")
     table["sim/real"] = table["simulated"] / table["real"]
-    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200, "display.max_rows", 200,
-                           "display.max_colwidth", 70):
+    with pd.option_context(
+        "display.float_format",
+        "{:.3f}".format,
+        "display.width",
+        200,
+        "display.max_rows",
+        200,
+        "display.max_colwidth",
+        70,
+    ):
         print(table.to_string())
 
 

@@ -42,8 +42,12 @@ def records(frame: pd.DataFrame) -> list[dict]:
     flat.columns = [".".join(str(part) for part in c) if isinstance(c, tuple) else str(c) for c in flat.columns]
     out = []
     for row in flat.to_dict("records"):
-        out.append({k: (v.item() if isinstance(v, np.generic) else
-                        str(v) if isinstance(v, pd.Timestamp) else v) for k, v in row.items()})
+        out.append(
+            {
+                k: (v.item() if isinstance(v, np.generic) else str(v) if isinstance(v, pd.Timestamp) else v)
+                for k, v in row.items()
+            }
+        )
     return out
 
 
@@ -60,13 +64,18 @@ def evidently_task(ref: pd.DataFrame, prod: pd.DataFrame, job: dict) -> dict:
         return report.run(current, reference)
 
     best, times, snapshot = timed(job["repeat"], run)
-    out = {"version": evidently.__version__, "seconds": best, "all_seconds": times,
-           "metrics": json.loads(snapshot.json())["metrics"]}
+    out = {
+        "version": evidently.__version__,
+        "seconds": best,
+        "all_seconds": times,
+        "metrics": json.loads(snapshot.json())["metrics"],
+    }
     if job.get("verdicts"):
         # the per-column verdicts are not in the metrics: one more (untimed) run with Evidently's own tests
         tested = Report([DataDriftPreset()], include_tests=True).run(current, reference)
-        out["tests"] = [{k: t.get(k) for k in ("id", "name", "status", "metric_config")}
-                        for t in json.loads(tested.json())["tests"]]
+        out["tests"] = [
+            {k: t.get(k) for k in ("id", "name", "status", "metric_config")} for t in json.loads(tested.json())["tests"]
+        ]
     return out
 
 
@@ -83,9 +92,15 @@ def cbpe_task(ref: pd.DataFrame, prod: pd.DataFrame, job: dict) -> dict:
 
     def run():
         np.random.seed(job["seed"])  # CBPE's AP sampling error bootstraps with the global numpy generator
-        estimator = nannyml.CBPE(problem_type="classification_binary", y_pred_proba="p_any", y_pred="y_pred",
-                                 y_true="failure_within_horizon", metrics=["roc_auc", "average_precision"],
-                                 chunker=_chunker(prod), timestamp_column_name="datetime")
+        estimator = nannyml.CBPE(
+            problem_type="classification_binary",
+            y_pred_proba="p_any",
+            y_pred="y_pred",
+            y_true="failure_within_horizon",
+            metrics=["roc_auc", "average_precision"],
+            chunker=_chunker(prod),
+            timestamp_column_name="datetime",
+        )
         estimator.fit(ref)
         return estimator.estimate(prod)
 
@@ -97,8 +112,9 @@ def reconstruction_task(ref: pd.DataFrame, prod: pd.DataFrame, job: dict) -> dic
     import nannyml
 
     def run():
-        calculator = nannyml.DataReconstructionDriftCalculator(column_names=job["telemetry"], chunker=_chunker(prod),
-                                                               timestamp_column_name="datetime")
+        calculator = nannyml.DataReconstructionDriftCalculator(
+            column_names=job["telemetry"], chunker=_chunker(prod), timestamp_column_name="datetime"
+        )
         calculator.fit(ref)
         return calculator.calculate(prod)
 
@@ -113,8 +129,13 @@ def main(job_path: str) -> int:
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
     ref, prod = pd.read_parquet(job["reference"]), pd.read_parquet(job["production"])
-    out = {"python": sys.version.split()[0], "pandas": pd.__version__, "numpy": np.__version__,
-           "rows": {"reference": len(ref), "production": len(prod)}, "errors": {}}
+    out = {
+        "python": sys.version.split()[0],
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "rows": {"reference": len(ref), "production": len(prod)},
+        "errors": {},
+    }
     for module in ("evidently", "nannyml"):  # imported before the runs: their import-time warnings are not kept
         try:
             with warnings.catch_warnings():

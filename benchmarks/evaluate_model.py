@@ -29,7 +29,9 @@ THRESHOLD = 0.5
 
 
 def dataset(tables: dict, end) -> pd.DataFrame:
-    feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", end)
+    feats = build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", end
+    )
     labels = build_labels(feats, tables["failures"], HORIZON, end)
     return training_rows(feats, labels)
 
@@ -39,11 +41,19 @@ def real_tables(real: Path) -> dict:
     machines = validate_rows(read_source_csv(real / "PdM_machines.csv.gz", TABLES["machines"]), TABLES["machines"]).kept
     ids = machines["machineID"]
     out = {"machines": machines}
-    for name, file in (("errors", "PdM_errors.csv.gz"), ("maintenance", "PdM_maint.csv.gz"), ("failures", "PdM_failures.csv.gz")):
+    for name, file in (
+        ("errors", "PdM_errors.csv.gz"),
+        ("maintenance", "PdM_maint.csv.gz"),
+        ("failures", "PdM_failures.csv.gz"),
+    ):
         out[name] = validate_rows(read_source_csv(real / file, TABLES[name]), TABLES[name], ids).kept
-    parts = [validate_rows(read_source_csv(real / "partial" / f, TABLES["telemetry"]), TABLES["telemetry"], ids).kept
-             for f in ("PdM_telemetry_SUBSET_machines1-20_2015Q1.csv.gz", "PdM_telemetry_PARTIAL_union_144262rows.csv.gz")]
-    out["telemetry"] = pd.concat(parts).drop_duplicates(["machineID", "datetime"]).sort_values(["machineID", "datetime"])
+    parts = [
+        validate_rows(read_source_csv(real / "partial" / f, TABLES["telemetry"]), TABLES["telemetry"], ids).kept
+        for f in ("PdM_telemetry_SUBSET_machines1-20_2015Q1.csv.gz", "PdM_telemetry_PARTIAL_union_144262rows.csv.gz")
+    ]
+    out["telemetry"] = (
+        pd.concat(parts).drop_duplicates(["machineID", "datetime"]).sort_values(["machineID", "datetime"])
+    )
     return out
 
 
@@ -64,14 +74,26 @@ def run_splits(rows: pd.DataFrame, label: str, with_anomaly_feature: bool = Fals
         anomaly_auc = np.nan
         if m["positives"] and m["positives"] < len(test):
             from sklearn.metrics import roc_auc_score
+
             anomaly_auc = roc_auc_score((test["failure_component"].astype(str) != "none"), scores["anomaly_score"])
-        results.append({
-            "data": label, "cutoff": cutoff, "train": len(train), "test": len(test), "positives": m["positives"],
-            **{f"P {c}": per.loc[c, "precision"] for c in ("comp1", "comp2", "comp3", "comp4")},
-            **{f"R {c}": per.loc[c, "recall"] for c in ("comp1", "comp2", "comp3", "comp4")},
-            "macro F1": m["macro_f1_components"], "AUC": m["roc_auc"], "AP": m["average_precision"],
-            "Brier": m["brier"], "ECE": m["ece"], "FPR@0.5": m["false_positive_rate"], "anomaly AUC": anomaly_auc,
-        })
+        results.append(
+            {
+                "data": label,
+                "cutoff": cutoff,
+                "train": len(train),
+                "test": len(test),
+                "positives": m["positives"],
+                **{f"P {c}": per.loc[c, "precision"] for c in ("comp1", "comp2", "comp3", "comp4")},
+                **{f"R {c}": per.loc[c, "recall"] for c in ("comp1", "comp2", "comp3", "comp4")},
+                "macro F1": m["macro_f1_components"],
+                "AUC": m["roc_auc"],
+                "AP": m["average_precision"],
+                "Brier": m["brier"],
+                "ECE": m["ece"],
+                "FPR@0.5": m["false_positive_rate"],
+                "anomaly AUC": anomaly_auc,
+            }
+        )
     return results
 
 
@@ -92,8 +114,10 @@ def main() -> None:
     ablation = run_splits(sim_rows, "simulated + anomaly as feature", with_anomaly_feature=True)
     if not args.skip_real:
         real_rows = dataset(real_tables(args.real), "2016-01-01 07:00")
-        print(f"real data: {len(real_rows):,} usable snapshots with mature labels "
-              f"({real_rows['failure_component'].astype(str).ne('none').sum():,} positive)\n")
+        print(
+            f"real data: {len(real_rows):,} usable snapshots with mature labels "
+            f"({real_rows['failure_component'].astype(str).ne('none').sum():,} positive)\n"
+        )
         results += run_splits(real_rows, "real")
     table = pd.DataFrame(results + ablation)
     with pd.option_context("display.float_format", "{:.4f}".format):

@@ -71,27 +71,36 @@ def main() -> None:
     features, labels = fleet(base)
     bundle = train(features, labels, TRAIN_CUTOFF)
     rules = {"current": MonitoringParams(), "notebook": notebook_params()}
-    label_rules = {"relative (50 %, p < 0.01)": MonitoringParams(),
-                   "absolute (10 points)": replace(MonitoringParams(), label_drift_rule="absolute")}
+    label_rules = {
+        "relative (50 %, p < 0.01)": MonitoringParams(),
+        "absolute (10 points)": replace(MonitoringParams(), label_drift_rule="absolute"),
+    }
     lines, label_lines, rows_of = [], [], {}
     for name, drift in scenarios().items():
         started = time.perf_counter()
-        rows = scored_rows(features, labels, bundle) if drift is None else \
-            scored_rows(*fleet(replace(base, drift=drift)), bundle)
+        rows = (
+            scored_rows(features, labels, bundle)
+            if drift is None
+            else scored_rows(*fleet(replace(base, drift=drift)), bundle)
+        )
         rows_of[name] = rows
         days = YEAR if drift is None else AROUND
         for rule, params in rules.items():
             table = light_days(rows, days, params)
             after = table[table["date"] >= DRIFT_START] if drift is not None else table
-            lines.append(f"| {name} | {rule} | {(after['light'] != 'green').mean():.1%} | "
-                         f"{'-' if drift is None else days_to_alarm(table)} | {fired_counts(after)} |")
+            lines.append(
+                f"| {name} | {rule} | {(after['light'] != 'green').mean():.1%} | "
+                f"{'-' if drift is None else days_to_alarm(table)} | {fired_counts(after)} |"
+            )
         if name in ("none", "failure rate x2"):
             for rule, params in label_rules.items():
                 table = light_days(rows, days, params)
                 fires = table["fired"].str.contains("label_drift")
                 first = table.loc[fires & (table["date"] >= DRIFT_START), "date"]
-                label_lines.append(f"| {name} | {rule} | {fires.mean():.1%} | "
-                                   f"{(first.iloc[0] - pd.Timestamp(DRIFT_START)).days if len(first) else 'never'} |")
+                label_lines.append(
+                    f"| {name} | {rule} | {fires.mean():.1%} | "
+                    f"{(first.iloc[0] - pd.Timestamp(DRIFT_START)).days if len(first) else 'never'} |"
+                )
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
     print(f"\n{args.machines} machines, drift from {DRIFT_START}, model trained before {TRAIN_CUTOFF}")
     print("| scenario | rules | days not green | days to the first non-green | alerts fired (days) |")
@@ -124,8 +133,10 @@ def main() -> None:
     print(f"  monitor() without importance   {t_monitor:6.2f} s")
     print(f"  permutation importance         {t_importance:6.2f} s")
     print(f"  total                          {t_monitor + t_importance:6.2f} s")
-    print(f"  slow way, drift statistics     {t_slow:6.2f} s  (x{t_slow / t_monitor:.1f} monitor(); max |PSI diff| "
-          f"{worst:.1e} on the {len(continuous)} continuous features)")
+    print(
+        f"  slow way, drift statistics     {t_slow:6.2f} s  (x{t_slow / t_monitor:.1f} monitor(); max |PSI diff| "
+        f"{worst:.1e} on the {len(continuous)} continuous features)"
+    )
 
 
 if __name__ == "__main__":

@@ -45,11 +45,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from evaluate_model import HORIZON, dataset, real_tables
 from threadpoolctl import threadpool_limits
 
-from evaluate_model import HORIZON, dataset, real_tables
 from pm_assets.core.labels import NO_FAILURE
-from pm_assets.core.model import TrainParams, evaluate as model_metrics, fit_bundle, split_by_cutoff
+from pm_assets.core.model import TrainParams, fit_bundle, split_by_cutoff
+from pm_assets.core.model import evaluate as model_metrics
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.simulate import SimulationConfig, simulate
 
@@ -64,8 +65,9 @@ _HOUR = pd.Timedelta(hours=1)
 
 def events_with_history(telemetry: pd.DataFrame, failures: pd.DataFrame, hours: int = EVENT_HOURS) -> pd.DataFrame:
     """The failure rows whose machine has a telemetry reading in each of the ``hours`` hours before the failure."""
-    have = pd.MultiIndex.from_arrays([telemetry["machineID"].to_numpy(np.int64),
-                                      telemetry["datetime"].to_numpy("datetime64[ns]")])
+    have = pd.MultiIndex.from_arrays(
+        [telemetry["machineID"].to_numpy(np.int64), telemetry["datetime"].to_numpy("datetime64[ns]")]
+    )
     machine = np.repeat(failures["machineID"].to_numpy(np.int64), hours)
     lags = np.tile(np.arange(1, hours + 1), len(failures)) * _HOUR
     before = np.repeat(failures["datetime"].to_numpy("datetime64[ns]"), hours) - lags
@@ -76,9 +78,16 @@ def events_with_history(telemetry: pd.DataFrame, failures: pd.DataFrame, hours: 
 def alerted(events: pd.DataFrame, scored: pd.DataFrame, threshold: float, hours: int = EVENT_HOURS) -> np.ndarray:
     """For each event (machineID, datetime t): whether a row of ``scored`` (machineID, datetime, p_any) of its
     machine in ``[t - hours, t)`` has p_any >= ``threshold``."""
-    hits = scored.loc[scored["p_any"].to_numpy() >= threshold, ["machineID", "datetime"]].astype({"machineID": np.int64})
-    pairs = pd.DataFrame({"event": np.arange(len(events)), "machineID": events["machineID"].to_numpy(np.int64),
-                          "failed": events["datetime"].to_numpy("datetime64[ns]")}).merge(hits, on="machineID")
+    hits = scored.loc[scored["p_any"].to_numpy() >= threshold, ["machineID", "datetime"]].astype(
+        {"machineID": np.int64}
+    )
+    pairs = pd.DataFrame(
+        {
+            "event": np.arange(len(events)),
+            "machineID": events["machineID"].to_numpy(np.int64),
+            "failed": events["datetime"].to_numpy("datetime64[ns]"),
+        }
+    ).merge(hits, on="machineID")
     inside = (pairs["datetime"] >= pairs["failed"] - hours * _HOUR) & (pairs["datetime"] < pairs["failed"])
     return np.isin(np.arange(len(events)), pairs.loc[inside, "event"].to_numpy())
 
@@ -93,9 +102,14 @@ def figures(test: pd.DataFrame, scores: pd.DataFrame, threshold: float) -> dict:
     """The table's figures of one model on the test rows, by the project's ``model.evaluate``."""
     m = model_metrics(test, scores, threshold)
     per = m["per_class"].set_index("class")
-    return {"recall": {c: float(per.loc[c, "recall"]) for c in COMPONENTS}, "macro_f1": m["macro_f1_components"],
-            "ece": m["ece"], "false_positive_rate": m["false_positive_rate"], "roc_auc": m["roc_auc"],
-            "average_precision": m["average_precision"]}
+    return {
+        "recall": {c: float(per.loc[c, "recall"]) for c in COMPONENTS},
+        "macro_f1": m["macro_f1_components"],
+        "ece": m["ece"],
+        "false_positive_rate": m["false_positive_rate"],
+        "roc_auc": m["roc_auc"],
+        "average_precision": m["average_precision"],
+    }
 
 
 @lru_cache(maxsize=2)
@@ -105,8 +119,13 @@ def real_data(real: Path) -> dict:
     tables = real_tables(Path(real))
     rows = dataset(tables, REAL_END)
     train, _ = split_by_cutoff(rows, CUTOFF, HORIZON)
-    return {"tables": tables, "rows": rows, "events": events_with_history(tables["telemetry"], tables["failures"]),
-            "train_rows": len(train), "bundle": fit_bundle(train, TrainParams())}
+    return {
+        "tables": tables,
+        "rows": rows,
+        "events": events_with_history(tables["telemetry"], tables["failures"]),
+        "train_rows": len(train),
+        "bundle": fit_bundle(train, TrainParams()),
+    }
 
 
 _SIMULATED: dict[str, tuple[object, int]] = {}
@@ -134,20 +153,33 @@ def evaluate(config: SimulationConfig | None = None, real: Path = DEFAULT_REAL, 
     test = rows[is_test].reset_index(drop=True)
     scores = {"sim": year[is_test].reset_index(drop=True), "real": data["bundle"].score(test)}
     test_events = events[events["datetime"] - EVENT_HOURS * _HOUR >= CUTOFF].reset_index(drop=True)
-    out = {"cutoff": str(CUTOFF.date()), "threshold": threshold, "simulation": config,
-           "test_rows": len(test), "test_positives": int((test["failure_component"].astype(str) != NO_FAILURE).sum()),
-           "train_rows": {"sim": sim_train_rows, "real": data["train_rows"]}, "test_events": len(test_events)}
+    out = {
+        "cutoff": str(CUTOFF.date()),
+        "threshold": threshold,
+        "simulation": config,
+        "test_rows": len(test),
+        "test_positives": int((test["failure_component"].astype(str) != NO_FAILURE).sum()),
+        "train_rows": {"sim": sim_train_rows, "real": data["train_rows"]},
+        "test_events": len(test_events),
+    }
     for name, s in scores.items():
         keys = test[["machineID", "datetime"]].assign(p_any=s["p_any"].to_numpy())
         out[name] = figures(test, s, threshold) | {"events_alerted": int(alerted(test_events, keys, threshold).sum())}
     year_keys = rows[["machineID", "datetime"]].assign(p_any=year["p_any"].to_numpy())
     fp, negatives = false_positive_rate(rows, year["p_any"].to_numpy(), threshold)
     hit = alerted(events, year_keys, threshold)
-    out["sim_year"] = {"events": len(events), "events_alerted": int(hit.sum()), "alert_rate": float(hit.mean()),
-                       "missed": events[~hit].reset_index(drop=True), "negatives": negatives,
-                       "false_positives": fp, "false_positive_rate": fp / negatives}
+    out["sim_year"] = {
+        "events": len(events),
+        "events_alerted": int(hit.sum()),
+        "alert_rate": float(hit.mean()),
+        "missed": events[~hit].reset_index(drop=True),
+        "negatives": negatives,
+        "false_positives": fp,
+        "false_positive_rate": fp / negatives,
+    }
     out["predictions"] = test[["machineID", "datetime", "failure_component"]].assign(
-        **{f"{name}_{col}": scores[name][col].to_numpy() for name in scores for col in ("p_any", "predicted_class")})
+        **{f"{name}_{col}": scores[name][col].to_numpy() for name in scores for col in ("p_any", "predicted_class")}
+    )
     out["seconds"] = time.perf_counter() - started
     return out
 
@@ -165,12 +197,16 @@ def markdown(result: dict) -> str:
         f"| recall comp1..comp4 | {recall(sim)} | {recall(real)} |",
         f"| macro F1 | {sim['macro_f1']:.3f} | {real['macro_f1']:.3f} |",
         f"| ECE of `p_any` | {sim['ece']:.4f} | {real['ece']:.4f} |",
-        f"| false-positive rate at p_any >= {thr} | {sim['false_positive_rate']:.4f} | {real['false_positive_rate']:.4f} |",
-        f"| failures alerted in the 48 h before (test period) | {sim['events_alerted']} / {n} | {real['events_alerted']} / {n} |",
+        f"| false-positive rate at p_any >= {thr} | {sim['false_positive_rate']:.4f} | "
+        f"{real['false_positive_rate']:.4f} |",
+        f"| failures alerted in the 48 h before (test period) | {sim['events_alerted']} / {n} | "
+        f"{real['events_alerted']} / {n} |",
         "",
-        f"Per failure event (simulated -> real, all of 2015): alerts on {year['events_alerted']} of the {year['events']} "
+        f"Per failure event (simulated -> real, all of 2015): alerts on {year['events_alerted']} of the "
+        f"{year['events']} "
         f"real failures with 48 h of real telemetry before them ({year['alert_rate']:.1%}).",
-        f"False positives (simulated -> real, all of 2015): {year['false_positives']:,} of the {year['negatives']:,} real "
+        f"False positives (simulated -> real, all of 2015): {year['false_positives']:,} of the "
+        f"{year['negatives']:,} real "
         f"usable snapshots with no failure within 24 h have p_any >= {thr} ({year['false_positive_rate']:.2%}).",
         f"Test rows: {result['test_rows']:,} real usable snapshots with mature labels from {result['cutoff']} "
         f"({result['test_positives']:,} positive), {n} failure events with their 48 h in the test period. "
@@ -185,8 +221,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--machines", type=int, default=100)
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="alert when p_any >= this (default 0.5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="limit OpenMP/BLAS threads (same figures; 1 is ~3x faster on a busy 2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="limit OpenMP/BLAS threads (same figures; 1 is ~3x faster on a busy 2-core machine)",
+    )
     args = parser.parse_args()
     with threadpool_limits(args.threads):
         result = evaluate(SimulationConfig(machines=args.machines, seed=args.seed), args.real, args.threshold)

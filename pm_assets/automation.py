@@ -37,8 +37,8 @@ import numpy as np
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    AssetSelection,
     AssetsDefinition,
+    AssetSelection,
     DagsterEventType,
     DagsterRunStatus,
     DefaultScheduleStatus,
@@ -72,8 +72,12 @@ from pm_assets.run_workers import is_live, worker_health
 from pm_assets.settings import AUTOMATION_ON, DATA_DEADLINE_CRON, LIVE_INTERVAL_SECONDS, SENSOR_INTERVAL_SECONDS
 
 MONITORING = AssetKey("monitoring")
-ACTIVE_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-                   DagsterRunStatus.STARTED]
+ACTIVE_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 SENSOR_STATUS = DefaultSensorStatus.RUNNING if AUTOMATION_ON else DefaultSensorStatus.STOPPED
 SCHEDULE_STATUS = DefaultScheduleStatus.RUNNING if AUTOMATION_ON else DefaultScheduleStatus.STOPPED
 #: The daily assets downstream of the raw tables, in the topological order the catch-up groups them in.
@@ -114,9 +118,12 @@ PIPELINE_JOBS = (main_job.name, ingest_job.name, downstream_job.name, retrain_jo
 def _active_runs(instance, job_names: Sequence[str]):
     """Queued or running runs of these jobs, except STARTED runs whose worker process is dead (a killed run that
     run monitoring has not yet marked failed holds nothing back)."""
-    return [r for name in job_names
-            for r in instance.get_runs(filters=RunsFilter(job_name=name, statuses=ACTIVE_STATUSES), limit=5)
-            if is_live(instance, r)]
+    return [
+        r
+        for name in job_names
+        for r in instance.get_runs(filters=RunsFilter(job_name=name, statuses=ACTIVE_STATUSES), limit=5)
+        if is_live(instance, r)
+    ]
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
@@ -124,6 +131,7 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 
 
 # --- 1. files that land -------------------------------------------------------------------------------------
+
 
 def _group_by_days(files: list[dict]) -> list[list[dict]]:
     """Files whose partition-day spans touch or overlap, grouped (each group becomes one run). Files with no day
@@ -197,16 +205,26 @@ def plan_landing(landing: LandingResource, cursor: dict, now=None) -> tuple[list
 def _read_days(file, sha: str, first_day: str, end_day: str) -> dict:
     """What a new file holds: its table, the partition days it touches (first, last), whether it has rows before
     the first partition, or why it cannot be read."""
-    info = {"name": file.name, "sha": sha, "table": file.table, "first": None, "last": None, "history": False,
-            "error": None}
+    info = {
+        "name": file.name,
+        "sha": sha,
+        "table": file.table,
+        "first": None,
+        "last": None,
+        "history": False,
+        "error": None,
+    }
     try:
         days = rows_per_day(read_source_csv(file.path, TABLES[file.table]), TABLES[file.table], file.name)
     except SourceFileError as exc:  # its own run fails with this message; nothing else waits for it
         info["error"] = str(exc)
         return info
     inside = sorted(d for d in days if first_day <= d < end_day)
-    info.update(first=inside[0] if inside else None, last=inside[-1] if inside else None,
-                history=any(d < first_day for d in days if d != ALL_ROWS))
+    info.update(
+        first=inside[0] if inside else None,
+        last=inside[-1] if inside else None,
+        history=any(d < first_day for d in days if d != ALL_ROWS),
+    )
     return info
 
 
@@ -224,29 +242,42 @@ def _ingest_request(files: list[dict]) -> RunRequest:
     if days:
         selection += [t for t in RAW_TABLES if t in tables]
         tags.update(_range_tags(min(days), max(days)))
-    return RunRequest(run_key=f"landing-{key}", job_name=ingest_job.name, asset_selection=[AssetKey(a) for a in selection],
-                      run_config={"ops": {"source_files": {"config": {"files": names}}}}, tags=tags)
+    return RunRequest(
+        run_key=f"landing-{key}",
+        job_name=ingest_job.name,
+        asset_selection=[AssetKey(a) for a in selection],
+        run_config={"ops": {"source_files": {"config": {"files": names}}}},
+        tags=tags,
+    )
 
 
-@sensor(job=ingest_job, minimum_interval_seconds=LIVE_INTERVAL_SECONDS, default_status=SENSOR_STATUS,
-        description="Watches the landing folder: each file whose sha256 is not in the ledger is staged and its days' "
-        "raw partitions built, in one ingest_job run per group of files with touching days (run key: their hashes, "
-        "so a re-copied file starts nothing). A file that cannot be read gets a run of its own, in which its table's "
-        "asset fails naming the file and line; it is tried again only when its bytes change. Waits while an ingest_job "
-        "or main_job run is queued or running.")
+@sensor(
+    job=ingest_job,
+    minimum_interval_seconds=LIVE_INTERVAL_SECONDS,
+    default_status=SENSOR_STATUS,
+    description="Watches the landing folder: each file whose sha256 is not in the ledger is staged and its days' "
+    "raw partitions built, in one ingest_job run per group of files with touching days (run key: their hashes, "
+    "so a re-copied file starts nothing). A file that cannot be read gets a run of its own, in which its table's "
+    "asset fails naming the file and line; it is tried again only when its bytes change. Waits while an ingest_job "
+    "or main_job run is queued or running.",
+)
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
     active = _active_runs(context.instance, [main_job.name, ingest_job.name])
     if active:
         # main_job stages every file of the landing folder itself. An ingest_job run's files reach the ledger only
         # when its first step runs: planning now would group them again with files that landed since, under a
         # new run key, and ingest their days twice.
-        return SkipReason(f"{active[0].job_name} run {active[0].run_id} is ingesting ({active[0].status.value}): "
-                          "new files are planned once it has ended")
+        return SkipReason(
+            f"{active[0].job_name} run {active[0].run_id} is ingesting ({active[0].status.value}): "
+            "new files are planned once it has ended"
+        )
     cursor = json.loads(context.cursor) if context.cursor else {}
     requests, notes, seen = plan_landing(landing, cursor)
     if not requests:
-        return SensorResult(skip_reason=SkipReason("; ".join(["no new file in " + landing.landing_dir, *notes])),
-                            cursor=json.dumps(seen))
+        return SensorResult(
+            skip_reason=SkipReason("; ".join(["no new file in " + landing.landing_dir, *notes])),
+            cursor=json.dumps(seen),
+        )
     for note in notes:
         context.log.warning(note)
     return SensorResult(run_requests=requests, cursor=json.dumps(seen))
@@ -254,11 +285,16 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
 
 # --- 2. everything downstream of the raw tables ----------------------------------------------------------------
 
+
 def _dependencies() -> dict[str, list[Dependency]]:
     """Each downstream asset's daily parents and the days it reads of them, from the asset definitions' own
     partition mappings (one definition of every lookback)."""
-    defs = {a.key.to_user_string(): a for module in (features_module, scoring, monitoring)
-            for a in module.__dict__.values() if isinstance(a, AssetsDefinition)}
+    defs = {
+        a.key.to_user_string(): a
+        for module in (features_module, scoring, monitoring)
+        for a in module.__dict__.values()
+        if isinstance(a, AssetsDefinition)
+    }
     daily = {*RAW_TABLES, *DOWNSTREAM}
     out = {}
     for name in DOWNSTREAM:
@@ -268,8 +304,11 @@ def _dependencies() -> dict[str, list[Dependency]]:
             if parent.to_user_string() not in daily:
                 continue  # unpartitioned parents (machines, the model) do not make past days stale
             mapping = assets_def.get_partition_mapping_for_dep(parent)
-            deps.append(Dependency(parent.to_user_string(), getattr(mapping, "start_offset", 0),
-                                   getattr(mapping, "end_offset", 0)))
+            deps.append(
+                Dependency(
+                    parent.to_user_string(), getattr(mapping, "start_offset", 0), getattr(mapping, "end_offset", 0)
+                )
+            )
         out[name] = deps
     return out
 
@@ -277,7 +316,9 @@ def _dependencies() -> dict[str, list[Dependency]]:
 DEPENDENCIES = _dependencies()
 
 
-def plan_downstream(instance, now=None, state: dict | None = None) -> tuple[list[str], list[tuple[str, str]], int, dict]:
+def plan_downstream(
+    instance, now=None, state: dict | None = None
+) -> tuple[list[str], list[tuple[str, str]], int, dict]:
     """(assets, day ranges, newest upstream event id, new ``state``) of the next catch-up stage, from the event log.
 
     ``state`` (the sensor's cursor) = {asset: {"after": event id, "days": {day: [content hash, id]}}}: the content
@@ -289,7 +330,9 @@ def plan_downstream(instance, now=None, state: dict | None = None) -> tuple[list
     latest, changed, newest = {}, {}, 0
     for name in (*RAW_TABLES, *DOWNSTREAM):
         ids = np.zeros(len(days), np.int64)
-        by_partition = instance.get_latest_storage_id_by_partition(AssetKey(name), DagsterEventType.ASSET_MATERIALIZATION)
+        by_partition = instance.get_latest_storage_id_by_partition(
+            AssetKey(name), DagsterEventType.ASSET_MATERIALIZATION
+        )
         for key, storage_id in by_partition.items():
             if key in index:
                 ids[index[key]] = storage_id
@@ -312,16 +355,20 @@ def _read_content_changes(instance, name: str, entry: dict, page: int = 2000) ->
     cursor = None
     while True:
         result = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey(name), after_storage_id=entry["after"] or None), limit=page,
-            cursor=cursor, ascending=True)
+            AssetRecordsFilter(asset_key=AssetKey(name), after_storage_id=entry["after"] or None),
+            limit=page,
+            cursor=cursor,
+            ascending=True,
+        )
         records = [r for r in result.records if r.partition_key is not None]
         if records:
             shas = []
             for r in records:
                 value = r.asset_materialization.metadata.get(CONTENT_SHA)
                 shas.append(str(value.value)[:12] if value is not None else None)
-            content_changes(np.array([r.storage_id for r in records]), [r.partition_key for r in records], shas,
-                            entry["days"])
+            content_changes(
+                np.array([r.storage_id for r in records]), [r.partition_key for r in records], shas, entry["days"]
+            )
         if result.records:
             entry["after"] = max(entry["after"], max(r.storage_id for r in result.records))
         if not result.has_more:
@@ -329,12 +376,16 @@ def _read_content_changes(instance, name: str, entry: dict, page: int = 2000) ->
         cursor = result.cursor
 
 
-@sensor(job=downstream_job, minimum_interval_seconds=LIVE_INTERVAL_SECONDS, default_status=SENSOR_STATUS,
-        description="Brings features, scores, worklist, labels and monitoring up to date with the raw partitions: a "
-        "partition is out of date when a partition it reads was materialized after it (labels mature when the next "
-        "day's failures arrive; a late file re-runs its day and what reads it). One downstream_job run per "
-        "contiguous range of the first assets out of date on the same days; the rest once that run has ended. "
-        "Waits while any pipeline run is queued or running.")
+@sensor(
+    job=downstream_job,
+    minimum_interval_seconds=LIVE_INTERVAL_SECONDS,
+    default_status=SENSOR_STATUS,
+    description="Brings features, scores, worklist, labels and monitoring up to date with the raw partitions: a "
+    "partition is out of date when a partition it reads was materialized after it (labels mature when the next "
+    "day's failures arrive; a late file re-runs its day and what reads it). One downstream_job run per "
+    "contiguous range of the first assets out of date on the same days; the rest once that run has ended. "
+    "Waits while any pipeline run is queued or running.",
+)
 def downstream_sensor(context: SensorEvaluationContext):
     active = _active_runs(context.instance, PIPELINE_JOBS)
     if active:
@@ -343,23 +394,34 @@ def downstream_sensor(context: SensorEvaluationContext):
     assets, ranges, newest, state = plan_downstream(context.instance, state=state)
     cursor = json.dumps(state, separators=(",", ":"))
     if not assets:
-        return SensorResult(skip_reason=SkipReason("every daily partition is up to date with its inputs' content"),
-                            cursor=cursor)
+        return SensorResult(
+            skip_reason=SkipReason("every daily partition is up to date with its inputs' content"), cursor=cursor
+        )
     requests = []
     for first, last in ranges:
         key = hashlib.sha256(f"{','.join(assets)}|{first}|{last}|{newest}".encode()).hexdigest()[:16]
         selection = [*assets, HISTORY] if "monitoring" in assets else assets
-        requests.append(RunRequest(run_key=f"downstream-{key}", asset_selection=[AssetKey(a) for a in selection],
-                                   tags={**_range_tags(first, last), TRIGGER_TAG: "downstream_sensor"}))
+        requests.append(
+            RunRequest(
+                run_key=f"downstream-{key}",
+                asset_selection=[AssetKey(a) for a in selection],
+                tags={**_range_tags(first, last), TRIGGER_TAG: "downstream_sensor"},
+            )
+        )
     return SensorResult(run_requests=requests, cursor=cursor)
 
 
 # --- 3. retraining -------------------------------------------------------------------------------------------
 
-@sensor(job=retrain_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=SENSOR_STATUS,
-        description="Retrains when the latest monitoring result recommends it (two or more alerts): one request per "
-        "monitoring materialization, decided once the run that wrote it has ended, never while a retraining run "
-        "is queued or running, and at most once per production window (14 days) for the same drift.")
+
+@sensor(
+    job=retrain_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=SENSOR_STATUS,
+    description="Retrains when the latest monitoring result recommends it (two or more alerts): one request per "
+    "monitoring materialization, decided once the run that wrote it has ended, never while a retraining run "
+    "is queued or running, and at most once per production window (14 days) for the same drift.",
+)
 def retraining_sensor(context: SensorEvaluationContext):
     found = _latest_daily_monitoring(context.instance)
     if found is None:
@@ -374,8 +436,10 @@ def retraining_sensor(context: SensorEvaluationContext):
     alerts, light = meta.get("alert_count", 0), meta.get("traffic_light", "unknown")
     if source is not None and not source.is_finished and is_live(context.instance, source):
         # a ranged run writes one monitoring result per day: decide on its last one, once the run has ended
-        return SkipReason(f"monitoring {mat.partition} is from run {source.run_id}, still {source.status.value}: "
-                          "deciding when it has finished")
+        return SkipReason(
+            f"monitoring {mat.partition} is from run {source.run_id}, still {source.status.value}: "
+            "deciding when it has finished"
+        )
     if not meta.get("retrain_recommended", False):
         context.update_cursor(str(storage_id))
         return SkipReason(f"monitoring {mat.partition}: {alerts} alert(s), light {light}: no retraining needed")
@@ -387,12 +451,21 @@ def retraining_sensor(context: SensorEvaluationContext):
         # the drift that triggered that retraining stays in the production window for up to its length: acting on
         # every daily result until then would retrain every day for the same drift
         context.update_cursor(str(storage_id))
-        return SkipReason(f"monitoring {mat.partition} recommends retraining, but the retraining for {recent} is "
-                          f"less than {RETRAIN_COOLDOWN_DAYS} days before it (one production window)")
+        return SkipReason(
+            f"monitoring {mat.partition} recommends retraining, but the retraining for {recent} is "
+            f"less than {RETRAIN_COOLDOWN_DAYS} days before it (one production window)"
+        )
     context.update_cursor(str(storage_id))
-    return RunRequest(run_key=f"monitoring-{storage_id}", partition_key=mat.partition,
-                      tags={TRIGGER_TAG: "retraining_sensor", "pm_assets/monitoring_partition": mat.partition,
-                            "pm_assets/alerts": str(alerts), **RETRAIN_TAGS})
+    return RunRequest(
+        run_key=f"monitoring-{storage_id}",
+        partition_key=mat.partition,
+        tags={
+            TRIGGER_TAG: "retraining_sensor",
+            "pm_assets/monitoring_partition": mat.partition,
+            "pm_assets/alerts": str(alerts),
+            **RETRAIN_TAGS,
+        },
+    )
 
 
 def _retraining_in_progress(instance) -> str | None:
@@ -408,8 +481,7 @@ def _retraining_in_progress(instance) -> str | None:
         if is_live(instance, run):
             return f"run {run.run_id} ({run.status.value}) is retraining"
         if retrying and instance.run_monitoring_enabled and int(run.tags.get(MAX_RETRIES_TAG, "0")) > 0:
-            return (f"run {run.run_id} ({worker_health(instance, run)[1]}) is failed by run monitoring and then "
-                    "retried")
+            return f"run {run.run_id} ({worker_health(instance, run)[1]}) is failed by run monitoring and then retried"
     return None
 
 
@@ -429,10 +501,14 @@ def _recent_sensor_retraining(instance, partition: str) -> str | None:
     ``partition``. A retraining the champion gate refused counts: a new challenger on the same drift would be
     judged on the same window (the weekly schedule still retrains). A failed or canceled run does not count: it
     trained nothing."""
-    runs = instance.get_runs(filters=RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "retraining_sensor"}),
-                             limit=10)
-    days = [r.tags.get("pm_assets/monitoring_partition") for r in runs
-            if r.status not in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)]
+    runs = instance.get_runs(
+        filters=RunsFilter(job_name=retrain_job.name, tags={TRIGGER_TAG: "retraining_sensor"}), limit=10
+    )
+    days = [
+        r.tags.get("pm_assets/monitoring_partition")
+        for r in runs
+        if r.status not in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)
+    ]
     days = [d for d in days if d and d <= partition]
     if not days:
         return None
@@ -443,13 +519,19 @@ def _recent_sensor_retraining(instance, partition: str) -> str | None:
 
 # --- schedules -----------------------------------------------------------------------------------------------
 
+
 def _day_before(context: ScheduleEvaluationContext) -> str:
     return _previous_day(context.scheduled_execution_time.strftime("%Y-%m-%d"))
 
 
-@schedule(job=ingest_job, cron_schedule="30 0 * * *", execution_timezone="UTC", default_status=SCHEDULE_STATUS,
-          description="Every night at 00:30 UTC, closes the day that ended: builds its raw partitions when rows for it "
-          "were staged but never materialized (e.g. a file that also held hours of the next day); otherwise skips.")
+@schedule(
+    job=ingest_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    default_status=SCHEDULE_STATUS,
+    description="Every night at 00:30 UTC, closes the day that ended: builds its raw partitions when rows for it "
+    "were staged but never materialized (e.g. a file that also held hours of the next day); otherwise skips.",
+)
 def daily_schedule(context: ScheduleEvaluationContext, landing: LandingResource):
     day = _day_before(context)
     first, end = partition_range(daily_partitions, context.scheduled_execution_time)
@@ -459,15 +541,27 @@ def daily_schedule(context: ScheduleEvaluationContext, landing: LandingResource)
     staged = [t for t in RAW_TABLES if staging.chunks(t, day)]
     pending = [t for t in staged if day not in context.instance.get_materialized_partitions(AssetKey(t))]
     if not pending:
-        return SkipReason(f"{day}: every table with staged rows ({', '.join(staged)}) is already materialized" if staged
-                          else f"{day}: no rows staged for it yet (its freshness checks fail after the deadline)")
-    return RunRequest(run_key=f"close-{day}", partition_key=day, asset_selection=[AssetKey(t) for t in pending],
-                      tags={TRIGGER_TAG: "daily_schedule"})
+        return SkipReason(
+            f"{day}: every table with staged rows ({', '.join(staged)}) is already materialized"
+            if staged
+            else f"{day}: no rows staged for it yet (its freshness checks fail after the deadline)"
+        )
+    return RunRequest(
+        run_key=f"close-{day}",
+        partition_key=day,
+        asset_selection=[AssetKey(t) for t in pending],
+        tags={TRIGGER_TAG: "daily_schedule"},
+    )
 
 
-@schedule(job=retrain_job, cron_schedule="0 2 * * 0", execution_timezone="UTC", default_status=SCHEDULE_STATUS,
-          description="Weekly retraining, Sunday 02:00 UTC (the original Azure ML design), scoring the latest day "
-          "whose features exist.")
+@schedule(
+    job=retrain_job,
+    cron_schedule="0 2 * * 0",
+    execution_timezone="UTC",
+    default_status=SCHEDULE_STATUS,
+    description="Weekly retraining, Sunday 02:00 UTC (the original Azure ML design), scoring the latest day "
+    "whose features exist.",
+)
 def weekly_retraining_schedule(context: ScheduleEvaluationContext):
     first, end = partition_range(daily_partitions, context.scheduled_execution_time)
     if first == end:
@@ -476,8 +570,11 @@ def weekly_retraining_schedule(context: ScheduleEvaluationContext):
     if not done:
         return SkipReason("no features materialized yet: nothing to train on")
     key = max(done)
-    return RunRequest(run_key=f"weekly-{context.scheduled_execution_time:%Y-%m-%d}", partition_key=key,
-                      tags={TRIGGER_TAG: "weekly_retraining_schedule", **RETRAIN_TAGS})
+    return RunRequest(
+        run_key=f"weekly-{context.scheduled_execution_time:%Y-%m-%d}",
+        partition_key=key,
+        tags={TRIGGER_TAG: "weekly_retraining_schedule", **RETRAIN_TAGS},
+    )
 
 
 # --- late data -----------------------------------------------------------------------------------------------
@@ -488,10 +585,14 @@ def weekly_retraining_schedule(context: ScheduleEvaluationContext):
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=SupersessionWarning)
     freshness_checks = build_time_partition_freshness_checks(
-        assets=list(ingestion.raw_table_assets), deadline_cron=DATA_DEADLINE_CRON, timezone="UTC")
+        assets=list(ingestion.raw_table_assets), deadline_cron=DATA_DEADLINE_CRON, timezone="UTC"
+    )
     freshness_sensor = build_sensor_for_freshness_checks(
-        freshness_checks=freshness_checks, minimum_interval_seconds=60, name="freshness_sensor",
-        default_status=SENSOR_STATUS)
+        freshness_checks=freshness_checks,
+        minimum_interval_seconds=60,
+        name="freshness_sensor",
+        default_status=SENSOR_STATUS,
+    )
 
 sensors = [landing_sensor, downstream_sensor, retraining_sensor, freshness_sensor]
 schedules = [daily_schedule, weekly_retraining_schedule]

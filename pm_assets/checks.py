@@ -6,7 +6,6 @@ rule (which would be a bug: validation removes such rows) and with severity WARN
 it, so the UI shows bad input without stopping the pipeline.
 """
 
-
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,14 +21,23 @@ from pm_assets.core.validation import ValidationTotals, empty_table
 RULE_CHECKS: dict[str, tuple[tuple[str, ...], str]] = {
     "no_missing_or_unparseable_values": (("missing_value", "unparseable_value"), "No NaN, empty or unparseable value."),
     "timestamps_on_the_hour": (("not_on_the_hour",), "Every timestamp is on the hour."),
-    "plausible_timestamps": (("implausible_time",), "Every timestamp lies between the first partition minus the "
-                             "history window (LandingResource.history_days) and now plus future_tolerance_hours."),
+    "plausible_timestamps": (
+        ("implausible_time",),
+        "Every timestamp lies between the first partition minus the "
+        "history window (LandingResource.history_days) and now plus future_tolerance_hours.",
+    ),
     "known_categories": (("unknown_category",), "errorID / comp / failure / model values are in their domain."),
     "within_physical_bounds": (("out_of_bounds",), "Sensor readings (and machine age) within physical bounds."),
-    "known_machines": (("unknown_machine", "rejected_machine"), "Every machineID is in the machines table (rows of "
-                       "a machine the machines table rejected are quarantined with that machine's reason)."),
-    "no_conflicting_rows": (("conflicting_duplicate",), "No key listed twice with different values (ERROR: which "
-                            "row is right cannot be told, so every one is quarantined)."),
+    "known_machines": (
+        ("unknown_machine", "rejected_machine"),
+        "Every machineID is in the machines table (rows of "
+        "a machine the machines table rejected are quarantined with that machine's reason).",
+    ),
+    "no_conflicting_rows": (
+        ("conflicting_duplicate",),
+        "No key listed twice with different values (ERROR: which "
+        "row is right cannot be told, so every one is quarantined).",
+    ),
     "unique_keys": (("duplicate_key",), "No duplicate key (e.g. machineID, datetime for telemetry)."),
 }
 #: Checks that fail with severity ERROR as soon as rows are quarantined for them (not only when stored).
@@ -56,16 +64,32 @@ def _applies(check: str, spec: TableSpec) -> bool:
 def raw_check_specs(spec: TableSpec, asset_name: str | None = None) -> list[AssetCheckSpec]:
     asset_name = asset_name or spec.name
     specs = [
-        AssetCheckSpec("schema_and_dtypes", asset=asset_name, blocking=True,
-                       description="Columns, order and stored dtypes as in pm_assets.core.schema."),
-        AssetCheckSpec("rows_accounted", asset=asset_name, blocking=True,
-                       description="Rows in the source window == rows kept + rows quarantined."),
+        AssetCheckSpec(
+            "schema_and_dtypes",
+            asset=asset_name,
+            blocking=True,
+            description="Columns, order and stored dtypes as in pm_assets.core.schema.",
+        ),
+        AssetCheckSpec(
+            "rows_accounted",
+            asset=asset_name,
+            blocking=True,
+            description="Rows in the source window == rows kept + rows quarantined.",
+        ),
     ]
-    specs += [AssetCheckSpec(name, asset=asset_name, description=desc)
-              for name, (_, desc) in RULE_CHECKS.items() if _applies(name, spec)]
+    specs += [
+        AssetCheckSpec(name, asset=asset_name, description=desc)
+        for name, (_, desc) in RULE_CHECKS.items()
+        if _applies(name, spec)
+    ]
     if spec.name == "telemetry":
-        specs.append(AssetCheckSpec(COMPLETENESS_CHECK, asset=asset_name,
-                                    description="Every machine has every hour of the window the source covers."))
+        specs.append(
+            AssetCheckSpec(
+                COMPLETENESS_CHECK,
+                asset=asset_name,
+                description="Every machine has every hour of the window the source covers.",
+            )
+        )
     return specs
 
 
@@ -101,16 +125,28 @@ def raw_check_results(
     asset_name = asset_name or spec.name
     expected = empty_table(spec).dtypes
     kept = totals.schema
-    schema_ok = kept is not None and list(kept.columns) == list(spec.columns) and all(
-        kept[c].dtype == expected[c] for c in spec.columns)
+    schema_ok = (
+        kept is not None
+        and list(kept.columns) == list(spec.columns)
+        and all(kept[c].dtype == expected[c] for c in spec.columns)
+    )
     yield AssetCheckResult(
-        asset_key=asset_name, check_name="schema_and_dtypes", passed=bool(schema_ok),
-        metadata=shown({"dtypes": MetadataValue.json({c: str(t) for c, t in kept.dtypes.items()} if kept is not None
-                                                     else "the chunks' dtypes differ")}),
+        asset_key=asset_name,
+        check_name="schema_and_dtypes",
+        passed=bool(schema_ok),
+        metadata=shown(
+            {
+                "dtypes": MetadataValue.json(
+                    {c: str(t) for c, t in kept.dtypes.items()} if kept is not None else "the chunks' dtypes differ"
+                )
+            }
+        ),
     )
     rejected = totals.rejected
     yield AssetCheckResult(
-        asset_key=asset_name, check_name="rows_accounted", passed=totals.rows_in == totals.rows_validated,
+        asset_key=asset_name,
+        check_name="rows_accounted",
+        passed=totals.rows_in == totals.rows_validated,
         metadata=shown({"rows_in": totals.rows_in, "rows_kept": totals.kept_rows, "rows_rejected": len(rejected)}),
     )
     stored = totals.stored
@@ -122,25 +158,40 @@ def raw_check_results(
         n_quarantined = sum(quarantined[r] for r in rules)
         hit = _hits(rejected, rules)
         yield AssetCheckResult(
-            asset_key=asset_name, check_name=name, passed=n_stored == 0 and n_quarantined == 0,
-            severity=AssetCheckSeverity.ERROR if n_stored or (n_quarantined and name in ERROR_WHEN_QUARANTINED)
+            asset_key=asset_name,
+            check_name=name,
+            passed=n_stored == 0 and n_quarantined == 0,
+            severity=AssetCheckSeverity.ERROR
+            if n_stored or (n_quarantined and name in ERROR_WHEN_QUARANTINED)
             else AssetCheckSeverity.WARN,
             description=(f"{n_quarantined:,} rows quarantined, days {_days(hit)}" if n_quarantined else None),
-            metadata=shown({"stored_violations": n_stored, "quarantined_rows": n_quarantined,
-                            "days": _days(hit), "quarantined_sample": _sample_md(hit)}),
+            metadata=shown(
+                {
+                    "stored_violations": n_stored,
+                    "quarantined_rows": n_quarantined,
+                    "days": _days(hit),
+                    "quarantined_sample": _sample_md(hit),
+                }
+            ),
         )
     if completeness is not None:
         incomplete = completeness[completeness["missing_hours"] > 0]
         worst = incomplete.sort_values("missing_hours", ascending=False).head(SAMPLE_ROWS)
         yield AssetCheckResult(
-            asset_key=asset_name, check_name=COMPLETENESS_CHECK, passed=incomplete.empty,
+            asset_key=asset_name,
+            check_name=COMPLETENESS_CHECK,
+            passed=incomplete.empty,
             severity=AssetCheckSeverity.WARN,
-            metadata=shown({
-                "machines_complete": int((completeness["missing_hours"] == 0).sum()),
-                "machines_incomplete": len(incomplete),
-                "machines_without_data": int((completeness["present_hours"] == 0).sum()),
-                "missing_machine_hours": int(completeness["missing_hours"].sum()),
-                "coverage": float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
-                "worst_machines": MetadataValue.md(markdown_table(worst)),
-            }),
+            metadata=shown(
+                {
+                    "machines_complete": int((completeness["missing_hours"] == 0).sum()),
+                    "machines_incomplete": len(incomplete),
+                    "machines_without_data": int((completeness["present_hours"] == 0).sum()),
+                    "missing_machine_hours": int(completeness["missing_hours"].sum()),
+                    "coverage": float(
+                        completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)
+                    ),
+                    "worst_machines": MetadataValue.md(markdown_table(worst)),
+                }
+            ),
         )

@@ -49,8 +49,9 @@ def _simulate(args: argparse.Namespace) -> int:
     from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
 
     drift = _drift(args.drift_start, args.drift_shift, args.drift_failure_factor)
-    config = SimulationConfig(machines=args.machines, start=args.start, end=args.end or _default_end(), seed=args.seed,
-                              drift=drift)
+    config = SimulationConfig(
+        machines=args.machines, start=args.start, end=args.end or _default_end(), seed=args.seed, drift=drift
+    )
     started = time.perf_counter()
     paths = write_kaggle_csv(simulate(config), args.out, compress=args.gzip)
     for name, path in paths.items():
@@ -71,14 +72,21 @@ def _run_history(first: str | None = None, last: str | None = None):
     from pm_assets.definitions import defs
     from pm_assets.partitions import daily_partitions
 
-    keys = [k for k in daily_partitions.get_partition_keys() if (first is None or k >= first) and (last is None or k <= last)]
+    keys = [
+        k
+        for k in daily_partitions.get_partition_keys()
+        if (first is None or k >= first) and (last is None or k <= last)
+    ]
     instance = DagsterInstance.get()
     _fail_dead_runs(instance)
-    print(f"materializing every asset over {keys[0]}..{keys[-1]} ({len(keys)} partitions) as one run "
-          f"in {os.environ['DAGSTER_HOME']}")
+    print(
+        f"materializing every asset over {keys[0]}..{keys[-1]} ({len(keys)} partitions) as one run "
+        f"in {os.environ['DAGSTER_HOME']}"
+    )
     started = time.perf_counter()
     result = _execute_with_progress(
-        defs.resolve_job_def("main_job"), instance,
+        defs.resolve_job_def("main_job"),
+        instance,
         # the console logger shows warnings and errors; the steps and their progress are printed below
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
@@ -126,7 +134,7 @@ def _runs(args: argparse.Namespace) -> int:
     print(f"{'run':36}  {'job':15} {'status':9} {'started (UTC)':19} {'took':>8}  worker")
     for record in records:
         run = record.dagster_run
-        started = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.start_time)) if record.start_time else "")
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.start_time)) if record.start_time else ""
         took = f"{(record.end_time or time.time()) - record.start_time:7.1f}s" if record.start_time else ""
         worker = worker_health(instance, run)[1] if run.status == DagsterRunStatus.STARTED else ""
         print(f"{run.run_id:36}  {run.job_name[:15]:15} {run.status.value:9} {started:19} {took:>8}  {worker}")
@@ -175,9 +183,17 @@ def _execute_with_progress(job, instance, run_config: dict, tags: dict):
 
     job = job.with_logger_defs({**job.loggers, "progress": LoggerDefinition(progress_logger)})
     run_id, box = make_new_run_id(), {}
-    worker = threading.Thread(target=lambda: box.update(result=job.execute_in_process(
-        instance=instance, run_config={**run_config, "loggers": {**run_config.get("loggers", {}), "progress": {}}},
-        tags=tags, run_id=run_id, raise_on_error=False)))
+    worker = threading.Thread(
+        target=lambda: box.update(
+            result=job.execute_in_process(
+                instance=instance,
+                run_config={**run_config, "loggers": {**run_config.get("loggers", {}), "progress": {}}},
+                tags=tags,
+                run_id=run_id,
+                raise_on_error=False,
+            )
+        )
+    )
     worker.start()
     cursor, steps = None, {}
     kinds = {DagsterEventType.STEP_START, *(DagsterEventType(kind) for kind in _STEP_ENDS)}
@@ -209,17 +225,31 @@ def _main(args: argparse.Namespace) -> int:
     _use_project_instance()
     if not list_landed(LANDING_DIR)[0]:
         end = _default_end()
-        print(f"no Azure PdM files in {LANDING_DIR}: simulating {DEMO_MACHINES} machines {PARTITION_START}..{end} "
-              "(the last day is yesterday)")
+        print(
+            f"no Azure PdM files in {LANDING_DIR}: simulating {DEMO_MACHINES} machines {PARTITION_START}..{end} "
+            "(the last day is yesterday)"
+        )
         import pandas as pd
 
         drift_start = None if args.no_drift else str((pd.Timestamp(end) - pd.Timedelta(days=DEMO_DRIFT_DAYS)).date())
         if drift_start:
-            print(f"the demo fleet drifts from {drift_start} ({' '.join(DEFAULT_DRIFT_SHIFT)} sd, failures "
-                  f"x{DEFAULT_DRIFT_FAILURE_FACTOR:g}; --no-drift for a steady fleet)")
-        _simulate(argparse.Namespace(machines=DEMO_MACHINES, start=PARTITION_START, end=end, seed=DEMO_SEED,
-                                     out=LANDING_DIR, gzip=False, drift_start=drift_start, drift_shift=[],
-                                     drift_failure_factor=DEFAULT_DRIFT_FAILURE_FACTOR if drift_start else 1.0))
+            print(
+                f"the demo fleet drifts from {drift_start} ({' '.join(DEFAULT_DRIFT_SHIFT)} sd, failures "
+                f"x{DEFAULT_DRIFT_FAILURE_FACTOR:g}; --no-drift for a steady fleet)"
+            )
+        _simulate(
+            argparse.Namespace(
+                machines=DEMO_MACHINES,
+                start=PARTITION_START,
+                end=end,
+                seed=DEMO_SEED,
+                out=LANDING_DIR,
+                gzip=False,
+                drift_start=drift_start,
+                drift_shift=[],
+                drift_failure_factor=DEFAULT_DRIFT_FAILURE_FACTOR if drift_start else 1.0,
+            )
+        )
     result, elapsed = _run_history()
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f} s")
     _print_summary(result)
@@ -238,13 +268,18 @@ def _print_outcome() -> None:
     champion = registry.champion()
     if champion:
         metrics = registry.card(champion)["metrics"]
-        print(f"champion model {champion}: macro F1 {metrics['macro_f1_components']:.4f}, AP "
-              f"{metrics['average_precision']:.4f}, ECE {metrics['ece']:.4f} (test window; card in {registry.root / champion})")
+        print(
+            f"champion model {champion}: macro F1 {metrics['macro_f1_components']:.4f}, AP "
+            f"{metrics['average_precision']:.4f}, ECE {metrics['ece']:.4f} "
+            f"(test window; card in {registry.root / champion})"
+        )
     reports = sorted((OUTPUTS_DIR / "monitoring").glob("*/monitoring_summary.json"))
     if reports:
         latest = json.loads(reports[-1].read_text())
-        print(f"latest monitoring {latest['date']}: {latest['traffic_light'].upper()} ({latest['alert_count']} alerts) "
-              f"- {latest['action']}")
+        print(
+            f"latest monitoring {latest['date']}: {latest['traffic_light'].upper()} ({latest['alert_count']} alerts) "
+            f"- {latest['action']}"
+        )
         print(f"reports: {reports[-1].parent}/report.html ({len(reports)} days in {OUTPUTS_DIR / 'monitoring'})")
 
 
@@ -260,8 +295,11 @@ def _print_summary(result) -> None:
         line[2] += int(meta.get("rows_rejected", 0))
     for asset, (partitions, rows, rejected) in totals.items():
         print(f"  {asset:22s} partitions={partitions:4d}  rows={rows:>10,}  rejected={rejected:,}")
-    failed = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-              and not e.event_specific_data.passed]
+    failed = [
+        e
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+    ]
     for event in failed:
         data = event.event_specific_data
         print(f"  check {data.asset_key.to_user_string()}.{data.check_name}: {data.severity.value} failed")
@@ -295,7 +333,9 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         print(json.dumps({**result, "model_version": version}, indent=2))
         return 0
-    print(f"machine {args.machine}: no usable snapshot in the last {args.days_back} feature partitions", file=sys.stderr)
+    print(
+        f"machine {args.machine}: no usable snapshot in the last {args.days_back} feature partitions", file=sys.stderr
+    )
     return 1
 
 
@@ -303,27 +343,41 @@ def _live(args: argparse.Namespace) -> int:
     """Play a fleet forward into the landing folder, one day every ``--every`` seconds, ending with yesterday."""
     import pandas as pd
 
+    from pm_assets.core.landing import Staging
     from pm_assets.core.schema import DAILY_TABLES
     from pm_assets.core.simulate import SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
     from pm_assets.settings import STAGING_DIR
-    from pm_assets.core.landing import Staging
 
     _use_project_instance()
     end = _today()
     last_day = pd.Timestamp(end) - pd.Timedelta(days=1)
     days = list(pd.date_range(end=last_day, periods=args.days, freq="D").strftime("%Y-%m-%d"))
     if days[0] <= PARTITION_START:
-        print(f"--days {args.days} reaches back to {days[0]}, at or before the first partition {PARTITION_START}",
-              file=sys.stderr)
+        print(
+            f"--days {args.days} reaches back to {days[0]}, at or before the first partition {PARTITION_START}",
+            file=sys.stderr,
+        )
         return 2
-    drift_start = args.drift_start or (days[args.drift_after] if args.drift_after is not None and args.drift_after < len(days) else None)
-    config = SimulationConfig(machines=args.machines, start=PARTITION_START, end=end, seed=args.seed,
-                              drift=_drift(drift_start, args.drift_shift, args.drift_failure_factor))
+    drift_start = args.drift_start or (
+        days[args.drift_after] if args.drift_after is not None and args.drift_after < len(days) else None
+    )
+    config = SimulationConfig(
+        machines=args.machines,
+        start=PARTITION_START,
+        end=end,
+        seed=args.seed,
+        drift=_drift(drift_start, args.drift_shift, args.drift_failure_factor),
+    )
     tables = simulate(config)
     if not list_landed(LANDING_DIR)[0]:
-        history = {name: (t[t["datetime"] < pd.Timestamp(days[0])] if name in DAILY_TABLES else t) for name, t in tables.items()}
-        print(f"live demo: history {PARTITION_START}..{(pd.Timestamp(days[0]) - pd.Timedelta(days=1)).date()} of "
-              f"{args.machines} machines into {LANDING_DIR}, materialized as one run first")
+        history = {
+            name: (t[t["datetime"] < pd.Timestamp(days[0])] if name in DAILY_TABLES else t)
+            for name, t in tables.items()
+        }
+        print(
+            f"live demo: history {PARTITION_START}..{(pd.Timestamp(days[0]) - pd.Timedelta(days=1)).date()} of "
+            f"{args.machines} machines into {LANDING_DIR}, materialized as one run first"
+        )
         write_kaggle_csv(history, LANDING_DIR)
         result, elapsed = _run_history(last=(pd.Timestamp(days[0]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"))
         print(f"history run {result.run_id}: {'success' if result.success else 'FAILED'} in {elapsed:.1f} s")
@@ -334,24 +388,36 @@ def _live(args: argparse.Namespace) -> int:
         if not delivered:
             print(f"{LANDING_DIR} holds files nobody ingested yet: run `pm-assets main` first", file=sys.stderr)
             return 2
-        days = [d for d in pd.date_range(pd.Timestamp(delivered[-1]) + pd.Timedelta(days=1), last_day, freq="D")
-                .strftime("%Y-%m-%d")]
+        days = [
+            d
+            for d in pd.date_range(pd.Timestamp(delivered[-1]) + pd.Timedelta(days=1), last_day, freq="D").strftime(
+                "%Y-%m-%d"
+            )
+        ]
         if not days:
-            print(f"the landing folder already reaches {delivered[-1]} (yesterday): nothing to play. For the live demo "
-                  "start from an empty data folder, e.g. `PM_DATA_DIR=$PWD/demo DAGSTER_HOME=... pm-assets live` or "
-                  "delete data/ and .dagster_home/storage (see README)", file=sys.stderr)
+            print(
+                f"the landing folder already reaches {delivered[-1]} (yesterday): nothing to play. For the live demo "
+                "start from an empty data folder, e.g. `PM_DATA_DIR=$PWD/demo DAGSTER_HOME=... pm-assets live` or "
+                "delete data/ and .dagster_home/storage (see README)",
+                file=sys.stderr,
+            )
             return 2
         print(f"live demo: continuing after {delivered[-1]} (same seed and fleet settings as before)")
-    print(f"playing {len(days)} days {days[0]}..{days[-1]} into {LANDING_DIR}, one every {args.every:g} s"
-          + (f"; drift from {drift_start}" if drift_start else ""))
+    print(
+        f"playing {len(days)} days {days[0]}..{days[-1]} into {LANDING_DIR}, one every {args.every:g} s"
+        + (f"; drift from {drift_start}" if drift_start else "")
+    )
     for i, day in enumerate(days):
         if i:
             time.sleep(args.every)
         write_day_files(tables, day, LANDING_DIR)
         rows = day_tables(tables, day)
         drifted = " (drifted)" if drift_start and day >= drift_start[:10] else ""
-        print(f"  {day}{drifted}: {len(rows['telemetry']):,} readings, {len(rows['errors'])} errors, "
-              f"{len(rows['maintenance'])} replacements, {len(rows['failures'])} failures", flush=True)
+        print(
+            f"  {day}{drifted}: {len(rows['telemetry']):,} readings, {len(rows['errors'])} errors, "
+            f"{len(rows['maintenance'])} replacements, {len(rows['failures'])} failures",
+            flush=True,
+        )
     return 0
 
 
@@ -365,7 +431,10 @@ def _automation(args: argparse.Namespace) -> int:
     _use_project_instance()
     dagster = str(Path(sys.executable).parent / "dagster")
     if args.state == "on":
-        commands = [[dagster, "sensor", "start", "--start-all", *base], [dagster, "schedule", "start", "--start-all", *base]]
+        commands = [
+            [dagster, "sensor", "start", "--start-all", *base],
+            [dagster, "schedule", "start", "--start-all", *base],
+        ]
     else:
         commands = [[dagster, "sensor", "stop", s.name, *base] for s in sensors]
         commands += [[dagster, "schedule", "stop", s.name, *base] for s in schedules]
@@ -384,31 +453,53 @@ def main(argv: list[str] | None = None) -> int:
     sim = sub.add_parser("simulate", help="write a simulated Azure PdM dataset in the Kaggle CSV format")
     sim.add_argument("--machines", type=int, default=DEMO_MACHINES)
     sim.add_argument("--start", default=PARTITION_START, help="first telemetry hour (00:00 of this day)")
-    sim.add_argument("--end", default=None, help="end, exclusive (default: PM_PARTITION_END, else today: data up to yesterday)")
+    sim.add_argument(
+        "--end", default=None, help="end, exclusive (default: PM_PARTITION_END, else today: data up to yesterday)"
+    )
     sim.add_argument("--seed", type=int, default=DEMO_SEED)
     sim.add_argument("--out", default=str(LANDING_DIR))
     sim.add_argument("--gzip", action="store_true", help="write .csv.gz instead of .csv")
     sim.add_argument("--drift-start", help="inject drift from this timestamp")
-    sim.add_argument("--drift-shift", action="append", default=[], metavar="SENSOR=SD",
-                     help="shift a sensor by SD standard deviations from --drift-start (repeatable)")
-    sim.add_argument("--drift-failure-factor", type=float, default=1.0, help="multiply failure rates from --drift-start")
+    sim.add_argument(
+        "--drift-shift",
+        action="append",
+        default=[],
+        metavar="SENSOR=SD",
+        help="shift a sensor by SD standard deviations from --drift-start (repeatable)",
+    )
+    sim.add_argument(
+        "--drift-failure-factor", type=float, default=1.0, help="multiply failure rates from --drift-start"
+    )
     sim.set_defaults(func=_simulate)
 
-    run = sub.add_parser("main", help="simulate data if the landing folder has none, then materialize the whole history")
-    run.add_argument("--no-drift", action="store_true",
-                     help=f"simulate a steady fleet (default: it drifts over its last {DEMO_DRIFT_DAYS} days)")
+    run = sub.add_parser(
+        "main", help="simulate data if the landing folder has none, then materialize the whole history"
+    )
+    run.add_argument(
+        "--no-drift",
+        action="store_true",
+        help=f"simulate a steady fleet (default: it drifts over its last {DEMO_DRIFT_DAYS} days)",
+    )
     run.set_defaults(func=_main)
 
-    live = sub.add_parser("live", help="play a fleet forward into the landing folder, one day every few seconds, "
-                          "ending with yesterday (run it beside `dagster dev` with automation on)")
+    live = sub.add_parser(
+        "live",
+        help="play a fleet forward into the landing folder, one day every few seconds, "
+        "ending with yesterday (run it beside `dagster dev` with automation on)",
+    )
     live.add_argument("--days", type=int, default=14, help="days to play (the last of them is yesterday)")
     live.add_argument("--every", type=float, default=5.0, help="seconds between two days")
     live.add_argument("--machines", type=int, default=DEMO_MACHINES)
     live.add_argument("--seed", type=int, default=DEMO_SEED)
     live.add_argument("--drift-after", type=int, help="start the drift after this many played days")
     live.add_argument("--drift-start", help="start the drift at this timestamp instead")
-    live.add_argument("--drift-shift", action="append", default=[], metavar="SENSOR=SD",
-                      help=f"sensor shift in sds from the drift start (repeatable; default {' '.join(DEFAULT_DRIFT_SHIFT)})")
+    live.add_argument(
+        "--drift-shift",
+        action="append",
+        default=[],
+        metavar="SENSOR=SD",
+        help=f"sensor shift in sds from the drift start (repeatable; default {' '.join(DEFAULT_DRIFT_SHIFT)})",
+    )
     live.add_argument("--drift-failure-factor", type=float, default=DEFAULT_DRIFT_FAILURE_FACTOR)
     live.set_defaults(func=_live)
 
@@ -417,8 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     auto.add_argument("-w", "--workspace", default=str(PROJECT_ROOT / "workspace.yaml"), help="workspace file")
     auto.set_defaults(func=_automation)
 
-    runs = sub.add_parser("runs", help="list the latest runs with their status and worker process; mark dead runs "
-                          "failed (a killed run stays STARTED until run monitoring, the next `main` or this marks it)")
+    runs = sub.add_parser(
+        "runs",
+        help="list the latest runs with their status and worker process; mark dead runs "
+        "failed (a killed run stays STARTED until run monitoring, the next `main` or this marks it)",
+    )
     runs.add_argument("--limit", type=int, default=20, help="how many runs to list, newest first")
     runs.add_argument("--fail-dead", action="store_true", help="mark FAILED every STARTED run whose worker is gone")
     runs.add_argument("--fail", metavar="RUN_ID", help="mark this run FAILED (refused while its worker runs)")

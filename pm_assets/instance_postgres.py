@@ -57,13 +57,17 @@ class _PerProcessPool:
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):
-        return cls(inst_data=inst_data, postgres_url=pg_url_from_config(config_value),
-                   should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-                   token_provider=get_token_provider_from_config(config_value))
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
 
 
-class PooledPostgresEventLogStorage(_PerProcessPool, PlannedChecksSerializedOnce, RememberedSchema,
-                                    PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(
+    _PerProcessPool, PlannedChecksSerializedOnce, RememberedSchema, PostgresEventLogStorage
+):
     """Dagster's Postgres event log with pooled connections, remembering the schema it checks before every event.
     Its own ``store_event_batch`` (and ``store_event``, which notifies the webserver's log watchers) stay."""
 

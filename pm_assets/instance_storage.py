@@ -23,9 +23,9 @@ from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
-from dagster._serdes import serialize_value
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._serdes import serialize_value
 from watchdog.events import PatternMatchingEventHandler
 from watchdog.observers import Observer
 
@@ -61,11 +61,15 @@ class PlannedChecksSerializedOnce:
     def _store_asset_check_evaluation_planned(self, event, event_id) -> None:
         planned = event.dagster_event.event_specific_data
         partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
-        row = {"asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "run_id": event.run_id,
-               "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
-               "evaluation_event": serialize_value(event),
-               "evaluation_event_timestamp": self._event_insert_timestamp(event),
-               "evaluation_event_storage_id": event_id}
+        row = {
+            "asset_key": planned.asset_key.to_string(),
+            "check_name": planned.check_name,
+            "run_id": event.run_id,
+            "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+            "evaluation_event": serialize_value(event),
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+        }
         with self.index_connection() as conn:
             conn.execute(AssetCheckExecutionsTable.insert(), [row | {"partition": key} for key in partition_keys])
 
@@ -88,16 +92,23 @@ class BatchedEventWrites:
             return super().store_event_batch(events)
         table = SqlEventLogStorageTable
         with self.run_connection(events[0].run_id) as conn:
-            result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
-                                  [self._event_to_row(event) for event in events])
+            result = conn.execute(
+                table.insert().returning(table.c.id, sort_by_parameter_order=True),
+                [self._event_to_row(event) for event in events],
+            )
             ids = [row[0] for row in result.fetchall()]
         if len(ids) != len(events) or any(event_id is None for event_id in ids):
             raise DagsterInvariantViolationError("Cannot store asset events for a null event id.")
-        asset = [(event, event_id) for event, event_id in zip(events, ids, strict=True)
-                 if event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS and event.dagster_event.asset_key]
+        asset = [
+            (event, event_id)
+            for event, event_id in zip(events, ids, strict=True)
+            if event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS and event.dagster_event.asset_key
+        ]
         if asset:
-            last = {(event.dagster_event.asset_key, event.dagster_event_type): (event, event_id)
-                    for event, event_id in asset}  # a dict keeps the first position of a key, so sort by id
+            last = {
+                (event.dagster_event.asset_key, event.dagster_event_type): (event, event_id)
+                for event, event_id in asset
+            }  # a dict keeps the first position of a key, so sort by id
             with self.index_transaction() as conn:
                 self._store_asset_event_tags(conn, [event for event, _ in asset], [event_id for _, event_id in asset])
                 for event, event_id in sorted(last.values(), key=lambda pair: pair[1]):
@@ -107,8 +118,9 @@ class BatchedEventWrites:
                 self.store_asset_check_event(event, event_id)
 
 
-class PooledSqliteEventLogStorage(PlannedChecksSerializedOnce, BatchedEventWrites, RememberedSchema,
-                                  ConsolidatedSqliteEventLogStorage):
+class PooledSqliteEventLogStorage(
+    PlannedChecksSerializedOnce, BatchedEventWrites, RememberedSchema, ConsolidatedSqliteEventLogStorage
+):
     """Consolidated SQLite event log with one pooled engine per process (see the module docstring)."""
 
     _engine_pid: int | None = None
@@ -116,8 +128,12 @@ class PooledSqliteEventLogStorage(PlannedChecksSerializedOnce, BatchedEventWrite
 
     def _pooled_engine(self):
         if self._engine is None or self._engine_pid != os.getpid():  # engines must not cross a fork
-            engine = create_engine(self._conn_string, pool_size=2, max_overflow=8,
-                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+            engine = create_engine(
+                self._conn_string,
+                pool_size=2,
+                max_overflow=8,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            )
             db.event.listen(engine, "connect", _set_pragmas)
             self._engine, self._engine_pid = engine, os.getpid()
         return self._engine

@@ -36,7 +36,9 @@ def partition_rows(frame, column: str, keys: list[str], partitions_def=daily_par
     ordered = values[order]
     for key in keys:
         window = partitions_def.time_window_for_partition_key(key)
-        start, end = (pd.Timestamp(t).tz_convert("UTC").tz_localize(None).to_datetime64() for t in (window.start, window.end))
+        start, end = (
+            pd.Timestamp(t).tz_convert("UTC").tz_localize(None).to_datetime64() for t in (window.start, window.end)
+        )
         lo, hi = np.searchsorted(ordered, start, "left"), np.searchsorted(ordered, end, "left")
         yield key, np.sort(order[lo:hi])
 

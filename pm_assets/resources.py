@@ -18,7 +18,6 @@ from pydantic import Field
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions
 from pm_assets.core.landing import LandedFile, Staging, list_landed
 from pm_assets.core.registry import LocalRegistry
-from pm_assets.core.validation import Fleet, PlausibleTimes
 from pm_assets.core.storage import (
     RecentPartitions,
     arrow_table,
@@ -30,6 +29,7 @@ from pm_assets.core.storage import (
     write_parquet_atomic,
     write_partitions_atomic,
 )
+from pm_assets.core.validation import Fleet, PlausibleTimes
 from pm_assets.partitions import partition_rows
 from pm_assets.run_workers import tag_worker
 from pm_assets.settings import LANDING_DIR, MODELS_DIR, OUTPUTS_DIR, QUARANTINE_DIR, STAGING_DIR, WAREHOUSE_DIR
@@ -41,13 +41,22 @@ class LandingResource(ConfigurableResource):
 
     landing_dir: str = Field(default=str(LANDING_DIR), description="Folder files arrive in (PdM_<table>*.csv[.gz]).")
     staging_dir: str = Field(default=str(STAGING_DIR), description="Staged rows per table and day, and the ledger.")
-    quarantine_dir: str = Field(default=str(QUARANTINE_DIR), description="Rejected rows, one parquet per partition: "
-                                "a folder or a URL (az://container/quarantine; credentials from the environment).")
-    history_days: int = Field(default=365, description="How many days before the first partition a row may be dated "
-                              "(the opening maintenance history: the real file starts 214 days before 2015). An "
-                              "earlier row is quarantined as implausible, e.g. the 1970-01-01 of an unset clock.")
-    future_tolerance_hours: int = Field(default=24, description="How far after now (UTC) a row may be dated (clocks "
-                                        "ahead, time zones): a later row is quarantined as implausible.")
+    quarantine_dir: str = Field(
+        default=str(QUARANTINE_DIR),
+        description="Rejected rows, one parquet per partition: "
+        "a folder or a URL (az://container/quarantine; credentials from the environment).",
+    )
+    history_days: int = Field(
+        default=365,
+        description="How many days before the first partition a row may be dated "
+        "(the opening maintenance history: the real file starts 214 days before 2015). An "
+        "earlier row is quarantined as implausible, e.g. the 1970-01-01 of an unset clock.",
+    )
+    future_tolerance_hours: int = Field(
+        default=24,
+        description="How far after now (UTC) a row may be dated (clocks "
+        "ahead, time zones): a later row is quarantined as implausible.",
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         _sweep(context, self.staging_dir, self.quarantine_dir)
@@ -68,7 +77,8 @@ class LandingResource(ConfigurableResource):
             earliest=pd.Timestamp(first_partition) - pd.Timedelta(days=self.history_days),
             latest=(now + pd.Timedelta(hours=self.future_tolerance_hours)).floor("s"),
             earliest_why=f"{self.history_days} days before the first partition {first_partition}",
-            latest_why=f"now + {self.future_tolerance_hours} h")
+            latest_why=f"now + {self.future_tolerance_hours} h",
+        )
 
     def fleet(self, machines: pd.DataFrame) -> Fleet:
         """The valid machine ids, and the machines the machines table rejected with why (its quarantine)."""
@@ -83,8 +93,10 @@ class ModelRegistryResource(ConfigurableResource):
     """The local model registry: versioned artifacts with model cards and a champion pointer
     (see :mod:`pm_assets.core.registry`)."""
 
-    root: str = Field(default=str(MODELS_DIR), description="Registry folder, or a URL (az://container/models; "
-                      "credentials from the environment).")
+    root: str = Field(
+        default=str(MODELS_DIR),
+        description="Registry folder, or a URL (az://container/models; credentials from the environment).",
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         _report_removed(context, self.registry().sweep())
@@ -96,8 +108,10 @@ class ModelRegistryResource(ConfigurableResource):
 class OutputsResource(ConfigurableResource):
     """Where reports for people go (CSV, JSON, HTML)."""
 
-    root: str = Field(default=str(OUTPUTS_DIR), description="Outputs folder, or a URL (az://container/outputs; "
-                      "credentials from the environment).")
+    root: str = Field(
+        default=str(OUTPUTS_DIR),
+        description="Outputs folder, or a URL (az://container/outputs; credentials from the environment).",
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         _sweep(context, self.root)
@@ -116,8 +130,11 @@ def _sweep(context: InitResourceContext, *roots: str) -> None:
 
 def _report_removed(context: InitResourceContext, removed: list[Path]) -> None:
     if removed:
-        context.log.warning(f"removed {len(removed)} leftovers of interrupted writes: "
-                            + ", ".join(map(str, removed[:5])) + (" ..." if len(removed) > 5 else ""))
+        context.log.warning(
+            f"removed {len(removed)} leftovers of interrupted writes: "
+            + ", ".join(map(str, removed[:5]))
+            + (" ..." if len(removed) > 5 else "")
+        )
 
 
 #: Per process: the frames this process wrote last, handed to downstream steps of the same run without re-reading.
@@ -135,8 +152,11 @@ class ParquetIOManager(ConfigurableIOManager):
     as they are unchanged (``RecentPartitions``).
     """
 
-    base_dir: str = Field(default=str(WAREHOUSE_DIR), description="Root folder of the stored assets, or a URL "
-                          "(az://container/warehouse, s3://bucket/warehouse; credentials from the environment).")
+    base_dir: str = Field(
+        default=str(WAREHOUSE_DIR),
+        description="Root folder of the stored assets, or a URL "
+        "(az://container/warehouse, s3://bucket/warehouse; credentials from the environment).",
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if context.instance is not None:  # every run stores through it: the run's worker is recorded here
@@ -164,21 +184,26 @@ class ParquetIOManager(ConfigurableIOManager):
         if isinstance(obj, ChunkedFrames):
             shas, done = [], []
             for chunk_keys, frame in obj:
-                if chunk_keys != keys[len(done): len(done) + len(chunk_keys)]:
-                    raise ValueError(f"{context.asset_key.to_user_string()}: chunk {chunk_keys[0]}..{chunk_keys[-1]} "
-                                     f"is not the next run of partitions after {done[-1] if done else 'the start'}")
+                if chunk_keys != keys[len(done) : len(done) + len(chunk_keys)]:
+                    raise ValueError(
+                        f"{context.asset_key.to_user_string()}: chunk {chunk_keys[0]}..{chunk_keys[-1]} "
+                        f"is not the next run of partitions after {done[-1] if done else 'the start'}"
+                    )
                 shas += self._write_partitions(context, frame, chunk_keys, remember=len(chunk_keys) == len(keys))
                 done += chunk_keys
             if done != keys:
-                raise ValueError(f"{context.asset_key.to_user_string()}: the chunks covered {len(done)} of "
-                                 f"{len(keys)} partitions")
+                raise ValueError(
+                    f"{context.asset_key.to_user_string()}: the chunks covered {len(done)} of {len(keys)} partitions"
+                )
             context.add_output_metadata(obj.metadata())
         else:
             shas = self._write_partitions(context, obj, keys, remember=True)
         _set_data_version(context, shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest())
         context.add_output_metadata({"path": str(self._path(context.asset_key, keys[0]).parent)})
 
-    def _write_partitions(self, context: OutputContext, obj: pd.DataFrame, keys: list[str], remember: bool) -> list[str]:
+    def _write_partitions(
+        self, context: OutputContext, obj: pd.DataFrame, keys: list[str], remember: bool
+    ) -> list[str]:
         """The partitions ``keys`` of the frame, one file each (split by the ``partition_expr`` column); their
         hashes, also recorded on each partition's materialization."""
         column = context.definition_metadata.get("partition_expr")

@@ -8,4 +8,6 @@ from dagster import BetaWarning
 # windows that start before the first partition (`allow_nonexistent_upstream_partitions`). Their warning would be
 # printed by every process that loads the code (code server, every run worker), so exactly these are silenced.
 for _parameter in ("backfill_policy", "allow_nonexistent_upstream_partitions"):
-    warnings.filterwarnings("ignore", message=rf"Parameter `{_parameter}` .* is currently in beta", category=BetaWarning)
+    warnings.filterwarnings(
+        "ignore", message=rf"Parameter `{_parameter}` .* is currently in beta", category=BetaWarning
+    )

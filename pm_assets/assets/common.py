@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 from dagster import AssetIn, TableColumn, TableSchema
 
+from pm_assets import settings
 from pm_assets.core.chunks import day_chunks
 from pm_assets.core.columns import describe
-from pm_assets import settings
-
 
 #: Significant digits of a float shown in the UI (the stored data keeps full precision).
 SHOWN_DIGITS = 4
@@ -37,6 +36,7 @@ def shown(metadata: dict) -> dict:
 def run_summary(**figures) -> str:
     """What a ranged run did, as one line of text (``run``): a run's totals are no per-day figure, and as numbers the
     UI would plot them beside each partition's own. ``rows_kept=870744`` reads "rows kept 870,744"."""
+
     def text(value) -> str:
         if isinstance(value, (bool, np.bool_)):
             return str(bool(value)).lower()
@@ -75,7 +75,9 @@ def naive_utc(t) -> pd.Timestamp:
 
 def column_schema(frame: pd.DataFrame) -> TableSchema:
     """The frame's columns with their stored types and descriptions (:mod:`pm_assets.core.columns`)."""
-    return TableSchema(columns=[TableColumn(name=c, type=str(t), description=describe(c)) for c, t in frame.dtypes.items()])
+    return TableSchema(
+        columns=[TableColumn(name=c, type=str(t), description=describe(c)) for c, t in frame.dtypes.items()]
+    )
 
 
 def by_day(frame: pd.DataFrame, column: str = "datetime"):
@@ -108,8 +110,11 @@ def daily_partitioned(partition_expr: str = "datetime") -> dict:
     the IO manager splits a ranged run's output by."""
     from pm_assets.partitions import daily_partitions
 
-    return {"partitions_def": daily_partitions, "backfill_policy": backfill_policy(),
-            "metadata": {"partition_expr": partition_expr}}
+    return {
+        "partitions_def": daily_partitions,
+        "backfill_policy": backfill_policy(),
+        "metadata": {"partition_expr": partition_expr},
+    }
 
 
 #: Code every asset runs through: the IO manager that stores its output.

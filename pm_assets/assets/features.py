@@ -62,10 +62,13 @@ class FeatureConfig(Config):
     """How snapshots are taken and how much telemetry a window needs."""
 
     snapshot_every_hours: int = Field(
-        default=_DEFAULTS.snapshot_every_hours, description="Hours between snapshots (must divide 24); 24 = one per day."
+        default=_DEFAULTS.snapshot_every_hours,
+        description="Hours between snapshots (must divide 24); 24 = one per day.",
     )
     min_coverage: float = Field(
-        default=_DEFAULTS.min_coverage, ge=0.0, le=1.0,
+        default=_DEFAULTS.min_coverage,
+        ge=0.0,
+        le=1.0,
         description="Share of a window's hours that must have a reading for its mean/sd/trend (else NaN, flagged).",
     )
 
@@ -74,7 +77,9 @@ class LabelConfig(Config):
     """The prediction target."""
 
     horizon_hours: int = Field(
-        default=DEFAULT_HORIZON_HOURS, ge=1, le=24 * LABEL_LOOKAHEAD_DAYS,
+        default=DEFAULT_HORIZON_HOURS,
+        ge=1,
+        le=24 * LABEL_LOOKAHEAD_DAYS,
         description="A snapshot at t is positive for component K when K fails in (t, t + horizon].",
     )
 
@@ -91,8 +96,14 @@ class LabelConfig(Config):
         "maintenance_history": AssetIn(),
         "machines": AssetIn(),
     },
-    check_specs=[AssetCheckSpec("complete_snapshots_have_no_nan", asset="features", blocking=True,
-                                description="No feature is NaN in a snapshot flagged complete.")],
+    check_specs=[
+        AssetCheckSpec(
+            "complete_snapshots_have_no_nan",
+            asset="features",
+            blocking=True,
+            description="No feature is NaN in a snapshot flagged complete.",
+        )
+    ],
     description="Snapshot features per machine (every 3 h by default), from data at or before the snapshot: "
     "telemetry mean/sd over 3 h, 24 h, 3, 7, 14 days and 7-day trend per sensor; error counts over 24 h; days since "
     "each component's last replacement; model and age. Coverage columns per window; `usable` (3 h and 24 h windows "
@@ -109,52 +120,98 @@ def features(
 ):
     params = params_of(config, FeatureParams)
     coverage_names = coverage_columns(params)
-    totals = {"rows": 0, "usable": 0, "complete": 0, "nan_in_complete": 0,
-              "coverage_sum": pd.Series(0.0, index=coverage_names), "coverage_min": pd.Series(np.inf, index=coverage_names)}
+    totals = {
+        "rows": 0,
+        "usable": 0,
+        "complete": 0,
+        "nan_in_complete": 0,
+        "coverage_sum": pd.Series(0.0, index=coverage_names),
+        "coverage_min": pd.Series(np.inf, index=coverage_names),
+    }
 
     def chunks():
         for keys in chunks_of(context):
             first, last = keys[0], keys[-1]
-            all_maintenance = pd.concat([maintenance_history, maintenance.read(shift_key(first, -MAINTENANCE_LOOKBACK_DAYS), last)],
-                                        ignore_index=True)
-            table = build_features(telemetry.read(shift_key(first, -TELEMETRY_LOOKBACK_DAYS), last),
-                                   errors.read(shift_key(first, -ERRORS_LOOKBACK_DAYS), last), all_maintenance, machines,
-                                   pd.Timestamp(first), pd.Timestamp(shift_key(last, 1)), params)
-            per_day = by_day(table).agg(rows=("machineID", "size"), usable=("usable", "mean"), complete=("complete", "mean"),
-                                        coverage_24h=("coverage_24h", "mean"), coverage_14d=("coverage_14d", "mean"))
+            all_maintenance = pd.concat(
+                [maintenance_history, maintenance.read(shift_key(first, -MAINTENANCE_LOOKBACK_DAYS), last)],
+                ignore_index=True,
+            )
+            table = build_features(
+                telemetry.read(shift_key(first, -TELEMETRY_LOOKBACK_DAYS), last),
+                errors.read(shift_key(first, -ERRORS_LOOKBACK_DAYS), last),
+                all_maintenance,
+                machines,
+                pd.Timestamp(first),
+                pd.Timestamp(shift_key(last, 1)),
+                params,
+            )
+            per_day = by_day(table).agg(
+                rows=("machineID", "size"),
+                usable=("usable", "mean"),
+                complete=("complete", "mean"),
+                coverage_24h=("coverage_24h", "mean"),
+                coverage_14d=("coverage_14d", "mean"),
+            )
             for key in keys:
                 if key in per_day.index:
                     row = per_day.loc[key]
-                    context.add_asset_metadata(shown({
-                        "dagster/row_count": int(row["rows"]), "share_usable": float(row["usable"]),
-                        "share_complete": float(row["complete"]), "mean_coverage_24h": float(row["coverage_24h"]),
-                        "mean_coverage_14d": float(row["coverage_14d"])}), partition_key=key)
+                    context.add_asset_metadata(
+                        shown(
+                            {
+                                "dagster/row_count": int(row["rows"]),
+                                "share_usable": float(row["usable"]),
+                                "share_complete": float(row["complete"]),
+                                "mean_coverage_24h": float(row["coverage_24h"]),
+                                "mean_coverage_14d": float(row["coverage_14d"]),
+                            }
+                        ),
+                        partition_key=key,
+                    )
             totals["rows"] += len(table)
             totals["usable"] += int(table["usable"].sum())
             totals["complete"] += int(table["complete"].sum())
             totals["coverage_sum"] += table[coverage_names].sum()
             totals["coverage_min"] = np.minimum(totals["coverage_min"], table[coverage_names].min())
-            totals["nan_in_complete"] += int(table.loc[table["complete"], feature_columns(params)].isna().to_numpy().sum())
+            totals["nan_in_complete"] += int(
+                table.loc[table["complete"], feature_columns(params)].isna().to_numpy().sum()
+            )
             totals["schema"] = table.head(0)
             yield keys, table
 
     def metadata() -> dict:
         rows = totals["rows"]
-        coverage = pd.DataFrame({"window": coverage_names, "mean": (totals["coverage_sum"] / max(rows, 1)).to_numpy(),
-                                 "min": totals["coverage_min"].to_numpy()})
-        return shown({
-            "dagster/column_schema": column_schema(totals["schema"]),
-            "run": run_summary(rows=rows, share_usable=totals["usable"] / rows if rows else 0.0,
-                               share_complete=totals["complete"] / rows if rows else 0.0),
-            "settings": run_summary(features=len(feature_columns(params)), snapshot_every_hours=params.snapshot_every_hours,
-                                    min_coverage=params.min_coverage),
-            "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
-        })
+        coverage = pd.DataFrame(
+            {
+                "window": coverage_names,
+                "mean": (totals["coverage_sum"] / max(rows, 1)).to_numpy(),
+                "min": totals["coverage_min"].to_numpy(),
+            }
+        )
+        return shown(
+            {
+                "dagster/column_schema": column_schema(totals["schema"]),
+                "run": run_summary(
+                    rows=rows,
+                    share_usable=totals["usable"] / rows if rows else 0.0,
+                    share_complete=totals["complete"] / rows if rows else 0.0,
+                ),
+                "settings": run_summary(
+                    features=len(feature_columns(params)),
+                    snapshot_every_hours=params.snapshot_every_hours,
+                    min_coverage=params.min_coverage,
+                ),
+                "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
+            }
+        )
 
     yield Output(ChunkedFrames(chunks(), metadata))
-    yield AssetCheckResult(check_name="complete_snapshots_have_no_nan", passed=totals["nan_in_complete"] == 0,
-                           metadata=shown({"nan_values_in_complete_snapshots": totals["nan_in_complete"],
-                                           "complete_snapshots": totals["complete"]}))
+    yield AssetCheckResult(
+        check_name="complete_snapshots_have_no_nan",
+        passed=totals["nan_in_complete"] == 0,
+        metadata=shown(
+            {"nan_values_in_complete_snapshots": totals["nan_in_complete"], "complete_snapshots": totals["complete"]}
+        ),
+    )
 
 
 @asset(
@@ -165,12 +222,20 @@ def features(
     ins={
         "features": chunked_in(),
         "failures": chunked_in(  # tomorrow's failures may not be ingested yet
-            TimeWindowPartitionMapping(start_offset=0, end_offset=LABEL_LOOKAHEAD_DAYS,
-                                       allow_nonexistent_upstream_partitions=True),
-            allow_missing_partitions=True),
+            TimeWindowPartitionMapping(
+                start_offset=0, end_offset=LABEL_LOOKAHEAD_DAYS, allow_nonexistent_upstream_partitions=True
+            ),
+            allow_missing_partitions=True,
+        ),
     },
-    check_specs=[AssetCheckSpec("immature_labels_have_no_class", asset="labels", blocking=True,
-                                description="No immature snapshot carries a class it could be mistaken for.")],
+    check_specs=[
+        AssetCheckSpec(
+            "immature_labels_have_no_class",
+            asset="labels",
+            blocking=True,
+            description="No immature snapshot carries a class it could be mistaken for.",
+        )
+    ],
     description="Per snapshot: which component (none, comp1..comp4) fails within the horizon (24 h by default), "
     "per-component flags and the binary `failure_within_horizon`. A negative label is `label_mature` only once the "
     "whole horizon lies within the failure data ingested so far; immature labels have no class.",
@@ -188,17 +253,23 @@ def labels(context: AssetExecutionContext, config: LabelConfig, features: Stored
             table = build_labels(snapshots, found, config.horizon_hours, observed_until)
             for key, day in by_day(table):
                 counts = day["failure_component"].value_counts()
-                context.add_asset_metadata(shown({
-                    "dagster/row_count": len(day),
-                    "share_mature": float(day["label_mature"].mean()),
-                    "positives": int(day["failure_within_horizon"].sum()),
-                    **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
-                }), partition_key=key)
+                context.add_asset_metadata(
+                    shown(
+                        {
+                            "dagster/row_count": len(day),
+                            "share_mature": float(day["label_mature"].mean()),
+                            "positives": int(day["failure_within_horizon"].sum()),
+                            **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
+                        }
+                    ),
+                    partition_key=key,
+                )
             counts = table["failure_component"].astype(object).fillna("immature").value_counts()
             totals["counts"] = totals["counts"].add(counts, fill_value=0)
             immature = table[~table["label_mature"]]
-            totals["leaked"] += int(immature["failure_component"].notna().sum()
-                                    + immature["failure_within_horizon"].notna().sum())
+            totals["leaked"] += int(
+                immature["failure_component"].notna().sum() + immature["failure_within_horizon"].notna().sum()
+            )
             totals["immature"] += len(immature)
             totals["rows"] += len(table)
             totals["mature"] += int(table["label_mature"].sum())
@@ -208,17 +279,25 @@ def labels(context: AssetExecutionContext, config: LabelConfig, features: Stored
     def metadata() -> dict:
         counts = totals["counts"].astype("int64").sort_values(ascending=False, kind="stable")
         counts = counts.rename_axis("class").reset_index(name="snapshots")
-        return shown({
-            "dagster/column_schema": column_schema(totals["schema"]),
-            "run": run_summary(rows=totals["rows"], share_mature=totals["mature"] / totals["rows"] if totals["rows"] else 0.0,
-                               horizon_hours=config.horizon_hours),
-            "label_counts": MetadataValue.md(markdown_table(counts)),
-            "failures_observed_until": str(observed_until),
-        })
+        return shown(
+            {
+                "dagster/column_schema": column_schema(totals["schema"]),
+                "run": run_summary(
+                    rows=totals["rows"],
+                    share_mature=totals["mature"] / totals["rows"] if totals["rows"] else 0.0,
+                    horizon_hours=config.horizon_hours,
+                ),
+                "label_counts": MetadataValue.md(markdown_table(counts)),
+                "failures_observed_until": str(observed_until),
+            }
+        )
 
     yield Output(ChunkedFrames(chunks(), metadata))
-    yield AssetCheckResult(check_name="immature_labels_have_no_class", passed=totals["leaked"] == 0,
-                           metadata=shown({"immature": totals["immature"], "immature_with_a_class": totals["leaked"]}))
+    yield AssetCheckResult(
+        check_name="immature_labels_have_no_class",
+        passed=totals["leaked"] == 0,
+        metadata=shown({"immature": totals["immature"], "immature_with_a_class": totals["leaked"]}),
+    )
 
 
 def _observed_until(first_key: str, loaded: list[str]) -> pd.Timestamp:

@@ -14,7 +14,6 @@ Every row read is either stored or quarantined with a reason (``data/quarantine/
 A backfill over many partitions runs as a single run (``BackfillPolicy.single_run()``).
 """
 
-
 from pathlib import Path
 
 import pandas as pd
@@ -88,28 +87,45 @@ def _metadata(spec: TableSpec, landing: LandingResource, totals: ValidationTotal
     rejected = sum(len(p) for p in totals.rejected_parts)
     meta = {
         "dagster/column_schema": column_schema(totals.schema if totals.schema is not None else empty_table(spec)),
-        "run": run_summary(partitions=len(keys), rows_in=totals.rows_in, rows_kept=totals.kept_rows,
-                           rows_rejected=rejected),
+        "run": run_summary(
+            partitions=len(keys), rows_in=totals.rows_in, rows_kept=totals.kept_rows, rows_rejected=rejected
+        ),
         "source_files": MetadataValue.md(_files_md(totals.files)),
         "quarantine": MetadataValue.path(str(landing.quarantine_path(spec.name, keys[0]).parent)),
         "rejected_by_rule": MetadataValue.md(markdown_table(pd.DataFrame(by_rule.items(), columns=["rule", "rows"]))),
     }
     if not spec.time_column:  # unpartitioned: the run is the table
-        meta.update({"dagster/row_count": totals.kept_rows, "rows_in": totals.rows_in, "rows_rejected": rejected,
-                     "machines_seen": len(totals.machines_seen)})
+        meta.update(
+            {
+                "dagster/row_count": totals.kept_rows,
+                "rows_in": totals.rows_in,
+                "rows_rejected": rejected,
+                "machines_seen": len(totals.machines_seen),
+            }
+        )
     return meta
 
 
-def _partition_metadata(spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]) -> dict[str, dict]:
+def _partition_metadata(
+    spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]
+) -> dict[str, dict]:
     """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span."""
     rows_in = window_rows.groupby(STAGED_DAY).size()  # by staged day: a row without a readable time counts too
-    kept = by_day(result.kept, spec.time_column).agg(rows=("machineID", "size"), machines=("machineID", "nunique"),
-                                    first=(spec.time_column, "min"), last=(spec.time_column, "max"))
+    kept = by_day(result.kept, spec.time_column).agg(
+        rows=("machineID", "size"),
+        machines=("machineID", "nunique"),
+        first=(spec.time_column, "min"),
+        last=(spec.time_column, "max"),
+    )
     rejected = result.rejected.groupby(STAGED_DAY).size()
     out = {}
     for key in keys:
-        meta = {"dagster/row_count": int(kept["rows"].get(key, 0)), "rows_in": int(rows_in.get(key, 0)),
-                "rows_rejected": int(rejected.get(key, 0)), "machines_seen": int(kept["machines"].get(key, 0))}
+        meta = {
+            "dagster/row_count": int(kept["rows"].get(key, 0)),
+            "rows_in": int(rows_in.get(key, 0)),
+            "rows_rejected": int(rejected.get(key, 0)),
+            "machines_seen": int(kept["machines"].get(key, 0)),
+        }
         if key in kept.index:
             meta.update(first_timestamp=str(kept.loc[key, "first"]), last_timestamp=str(kept.loc[key, "last"]))
         out[key] = meta
@@ -138,17 +154,27 @@ class IngestConfig(Config):
     code_version=CODE_VERSION,
     group_name=RAW_GROUP,
     kinds={"csv", "pandas"},
-    check_specs=[AssetCheckSpec("landed_files_readable", asset="source_files",
-                                description="Every file in the landing folder could be read (else: which file, "
-                                "which line, what is wrong; it is tried again only when its bytes change)."),
-                 AssetCheckSpec("no_unexpected_columns", asset="source_files",
-                                description="No landed file has columns the tables do not use (WARN: they are "
-                                "ignored; which files and columns is in the metadata).")],
+    check_specs=[
+        AssetCheckSpec(
+            "landed_files_readable",
+            asset="source_files",
+            description="Every file in the landing folder could be read (else: which file, "
+            "which line, what is wrong; it is tried again only when its bytes change).",
+        ),
+        AssetCheckSpec(
+            "no_unexpected_columns",
+            asset="source_files",
+            description="No landed file has columns the tables do not use (WARN: they are "
+            "ignored; which files and columns is in the metadata).",
+        ),
+    ],
     description="Stages the files of the landing folder (each parsed once, identified by its sha256, split by UTC day) "
     "and lists every file ever seen: table, name, sha256, size, when it was ingested, rows, the days it touched, "
     "rows before/after the partition range, or why it failed. A re-copied file (same hash) is not staged again.",
 )
-def source_files(context: AssetExecutionContext, config: IngestConfig, landing: LandingResource) -> Output[pd.DataFrame]:
+def source_files(
+    context: AssetExecutionContext, config: IngestConfig, landing: LandingResource
+) -> Output[pd.DataFrame]:
     staging = landing.staging()
     landed, ignored = landing.landed()
     by_name = {f.name: f for f in landed}
@@ -191,11 +217,25 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
         "files_failed": int((table["status"] == "failed").sum()),
         "rows_outside_partitions": int(table[["rows_before_partitions", "rows_after_partitions"]].to_numpy().sum()),
         "rows_implausible": int(table["rows_implausible"].sum()),
-        "staged_now": MetadataValue.md(markdown_table(pd.DataFrame(
-            [{"file": e["name"], "table": e["table"], "rows": e["rows"], "days": len(e["days"])} for e in staged]))
-            if staged else "nothing new"),
-        "failed_now": MetadataValue.md(markdown_table(pd.DataFrame(
-            [{"file": e["name"], "table": e["table"], "error": e["error"]} for e in failed])) if failed else "none"),
+        "staged_now": MetadataValue.md(
+            markdown_table(
+                pd.DataFrame(
+                    [
+                        {"file": e["name"], "table": e["table"], "rows": e["rows"], "days": len(e["days"])}
+                        for e in staged
+                    ]
+                )
+            )
+            if staged
+            else "nothing new"
+        ),
+        "failed_now": MetadataValue.md(
+            markdown_table(
+                pd.DataFrame([{"file": e["name"], "table": e["table"], "error": e["error"]} for e in failed])
+            )
+            if failed
+            else "none"
+        ),
         "files": MetadataValue.md(markdown_table(table.drop(columns=["id", "sha256"]).tail(INVENTORY_SHOWN))),
         "ignored_files": ", ".join(ignored) or "none",
         "not_files": ", ".join(f"{n} ({why})" for n, why in not_files) or "none",
@@ -206,15 +246,29 @@ def source_files(context: AssetExecutionContext, config: IngestConfig, landing: 
     yield Output(table, metadata=shown(meta))
     extra = table[(table["extra_columns"] != "") & table["name"].isin(list(by_name))]
     yield AssetCheckResult(
-        check_name="no_unexpected_columns", passed=extra.empty, severity=AssetCheckSeverity.WARN,
+        check_name="no_unexpected_columns",
+        passed=extra.empty,
+        severity=AssetCheckSeverity.WARN,
         description="; ".join(f"{n}: {c}" for n, c in zip(extra["name"], extra["extra_columns"])) or "none",
-        metadata=shown({"files_with_extra_columns": len(extra),
-                  "files": MetadataValue.md(markdown_table(extra[["name", "extra_columns"]])) if len(extra) else "none"}))
+        metadata=shown(
+            {
+                "files_with_extra_columns": len(extra),
+                "files": MetadataValue.md(markdown_table(extra[["name", "extra_columns"]])) if len(extra) else "none",
+            }
+        ),
+    )
     yield AssetCheckResult(
-        check_name="landed_files_readable", passed=not problems, severity=AssetCheckSeverity.ERROR,
+        check_name="landed_files_readable",
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
         description="; ".join(problems[:SHOWN_ERRORS]) or "every landed file was read",
-        metadata=shown({"unreadable_files": len(problems),
-                  "files": ", ".join([*bad_entries["name"], *(n for n, _ in not_files)]) or "none"}))
+        metadata=shown(
+            {
+                "unreadable_files": len(problems),
+                "files": ", ".join([*bad_entries["name"], *(n for n, _ in not_files)]) or "none",
+            }
+        ),
+    )
 
 
 def fail_if_unreadable(landing: LandingResource, table: str, days: list[str] | None = None) -> None:
@@ -225,7 +279,8 @@ def fail_if_unreadable(landing: LandingResource, table: str, days: list[str] | N
     if failing:
         names = ", ".join(e["name"] for e in failing)
         raise Failure(
-            description=f"{table} cannot be built: " + "; ".join(e["error"] for e in failing)
+            description=f"{table} cannot be built: "
+            + "; ".join(e["error"] for e in failing)
             + ". Fix the file (a new version is staged as soon as its bytes change) or remove it from the landing "
             "folder.",
             metadata=shown({"unreadable_files": names, "landing_dir": MetadataValue.path(landing.landing_dir)}),
@@ -316,15 +371,20 @@ def build_raw_table_asset(spec: TableSpec):
         fleet = landing.fleet(machines)
         totals = ValidationTotals(spec, fleet)
         window = context.partition_time_window
-        hours = (HourlyPresence(machines["machineID"], naive_utc(window.start), naive_utc(window.end))
-                 if spec.name == "telemetry" else None)
+        hours = (
+            HourlyPresence(machines["machineID"], naive_utc(window.start), naive_utc(window.end))
+            if spec.name == "telemetry"
+            else None
+        )
 
         def chunks():
             for chunk in chunks_of(context):
                 rows = landing.staging().read(spec.name, chunk)
                 result = validate_rows(rows, spec, fleet)
                 _quarantine(landing, spec, result.rejected, chunk)
-                files_per_day = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)}
+                files_per_day = {
+                    key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)
+                }
                 for key, partition_meta in _partition_metadata(spec, rows, result, chunk).items():
                     partition_meta["source_files"] = files_per_day.get(key, "none")
                     context.add_asset_metadata(shown(partition_meta), partition_key=key)
@@ -342,7 +402,8 @@ def build_raw_table_asset(spec: TableSpec):
                 completeness = hours.completeness(totals.first_time, totals.last_time)
                 meta["run"] += ", " + run_summary(
                     coverage=float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
-                    machines_complete=int((completeness["missing_hours"] == 0).sum()))
+                    machines_complete=int((completeness["missing_hours"] == 0).sum()),
+                )
             return shown(meta)
 
         yield Output(ChunkedFrames(chunks(), metadata))

@@ -39,11 +39,15 @@ class RiskConfig(Config):
     """Risk levels from the calibrated p_any (the probability of a failure within the horizon)."""
 
     medium_threshold: float = Field(
-        default=MEDIUM_RISK, gt=0, lt=1,
+        default=MEDIUM_RISK,
+        gt=0,
+        lt=1,
         description="medium from here: at least 20 of every 100 such snapshots precede a failure within the horizon.",
     )
     high_threshold: float = Field(
-        default=HIGH_RISK, gt=0, le=1,
+        default=HIGH_RISK,
+        gt=0,
+        le=1,
         description="high from here: at least 50 failures expected per 100 high-risk snapshots.",
     )
 
@@ -52,7 +56,9 @@ class CostConfig(Config):
     """A simple cost model for the worklist (any currency; only the ratio matters for the ranking)."""
 
     failure_cost: float = Field(default=20_000.0, gt=0, description="Cost of an unplanned component failure.")
-    inspection_cost: float = Field(default=1_000.0, gt=0, description="Cost of inspecting (and if needed replacing) now.")
+    inspection_cost: float = Field(
+        default=1_000.0, gt=0, description="Cost of inspecting (and if needed replacing) now."
+    )
 
 
 @asset(
@@ -63,17 +69,29 @@ class CostConfig(Config):
     ins={"features": chunked_in()},
     deps=["failure_model"],
     check_specs=[
-        AssetCheckSpec("valid_probabilities", asset="scores", blocking=True,
-                       description="Every scored row: class probabilities in [0, 1] summing to 1, p_any = 1 - p_none."),
-        AssetCheckSpec("scored_by_the_champion", asset="scores", blocking=True,
-                       description="Every row carries the version of the champion that scored it."),
+        AssetCheckSpec(
+            "valid_probabilities",
+            asset="scores",
+            blocking=True,
+            description="Every scored row: class probabilities in [0, 1] summing to 1, p_any = 1 - p_none.",
+        ),
+        AssetCheckSpec(
+            "scored_by_the_champion",
+            asset="scores",
+            blocking=True,
+            description="Every row carries the version of the champion that scored it.",
+        ),
     ],
     description="The champion model's scores for every machine and snapshot: P(none), P(comp1..comp4), p_any, the "
     "most likely component, risk level (low/medium/high), anomaly score and the model version. Snapshots without "
     "24 h of telemetry are not scored (scored = false).",
 )
-def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredPartitions,
-           model_registry: ModelRegistryResource):
+def scores(
+    context: AssetExecutionContext,
+    config: RiskConfig,
+    features: StoredPartitions,
+    model_registry: ModelRegistryResource,
+):
     registry = model_registry.registry()
     version = registry.champion()
     if version is None:
@@ -84,16 +102,26 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredP
 
     def chunks():
         for keys in chunks_of(context):
-            out = score_snapshots(features.read(keys[0], keys[-1]), bundle, version, config.medium_threshold,
-                                  config.high_threshold)
+            out = score_snapshots(
+                features.read(keys[0], keys[-1]), bundle, version, config.medium_threshold, config.high_threshold
+            )
             for key, day in by_day(out):
                 levels = day["risk_level"].value_counts()
-                context.add_asset_metadata(shown({"dagster/row_count": len(day), "scored": int(day["scored"].sum()),
-                                                  "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
-                                                  **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS}}),
-                                           partition_key=key)
-            for name, (bad, example) in (("bad_probabilities", probability_problems(out)),
-                                         ("bad_versions", version_problems(out, version))):
+                context.add_asset_metadata(
+                    shown(
+                        {
+                            "dagster/row_count": len(day),
+                            "scored": int(day["scored"].sum()),
+                            "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
+                            **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS},
+                        }
+                    ),
+                    partition_key=key,
+                )
+            for name, (bad, example) in (
+                ("bad_probabilities", probability_problems(out)),
+                ("bad_versions", version_problems(out, version)),
+            ):
                 totals[name] += bad
                 examples.setdefault(name, example) if bad else None
             totals["rows"] += len(out)
@@ -101,16 +129,32 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredP
             examples["schema"] = out.head(0)
             yield keys, out
 
-    yield Output(ChunkedFrames(chunks(), lambda: shown({
-        "dagster/column_schema": column_schema(examples["schema"]), "model_version": version,
-        "run": run_summary(rows=totals["rows"], scored=totals["scored"])})))
+    yield Output(
+        ChunkedFrames(
+            chunks(),
+            lambda: shown(
+                {
+                    "dagster/column_schema": column_schema(examples["schema"]),
+                    "model_version": version,
+                    "run": run_summary(rows=totals["rows"], scored=totals["scored"]),
+                }
+            ),
+        )
+    )
     bad = totals["bad_probabilities"]
-    yield AssetCheckResult(check_name="valid_probabilities", passed=bad == 0, metadata={"bad_rows": bad},
-                           description=f"{bad} rows, e.g. {examples['bad_probabilities']}" if bad else "every scored row")
+    yield AssetCheckResult(
+        check_name="valid_probabilities",
+        passed=bad == 0,
+        metadata={"bad_rows": bad},
+        description=f"{bad} rows, e.g. {examples['bad_probabilities']}" if bad else "every scored row",
+    )
     bad = totals["bad_versions"]
-    yield AssetCheckResult(check_name="scored_by_the_champion", passed=bad == 0,
-                           metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
-                           description=f"{bad} rows, e.g. {examples['bad_versions']}" if bad else f"every row by {version}")
+    yield AssetCheckResult(
+        check_name="scored_by_the_champion",
+        passed=bad == 0,
+        metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
+        description=f"{bad} rows, e.g. {examples['bad_versions']}" if bad else f"every row by {version}",
+    )
 
 
 @asset(
@@ -119,9 +163,15 @@ def scores(context: AssetExecutionContext, config: RiskConfig, features: StoredP
     kinds={"pandas", "parquet"},
     **daily_partitioned("date"),
     ins={"scores": chunked_in()},
-    check_specs=[AssetCheckSpec("consistent_ranking", asset="maintenance_worklist", blocking=True,
-                                description="One row per machine and day, ranks 1..n by decreasing expected saving, "
-                                "inspect exactly where the saving is positive.")],
+    check_specs=[
+        AssetCheckSpec(
+            "consistent_ranking",
+            asset="maintenance_worklist",
+            blocking=True,
+            description="One row per machine and day, ranks 1..n by decreasing expected saving, "
+            "inspect exactly where the saving is positive.",
+        )
+    ],
     description="What a maintenance planner reads first: per day, every scored machine ranked by the expected saving "
     "of inspecting it now (p_any x failure cost - inspection cost), with its worst snapshot of the day, the likely "
     "component, risk level and the recommended action (inspect when the saving is positive).",
@@ -133,20 +183,38 @@ def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, sco
         for keys in chunks_of(context):
             worklist = rank_worklist(scores.read(keys[0], keys[-1]), config.failure_cost, config.inspection_cost)
             for key, day in by_day(worklist, "date"):
-                context.add_asset_metadata(shown({
-                    "dagster/row_count": len(day), "inspect": int((day["action"] == "inspect").sum()),
-                    "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
-                    "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"])))}),
-                    partition_key=key)
+                context.add_asset_metadata(
+                    shown(
+                        {
+                            "dagster/row_count": len(day),
+                            "inspect": int((day["action"] == "inspect").sum()),
+                            "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
+                            "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"]))),
+                        }
+                    ),
+                    partition_key=key,
+                )
             bad, example = worklist_problems(worklist)
             totals["bad"] += bad
             totals["example"] = totals["example"] or (example if bad else None)
             totals["schema"] = worklist.head(0)
             yield keys, worklist
 
-    yield Output(ChunkedFrames(chunks(), lambda: shown({
-        "dagster/column_schema": column_schema(totals["schema"]),
-        "settings": run_summary(failure_cost=config.failure_cost, inspection_cost=config.inspection_cost)})))
+    yield Output(
+        ChunkedFrames(
+            chunks(),
+            lambda: shown(
+                {
+                    "dagster/column_schema": column_schema(totals["schema"]),
+                    "settings": run_summary(failure_cost=config.failure_cost, inspection_cost=config.inspection_cost),
+                }
+            ),
+        )
+    )
     bad = totals["bad"]
-    yield AssetCheckResult(check_name="consistent_ranking", passed=bad == 0, metadata={"bad_rows": bad},
-                           description=f"{bad} rows, e.g. {totals['example']}" if bad else "every day ranked")
+    yield AssetCheckResult(
+        check_name="consistent_ranking",
+        passed=bad == 0,
+        metadata={"bad_rows": bad},
+        description=f"{bad} rows, e.g. {totals['example']}" if bad else "every day ranked",
+    )

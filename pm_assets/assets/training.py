@@ -1,4 +1,5 @@
-"""Training: the calibrated failure model and the anomaly model, gated against the champion, then registered as one version.
+"""Training: the calibrated failure model and the anomaly model, gated against the champion, then registered as one
+version.
 
 The asset trains on mature labels of usable snapshots before ``cutoff - horizon`` and tests on those from
 ``cutoff`` on (the Microsoft PdM guide's gap of one horizon). The new version is a challenger; the check
@@ -41,8 +42,15 @@ CODE_VERSION = code_version(__name__)
 MODEL_GROUP = "model"
 _DEFAULTS = TrainParams()
 #: Evaluation figures stored as plain floats, so the UI plots them across materializations.
-PLOTTED_METRICS = ("macro_f1_components", "roc_auc", "average_precision", "brier", "ece", "false_positive_rate",
-                   "recall_at_threshold")
+PLOTTED_METRICS = (
+    "macro_f1_components",
+    "roc_auc",
+    "average_precision",
+    "brier",
+    "ece",
+    "false_positive_rate",
+    "recall_at_threshold",
+)
 
 
 class TrainingConfig(Config):
@@ -56,20 +64,26 @@ class TrainingConfig(Config):
     test_days: int = Field(default=30, ge=1, description="Length of the test window when cutoff is None.")
     train_start: str | None = Field(default=None, description="First training snapshot; None: all history.")
     horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, description="The labels' horizon (the train/test gap).")
-    operating_threshold: float = Field(default=0.5, gt=0, lt=1, description="Alert when p_any >= this (for FPR/recall).")
+    operating_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Alert when p_any >= this (for FPR/recall)."
+    )
     gate_tolerance: float = Field(
         default=0.01, ge=0, description="Promote unless challenger AP < champion AP - tolerance on the same window."
     )
-    seed: int = Field(default=_DEFAULTS.seed, description="Seed of the boosting, the CV folds and the isolation forest.")
+    seed: int = Field(
+        default=_DEFAULTS.seed, description="Seed of the boosting, the CV folds and the isolation forest."
+    )
     max_iter: int = Field(default=_DEFAULTS.max_iter, description="Boosting iterations.")
     learning_rate: float = Field(default=_DEFAULTS.learning_rate)
     l2_regularization: float = Field(default=_DEFAULTS.l2_regularization)
     min_samples_leaf: int = Field(default=_DEFAULTS.min_samples_leaf)
     calibration: str = Field(default=_DEFAULTS.calibration, description="sigmoid or isotonic.")
     max_negative_rows: int | None = Field(
-        default=_DEFAULTS.max_negative_rows, ge=1,
+        default=_DEFAULTS.max_negative_rows,
+        ge=1,
         description="Train on at most this many no-failure rows (a seeded sample; probabilities are corrected back "
-        "to the full class balance). None: every row.")
+        "to the full class balance). None: every row.",
+    )
 
     def params(self) -> TrainParams:
         return params_of(self, TrainParams)
@@ -92,10 +106,15 @@ def _metric_metadata(prefix: str, metrics: dict) -> dict:
         "features": chunked_in(allow_missing_partitions=True),
         "labels": chunked_in(allow_missing_partitions=True),
     },
-    check_specs=[AssetCheckSpec("champion_gate", asset="failure_model",
-                                description="Promote the new version unless it is worse than the champion "
-                                "(average precision, same window) beyond the tolerance. Keeping the champion is a "
-                                "decision, not a failure: WARN, the run goes on and scores with the champion.")],
+    check_specs=[
+        AssetCheckSpec(
+            "champion_gate",
+            asset="failure_model",
+            description="Promote the new version unless it is worse than the champion "
+            "(average precision, same window) beyond the tolerance. Keeping the champion is a "
+            "decision, not a failure: WARN, the run goes on and scores with the champion.",
+        )
+    ],
     description="Calibrated failure model (HistGradientBoosting in sigmoid CalibratedClassifierCV; classes none, "
     "comp1..comp4; p_any = 1 - P(none)) and an IsolationForest anomaly model on the telemetry features, saved as "
     "one new version of the model registry with a model card. Evaluation on the test window is in the metadata.",
@@ -110,11 +129,20 @@ def failure_model(
     def read(keys, columns):
         return features.read(keys[0], keys[-1], columns), labels.read(keys[0], keys[-1])
 
-    data = gather_training(read, day_chunks(features.keys, settings.CHUNK_DAYS), config.params(), config.horizon_hours,
-                           config.test_days, cutoff=config.cutoff, train_start=config.train_start)
+    data = gather_training(
+        read,
+        day_chunks(features.keys, settings.CHUNK_DAYS),
+        config.params(),
+        config.horizon_hours,
+        config.test_days,
+        cutoff=config.cutoff,
+        train_start=config.train_start,
+    )
     test, cutoff = data.test, data.cutoff
-    context.log.info(f"training on {data.train_rows:,} rows before {cutoff - pd.Timedelta(hours=config.horizon_hours)} "
-                     f"({len(data.fit_rows):,} kept), testing on {len(test):,} from {cutoff}")
+    context.log.info(
+        f"training on {data.train_rows:,} rows before {cutoff - pd.Timedelta(hours=config.horizon_hours)} "
+        f"({len(data.fit_rows):,} kept), testing on {len(test):,} from {cutoff}"
+    )
     bundle = fit_sampled(data.fit_rows, data.normal, data.rate, config.params())
     scores = bundle.score(test)
     metrics = evaluate(test, scores, config.operating_threshold)
@@ -125,25 +153,40 @@ def failure_model(
 
     registry = model_registry.registry()
     card = {
-        "training_window": {"start": str(data.train_window[0]), "end": str(data.train_window[1]),
-                            "cutoff": str(cutoff), "horizon_hours": config.horizon_hours},
+        "training_window": {
+            "start": str(data.train_window[0]),
+            "end": str(data.train_window[1]),
+            "cutoff": str(cutoff),
+            "horizon_hours": config.horizon_hours,
+        },
         "test_window": {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())},
-        "partitions": {"first": str(data.snapshots[0].date()), "last": str(data.snapshots[1].date()),
-                       "count": len(features.keys)},
+        "partitions": {
+            "first": str(data.snapshots[0].date()),
+            "last": str(data.snapshots[1].date()),
+            "count": len(features.keys),
+        },
         "data_versions": {"train_rows_sha256": data.train_sha256, "test_rows_sha256": data_version(test)},
         "rows": {"train": data.train_rows, "test": len(test)},
         "features": bundle.features,
         "params": bundle.params,
         "operating_threshold": config.operating_threshold,
-        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, pd.DataFrame)} | {"anomaly_roc_auc": anomaly_auc},
-        "permutation_importance": {"scoring": "average precision of p_any", "window": "test",
-                                   "values": importance.to_dict()},
+        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, pd.DataFrame)}
+        | {"anomaly_roc_auc": anomaly_auc},
+        "permutation_importance": {
+            "scoring": "average precision of p_any",
+            "window": "test",
+            "values": importance.to_dict(),
+        },
     }
     # the same rows, parameters and code train the same model (deterministic): a re-run (after a crash, or a retry)
     # reuses that version instead of registering a copy, so what is scored with it is the same, byte for byte
-    card["fingerprint"] = hashlib.sha256(json.dumps(
-        [card["data_versions"], card["params"], card["training_window"], config.operating_threshold, CODE_VERSION],
-        sort_keys=True, default=str).encode()).hexdigest()
+    card["fingerprint"] = hashlib.sha256(
+        json.dumps(
+            [card["data_versions"], card["params"], card["training_window"], config.operating_threshold, CODE_VERSION],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
     version = registry.find(card["fingerprint"])
     if version is not None:
         decision = registry.gate_decision(version) or {}
@@ -157,28 +200,37 @@ def failure_model(
         decision = _champion_gate(registry, test, metrics, config.gate_tolerance)
         version = registry.register(bundle, card, gate=decision)
     promote, reason = bool(decision.get("promoted")), decision.get("reason", "no decision recorded")
-    gate_meta = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items()
-                 if v is not None} | {"challenger": version}
-    yield MaterializeResult(metadata=shown({
-        "version": version,
-        "promoted_to_champion": promote,
-        "gate_decision": (f"{version} promoted" if promote else f"kept {registry.champion()}: {reason}"),
-        "champion": registry.champion() or "none",
-        "train_rows": data.train_rows,
-        "test_rows": len(test),
-        "training_window": f"{card['training_window']['start']} .. {card['training_window']['end']}",
-        "test_window": f"{card['test_window']['start']} .. {card['test_window']['end']}",
-        **_metric_metadata("", metrics),
-        "anomaly_roc_auc": anomaly_auc,
-        "per_class": MetadataValue.md(markdown_table(metrics["per_class"])),
-        "confusion_matrix": MetadataValue.md(markdown_table(metrics["confusion"], index=True)),
-        "model_card": MetadataValue.path(str(registry.root / version / "card.json")),
-    }))
+    gate_meta = {
+        k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items() if v is not None
+    } | {"challenger": version}
+    yield MaterializeResult(
+        metadata=shown(
+            {
+                "version": version,
+                "promoted_to_champion": promote,
+                "gate_decision": (f"{version} promoted" if promote else f"kept {registry.champion()}: {reason}"),
+                "champion": registry.champion() or "none",
+                "train_rows": data.train_rows,
+                "test_rows": len(test),
+                "training_window": f"{card['training_window']['start']} .. {card['training_window']['end']}",
+                "test_window": f"{card['test_window']['start']} .. {card['test_window']['end']}",
+                **_metric_metadata("", metrics),
+                "anomaly_roc_auc": anomaly_auc,
+                "per_class": MetadataValue.md(markdown_table(metrics["per_class"])),
+                "confusion_matrix": MetadataValue.md(markdown_table(metrics["confusion"], index=True)),
+                "model_card": MetadataValue.path(str(registry.root / version / "card.json")),
+            }
+        )
+    )
     if not promote:
         context.log.warning(f"{version} is not promoted, {registry.champion()} stays champion: {reason}")
-    yield AssetCheckResult(check_name="champion_gate", passed=promote, severity=AssetCheckSeverity.WARN,
-                           description=("promoted: " if promote else "kept the champion: ") + reason,
-                           metadata=shown(gate_meta))
+    yield AssetCheckResult(
+        check_name="champion_gate",
+        passed=promote,
+        severity=AssetCheckSeverity.WARN,
+        description=("promoted: " if promote else "kept the champion: ") + reason,
+        metadata=shown(gate_meta),
+    )
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -196,7 +248,13 @@ def _champion_gate(registry, window: pd.DataFrame, challenger_metrics: dict, tol
         champion_ap = evaluate(window, champion.score(window), challenger_metrics["threshold"])["average_precision"]
     challenger_ap = challenger_metrics["average_precision"]
     promote, reason = gate(champion_ap, challenger_ap, tolerance)
-    return {"champion_before": champion_version or "none", "promoted": promote, "reason": reason,
-            "challenger_average_precision": challenger_ap, "champion_average_precision": champion_ap,
-            "tolerance": tolerance, "window": f"{window['datetime'].min()} .. {window['datetime'].max()}",
-            "window_rows": len(window)}
+    return {
+        "champion_before": champion_version or "none",
+        "promoted": promote,
+        "reason": reason,
+        "challenger_average_precision": challenger_ap,
+        "champion_average_precision": champion_ap,
+        "tolerance": tolerance,
+        "window": f"{window['datetime'].min()} .. {window['datetime'].max()}",
+        "window_rows": len(window),
+    }

@@ -42,7 +42,7 @@ def _window_max(ids: np.ndarray, start_offset: int, end_offset: int) -> np.ndarr
     for offset in range(start_offset, end_offset + 1):  # offsets are few (at most the lookback's days)
         lo, hi = max(0, -offset), min(n, n - offset)
         if lo < hi:
-            np.maximum(out[lo:hi], ids[lo + offset:hi + offset], out=out[lo:hi])
+            np.maximum(out[lo:hi], ids[lo + offset : hi + offset], out=out[lo:hi])
     return out
 
 
@@ -97,8 +97,9 @@ def out_of_date(
     return result
 
 
-def content_changes(ids: np.ndarray, days: Sequence[str], shas: Sequence[str | None],
-                    state: dict[str, list]) -> dict[str, list]:
+def content_changes(
+    ids: np.ndarray, days: Sequence[str], shas: Sequence[str | None], state: dict[str, list]
+) -> dict[str, list]:
     """Fold materializations (event ids ascending, their days and content hashes) into ``state`` = {day: [hash,
     id at which that content first appeared]}; a hash of None (not recorded) always counts as a change."""
     for event_id, day, sha in zip(ids, days, shas, strict=True):
@@ -119,14 +120,16 @@ def ranges(days: Sequence[str], mask: np.ndarray) -> list[tuple[str, str]]:
     return [(days[s], days[e]) for s, e in zip(starts, ends)]
 
 
-def next_stage(days: Sequence[str], stale: Mapping[str, np.ndarray], order: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def next_stage(
+    days: Sequence[str], stale: Mapping[str, np.ndarray], order: Sequence[str]
+) -> tuple[list[str], list[tuple[str, str]]]:
     """The first assets in ``order`` that are out of date, as long as they are so on exactly the same days, and
     those days as contiguous ranges. ([], []) when everything is up to date."""
     first = next((name for name in order if stale[name].any()), None)
     if first is None:
         return [], []
     group = []
-    for name in order[order.index(first):]:
+    for name in order[order.index(first) :]:
         if not np.array_equal(stale[name], stale[first]):
             break
         group.append(name)

@@ -30,7 +30,7 @@ def day_chunks(keys: list[str], days: int = DEFAULT_CHUNK_DAYS) -> list[list[str
     """The partition keys in consecutive runs of at most ``days``."""
     if days < 1:
         raise ValueError(f"chunk days must be at least 1, not {days}")
-    return [keys[i: i + days] for i in range(0, len(keys), days)]
+    return [keys[i : i + days] for i in range(0, len(keys), days)]
 
 
 def shift_key(key: str, days: int) -> str:

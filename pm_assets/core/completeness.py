@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COMPLETENESS_COLUMNS = ("machineID", "expected_hours", "present_hours", "missing_hours", "coverage", "longest_gap_hours")
+COMPLETENESS_COLUMNS = (
+    "machineID",
+    "expected_hours",
+    "present_hours",
+    "missing_hours",
+    "coverage",
+    "longest_gap_hours",
+)
 
 
 def expected_hours(window_start, window_end, source_first, source_last) -> pd.DatetimeIndex:

@@ -20,7 +20,8 @@ def _example(frame: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> str:
 
 
 def probability_problems(scores: pd.DataFrame) -> tuple[int, str]:
-    """Scored rows with a probability outside [0, 1] or class probabilities not summing to 1, or p_any not 1 - p_none."""
+    """Scored rows with a probability outside [0, 1] or class probabilities not summing to 1, or p_any not
+    1 - p_none."""
     scored = scores[scores["scored"]]
     proba = scored[PROBA_COLUMNS].to_numpy(dtype=float)
     bad = ((proba < 0) | (proba > 1) | np.isnan(proba)).any(axis=1)

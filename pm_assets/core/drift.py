@@ -34,8 +34,16 @@ MIN_EDGES = 3
 DISCRETE_MAX_VALUES = 25
 
 #: The statistics :func:`window_statistics` gives for each pair of windows, in its columns' order.
-STATISTICS = ("psi", "ks", "reference_mean", "production_mean", "jensen_shannon", "chi2_p_value",
-              "reference_n", "production_n")
+STATISTICS = (
+    "psi",
+    "ks",
+    "reference_mean",
+    "production_mean",
+    "jensen_shannon",
+    "chi2_p_value",
+    "reference_n",
+    "production_n",
+)
 
 
 def _clean(values) -> np.ndarray:
@@ -91,8 +99,14 @@ class BinnedColumn:
     the window has. It is exact, whatever the grid: the grid only decides the speed.
     """
 
-    def __init__(self, values: np.ndarray, blocks: np.ndarray, n_blocks: int, grid_values: int | None = None,
-                 grid: np.ndarray | None = None):
+    def __init__(
+        self,
+        values: np.ndarray,
+        blocks: np.ndarray,
+        n_blocks: int,
+        grid_values: int | None = None,
+        grid: np.ndarray | None = None,
+    ):
         keep = (blocks >= 0) & ~np.isnan(values)
         x, block = values[keep], blocks[keep]
         self.discrete = grid is not None  # given: every distinct value of a discrete column (one bin per value)
@@ -116,8 +130,14 @@ class BinnedColumn:
         self.sums = np.bincount(block, weights=x, minlength=n_blocks)
 
     @classmethod
-    def of(cls, values: np.ndarray, blocks: np.ndarray, n_blocks: int, method: str | None = None,
-           max_values: int = DISCRETE_MAX_VALUES) -> BinnedColumn:
+    def of(
+        cls,
+        values: np.ndarray,
+        blocks: np.ndarray,
+        n_blocks: int,
+        method: str | None = None,
+        max_values: int = DISCRETE_MAX_VALUES,
+    ) -> BinnedColumn:
         """The column binned for ``method`` ("discrete": one bin per distinct value; "continuous"; None: chosen by
         :func:`is_discrete` with ``max_values``): ``.discrete`` says which."""
         x = values[(blocks >= 0) & ~np.isnan(values)]
@@ -175,13 +195,18 @@ class _Windows:
         if len(opened):
             inside, counts = self.gather(rows[opened], bins[opened])
             owner = np.repeat(np.arange(len(opened)), counts)
-            out[opened] += np.bincount(owner, weights=inside <= values[opened][owner],
-                                       minlength=len(opened)).astype(np.int64)
+            out[opened] += np.bincount(owner, weights=inside <= values[opened][owner], minlength=len(opened)).astype(
+                np.int64
+            )
         return out
 
     def means(self) -> np.ndarray:
-        return np.array([self.column.sums[a:b].sum() / n if n else np.nan
-                         for a, b, n in zip(self.first.tolist(), self.stop.tolist(), self.n.tolist(), strict=True)])
+        return np.array(
+            [
+                self.column.sums[a:b].sum() / n if n else np.nan
+                for a, b, n in zip(self.first.tolist(), self.stop.tolist(), self.n.tolist(), strict=True)
+            ]
+        )
 
 
 #: Windows :func:`window_statistics` takes at once (its arrays are windows x bins).
@@ -206,8 +231,9 @@ def is_discrete(distinct: np.ndarray, max_values: int = DISCRETE_MAX_VALUES) -> 
     return len(distinct) <= max_values
 
 
-def window_statistics(column: BinnedColumn, first, middle, stop, bins: int = PSI_BINS,
-                      epsilon: float = PSI_EPSILON) -> np.ndarray:
+def window_statistics(
+    column: BinnedColumn, first, middle, stop, bins: int = PSI_BINS, epsilon: float = PSI_EPSILON
+) -> np.ndarray:
     """The :data:`STATISTICS` (columns) of each pair of windows (rows): the reference is blocks first .. middle - 1,
     the production blocks middle .. stop - 1. For a continuous column PSI and KS equal :func:`psi_sorted` and
     :func:`ks_sorted` of the windows' sorted values, bit for bit, and the chi-square p-value is NaN; for a
@@ -229,9 +255,18 @@ def window_statistics(column: BinnedColumn, first, middle, stop, bins: int = PSI
     return out
 
 
-def sorted_window_statistics(values: np.ndarray, blocks: np.ndarray, n_blocks: int, first, middle, stop,
-                             method: str | None = None, max_values: int = DISCRETE_MAX_VALUES, bins: int = PSI_BINS,
-                             epsilon: float = PSI_EPSILON) -> tuple[np.ndarray, bool]:
+def sorted_window_statistics(
+    values: np.ndarray,
+    blocks: np.ndarray,
+    n_blocks: int,
+    first,
+    middle,
+    stop,
+    method: str | None = None,
+    max_values: int = DISCRETE_MAX_VALUES,
+    bins: int = PSI_BINS,
+    epsilon: float = PSI_EPSILON,
+) -> tuple[np.ndarray, bool]:
     """:func:`window_statistics` of a :class:`BinnedColumn` of these values, and whether it is discrete, computed by
     sorting each window's values instead: for a few dates it costs less than binning the column. The same numbers,
     bit for bit (the means too: the same per-block sums, added in the same order)."""
@@ -245,8 +280,9 @@ def sorted_window_statistics(values: np.ndarray, blocks: np.ndarray, n_blocks: i
         ref, prod = np.sort(x[(block >= a) & (block < b)]), np.sort(x[(block >= b) & (block < c)])
         if discrete:
             levels = np.union1d(ref, prod)
-            counts = [np.searchsorted(v, levels, side="right") - np.searchsorted(v, levels, side="left")
-                      for v in (ref, prod)]
+            counts = [
+                np.searchsorted(v, levels, side="right") - np.searchsorted(v, levels, side="left") for v in (ref, prod)
+            ]
             psi_value, js, chi2_p = (v[0] for v in _per_value(counts[0][None, :], counts[1][None, :], epsilon))
         else:
             psi_value, js, chi2_p = psi_sorted(ref, prod, bins, epsilon), _decile_js(ref, prod, bins), np.nan
@@ -442,6 +478,7 @@ def ks_sorted(a: np.ndarray, b: np.ndarray) -> float:
 # With calibrated probabilities p_i = P(y_i = 1), treat each label as an independent Bernoulli(p_i) and take
 # ratios of expectations.
 
+
 def expected_failure_rate(p) -> float:
     p = _clean(p)
     return float(p.mean()) if len(p) else float("nan")
@@ -489,6 +526,7 @@ def expected_average_precision_sorted(p: np.ndarray) -> float:
 # Analytic standard errors, from the metric and the sample sizes (effective ones: see MonitoringParams'
 # snapshots_per_failure); a seeded bootstrap over failures checks them in the tests.
 
+
 def roc_auc_standard_error(auc: float, positives: float, negatives: float) -> float:
     """Hanley & McNeil (1982): the standard error of a ROC AUC of ``positives`` and ``negatives`` independent rows.
     NaN below one of either."""
@@ -496,7 +534,8 @@ def roc_auc_standard_error(auc: float, positives: float, negatives: float) -> fl
         return float("nan")
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
-        positives * negatives)
+        positives * negatives
+    )
     return float(np.sqrt(max(variance, 0.0)))
 
 

@@ -102,7 +102,9 @@ def _long(values: np.ndarray) -> np.ndarray:
 DAYS_PER_CHUNK = 32
 
 
-def telemetry_features(telemetry: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeIndex, params: FeatureParams) -> dict[str, np.ndarray]:
+def telemetry_features(
+    telemetry: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeIndex, params: FeatureParams
+) -> dict[str, np.ndarray]:
     """Window means, sds, coverage and the 7-day trend for every (machine, snapshot), machine-major.
 
     Each day's snapshots are computed from that day's own slice of the hourly grid, from ``lookback`` hours before
@@ -134,7 +136,9 @@ def telemetry_features(telemetry: pd.DataFrame, ids: np.ndarray, times: pd.Datet
     return out
 
 
-def _slice_windows(slices: np.ndarray, day: np.ndarray, row: np.ndarray, params: FeatureParams) -> dict[str, np.ndarray]:
+def _slice_windows(
+    slices: np.ndarray, day: np.ndarray, row: np.ndarray, params: FeatureParams
+) -> dict[str, np.ndarray]:
     """Window statistics at the snapshots (``day``, ``row``) of a stack of day slices (day x hour x machine).
 
     Sums over a window are differences of running sums along the slice; values are centred on each slice's first
@@ -191,18 +195,27 @@ def error_features(errors: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeInde
     return out
 
 
-def replacement_features(maintenance: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeIndex, params: FeatureParams) -> dict[str, np.ndarray]:
+def replacement_features(
+    maintenance: pd.DataFrame, ids: np.ndarray, times: pd.DatetimeIndex, params: FeatureParams
+) -> dict[str, np.ndarray]:
     """Days since the last replacement of each component at or before t (NaN: none within the lookback)."""
-    snaps = pd.DataFrame({
-        "machineID": np.repeat(ids, len(times)),
-        "datetime": np.tile(times.to_numpy(), len(ids)),
-        "position": np.arange(len(ids) * len(times)),  # machine-major row of the output
-    }).sort_values("datetime", kind="stable")
+    snaps = pd.DataFrame(
+        {
+            "machineID": np.repeat(ids, len(times)),
+            "datetime": np.tile(times.to_numpy(), len(ids)),
+            "position": np.arange(len(ids) * len(times)),  # machine-major row of the output
+        }
+    ).sort_values("datetime", kind="stable")
     out = {}
     for comp in COMPONENTS:
         events = maintenance.loc[maintenance["comp"] == comp, ["datetime", "machineID"]]
-        events = pd.DataFrame({"datetime": events["datetime"].to_numpy(), "replaced": events["datetime"].to_numpy(),
-                               "machineID": events["machineID"].to_numpy().astype(np.int64)}).sort_values("datetime")
+        events = pd.DataFrame(
+            {
+                "datetime": events["datetime"].to_numpy(),
+                "replaced": events["datetime"].to_numpy(),
+                "machineID": events["machineID"].to_numpy().astype(np.int64),
+            }
+        ).sort_values("datetime")
         merged = pd.merge_asof(snaps, events, on="datetime", by="machineID", direction="backward")
         days = ((merged["datetime"] - merged["replaced"]) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64, copy=True)
         days[days >= params.replacement_lookback_days] = np.nan
@@ -241,18 +254,29 @@ def build_features(
     columns.update(error_features(errors[errors["datetime"] < horizon_end], ids, times))
     columns.update(replacement_features(maintenance[maintenance["datetime"] < horizon_end], ids, times, params))
     info = machines.set_index(machines["machineID"].astype(np.int64)).reindex(ids)
-    columns["model"] = pd.Categorical(np.repeat(info["model"].astype(object).to_numpy(), len(times)), categories=list(MODELS))
+    columns["model"] = pd.Categorical(
+        np.repeat(info["model"].astype(object).to_numpy(), len(times)), categories=list(MODELS)
+    )
     columns["age"] = np.repeat(info["age"].to_numpy(dtype=np.int64), len(times))
     frame = pd.DataFrame(columns)
     frame = frame[KEY + feature_columns(params) + coverage_columns(params)]
-    frame["usable"] = np.logical_and.reduce([frame[f"coverage_{w}"] >= _min_readings(params.windows[w], params.min_coverage) / params.windows[w] for w in SHORT_WINDOWS])
-    covered = np.logical_and.reduce([frame[f"coverage_{w}"] >= _min_readings(h, params.min_coverage) / h for w, h in params.windows.items()])
+    frame["usable"] = np.logical_and.reduce(
+        [
+            frame[f"coverage_{w}"] >= _min_readings(params.windows[w], params.min_coverage) / params.windows[w]
+            for w in SHORT_WINDOWS
+        ]
+    )
+    covered = np.logical_and.reduce(
+        [frame[f"coverage_{w}"] >= _min_readings(h, params.min_coverage) / h for w, h in params.windows.items()]
+    )
     frame["complete"] = covered & frame[feature_columns(params)].notna().all(axis=1).to_numpy()
     return frame
 
 
 def _empty_features(params: FeatureParams) -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in KEY + feature_columns(params) + coverage_columns(params)})
+    frame = pd.DataFrame(
+        {c: pd.Series(dtype=np.float64) for c in KEY + feature_columns(params) + coverage_columns(params)}
+    )
     frame["machineID"] = frame["machineID"].astype(np.int32)
     frame["datetime"] = frame["datetime"].astype("datetime64[ns]")
     for e in ERROR_IDS:

@@ -31,16 +31,37 @@ def build_labels(snapshots: pd.DataFrame, failures: pd.DataFrame, horizon_hours:
     horizon = pd.Timedelta(hours=horizon_hours)
     observed_until = pd.Timestamp(observed_until)
     keys = snapshots[["machineID", "datetime"]].reset_index(drop=True)
-    order = pd.DataFrame({"datetime": keys["datetime"].to_numpy(), "machineID": keys["machineID"].to_numpy().astype(np.int64),
-                          "position": np.arange(len(keys))}).sort_values("datetime", kind="stable")
+    order = pd.DataFrame(
+        {
+            "datetime": keys["datetime"].to_numpy(),
+            "machineID": keys["machineID"].to_numpy().astype(np.int64),
+            "position": np.arange(len(keys)),
+        }
+    ).sort_values("datetime", kind="stable")
     hours = np.full((len(keys), len(COMPONENTS)), np.nan)
     for k, comp in enumerate(COMPONENTS):
-        events = failures.loc[(failures["failure"] == comp) & (failures["datetime"] <= observed_until), ["datetime", "machineID"]]
-        events = pd.DataFrame({"datetime": events["datetime"].to_numpy(), "failed": events["datetime"].to_numpy(),
-                               "machineID": events["machineID"].to_numpy().astype(np.int64)}).sort_values("datetime")
-        merged = pd.merge_asof(order, events, on="datetime", by="machineID", direction="forward",
-                               allow_exact_matches=False, tolerance=horizon)
-        hours[merged["position"].to_numpy(), k] = ((merged["failed"] - merged["datetime"]) / pd.Timedelta(hours=1)).to_numpy()
+        events = failures.loc[
+            (failures["failure"] == comp) & (failures["datetime"] <= observed_until), ["datetime", "machineID"]
+        ]
+        events = pd.DataFrame(
+            {
+                "datetime": events["datetime"].to_numpy(),
+                "failed": events["datetime"].to_numpy(),
+                "machineID": events["machineID"].to_numpy().astype(np.int64),
+            }
+        ).sort_values("datetime")
+        merged = pd.merge_asof(
+            order,
+            events,
+            on="datetime",
+            by="machineID",
+            direction="forward",
+            allow_exact_matches=False,
+            tolerance=horizon,
+        )
+        hours[merged["position"].to_numpy(), k] = (
+            (merged["failed"] - merged["datetime"]) / pd.Timedelta(hours=1)
+        ).to_numpy()
     out = keys.copy()
     fails = ~np.isnan(hours)
     for k, comp in enumerate(COMPONENTS):

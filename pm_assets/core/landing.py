@@ -18,9 +18,9 @@ Pure Python, no Dagster import.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
-import errno
 import json
 import os
 import re
@@ -37,6 +37,7 @@ import pandas as pd
 from pm_assets.core.parsing import SourceFileError, read_source_pieces
 from pm_assets.core.schema import TABLES, TableSpec
 from pm_assets.core.storage import read_partitions, sha256_of, write_bytes_atomic, write_partitions_atomic
+
 # the file a staged row came from (quarantine reasons name it), and the bucket it was staged in (quarantine is
 # split by it: a row whose timestamp could not be read still belongs to a day)
 from pm_assets.core.validation import FILE_COLUMN, STAGED_DAY, TIME_PROBLEM, PlausibleTimes
@@ -241,9 +242,17 @@ class Staging:
             return known
         spec = TABLES[landed.table]
         now = time.time_ns()
-        entry = {"id": identity, "sha256": sha, "declared_day": declared_day(landed.name), "table": spec.name, "name": landed.name, "names": [landed.name],
-                 "bytes": landed.size, "ingested_ns": now,
-                 "ingested_at": pd.Timestamp(now, unit="ns").isoformat(timespec="seconds")}
+        entry = {
+            "id": identity,
+            "sha256": sha,
+            "declared_day": declared_day(landed.name),
+            "table": spec.name,
+            "name": landed.name,
+            "names": [landed.name],
+            "bytes": landed.size,
+            "ingested_ns": now,
+            "ingested_at": pd.Timestamp(now, unit="ns").isoformat(timespec="seconds"),
+        }
         written, per_day, rows, implausible, extras = [], {}, 0, 0, []
         try:
             # a large file in pieces of whole lines, each split by day and written before the next is parsed
@@ -251,8 +260,9 @@ class Staging:
                 if piece == 0:
                     extras = frame.attrs.get("extra_columns", [])
                 if spec.time_column:
-                    frame[TIME_PROBLEM] = plausible.problems(frame[spec.time_column], spec.time_column) \
-                        if plausible else ""
+                    frame[TIME_PROBLEM] = (
+                        plausible.problems(frame[spec.time_column], spec.time_column) if plausible else ""
+                    )
                     implausible += int((frame[TIME_PROBLEM] != "").sum())
                 keys = buckets(frame, spec, landed.name).astype(str)
                 days = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}
@@ -267,8 +277,9 @@ class Staging:
                 bounds = np.searchsorted(keys[order], list(days), side="left")  # days is sorted, empty days included
                 ends = [*bounds[1:], len(order)]
                 targets = [self.root / spec.name / day / chunk for day in days]
-                write_partitions_atomic(frame, ((target, np.sort(order[lo:hi]))
-                                                for target, lo, hi in zip(targets, bounds, ends)))
+                write_partitions_atomic(
+                    frame, ((target, np.sort(order[lo:hi])) for target, lo, hi in zip(targets, bounds, ends))
+                )
                 written.extend(targets)
                 for day, count in days.items():
                     per_day[day] = per_day.get(day, 0) + count
@@ -279,9 +290,15 @@ class Staging:
             entry.update(status="failed", error=str(exc), rows=0, days={})
             self._record(entry)
             return entry
-        entry.update(status="ingested", error=None, rows=rows, days=dict(sorted(per_day.items())),
-                     extra_columns=extras, implausible_times=implausible,
-                     replaced_older=False)
+        entry.update(
+            status="ingested",
+            error=None,
+            rows=rows,
+            days=dict(sorted(per_day.items())),
+            extra_columns=extras,
+            implausible_times=implausible,
+            replaced_older=False,
+        )
         self._record(entry)  # a file is in the ledger only once all of its rows are staged
         return self._supersede(entry)
 
@@ -292,16 +309,22 @@ class Staging:
         ``.superseded`` (kept for audit, read no more) and its version's ledger entry lists the day."""
         days = set(entry["days"]) | {UNPLACED}
         for older in self.entries():
-            if older["id"] == entry["id"] or older["status"] != "ingested" or older["table"] != entry["table"] \
-                    or entry["name"] not in older["names"] or older["ingested_ns"] > entry["ingested_ns"]:
+            if (
+                older["id"] == entry["id"]
+                or older["status"] != "ingested"
+                or older["table"] != entry["table"]
+                or entry["name"] not in older["names"]
+                or older["ingested_ns"] > entry["ingested_ns"]
+            ):
                 continue
             replaced = sorted(d for d in older["days"] if d in days and d not in older.get("superseded_days", {}))
             for day in replaced:
                 for chunk in (self.root / entry["table"] / day).glob(f"*-{older['id'][:12]}*.parquet"):
                     chunk.rename(chunk.with_suffix(".superseded"))
             if replaced:
-                older.setdefault("superseded_days", {}).update({d: entry["name"] + " " + entry["ingested_at"]
-                                                                for d in replaced})
+                older.setdefault("superseded_days", {}).update(
+                    {d: entry["name"] + " " + entry["ingested_at"] for d in replaced}
+                )
                 self._record(older)
         entry["replaced_older"] = True
         self._record(entry)
@@ -336,8 +359,9 @@ def empty_staged(spec: TableSpec) -> pd.DataFrame:
     columns = {}
     for col in spec.columns:
         kind = spec.kinds[col]
-        columns[col] = pd.Series(dtype="datetime64[ns]" if kind == "timestamp" else
-                                 "float64" if kind in ("id", "int", "float") else object)
+        columns[col] = pd.Series(
+            dtype="datetime64[ns]" if kind == "timestamp" else "float64" if kind in ("id", "int", "float") else object
+        )
     columns[LINE_COLUMN] = pd.Series(dtype="int64")
     columns[PROBLEM_COLUMN] = pd.Series(dtype=str)
     columns[RAW_COLUMN] = pd.Series(dtype=str)
@@ -348,8 +372,9 @@ def empty_staged(spec: TableSpec) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def unreadable(entries: list[dict], present: Iterable[str], table: str | None = None,
-               days: Iterable[str] | None = None) -> list[dict]:
+def unreadable(
+    entries: list[dict], present: Iterable[str], table: str | None = None, days: Iterable[str] | None = None
+) -> list[dict]:
     """The failed files still in the landing folder (``present``: its file names) whose latest version under that
     name failed, of ``table`` (any when None), touching ``days`` (the day the name declares is one of them, or the
     name declares none; any when None). Fixing a file (new bytes, staged) or removing it ends its failure."""
@@ -375,18 +400,54 @@ def inventory(entries: list[dict], start: str, end: str) -> pd.DataFrame:
         days = {d: n for d, n in e["days"].items() if d not in (ALL_ROWS, UNPLACED)}
         before = sum(n for d, n in days.items() if d < start)
         after = sum(n for d, n in days.items() if d >= end)
-        rows.append({
-            "table": e["table"], "name": e["name"], "id": e["id"], "sha256": e["sha256"], "bytes": e["bytes"],
-            "ingested_at": e["ingested_at"], "status": e["status"], "rows": e["rows"],
-            "first_day": min(days) if days else None, "last_day": max(days) if days else None, "days": len(days),
-            "rows_before_partitions": before, "rows_after_partitions": after,
-            "rows_unplaced": e["days"].get(UNPLACED, 0), "rows_implausible": e.get("implausible_times", 0),
-            "days_replaced": len(e.get("superseded_days") or {}),
-            "error": e.get("error") or "", "extra_columns": ", ".join(e.get("extra_columns") or []),
-        })
-    columns = ["table", "name", "id", "sha256", "bytes", "ingested_at", "status", "rows", "first_day", "last_day", "days",
-               "rows_before_partitions", "rows_after_partitions", "rows_unplaced", "rows_implausible",
-               "days_replaced", "error", "extra_columns"]
+        rows.append(
+            {
+                "table": e["table"],
+                "name": e["name"],
+                "id": e["id"],
+                "sha256": e["sha256"],
+                "bytes": e["bytes"],
+                "ingested_at": e["ingested_at"],
+                "status": e["status"],
+                "rows": e["rows"],
+                "first_day": min(days) if days else None,
+                "last_day": max(days) if days else None,
+                "days": len(days),
+                "rows_before_partitions": before,
+                "rows_after_partitions": after,
+                "rows_unplaced": e["days"].get(UNPLACED, 0),
+                "rows_implausible": e.get("implausible_times", 0),
+                "days_replaced": len(e.get("superseded_days") or {}),
+                "error": e.get("error") or "",
+                "extra_columns": ", ".join(e.get("extra_columns") or []),
+            }
+        )
+    columns = [
+        "table",
+        "name",
+        "id",
+        "sha256",
+        "bytes",
+        "ingested_at",
+        "status",
+        "rows",
+        "first_day",
+        "last_day",
+        "days",
+        "rows_before_partitions",
+        "rows_after_partitions",
+        "rows_unplaced",
+        "rows_implausible",
+        "days_replaced",
+        "error",
+        "extra_columns",
+    ]
     return pd.DataFrame(rows, columns=columns).astype(
-        {"rows_before_partitions": "int64", "rows_after_partitions": "int64", "rows_unplaced": "int64",
-         "rows_implausible": "int64", "days_replaced": "int64"})
+        {
+            "rows_before_partitions": "int64",
+            "rows_after_partitions": "int64",
+            "rows_unplaced": "int64",
+            "rows_implausible": "int64",
+            "days_replaced": "int64",
+        }
+    )

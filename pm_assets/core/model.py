@@ -9,8 +9,9 @@
   macro F1 0.995 both), but isotonic's step function put 97.8 % of snapshots at exactly p_any = 0, which leaves
   score drift (PSI on reference quantiles) undefined; sigmoid gives a continuous p_any.
 - Negative sampling: on large histories the model trains on every failure row and a seeded sample of about
-  ``max_negative_rows`` no-failure rows (a share ``rate``; small fleets keep every row), calibrated on that sample; its probabilities are then mapped back to the full data's
-  class balance by the prior correction P(none) = (P_s(none) / rate) / (P_s(none) / rate + sum of P_s(comp)),
+  ``max_negative_rows`` no-failure rows (a share ``rate``; small fleets keep every row), calibrated on that sample;
+  its probabilities are then mapped back to the full data's class balance by the prior correction
+  P(none) = (P_s(none) / rate) / (P_s(none) / rate + sum of P_s(comp)),
   which is exact when the sample's model is calibrated and only the no-failure class was thinned. Weighting the
   kept rows by 1/rate instead would do the same, but weighted boosting (no constant hessians) fitted 3.7x slower.
   Measured figures are in the README ("Model").
@@ -92,8 +93,11 @@ class ModelBundle:
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """The classifier's probabilities (its classes' order) on the full data's class balance."""
-        return prior_correction(self.classifier.predict_proba(matrix),
-                                list(self.classifier.classes_).index(NO_FAILURE), self.negative_sample_rate)
+        return prior_correction(
+            self.classifier.predict_proba(matrix),
+            list(self.classifier.classes_).index(NO_FAILURE),
+            self.negative_sample_rate,
+        )
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities, p_any, most likely component and anomaly score for each row of ``frame``."""
@@ -101,9 +105,12 @@ class ModelBundle:
         out = pd.DataFrame(proba, columns=PROBA_COLUMNS, index=frame.index)
         out["p_any"] = 1.0 - out["p_none"]
         comps = out[[f"p_{c}" for c in COMPONENTS]].to_numpy()
-        out["likely_component"] = pd.Categorical(np.array(COMPONENTS)[comps.argmax(axis=1)], categories=list(COMPONENTS))
-        out["predicted_class"] = pd.Categorical(np.array(LABEL_CLASSES)[out[PROBA_COLUMNS].to_numpy().argmax(axis=1)],
-                                                categories=list(LABEL_CLASSES))
+        out["likely_component"] = pd.Categorical(
+            np.array(COMPONENTS)[comps.argmax(axis=1)], categories=list(COMPONENTS)
+        )
+        out["predicted_class"] = pd.Categorical(
+            np.array(LABEL_CLASSES)[out[PROBA_COLUMNS].to_numpy().argmax(axis=1)], categories=list(LABEL_CLASSES)
+        )
         out["anomaly_score"] = anomaly
         return out
 
@@ -135,7 +142,9 @@ def split_by_cutoff(rows: pd.DataFrame, cutoff, horizon_hours: int) -> tuple[pd.
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def fit_bundle(train: pd.DataFrame, params: TrainParams = TrainParams(), features: list[str] | None = None) -> ModelBundle:
+def fit_bundle(
+    train: pd.DataFrame, params: TrainParams = TrainParams(), features: list[str] | None = None
+) -> ModelBundle:
     """Fit the calibrated failure classifier and the anomaly model on mature, usable rows."""
     if not train["label_mature"].all() or train["failure_component"].isna().any():
         raise ValueError("training rows include immature labels: pass rows from training_rows()")
@@ -145,8 +154,13 @@ def fit_bundle(train: pd.DataFrame, params: TrainParams = TrainParams(), feature
     return fit_sampled(train.iloc[keep], train.loc[negative, ANOMALY_FEATURES].to_numpy(), rate, params, features)
 
 
-def fit_sampled(fit_rows: pd.DataFrame, normal: np.ndarray, rate: float, params: TrainParams = TrainParams(),
-                features: list[str] | None = None) -> ModelBundle:
+def fit_sampled(
+    fit_rows: pd.DataFrame,
+    normal: np.ndarray,
+    rate: float,
+    params: TrainParams = TrainParams(),
+    features: list[str] | None = None,
+) -> ModelBundle:
     """:func:`fit_bundle` from what it keeps of the training rows: ``fit_rows``, every failure row and a seeded share
     ``rate`` of the others (the classifier's input), and ``normal``, the anomaly features of every no-failure row."""
     features = list(features or feature_columns())
@@ -155,17 +169,25 @@ def fit_sampled(fit_rows: pd.DataFrame, normal: np.ndarray, rate: float, params:
     if missing:
         raise ValueError(f"training rows lack classes {missing}: widen the training window")
     booster = HistGradientBoostingClassifier(
-        max_iter=params.max_iter, learning_rate=params.learning_rate, l2_regularization=params.l2_regularization,
-        min_samples_leaf=params.min_samples_leaf, early_stopping=False, random_state=params.seed,
+        max_iter=params.max_iter,
+        learning_rate=params.learning_rate,
+        l2_regularization=params.l2_regularization,
+        min_samples_leaf=params.min_samples_leaf,
+        early_stopping=False,
+        random_state=params.seed,
         categorical_features=None,
     )
     classifier = CalibratedClassifierCV(booster, method=params.calibration, cv=params.calibration_folds, ensemble=False)
     classifier.fit(feature_matrix(fit_rows, features), y.to_numpy())
-    anomaly = IsolationForest(n_estimators=params.anomaly_trees, max_samples=min(params.anomaly_max_samples, len(normal)),
-                              random_state=params.seed)
+    anomaly = IsolationForest(
+        n_estimators=params.anomaly_trees,
+        max_samples=min(params.anomaly_max_samples, len(normal)),
+        random_state=params.seed,
+    )
     anomaly.fit(normal)  # the anomaly model learns normal rows only
-    return ModelBundle(classifier=classifier, anomaly=anomaly, features=features, params=asdict(params),
-                       negative_sample_rate=rate)
+    return ModelBundle(
+        classifier=classifier, anomaly=anomaly, features=features, params=asdict(params), negative_sample_rate=rate
+    )
 
 
 @dataclass
@@ -191,8 +213,9 @@ def rows_sha256(rows: pd.DataFrame, digest=None):
     return digest
 
 
-def gather_training(read, chunks, params: TrainParams, horizon_hours: int, test_days: int, cutoff=None,
-                    train_start=None) -> TrainingSet:
+def gather_training(
+    read, chunks, params: TrainParams, horizon_hours: int, test_days: int, cutoff=None, train_start=None
+) -> TrainingSet:
     """The rows :func:`training_rows` gives over ``chunks`` (lists of partition keys), split at the cutoff (``cutoff``,
     else the last training row minus ``test_days``), kept as :func:`fit_bundle` keeps them, the same to the bit as
     the whole history in one frame would give, reading two passes of one chunk at a time.
@@ -230,10 +253,17 @@ def gather_training(read, chunks, params: TrainParams, horizon_hours: int, test_
         if len(train):
             train_times += [train["datetime"].min(), train["datetime"].max()]
     train_rows = int((times < train_end).sum())
-    return TrainingSet(fit_rows=pd.concat(fit, ignore_index=True), normal=np.concatenate(normal), rate=rate,
-                       test=pd.concat(test, ignore_index=True), cutoff=cutoff, train_rows=train_rows,
-                       train_window=(min(train_times), max(train_times)) if train_times else (pd.NaT, pd.NaT),
-                       train_sha256=digest.hexdigest(), snapshots=(min(first_last), max(first_last)))
+    return TrainingSet(
+        fit_rows=pd.concat(fit, ignore_index=True),
+        normal=np.concatenate(normal),
+        rate=rate,
+        test=pd.concat(test, ignore_index=True),
+        cutoff=cutoff,
+        train_rows=train_rows,
+        train_window=(min(train_times), max(train_times)) if train_times else (pd.NaT, pd.NaT),
+        train_sha256=digest.hexdigest(),
+        snapshots=(min(first_last), max(first_last)),
+    )
 
 
 def _after(rows: pd.DataFrame, start) -> pd.DataFrame:
@@ -289,26 +319,35 @@ def evaluate(rows: pd.DataFrame, scores: pd.DataFrame, threshold: float) -> dict
     p_any = scores["p_any"].to_numpy()
     predicted = scores["predicted_class"].astype(str).to_numpy()
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_class, predicted, labels=list(LABEL_CLASSES), zero_division=0)
-    per_class = pd.DataFrame({"class": LABEL_CLASSES, "precision": precision, "recall": recall, "f1": f1,
-                              "support": support.astype(int)})
+        y_class, predicted, labels=list(LABEL_CLASSES), zero_division=0
+    )
+    per_class = pd.DataFrame(
+        {"class": LABEL_CLASSES, "precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
+    )
     both = len(np.unique(y_any)) == 2
     alert = p_any >= threshold
     negatives = y_any == 0
     return {
         "rows": len(rows),
         "positives": int(y_any.sum()),
-        "macro_f1_components": float(f1_score(y_class, predicted, labels=list(COMPONENTS), average="macro", zero_division=0)),
+        "macro_f1_components": float(
+            f1_score(y_class, predicted, labels=list(COMPONENTS), average="macro", zero_division=0)
+        ),
         "roc_auc": float(roc_auc_score(y_any, p_any)) if both else float("nan"),
         "average_precision": float(average_precision_score(y_any, p_any)) if both else float("nan"),
         "brier": float(brier_score_loss(y_any, p_any)) if len(rows) else float("nan"),
         "ece": expected_calibration_error(y_any, p_any),
         "threshold": float(threshold),
         "false_positive_rate": float((alert & negatives).sum() / negatives.sum()) if negatives.any() else float("nan"),
-        "recall_at_threshold": float((alert & ~negatives).sum() / (~negatives).sum()) if (~negatives).any() else float("nan"),
+        "recall_at_threshold": float((alert & ~negatives).sum() / (~negatives).sum())
+        if (~negatives).any()
+        else float("nan"),
         "per_class": per_class,
-        "confusion": pd.DataFrame(confusion_matrix(y_class, predicted, labels=list(LABEL_CLASSES)),
-                                  index=[f"true {c}" for c in LABEL_CLASSES], columns=[f"pred {c}" for c in LABEL_CLASSES]),
+        "confusion": pd.DataFrame(
+            confusion_matrix(y_class, predicted, labels=list(LABEL_CLASSES)),
+            index=[f"true {c}" for c in LABEL_CLASSES],
+            columns=[f"pred {c}" for c in LABEL_CLASSES],
+        ),
     }
 
 
@@ -341,8 +380,9 @@ def expected_costs(p_any: np.ndarray, failure_cost: float, inspection_cost: floa
     return waiting, waiting - inspection_cost
 
 
-def predict_one(bundle: ModelBundle, snapshots: pd.DataFrame, machine_id: int, at=None,
-                medium: float = 0.2, high: float = 0.5) -> dict:
+def predict_one(
+    bundle: ModelBundle, snapshots: pd.DataFrame, machine_id: int, at=None, medium: float = 0.2, high: float = 0.5
+) -> dict:
     """Score one machine's current snapshot: its latest usable snapshot at or before ``at`` (default: the latest).
 
     ``snapshots``: feature rows (any number of machines and days). Returns a JSON-ready dict.
@@ -353,7 +393,9 @@ def predict_one(bundle: ModelBundle, snapshots: pd.DataFrame, machine_id: int, a
         candidates &= times <= np.datetime64(pd.Timestamp(at))
     positions = np.flatnonzero(candidates)
     if len(positions) == 0:
-        raise LookupError(f"machine {machine_id}: no usable snapshot" + (f" at or before {at}" if at is not None else ""))
+        raise LookupError(
+            f"machine {machine_id}: no usable snapshot" + (f" at or before {at}" if at is not None else "")
+        )
     row = snapshots.iloc[[positions[np.argmax(times[positions])]]]
     proba, anomaly = bundle.probabilities(row)
     p = dict(zip(PROBA_COLUMNS, proba[0].tolist()))

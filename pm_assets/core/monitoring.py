@@ -36,9 +36,9 @@ from pm_assets.core.drift import (
     PSI_BINS,
     STATISTICS,
     BinnedColumn,
+    average_precision_standard_error,
     expected_average_precision_sorted,
     expected_failure_rate,
-    average_precision_standard_error,
     expected_roc_auc_sorted,
     roc_auc_and_average_precision_sorted,
     roc_auc_standard_error,
@@ -85,7 +85,8 @@ class MonitoringParams:
     discrete_max_values: int = DISCRETE_MAX_VALUES
     #: per-feature override of that choice: (feature, "discrete" or "continuous") pairs
     drift_methods: tuple[tuple[str, str], ...] = ()
-    #: what makes a feature drifted: "psi" (>= feature_psi_alert, the notebook's) or "jensen_shannon" (>= feature_js_alert)
+    #: what makes a feature drifted: "psi" (>= feature_psi_alert, the notebook's) or "jensen_shannon"
+    #: (>= feature_js_alert)
     feature_drift_measure: str = "psi"
     feature_js_alert: float = 0.10
     #: multivariate drift: these features' PCA reconstruction error (empty: off)
@@ -192,7 +193,8 @@ def monitoring_rows(features: pd.DataFrame, scores: pd.DataFrame, labels: pd.Dat
                 rows[column] = frame[column][scored].reset_index(drop=True)  # keeps the column's dtype
     else:
         rows = features.merge(scores[keys + score_columns], on=keys).merge(
-            labels[keys + label_columns], on=keys, how="left")
+            labels[keys + label_columns], on=keys, how="left"
+        )
         rows = rows[rows["scored"]]
     if rows["datetime"].is_monotonic_increasing:
         return rows.reset_index(drop=True)
@@ -216,14 +218,20 @@ class PreparedRows:
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> PreparedRows:
-        return cls(rows=rows, times=rows["datetime"].to_numpy(), p_any=rows["p_any"].to_numpy(dtype=np.float64),
-                   y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
-                   mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool))
+        return cls(
+            rows=rows,
+            times=rows["datetime"].to_numpy(),
+            p_any=rows["p_any"].to_numpy(dtype=np.float64),
+            y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
+            mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool),
+        )
 
     def span(self, start, end) -> slice:
         """The rows with start <= datetime < end (rows are sorted by time: two binary searches)."""
-        return slice(int(np.searchsorted(self.times, np.datetime64(start), "left")),
-                     int(np.searchsorted(self.times, np.datetime64(end), "left")))
+        return slice(
+            int(np.searchsorted(self.times, np.datetime64(start), "left")),
+            int(np.searchsorted(self.times, np.datetime64(end), "left")),
+        )
 
 
 def numeric_features(rows: pd.DataFrame, feature_names: list[str]) -> list[str]:
@@ -244,8 +252,13 @@ def _model_codes(values: pd.Series | None, rows: int) -> tuple[np.ndarray, list[
     return codes, [str(u) for u in uniques]
 
 
-def monitor(rows: pd.DataFrame, end, feature_names: list[str], params: MonitoringParams = MonitoringParams(),
-            importance: pd.Series | None = None) -> MonitoringResult:
+def monitor(
+    rows: pd.DataFrame,
+    end,
+    feature_names: list[str],
+    params: MonitoringParams = MonitoringParams(),
+    importance: pd.Series | None = None,
+) -> MonitoringResult:
     """Everything monitored for the window ending at ``end``, from :func:`monitoring_rows`.
 
     ``importance``: permutation importance per feature (any scale; normalised here); None skips weighting.
@@ -253,8 +266,14 @@ def monitor(rows: pd.DataFrame, end, feature_names: list[str], params: Monitorin
     return next(monitor_days(rows, [end], feature_names, params, importance))
 
 
-def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: MonitoringParams = MonitoringParams(),
-                 importance: pd.Series | None = None, threads: int = 1):
+def monitor_days(
+    rows: pd.DataFrame,
+    ends,
+    feature_names: list[str],
+    params: MonitoringParams = MonitoringParams(),
+    importance: pd.Series | None = None,
+    threads: int = 1,
+):
     """:func:`monitor` for each of ``ends``, in order (a generator), with the rows turned into arrays once and the
     drift of every date's windows computed column by column (:func:`window_drift`, on ``threads`` threads)."""
     prepared = PreparedRows.of(rows)
@@ -262,9 +281,16 @@ def monitor_days(rows: pd.DataFrame, ends, feature_names: list[str], params: Mon
     if not ends:
         return
     names = numeric_features(rows, feature_names)
-    drift = window_drift(prepared.times, ((f, _values(rows, f)) for f in names), prepared.p_any,
-                         _model_codes(rows["model"] if "model" in rows else None, len(rows)), ends, params, threads,
-                         multivariate_matrix(rows, params))
+    drift = window_drift(
+        prepared.times,
+        ((f, _values(rows, f)) for f in names),
+        prepared.p_any,
+        _model_codes(rows["model"] if "model" in rows else None, len(rows)),
+        ends,
+        params,
+        threads,
+        multivariate_matrix(rows, params),
+    )
     for day, end in enumerate(ends):
         yield monitor_prepared(prepared, end, params, importance, drift, day)
 
@@ -295,9 +321,16 @@ class WindowDrift:
         return _by_psi(table).dropna(subset=["psi"]).head(count)["feature"].tolist()
 
 
-def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
-                 model: tuple[np.ndarray, list[str]], ends: list, params: MonitoringParams,
-                 threads: int = 1, multivariate=None) -> WindowDrift:
+def window_drift(
+    times: np.ndarray,
+    columns,
+    p_any: np.ndarray,
+    model: tuple[np.ndarray, list[str]],
+    ends: list,
+    params: MonitoringParams,
+    threads: int = 1,
+    multivariate=None,
+) -> WindowDrift:
     """The drift statistics (``drift.STATISTICS``) of each feature (``columns``: (name, values) pairs, one at a
     time, rows as ``times``) and of p_any, p_any's PSI per machine model, and the reconstruction error of
     ``multivariate`` (rows x features, or a function that reads them; None: none), for the windows of each of
@@ -321,8 +354,9 @@ def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
     def at(t) -> int:
         return int(np.searchsorted(bounds, np.datetime64(t, "ns")))
 
-    cuts = np.array([(at(w["reference"][0]), at(w["production"][0]), at(w["production"][1])) for w in spans],
-                    dtype=np.intp).reshape(-1, 3)
+    cuts = np.array(
+        [(at(w["reference"][0]), at(w["production"][0]), at(w["production"][1])) for w in spans], dtype=np.intp
+    ).reshape(-1, 3)
 
     overrides = dict(params.drift_methods)
 
@@ -342,8 +376,9 @@ def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
             names.append(name)
             yield name, values
 
-    everything = chain(named(), [(None, p_any)],
-                       ((None, np.where(codes == code, p_any, np.nan)) for code in range(len(models))))
+    everything = chain(
+        named(), [(None, p_any)], ((None, np.where(codes == code, p_any, np.nan)) for code in range(len(models)))
+    )
     results, discrete = zip(*_mapped(column, everything, threads))
     mv = None
     matrix = multivariate() if callable(multivariate) else multivariate
@@ -352,16 +387,22 @@ def window_drift(times: np.ndarray, columns, p_any: np.ndarray,
         del matrix
         mv = reconstruction_drift(moments, *cuts.T, variance=params.pca_variance, sigma=params.pca_sigma)
     counted = (blocks >= 0) & (codes >= 0)
-    per_block = np.bincount(codes[counted] * n_blocks + blocks[counted],
-                            minlength=len(models) * n_blocks).reshape(len(models), n_blocks)
+    per_block = np.bincount(codes[counted] * n_blocks + blocks[counted], minlength=len(models) * n_blocks).reshape(
+        len(models), n_blocks
+    )
     before = np.concatenate([np.zeros((len(models), 1), dtype=np.int64), np.cumsum(per_block, axis=1)], axis=1)
     first, middle, stop = cuts.T
     rows = np.stack([(before[:, middle] - before[:, first]).T, (before[:, stop] - before[:, middle]).T], axis=2)
     n_stats = len(names) + 1
-    return WindowDrift(features=list(names), stats=np.stack(results[:n_stats], axis=1),
-                       segment_psi=np.stack([r[:, 0] for r in results[n_stats:]], axis=1) if models else
-                       np.zeros((len(cuts), 0)), segment_rows=rows, models=list(models),
-                       methods=["discrete" if d else "continuous" for d in discrete[:len(names)]], multivariate=mv)
+    return WindowDrift(
+        features=list(names),
+        stats=np.stack(results[:n_stats], axis=1),
+        segment_psi=np.stack([r[:, 0] for r in results[n_stats:]], axis=1) if models else np.zeros((len(cuts), 0)),
+        segment_rows=rows,
+        models=list(models),
+        methods=["discrete" if d else "continuous" for d in discrete[: len(names)]],
+        multivariate=mv,
+    )
 
 
 def _mapped(function, items, threads: int):
@@ -379,8 +420,14 @@ def _mapped(function, items, threads: int):
             yield pending.popleft().result()
 
 
-def monitor_stored(rows: pd.DataFrame, ends: list, days, drift: WindowDrift, params: MonitoringParams,
-                   importance: pd.Series | None = None):
+def monitor_stored(
+    rows: pd.DataFrame,
+    ends: list,
+    days,
+    drift: WindowDrift,
+    params: MonitoringParams,
+    importance: pd.Series | None = None,
+):
     """:func:`monitor` of the dates ``ends[day]`` for ``day`` in ``days``, their drift taken from ``drift`` (of all
     ``ends``), the rest from ``rows`` (which must cover those dates' windows)."""
     prepared = PreparedRows.of(rows)
@@ -397,8 +444,15 @@ SORTED_DATES = 4
 DRIFT_READ_BYTES = 256 * 2**20
 
 
-def stored_window_drift(read_features, read_scores, feature_names: list[str], ends: list,
-                        params: MonitoringParams, threads: int = 1, group: int | None = None) -> WindowDrift:
+def stored_window_drift(
+    read_features,
+    read_scores,
+    feature_names: list[str],
+    ends: list,
+    params: MonitoringParams,
+    threads: int = 1,
+    group: int | None = None,
+) -> WindowDrift:
     """:func:`window_drift` of the scored rows stored: ``read_scores(columns)`` and ``read_features(columns)`` read
     the same stored partitions (row for row) with only those columns. The features are read ``group`` columns at a
     time (default: as many as fit in ``DRIFT_READ_BYTES``; each read opens every file once), so memory holds some
@@ -418,12 +472,13 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
 
     def columns():
         for i in range(0, len(names), group):
-            frame = read_features(names[i: i + group])
-            for name in names[i: i + group]:
+            frame = read_features(names[i : i + group])
+            for name in names[i : i + group]:
                 if name in frame and pd.api.types.is_numeric_dtype(frame[name]):
                     yield name, _values(frame, name)[scored]
 
     model = _model_codes(base["model"].iloc[scored] if "model" in base else None, len(times))
+
     def multivariate() -> np.ndarray | None:
         """The telemetry columns of the multivariate drift, filled in a group of columns at a time."""
         wanted = list(params.multivariate_features)
@@ -431,19 +486,21 @@ def stored_window_drift(read_features, read_scores, feature_names: list[str], en
             return None
         matrix = np.empty((len(scored), len(wanted)))
         for i in range(0, len(wanted), group):
-            frame = read_features(wanted[i: i + group])
-            if not set(wanted[i: i + group]) <= set(frame.columns):
+            frame = read_features(wanted[i : i + group])
+            if not set(wanted[i : i + group]) <= set(frame.columns):
                 return None
-            for j, name in enumerate(wanted[i: i + group], start=i):
+            for j, name in enumerate(wanted[i : i + group], start=i):
                 matrix[:, j] = _values(frame, name)[scored]
         return matrix
 
-    return window_drift(times, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends,
-                        params, threads, multivariate)
+    return window_drift(
+        times, columns(), scores["p_any"].to_numpy(dtype=np.float64)[scored], model, ends, params, threads, multivariate
+    )
 
 
-def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importance: pd.Series | None,
-                     drift: WindowDrift, day: int) -> MonitoringResult:
+def monitor_prepared(
+    data: PreparedRows, end, params: MonitoringParams, importance: pd.Series | None, drift: WindowDrift, day: int
+) -> MonitoringResult:
     """:func:`monitor` of rows prepared once; ``drift``: :func:`window_drift` of dates whose ``day``-th is end."""
     win = windows_for(end, params)
     ref, prod = data.span(*win["reference"]), data.span(*win["production"])
@@ -452,12 +509,19 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importan
 
     performance = _performance(data, win, ref, prod, params)
     perf = performance.set_index("period")
-    drift_scores = pd.DataFrame([{
-        "score": "p_any", "psi": stats[-1, 0], "ks": stats[-1, 1],
-        "reference_mean": stats[-1, 2], "production_mean": stats[-1, 3],
-        "reference_failure_rate": perf.loc["reference", "failure_rate"],
-        "production_failure_rate": perf.loc["production", "failure_rate"],
-    }])
+    drift_scores = pd.DataFrame(
+        [
+            {
+                "score": "p_any",
+                "psi": stats[-1, 0],
+                "ks": stats[-1, 1],
+                "reference_mean": stats[-1, 2],
+                "production_mean": stats[-1, 3],
+                "reference_failure_rate": perf.loc["reference", "failure_rate"],
+                "production_failure_rate": perf.loc["production", "failure_rate"],
+            }
+        ]
+    )
     drift_segments = _segments(drift.models, drift.segment_psi[day], drift.segment_rows[day], params)
     drift_weighted = _weighted(drift_features, importance)
     multivariate = None
@@ -465,20 +529,31 @@ def monitor_prepared(data: PreparedRows, end, params: MonitoringParams, importan
         multivariate = {name: _num(v) for name, v in zip(RECONSTRUCTION, drift.multivariate[day], strict=True)}
         names = list(params.multivariate_features)
         pair = multivariate.pop("pair_a"), multivariate.pop("pair_b")
-        multivariate["correlation_pair"] = (f"{names[int(pair[0])]} ~ {names[int(pair[1])]}"
-                                            if None not in pair else "")
+        multivariate["correlation_pair"] = f"{names[int(pair[0])]} ~ {names[int(pair[1])]}" if None not in pair else ""
 
     mature_rows = {name: int(data.mature[span].sum()) for name, span in (("reference", ref), ("production", prod))}
     result = MonitoringResult(
         windows={name: {"start": str(a), "end": str(b)} for name, (a, b) in win.items()}
-        | {"rows": {"reference": ref.stop - ref.start, "production": prod.stop - prod.start,
-                    "reference_mature": mature_rows["reference"], "production_mature": mature_rows["production"]}},
-        drift_features=drift_features, drift_scores=drift_scores, performance=performance,
-        drift_segments=drift_segments, drift_weighted=drift_weighted,
-        reference_rows=data.rows.iloc[ref], production_rows=data.rows.iloc[prod], multivariate=multivariate,
+        | {
+            "rows": {
+                "reference": ref.stop - ref.start,
+                "production": prod.stop - prod.start,
+                "reference_mature": mature_rows["reference"],
+                "production_mature": mature_rows["production"],
+            }
+        },
+        drift_features=drift_features,
+        drift_scores=drift_scores,
+        performance=performance,
+        drift_segments=drift_segments,
+        drift_weighted=drift_weighted,
+        reference_rows=data.rows.iloc[ref],
+        production_rows=data.rows.iloc[prod],
+        multivariate=multivariate,
     )
-    result.alerts = alerts(drift_scores.iloc[0], drift_features, perf.loc["reference"], perf.loc["production"], params,
-                           multivariate)
+    result.alerts = alerts(
+        drift_scores.iloc[0], drift_features, perf.loc["reference"], perf.loc["production"], params, multivariate
+    )
     return result
 
 
@@ -486,17 +561,26 @@ def feature_table(names: list[str], methods: list[str], stats: np.ndarray, param
     """The drift table of one date: a row per feature with its method, the :data:`~pm_assets.core.drift.STATISTICS`,
     ``drifted`` by ``params.feature_drift_measure`` and a ``note`` saying why a measure is undefined, by PSI
     (largest first, undefined last). Built from arrays: it is made once per day of a run."""
-    columns = {"feature": np.asarray(names, dtype=object),
-               "method": np.asarray(methods if methods else ["continuous"] * len(names), dtype=object)}
+    columns = {
+        "feature": np.asarray(names, dtype=object),
+        "method": np.asarray(methods if methods else ["continuous"] * len(names), dtype=object),
+    }
     columns |= {name: stats[:, i] for i, name in enumerate(STATISTICS)}
     for name in ("reference_n", "production_n"):
         columns[name] = columns[name].astype(np.int64)
     columns["drifted"] = columns[FEATURE_MEASURES[params.feature_drift_measure]] >= params.drift_threshold
     small = (columns["reference_n"] < MIN_SAMPLE) | (columns["production_n"] < MIN_SAMPLE)
     constant = np.isnan(columns["psi"]) & (columns["method"] == "continuous")
-    columns["note"] = np.where(small, f"fewer than {MIN_SAMPLE} values in a window", np.where(
-        constant, f"nearly constant reference: fewer than {MIN_EDGES} distinct decile edges of its {PSI_BINS} (set "
-        "drift_methods to 'discrete' to measure it per value; KS is defined)", "")).astype(object)
+    columns["note"] = np.where(
+        small,
+        f"fewer than {MIN_SAMPLE} values in a window",
+        np.where(
+            constant,
+            f"nearly constant reference: fewer than {MIN_EDGES} distinct decile edges of its {PSI_BINS} (set "
+            "drift_methods to 'discrete' to measure it per value; KS is defined)",
+            "",
+        ),
+    ).astype(object)
     order = _psi_order(columns["psi"])
     return pd.DataFrame({name: values[order] for name, values in columns.items()})
 
@@ -528,18 +612,26 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params:
         y, p_mature = data.y[span][mature][order], p[mature][order]  # mature rows sorted by score
         auc, ap = roc_auc_and_average_precision_sorted(y, p_mature)
         p_immature = np.sort(p[~mature])
-        rows.append({
-            "period": period, "start": str(start), "end": str(end), "rows": len(p), "mature_rows": len(y),
-            "failure_rate": float(y.mean()) if len(y) else float("nan"), "roc_auc": auc, "average_precision": ap,
-            # label-free estimates: on the mature rows (to show their error) and on the immature rest
-            "estimated_roc_auc": expected_roc_auc_sorted(p_mature),
-            "estimated_average_precision": expected_average_precision_sorted(p_mature),
-            "estimated_failure_rate": expected_failure_rate(p_mature),
-            "immature_rows": len(p_immature),
-            "immature_estimated_roc_auc": expected_roc_auc_sorted(p_immature),
-            "immature_estimated_average_precision": expected_average_precision_sorted(p_immature),
-            "immature_estimated_failure_rate": expected_failure_rate(p_immature),
-        })
+        rows.append(
+            {
+                "period": period,
+                "start": str(start),
+                "end": str(end),
+                "rows": len(p),
+                "mature_rows": len(y),
+                "failure_rate": float(y.mean()) if len(y) else float("nan"),
+                "roc_auc": auc,
+                "average_precision": ap,
+                # label-free estimates: on the mature rows (to show their error) and on the immature rest
+                "estimated_roc_auc": expected_roc_auc_sorted(p_mature),
+                "estimated_average_precision": expected_average_precision_sorted(p_mature),
+                "estimated_failure_rate": expected_failure_rate(p_mature),
+                "immature_rows": len(p_immature),
+                "immature_estimated_roc_auc": expected_roc_auc_sorted(p_immature),
+                "immature_estimated_average_precision": expected_average_precision_sorted(p_immature),
+                "immature_estimated_failure_rate": expected_failure_rate(p_immature),
+            }
+        )
         rows[-1] |= bands(rows[-1], y.sum(), len(y) - y.sum(), p_mature, p_immature, params)
 
     add("reference", *win["reference"], ref)
@@ -553,8 +645,14 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params:
     return pd.DataFrame(rows)
 
 
-def bands(row: dict, positives: float, negatives: float, p_mature: np.ndarray, p_immature: np.ndarray,
-          params: MonitoringParams) -> dict:
+def bands(
+    row: dict,
+    positives: float,
+    negatives: float,
+    p_mature: np.ndarray,
+    p_immature: np.ndarray,
+    params: MonitoringParams,
+) -> dict:
     """Half-widths (``band_z`` standard errors) of a period's realized AUC and AP (its mature labels' counts) and of
     the estimates (the counts the probabilities expect). Each failure makes ``snapshots_per_failure`` positive
     snapshots that are not independent, so the counts are divided by it: the bands count failures."""
@@ -564,15 +662,20 @@ def bands(row: dict, positives: float, negatives: float, p_mature: np.ndarray, p
         return z * roc_auc_standard_error(auc, pos / k, neg / k), z * average_precision_standard_error(ap, pos / k)
 
     out = {}
-    out["roc_auc_band"], out["average_precision_band"] = auc_ap(row["roc_auc"], row["average_precision"],
-                                                                float(positives), float(negatives))
+    out["roc_auc_band"], out["average_precision_band"] = auc_ap(
+        row["roc_auc"], row["average_precision"], float(positives), float(negatives)
+    )
     expected = float(p_mature.sum())
     out["estimated_roc_auc_band"], out["estimated_average_precision_band"] = auc_ap(
-        row["estimated_roc_auc"], row["estimated_average_precision"], expected, len(p_mature) - expected)
+        row["estimated_roc_auc"], row["estimated_average_precision"], expected, len(p_mature) - expected
+    )
     expected = float(p_immature.sum())
     out["immature_estimated_average_precision_band"] = auc_ap(
-        row["immature_estimated_roc_auc"], row["immature_estimated_average_precision"], expected,
-        len(p_immature) - expected)[1]
+        row["immature_estimated_roc_auc"],
+        row["immature_estimated_average_precision"],
+        expected,
+        len(p_immature) - expected,
+    )[1]
     return out
 
 
@@ -584,10 +687,22 @@ def _segments(names: list[str], score_psi: np.ndarray, rows: np.ndarray, params:
         r, p = (int(v) for v in rows[code])
         small = min(r, p) < params.min_segment_rows
         value = float("nan") if small else float(score_psi[code])
-        reason = (f"skipped: fewer than {params.min_segment_rows} rows in a window" if small
-                  else "score PSI undefined (too few distinct reference scores)" if np.isnan(value) else "")
-        out.append({"segment": f"model={model}", "reference_rows": r, "production_rows": p,
-                    "score_psi": value, "skipped_reason": reason})
+        reason = (
+            f"skipped: fewer than {params.min_segment_rows} rows in a window"
+            if small
+            else "score PSI undefined (too few distinct reference scores)"
+            if np.isnan(value)
+            else ""
+        )
+        out.append(
+            {
+                "segment": f"model={model}",
+                "reference_rows": r,
+                "production_rows": p,
+                "score_psi": value,
+                "skipped_reason": reason,
+            }
+        )
     return pd.DataFrame(out, columns=["segment", "reference_rows", "production_rows", "score_psi", "skipped_reason"])
 
 
@@ -602,30 +717,58 @@ def _weighted(drift_features: pd.DataFrame, importance: pd.Series | None) -> pd.
     return out.sort_values("weighted_drift", ascending=False, na_position="last").reset_index(drop=True)
 
 
-def alerts(score_drift: pd.Series, drift_features: pd.DataFrame, ref_perf: pd.Series, prod_perf: pd.Series,
-           params: MonitoringParams, multivariate: dict | None = None) -> list[Alert]:
+def alerts(
+    score_drift: pd.Series,
+    drift_features: pd.DataFrame,
+    ref_perf: pd.Series,
+    prod_perf: pd.Series,
+    params: MonitoringParams,
+    multivariate: dict | None = None,
+) -> list[Alert]:
     """The alert rules (four, five with the multivariate drift); each says why it fired or not, with its values
     and threshold."""
     out = []
     score_psi = score_drift["psi"]
-    out.append(Alert("score_drift", bool(score_psi >= params.score_psi_alert), _num(score_psi), params.score_psi_alert,
-                     f"score PSI {score_psi:.3f} vs threshold {params.score_psi_alert}"))
+    out.append(
+        Alert(
+            "score_drift",
+            bool(score_psi >= params.score_psi_alert),
+            _num(score_psi),
+            params.score_psi_alert,
+            f"score PSI {score_psi:.3f} vs threshold {params.score_psi_alert}",
+        )
+    )
     drifted = drift_features.loc[drifted_features(drift_features, params), "feature"].tolist()
     measured = int(drift_features[FEATURE_MEASURES[params.feature_drift_measure]].notna().sum())
-    out.append(Alert("feature_drift", len(drifted) >= params.min_drifted_features, float(len(drifted)),
-                     float(params.min_drifted_features),
-                     f"{len(drifted)} of {measured} features ({len(drifted) / max(measured, 1):.0%}) with "
-                     f"{params.feature_drift_measure} >= {params.drift_threshold} (alert from "
-                     f"{params.min_drifted_features})" + (f": {', '.join(drifted[:8])}" if drifted else "")))
+    out.append(
+        Alert(
+            "feature_drift",
+            len(drifted) >= params.min_drifted_features,
+            float(len(drifted)),
+            float(params.min_drifted_features),
+            f"{len(drifted)} of {measured} features ({len(drifted) / max(measured, 1):.0%}) with "
+            f"{params.feature_drift_measure} >= {params.drift_threshold} (alert from "
+            f"{params.min_drifted_features})" + (f": {', '.join(drifted[:8])}" if drifted else ""),
+        )
+    )
     drop = ref_perf["average_precision"] - prod_perf["average_precision"]
-    band = float(np.hypot(ref_perf.get("average_precision_band", np.nan),
-                          prod_perf.get("average_precision_band", np.nan)))
+    band = float(
+        np.hypot(ref_perf.get("average_precision_band", np.nan), prod_perf.get("average_precision_band", np.nan))
+    )
     fired = bool(drop >= params.ap_drop_alert and not drop <= band)  # an undefined band does not hold it back
-    out.append(Alert("performance_decay", fired, _num(drop), params.ap_drop_alert,
-                     f"AP {ref_perf['average_precision']:.3f} (reference) -> {prod_perf['average_precision']:.3f} "
-                     f"(production, mature labels): drop {drop:.3f} vs threshold {params.ap_drop_alert} and its "
-                     f"sampling band +-{band:.3f}" if not np.isnan(drop)
-                     else "AP undefined in a window (one class or no mature labels)"))
+    out.append(
+        Alert(
+            "performance_decay",
+            fired,
+            _num(drop),
+            params.ap_drop_alert,
+            f"AP {ref_perf['average_precision']:.3f} (reference) -> {prod_perf['average_precision']:.3f} "
+            f"(production, mature labels): drop {drop:.3f} vs threshold {params.ap_drop_alert} and its "
+            f"sampling band +-{band:.3f}"
+            if not np.isnan(drop)
+            else "AP undefined in a window (one class or no mature labels)",
+        )
+    )
     out.append(_label_drift(ref_perf, prod_perf, params))
     if multivariate is not None:
         out.append(_multivariate(multivariate, params))
@@ -642,14 +785,22 @@ def _multivariate(figures: dict, params: MonitoringParams) -> Alert:
     if None not in (error, lower, upper):
         outside = error > upper or error < lower
         fired |= outside
-        parts.append(f"PCA reconstruction error {error:.3f} vs band [{lower:.3f}, {upper:.3f}] (reference days' mean "
-                     f"+-{params.pca_sigma:g} sd)")
+        parts.append(
+            f"PCA reconstruction error {error:.3f} vs band [{lower:.3f}, {upper:.3f}] (reference days' mean "
+            f"+-{params.pca_sigma:g} sd)"
+        )
     if None not in (change, limit):
         fired |= change > limit
-        parts.append(f"largest correlation change {change:.3f} ({figures.get('correlation_pair', '')}) vs "
-                     f"threshold {limit:.3f}")
-    return Alert("multivariate_drift", bool(fired), change, float("nan") if limit is None else limit,
-                 "; ".join(parts) or "multivariate drift undefined (too few complete rows in a window)")
+        parts.append(
+            f"largest correlation change {change:.3f} ({figures.get('correlation_pair', '')}) vs threshold {limit:.3f}"
+        )
+    return Alert(
+        "multivariate_drift",
+        bool(fired),
+        change,
+        float("nan") if limit is None else limit,
+        "; ".join(parts) or "multivariate drift undefined (too few complete rows in a window)",
+    )
 
 
 def _label_drift(ref_perf: pd.Series, prod_perf: pd.Series, params: MonitoringParams) -> Alert:
@@ -657,24 +808,40 @@ def _label_drift(ref_perf: pd.Series, prod_perf: pd.Series, params: MonitoringPa
     rates = f"failure rate {reference:.4f} -> {production:.4f}"
     if params.label_drift_rule == "absolute":
         change = abs(production - reference)
-        return Alert("label_drift", bool(change >= params.failure_rate_change_alert), _num(change),
-                     params.failure_rate_change_alert,
-                     f"{rates}: change {change:.4f} vs threshold {params.failure_rate_change_alert}"
-                     if not np.isnan(change) else "failure rate undefined (no mature labels in a window)")
+        return Alert(
+            "label_drift",
+            bool(change >= params.failure_rate_change_alert),
+            _num(change),
+            params.failure_rate_change_alert,
+            f"{rates}: change {change:.4f} vs threshold {params.failure_rate_change_alert}"
+            if not np.isnan(change)
+            else "failure rate undefined (no mature labels in a window)",
+        )
     change = abs(production / reference - 1) if reference > 0 else float("nan")
     if np.isnan(change):
-        return Alert("label_drift", False, None, params.failure_rate_relative_alert, "relative change undefined (no "
-                     "mature labels or no failures in the reference window)")
+        return Alert(
+            "label_drift",
+            False,
+            None,
+            params.failure_rate_relative_alert,
+            "relative change undefined (no mature labels or no failures in the reference window)",
+        )
     k = params.snapshots_per_failure
-    p_value = two_proportion_p_value(reference * ref_perf.get("mature_rows", np.nan) / k,
-                                     ref_perf.get("mature_rows", np.nan) / k,
-                                     production * prod_perf.get("mature_rows", np.nan) / k,
-                                     prod_perf.get("mature_rows", np.nan) / k)
+    p_value = two_proportion_p_value(
+        reference * ref_perf.get("mature_rows", np.nan) / k,
+        ref_perf.get("mature_rows", np.nan) / k,
+        production * prod_perf.get("mature_rows", np.nan) / k,
+        prod_perf.get("mature_rows", np.nan) / k,
+    )
     significant = not p_value >= params.label_drift_alpha  # unknown counts: the relative change alone decides
-    return Alert("label_drift", bool(change >= params.failure_rate_relative_alert and significant), _num(change),
-                 params.failure_rate_relative_alert,
-                 f"{rates}: relative change {change:.0%} vs threshold {params.failure_rate_relative_alert:.0%}, "
-                 f"p = {p_value:.2g} (two-proportion test on failures, alert below {params.label_drift_alpha:g})")
+    return Alert(
+        "label_drift",
+        bool(change >= params.failure_rate_relative_alert and significant),
+        _num(change),
+        params.failure_rate_relative_alert,
+        f"{rates}: relative change {change:.0%} vs threshold {params.failure_rate_relative_alert:.0%}, "
+        f"p = {p_value:.2g} (two-proportion test on failures, alert below {params.label_drift_alpha:g})",
+    )
 
 
 def two_proportion_p_value(x1: float, n1: float, x2: float, n2: float) -> float:
@@ -710,7 +877,12 @@ def permutation_importance_of(bundle, rows: pd.DataFrame, params: MonitoringPara
         # the classifier's own p_any: the bundle's prior correction is increasing in it, so AP is the same
         return average_precision_score(y, 1.0 - estimator.predict_proba(X)[:, none])
 
-    result = permutation_importance(bundle.classifier, feature_matrix(sample, bundle.features),
-                                    sample["failure_within_horizon"].astype(int).to_numpy(), scoring=ap_of_p_any,
-                                    n_repeats=params.importance_repeats, random_state=params.seed)
+    result = permutation_importance(
+        bundle.classifier,
+        feature_matrix(sample, bundle.features),
+        sample["failure_within_horizon"].astype(int).to_numpy(),
+        scoring=ap_of_p_any,
+        n_repeats=params.importance_repeats,
+        random_state=params.seed,
+    )
     return pd.Series(result.importances_mean, index=bundle.features)

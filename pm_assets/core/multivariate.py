@@ -62,7 +62,7 @@ class BlockMoments:
         starts = np.searchsorted(block, np.arange(n_blocks + 1), side="left")
 
         def rows_of(b: int) -> np.ndarray:
-            part = matrix[inside[starts[b]: starts[b + 1]]]
+            part = matrix[inside[starts[b] : starts[b + 1]]]
             return part[~np.isnan(part).any(axis=1)]
 
         n, s, m = np.zeros(n_blocks, dtype=np.int64), np.zeros((n_blocks, k)), np.zeros((n_blocks, k, k))
@@ -81,13 +81,24 @@ class BlockMoments:
 
 #: What :func:`reconstruction_drift` gives for each pair of windows, in its columns' order (pair_a, pair_b: the
 #: indices of the features of the largest correlation change).
-RECONSTRUCTION = ("production_error", "reference_error", "lower_threshold", "upper_threshold", "components",
-                  "reference_rows", "production_rows", "correlation_change", "correlation_threshold", "pair_a",
-                  "pair_b")
+RECONSTRUCTION = (
+    "production_error",
+    "reference_error",
+    "lower_threshold",
+    "upper_threshold",
+    "components",
+    "reference_rows",
+    "production_rows",
+    "correlation_change",
+    "correlation_threshold",
+    "pair_a",
+    "pair_b",
+)
 
 
-def reconstruction_drift(moments: BlockMoments, first, middle, stop, variance: float = PCA_VARIANCE,
-                         sigma: float = PCA_SIGMA) -> np.ndarray:
+def reconstruction_drift(
+    moments: BlockMoments, first, middle, stop, variance: float = PCA_VARIANCE, sigma: float = PCA_SIGMA
+) -> np.ndarray:
     """The :data:`RECONSTRUCTION` figures (columns) of each pair of windows (rows): reference blocks first ..
     middle - 1, production blocks middle .. stop - 1. NaN where a window has fewer than ``MIN_ROWS`` rows."""
     first, middle, stop = (np.asarray(v, dtype=np.intp).reshape(-1) for v in (first, middle, stop))
@@ -104,10 +115,13 @@ def reconstruction_drift(moments: BlockMoments, first, middle, stop, variance: f
         kept = sd > 1e-12 * np.maximum(1.0, np.abs(mean + moments.center))
         if kept.sum() < 2:
             continue
-        fit = _Fit(mean=mean, sd=sd[kept], kept=kept, reference_corr=cov[np.ix_(kept, kept)] / np.outer(sd[kept], sd[kept]))
+        fit = _Fit(
+            mean=mean, sd=sd[kept], kept=kept, reference_corr=cov[np.ix_(kept, kept)] / np.outer(sd[kept], sd[kept])
+        )
         fit.residual, out[w, 4] = _residual_projection(fit.reference_corr, variance)
-        errors, change = fit.figures(np.array([n_prod, n_ref], dtype=np.float64), np.stack([s_prod, s_ref]),
-                                     np.stack([m_prod, m_ref]))
+        errors, change = fit.figures(
+            np.array([n_prod, n_ref], dtype=np.float64), np.stack([s_prod, s_ref]), np.stack([m_prod, m_ref])
+        )
         out[w, 0], out[w, 1] = errors
         i, j = np.unravel_index(int(np.argmax(change[0])), change[0].shape)
         columns = np.flatnonzero(kept)

@@ -53,8 +53,12 @@ NULL_SPELLINGS = frozenset(pacsv.ConvertOptions().null_values)
 #: A number as pyarrow's reader writes it (what the text fallback accepts); anything else is "not a number".
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|Inf|INF|infinity|Infinity)\s*$"
 #: What a line that is no row of the table is (the start of its problem).
-SHAPE_PROBLEMS = ("the line holds NUL bytes", "blank line", "the header repeated mid-file (two exports joined?)",
-                  "expected")
+SHAPE_PROBLEMS = (
+    "the line holds NUL bytes",
+    "blank line",
+    "the header repeated mid-file (two exports joined?)",
+    "expected",
+)
 #: Characters of a raw line quoted in a problem's reason (the whole line stays in ``raw_line``).
 QUOTED_CHARS = 120
 
@@ -95,20 +99,23 @@ def read_bytes(path: str | Path) -> bytes:
     except FileNotFoundError:
         raise
     except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip, a symlink loop, no permission
-        problem = "cannot decompress" if path.suffix == ".gz" and not isinstance(exc, PermissionError) else "cannot read"
+        problem = (
+            "cannot decompress" if path.suffix == ".gz" and not isinstance(exc, PermissionError) else "cannot read"
+        )
         raise SourceFileError(path, f"{problem} ({exc})") from exc
     data = data.removeprefix(BOM)  # a byte-order mark, as Excel and Windows exports write
     decoder = codecs.getincrementaldecoder("utf-8")()
     step = 16 * 2**20  # checked a slice at a time: the text of a large file is never all in memory
     for start in range(0, max(len(data), 1), step):
         try:
-            decoder.decode(data[start: start + step], final=start + step >= len(data))
+            decoder.decode(data[start : start + step], final=start + step >= len(data))
         except UnicodeDecodeError as exc:
             at = _first_bad_byte(data)  # the rare error path: the exact byte as one decode finds it
             line = data[:at].count(b"\n") + 1
-            byte = data[at: at + 1]
-            raise SourceFileError(path, f"not UTF-8 text (byte {at}, {byte!r}: a Windows-1252 or Latin-1 export? "
-                                  "save it as UTF-8)", line) from exc
+            byte = data[at : at + 1]
+            raise SourceFileError(
+                path, f"not UTF-8 text (byte {at}, {byte!r}: a Windows-1252 or Latin-1 export? save it as UTF-8)", line
+            ) from exc
     return data
 
 
@@ -181,6 +188,7 @@ def _quote(text: str) -> str:
 
 # --- converting columns (one definition for the reader's columns and for lines parsed alone) ------------------
 
+
 def _convert(values: pa.Array, kind: str, column: str) -> tuple[np.ndarray | pd.Series, np.ndarray, list[str]]:
     """(values as the parser returns them, positions with a problem, their problems) for one column of text or of
     already typed values. Nulls (and the null spellings) are missing values, not problems."""
@@ -209,8 +217,13 @@ def _convert(values: pa.Array, kind: str, column: str) -> tuple[np.ndarray | pd.
         what = "a number" if kind == "float" else "an integer"
         problems = [f"{column}: not {what} {_quote(str(values[int(p)].as_py()))}" for p in positions]
         return out, positions, problems
-    return np.asarray(values.to_pandas(), dtype=object) if isinstance(values, (pa.Array, pa.ChunkedArray)) \
-        else np.asarray(values, dtype=object), np.zeros(0, np.int64), []
+    return (
+        np.asarray(values.to_pandas(), dtype=object)
+        if isinstance(values, (pa.Array, pa.ChunkedArray))
+        else np.asarray(values, dtype=object),
+        np.zeros(0, np.int64),
+        [],
+    )
 
 
 def _typed_frame(columns: dict, spec: TableSpec, shape: list[str] | None = None) -> pd.DataFrame:
@@ -235,6 +248,7 @@ def _typed_frame(columns: dict, spec: TableSpec, shape: list[str] | None = None)
 
 
 # --- lines parsed alone --------------------------------------------------------------------------------------
+
 
 def _parse_lines(lines: list[tuple[int, str]], spec: TableSpec, header: list[str]) -> pd.DataFrame:
     """Parse lines one by one (those the reader refused, or a whole file it cannot number): every problem stays
@@ -263,8 +277,12 @@ def _parse_lines(lines: list[tuple[int, str]], spec: TableSpec, header: list[str
             if time_at is not None and time_at < len(fields) and "\x00" not in line and fields != header:
                 kept[time_at] = fields[time_at]
             fields = kept
-        rows.append([None if f is not None and f.strip() in NULL_SPELLINGS and f.strip() != "" and i != time_at
-                     else f for i, f in enumerate(fields)])
+        rows.append(
+            [
+                None if f is not None and f.strip() in NULL_SPELLINGS and f.strip() != "" and i != time_at else f
+                for i, f in enumerate(fields)
+            ]
+        )
         shape.append(problem)
     text = {col: pa.array([r[header.index(col)] for r in rows], pa.string()) for col in spec.columns}
     frame = _typed_frame(text, spec, shape)
@@ -285,6 +303,7 @@ def _fields(line: str) -> list[str]:
 
 # --- the reader ----------------------------------------------------------------------------------------------
 
+
 class _Unnumbered(Exception):
     """The reader joined lines (a stray quote): its rows cannot be given their line numbers."""
 
@@ -295,23 +314,30 @@ def _read_arrow(data: bytes, spec: TableSpec, header: list[str], text_columns: f
     types = {"timestamp": pa.string(), "id": pa.int64(), "int": pa.int64(), "float": pa.float64()}
     # Timestamps are read as text and parsed by pandas: pyarrow's strptime rolls an impossible date over
     # (2015-02-30 becomes 2015-03-02) instead of refusing it.
-    column_types = {c: pa.string() if c in text_columns else types.get(spec.kinds[c], pa.string()) for c in spec.columns}
+    column_types = {
+        c: pa.string() if c in text_columns else types.get(spec.kinds[c], pa.string()) for c in spec.columns
+    }
     block_size = 1 << 20
     while True:
         refused = []
 
-        def refuse(row) -> str:
+        def refuse(row, refused=refused) -> str:
             refused.append((row.number, row.text))
             return "skip"
 
         try:
             table = pacsv.read_csv(
                 io.BytesIO(data),
-                read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, use_threads=threads,
-                                               block_size=block_size),
+                read_options=pacsv.ReadOptions(
+                    column_names=header, skip_rows=1, use_threads=threads, block_size=block_size
+                ),
                 parse_options=pacsv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=refuse),
-                convert_options=pacsv.ConvertOptions(column_types=column_types, include_columns=list(spec.columns),
-                                                     strings_can_be_null=True, quoted_strings_can_be_null=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=column_types,
+                    include_columns=list(spec.columns),
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
             )
             return table, refused
         except pa.ArrowInvalid as exc:
@@ -329,7 +355,7 @@ def _hide_repeated_headers(data: bytes) -> bytes:
     line = data[:end].rstrip(b"\r") if end > 0 else b""
     if not line or data.find(b"\n" + line, end) < 0:
         return data
-    eol = data[len(line): len(line) + 1]  # b"\r" or b"\n", as the header ends
+    eol = data[len(line) : len(line) + 1]  # b"\r" or b"\n", as the header ends
     return data.replace(b"\n" + line + eol, b"\n" + b"\x01" * len(line) + eol)
 
 
@@ -366,7 +392,7 @@ def _arrow_parse(data: bytes, spec: TableSpec, header: list[str]) -> pd.DataFram
     refused_lines = []
     for number, text in refused:
         count = text.count("\n") + 1
-        consumed[number: number + count] = True
+        consumed[number : number + count] = True
         refused_lines.extend(range(number, number + count))
     numbers = np.flatnonzero(~consumed[2:]) + 2
     if len(numbers) != table.num_rows:
@@ -388,7 +414,7 @@ def _arrow_parse(data: bytes, spec: TableSpec, header: list[str]) -> pd.DataFram
             columns = [*spec.columns, PROBLEM_COLUMN]
             frame.loc[frame.index[with_problem][odd], columns] = again[columns].to_numpy()
     if refused_lines:
-        lines = _parse_lines(list(zip(refused_lines, texts[len(flagged):])), spec, header)
+        lines = _parse_lines(list(zip(refused_lines, texts[len(flagged) :])), spec, header)
         frame = pd.concat([frame, lines], ignore_index=True).sort_values(LINE_COLUMN, kind="stable", ignore_index=True)
     return frame
 

@@ -38,8 +38,9 @@ def process_start_time(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -56,6 +57,7 @@ def worker_state(host: str | None, pid: int | None, run_started: float | None) -
         return "dead", f"worker process {pid} on {host or HOST} is no longer running"
     started = process_start_time(pid)
     if started is not None and run_started is not None and started > run_started + START_SLACK_SECONDS:
-        return "dead", (f"worker process {pid} ended: process {pid} now running started "
-                        f"{started - run_started:.0f} s after the run")
+        return "dead", (
+            f"worker process {pid} ended: process {pid} now running started {started - run_started:.0f} s after the run"
+        )
     return "alive", f"worker process {pid} on {host or HOST} is running"

@@ -102,7 +102,8 @@ def replacement_gap_median_days(maintenance: pd.DataFrame) -> float:
 def _hourly(telemetry: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Machine ids, hour numbers (hours since the first reading) and sensor values, sorted by machine and hour."""
     ordered = telemetry.assign(datetime=pd.to_datetime(telemetry["datetime"])).sort_values(
-        ["machineID", "datetime"], kind="stable")
+        ["machineID", "datetime"], kind="stable"
+    )
     times = ordered["datetime"].to_numpy(dtype="datetime64[ns]")
     hours = ((times - times.min()) // _HOUR).astype(np.int64) if len(times) else np.zeros(0, np.int64)
     return ordered["machineID"].to_numpy(dtype=np.int64), hours, ordered[list(SENSORS)]
@@ -113,8 +114,13 @@ def lag1_autocorrelation(telemetry: pd.DataFrame) -> pd.Series:
     hours only; index: sensors)."""
     machine, hours, values = _hourly(telemetry)
     pairs = (machine[1:] == machine[:-1]) & (hours[1:] - hours[:-1] == 1)
-    return pd.Series({s: float(np.corrcoef(values[s].to_numpy()[:-1][pairs], values[s].to_numpy()[1:][pairs])[0, 1])
-                      for s in SENSORS}, name="lag1").rename_axis("sensor")
+    return pd.Series(
+        {
+            s: float(np.corrcoef(values[s].to_numpy()[:-1][pairs], values[s].to_numpy()[1:][pairs])[0, 1])
+            for s in SENSORS
+        },
+        name="lag1",
+    ).rename_axis("sensor")
 
 
 def clean_24h_means(telemetry: pd.DataFrame, failures: pd.DataFrame, clear_hours: int = 72) -> pd.DataFrame:
@@ -133,8 +139,9 @@ def clean_24h_means(telemetry: pd.DataFrame, failures: pd.DataFrame, clear_hours
         start = pd.to_datetime(telemetry["datetime"]).min().to_datetime64()
         ends = ends[complete & (pd.DatetimeIndex(start + ends * _HOUR).hour.to_numpy() % 3 == 0)]
         times = start + ends * _HOUR
-        own_failures = np.sort(pd.to_datetime(failures.loc[failures["machineID"] == m, "datetime"]).to_numpy(
-            dtype="datetime64[ns]"))
+        own_failures = np.sort(
+            pd.to_datetime(failures.loc[failures["machineID"] == m, "datetime"]).to_numpy(dtype="datetime64[ns]")
+        )
         clear = np.ones(len(times), dtype=bool)
         if len(own_failures):
             later = np.searchsorted(own_failures, times, side="left")  # the first failure at or after each snapshot
@@ -153,8 +160,9 @@ EXCURSION_THRESHOLD = {"volt": 181.0, "rotate": 410.0, "pressure": 113.8, "vibra
 def excursion_share(means: pd.DataFrame) -> pd.Series:
     """Share of clean snapshots (:func:`clean_24h_means`) whose 24 h mean is beyond ``EXCURSION_THRESHOLD``, per
     sensor and for any sensor."""
-    beyond = pd.DataFrame({s: means[s] < EXCURSION_THRESHOLD[s] if s == "rotate" else means[s] > EXCURSION_THRESHOLD[s]
-                           for s in SENSORS})
+    beyond = pd.DataFrame(
+        {s: means[s] < EXCURSION_THRESHOLD[s] if s == "rotate" else means[s] > EXCURSION_THRESHOLD[s] for s in SENSORS}
+    )
     return pd.concat([beyond.mean(), pd.Series({"any": beyond.any(axis=1).mean()})]).rename("excursion_share")
 
 

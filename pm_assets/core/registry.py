@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -74,8 +74,13 @@ def _json_bytes(obj) -> bytes:
 
 def _full_card(card: dict, sha256: str) -> dict:
     """``card`` with what registration adds: when, the artifact and its sha256, the library versions."""
-    return {**card, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "artifact": ARTIFACT,
-            "sha256": sha256, "libraries": library_versions()}
+    return {
+        **card,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "artifact": ARTIFACT,
+        "sha256": sha256,
+        "libraries": library_versions(),
+    }
 
 
 def _card_bytes(full_card: dict, name: str, decision: dict | None) -> bytes:

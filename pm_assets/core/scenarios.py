@@ -38,8 +38,9 @@ def scenarios(start: str = DRIFT_START) -> dict[str, DriftSpec | None]:
 def fleet(config: SimulationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The simulated fleet's features and labels, as the pipeline builds them."""
     tables = simulate(config)
-    features = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
-                              config.start, config.end)
+    features = build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], config.start, config.end
+    )
     return features, build_labels(features, tables["failures"], HORIZON_HOURS, config.end)
 
 
@@ -69,15 +70,21 @@ def light_days(rows: pd.DataFrame, days, params: MonitoringParams = MonitoringPa
     out = []
     for day, result in zip(days, monitor_days(rows, days + pd.Timedelta(days=1), names, params), strict=True):
         named = {a.name: a for a in result.alerts}
-        out.append({"date": day, "light": result.light, "alerts": result.alert_count,
-                    "fired": ",".join(a.name for a in result.alerts if a.fired),
-                    "score_psi": result.drift_scores["psi"].iloc[0],
-                    "drifted": int(result.drift_features["drifted"].sum()),
-                    "label_change": named["label_drift"].value,
-                    "reconstruction_error": (result.multivariate or {}).get("production_error"),
-                    "reconstruction_threshold": (result.multivariate or {}).get("upper_threshold"),
-                    "correlation_change": (result.multivariate or {}).get("correlation_change"),
-                    "correlation_threshold": (result.multivariate or {}).get("correlation_threshold")})
+        out.append(
+            {
+                "date": day,
+                "light": result.light,
+                "alerts": result.alert_count,
+                "fired": ",".join(a.name for a in result.alerts if a.fired),
+                "score_psi": result.drift_scores["psi"].iloc[0],
+                "drifted": int(result.drift_features["drifted"].sum()),
+                "label_change": named["label_drift"].value,
+                "reconstruction_error": (result.multivariate or {}).get("production_error"),
+                "reconstruction_threshold": (result.multivariate or {}).get("upper_threshold"),
+                "correlation_change": (result.multivariate or {}).get("correlation_change"),
+                "correlation_threshold": (result.multivariate or {}).get("correlation_threshold"),
+            }
+        )
     return pd.DataFrame(out)
 
 

@@ -13,8 +13,13 @@ from pm_assets.core.schema import COMPONENTS
 MEDIUM_RISK, HIGH_RISK = 0.2, 0.5
 
 
-def score_snapshots(features: pd.DataFrame, bundle, version: str, medium_threshold: float = MEDIUM_RISK,
-                    high_threshold: float = HIGH_RISK) -> pd.DataFrame:
+def score_snapshots(
+    features: pd.DataFrame,
+    bundle,
+    version: str,
+    medium_threshold: float = MEDIUM_RISK,
+    high_threshold: float = HIGH_RISK,
+) -> pd.DataFrame:
     """Every snapshot with the bundle's scores (NaN and no class where not usable), risk level and version."""
     out = features[["machineID", "datetime"]].copy()
     usable = features["usable"].to_numpy()
@@ -43,17 +48,19 @@ def rank_worklist(scores: pd.DataFrame, failure_cost: float, inspection_cost: fl
         worst = scored.loc[scored.groupby([scored["datetime"].dt.floor("D"), "machineID"])["p_any"].idxmax()]
         worst = worst.assign(date=worst["datetime"].dt.floor("D"))
     waiting, saving = expected_costs(worst["p_any"].to_numpy(), failure_cost, inspection_cost)
-    worklist = pd.DataFrame({
-        "date": worst["date"].to_numpy(),
-        "machineID": worst["machineID"].to_numpy(),
-        "worst_snapshot": worst["datetime"].to_numpy(),
-        "p_any": worst["p_any"].to_numpy(),
-        "likely_component": worst["likely_component"].to_numpy(),
-        "risk_level": worst["risk_level"].to_numpy(),
-        "expected_failure_cost": waiting,
-        "expected_saving": saving,
-        "action": np.where(saving > 0, "inspect", "monitor"),
-        "model_version": worst["model_version"].to_numpy(),
-    }).sort_values(["date", "expected_saving", "machineID"], ascending=[True, False, True], kind="stable")
+    worklist = pd.DataFrame(
+        {
+            "date": worst["date"].to_numpy(),
+            "machineID": worst["machineID"].to_numpy(),
+            "worst_snapshot": worst["datetime"].to_numpy(),
+            "p_any": worst["p_any"].to_numpy(),
+            "likely_component": worst["likely_component"].to_numpy(),
+            "risk_level": worst["risk_level"].to_numpy(),
+            "expected_failure_cost": waiting,
+            "expected_saving": saving,
+            "action": np.where(saving > 0, "inspect", "monitor"),
+            "model_version": worst["model_version"].to_numpy(),
+        }
+    ).sort_values(["date", "expected_saving", "machineID"], ascending=[True, False, True], kind="stable")
     worklist.insert(1, "rank", worklist.groupby("date").cumcount() + 1)
     return worklist.reset_index(drop=True)

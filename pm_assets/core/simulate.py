@@ -37,9 +37,9 @@ import pyarrow.csv as pa_csv
 
 from pm_assets.core.schema import (
     COMPONENT_ERRORS,
-    DAILY_TABLES,
     COMPONENT_SENSOR,
     COMPONENTS,
+    DAILY_TABLES,
     ERROR_IDS,
     MODELS,
     SENSORS,
@@ -74,8 +74,9 @@ class DriftSpec:
         if self.correlated_noise is not None:
             a, b, rho = self.correlated_noise
             if a not in SENSORS or b not in SENSORS or SENSORS.index(a) >= SENSORS.index(b) or not -1 <= rho <= 1:
-                raise ValueError(f"correlated_noise {self.correlated_noise!r}: two sensors in SENSORS order and "
-                                 "-1 <= rho <= 1")
+                raise ValueError(
+                    f"correlated_noise {self.correlated_noise!r}: two sensors in SENSORS order and -1 <= rho <= 1"
+                )
         if self.failure_rate_factor < 0 or any(v <= 0 for v in self.sensor_scale.values()):
             raise ValueError("failure_rate_factor must be >= 0 and sensor scales > 0")
 
@@ -98,14 +99,83 @@ class SimulationConfig:
     )
     age_range: tuple[int, int] = (0, 20)  # inclusive; used where ages_by_model is None
     # Ages drawn, per model, from these (the real file's ages of that model's machines: model4 is younger).
-    ages_by_model: Mapping[str, tuple[int, ...]] | None = field(default_factory=lambda: {
-        "model1": (2, 3, 5, 7, 10, 11, 14, 14, 14, 15, 15, 16, 16, 17, 17, 20),
-        "model2": (2, 4, 6, 6, 10, 10, 10, 12, 14, 14, 16, 18, 18, 18, 19, 20, 20),
-        "model3": (1, 2, 2, 3, 5, 6, 7, 7, 8, 9, 9, 9, 9, 10, 10, 11, 14, 14, 14, 14, 14, 14, 15, 15, 16, 17, 17, 17,
-                   17, 18, 18, 19, 20, 20, 20),
-        "model4": (0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7, 7, 9, 10, 10, 10, 10, 12, 14, 14, 14, 15, 15, 16, 17, 18,
-                   19, 19, 20),
-    })
+    ages_by_model: Mapping[str, tuple[int, ...]] | None = field(
+        default_factory=lambda: {
+            "model1": (2, 3, 5, 7, 10, 11, 14, 14, 14, 15, 15, 16, 16, 17, 17, 20),
+            "model2": (2, 4, 6, 6, 10, 10, 10, 12, 14, 14, 16, 18, 18, 18, 19, 20, 20),
+            "model3": (
+                1,
+                2,
+                2,
+                3,
+                5,
+                6,
+                7,
+                7,
+                8,
+                9,
+                9,
+                9,
+                9,
+                10,
+                10,
+                11,
+                14,
+                14,
+                14,
+                14,
+                14,
+                14,
+                15,
+                15,
+                16,
+                17,
+                17,
+                17,
+                17,
+                18,
+                18,
+                19,
+                20,
+                20,
+                20,
+            ),
+            "model4": (
+                0,
+                1,
+                1,
+                2,
+                2,
+                3,
+                3,
+                4,
+                4,
+                5,
+                5,
+                6,
+                7,
+                7,
+                7,
+                9,
+                10,
+                10,
+                10,
+                10,
+                12,
+                14,
+                14,
+                14,
+                15,
+                15,
+                16,
+                17,
+                18,
+                19,
+                19,
+                20,
+            ),
+        }
+    )
 
     # Telemetry: overall mean and sd of each sensor, precursor windows included (published full-file figures).
     sensor_mean: Mapping[str, float] = field(
@@ -135,10 +205,16 @@ class SimulationConfig:
     # rather than 42 / 719 because independent failures on the same day already give ~1 % (400-machine fleets,
     # seeds 7 and 8: 11.4 % and 10.7 %).
     co_failure_share: float = 0.048
-    co_failure_pairs: Mapping[tuple[str, str], float] = field(default_factory=lambda: {
-        ("comp2", "comp4"): 14, ("comp1", "comp2"): 9, ("comp1", "comp4"): 6, ("comp1", "comp3"): 5,
-        ("comp2", "comp3"): 4, ("comp3", "comp4"): 4,
-    })
+    co_failure_pairs: Mapping[tuple[str, str], float] = field(
+        default_factory=lambda: {
+            ("comp2", "comp4"): 14,
+            ("comp1", "comp2"): 9,
+            ("comp1", "comp4"): 6,
+            ("comp1", "comp3"): 5,
+            ("comp2", "comp3"): 4,
+            ("comp3", "comp4"): 4,
+        }
+    )
     # Wear-out: a part fails no earlier than this many days after its replacement (real: the shortest gap
     # ending in a failure is 26 days, the median 75).
     min_failure_age_days: int = 26
@@ -264,7 +340,8 @@ def simulate(config: SimulationConfig | None = None) -> dict[str, pd.DataFrame]:
     # independent streams per part (the later ones added without changing the earlier ones' draws)
     seeds = np.random.SeedSequence(config.seed).spawn(7)
     rng_machines, rng_components, rng_telemetry, rng_errors, rng_co, rng_excursions, rng_gaps = (
-        np.random.default_rng(s) for s in seeds)
+        np.random.default_rng(s) for s in seeds
+    )
 
     machines = _simulate_machines(config, rng_machines)
     maintenance, failures = _simulate_components(config, machines, rng_components, rng_co)
@@ -323,8 +400,11 @@ def _eligible_share(config: SimulationConfig) -> np.ndarray:
     mix = np.array([config.model_mix[m] for m in MODELS], dtype=float)
     share = np.zeros(len(COMPONENTS))
     for code, model in enumerate(MODELS):
-        ages = np.asarray(config.ages_by_model[model] if config.ages_by_model is not None else
-                          np.arange(config.age_range[0], config.age_range[1] + 1))
+        ages = np.asarray(
+            config.ages_by_model[model]
+            if config.ages_by_model is not None
+            else np.arange(config.age_range[0], config.age_range[1] + 1)
+        )
         share += mix[code] / mix.sum() * fails_on(config, np.full(len(ages), code), ages).mean(axis=0)
     return share
 
@@ -486,8 +566,13 @@ def _hour_index(times: np.ndarray, config: SimulationConfig) -> np.ndarray:
     return ((times - _ns(config.start)) // _HOUR).astype(np.int64)
 
 
-def _simulate_telemetry(config: SimulationConfig, failures: pd.DataFrame, rng: np.random.Generator,
-                        excursion_rng: np.random.Generator, gap_rng: np.random.Generator) -> pd.DataFrame:
+def _simulate_telemetry(
+    config: SimulationConfig,
+    failures: pd.DataFrame,
+    rng: np.random.Generator,
+    excursion_rng: np.random.Generator,
+    gap_rng: np.random.Generator,
+) -> pd.DataFrame:
     n, hours = config.machines, int((_ns(config.end) - _ns(config.start)) // _HOUR)
     baseline = sensor_baseline(config)
     drift_from = hours
@@ -588,7 +673,8 @@ def _simulate_errors(config: SimulationConfig, failures: pd.DataFrame, rng: np.r
 def write_kaggle_csv(
     tables: Mapping[str, pd.DataFrame], out_dir: str | Path, compress: bool = False, suffix: str = ""
 ) -> dict[str, Path]:
-    """Write the tables as Kaggle files (``PdM_<name><suffix>.csv``, ``.csv.gz`` when ``compress``); returns name -> path.
+    """Write the tables as Kaggle files (``PdM_<name><suffix>.csv``, ``.csv.gz`` when ``compress``); returns
+    name -> path.
 
     The exact Kaggle format: double-quoted header and string values, unquoted numbers, timestamps as
     ``2015-01-01 06:00:00``, floats at shortest round-trip precision, CRLF after every line. Each file is
@@ -620,13 +706,14 @@ def write_kaggle_csv(
     return paths
 
 
-
 def day_tables(tables: Mapping[str, pd.DataFrame], day: str) -> dict[str, pd.DataFrame]:
     """The rows of the four time tables that fall on one UTC day (what a daily export of that day holds)."""
     start = pd.Timestamp(day)
     end = start + pd.Timedelta(days=1)
-    return {name: tables[name][(tables[name]["datetime"] >= start) & (tables[name]["datetime"] < end)]
-            for name in DAILY_TABLES}
+    return {
+        name: tables[name][(tables[name]["datetime"] >= start) & (tables[name]["datetime"] < end)]
+        for name in DAILY_TABLES
+    }
 
 
 def write_day_files(tables: Mapping[str, pd.DataFrame], day: str, out_dir: str | Path) -> dict[str, Path]:
@@ -636,6 +723,7 @@ def write_day_files(tables: Mapping[str, pd.DataFrame], day: str, out_dir: str |
 
 
 # --- bad exports ---------------------------------------------------------------------------------------------
+
 
 def _replace_field(line: str, index: int, value: str) -> str:
     fields = line.split(",")
@@ -660,8 +748,13 @@ CORRUPTIONS: dict[str, Callable[[str, str], list[str]]] = {
 }
 
 
-def corrupt_csv(source: str | Path, target: str | Path, fraction: float = 0.01, seed: int = 0,
-                kinds: tuple[str, ...] = tuple(CORRUPTIONS)) -> dict[str, int]:
+def corrupt_csv(
+    source: str | Path,
+    target: str | Path,
+    fraction: float = 0.01,
+    seed: int = 0,
+    kinds: tuple[str, ...] = tuple(CORRUPTIONS),
+) -> dict[str, int]:
     """Write a copy of a Kaggle CSV with ``fraction`` of its data lines damaged, the defects of :data:`CORRUPTIONS`
     in turn over random lines (deterministic for a seed); returns how many lines got each defect."""
     text = Path(source).read_bytes().decode("utf-8")

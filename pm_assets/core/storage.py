@@ -374,8 +374,10 @@ def concat_partitions(frames: list[pd.DataFrame]) -> pd.DataFrame:
             if any(list(f[col].cat.categories) != categories for f in frames):
                 united[col] = categories
     if united:  # only then are the frames copied (a copy of a year of features is hundreds of MB)
-        frames = [f.assign(**{col: f[col].cat.set_categories(categories) for col, categories in united.items()})
-                  for f in frames]
+        frames = [
+            f.assign(**{col: f[col].cat.set_categories(categories) for col, categories in united.items()})
+            for f in frames
+        ]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -52,7 +52,9 @@ def rule_parse_problem(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> Rul
 
 
 def rule_implausible_time(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
-    problems = frame[TIME_PROBLEM].fillna("").to_numpy(dtype=object) if TIME_PROBLEM in frame else np.full(len(frame), "")
+    problems = (
+        frame[TIME_PROBLEM].fillna("").to_numpy(dtype=object) if TIME_PROBLEM in frame else np.full(len(frame), "")
+    )
     mask = problems != ""  # chunks staged before this rule existed have no such column (NaN when read together)
     return mask, lambda pos: [str(p) for p in problems[pos]]
 
@@ -74,11 +76,15 @@ class PlausibleTimes:
         out = np.full(len(values), "", dtype=object)
         early = np.flatnonzero(values < np.datetime64(self.earliest))
         late = np.flatnonzero(values > np.datetime64(self.latest))
-        for positions, side, bound, why in ((early, "before", self.earliest, self.earliest_why),
-                                            (late, "after", self.latest, self.latest_why)):
+        for positions, side, bound, why in (
+            (early, "before", self.earliest, self.earliest_why),
+            (late, "after", self.latest, self.latest_why),
+        ):
             for p in positions:
-                out[p] = (f"{column}: {pd.Timestamp(values[p])} is {side} the plausible range "
-                          f"({'starts' if side == 'before' else 'ends'} {bound}{': ' + why if why else ''})")
+                out[p] = (
+                    f"{column}: {pd.Timestamp(values[p])} is {side} the plausible range "
+                    f"({'starts' if side == 'before' else 'ends'} {bound}{': ' + why if why else ''})"
+                )
         return out
 
 
@@ -103,15 +109,22 @@ def rule_not_on_the_hour(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> R
 
 def rule_unknown_category(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
     masks = {
-        c: (frame[c].notna() & ~frame[c].astype(object).isin(list(allowed)) & ~pd.Series(_is_missing(frame[c]), index=frame.index)).to_numpy()
+        c: (
+            frame[c].notna()
+            & ~frame[c].astype(object).isin(list(allowed))
+            & ~pd.Series(_is_missing(frame[c]), index=frame.index)
+        ).to_numpy()
         for c, allowed in spec.categories.items()
     }
     mask = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(len(frame), bool)
 
     def messages(pos: np.ndarray) -> list[str]:
         return [
-            "; ".join(f"{c}: unknown value {frame[c].iloc[p]!r} (allowed {', '.join(spec.categories[c])})"
-                      for c in masks if masks[c][p])
+            "; ".join(
+                f"{c}: unknown value {frame[c].iloc[p]!r} (allowed {', '.join(spec.categories[c])})"
+                for c in masks
+                if masks[c][p]
+            )
             for p in pos
         ]
 
@@ -127,8 +140,11 @@ def rule_out_of_bounds(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> Rul
 
     def messages(pos: np.ndarray) -> list[str]:
         return [
-            "; ".join(f"{c}: {frame[c].iloc[p]} outside [{spec.bounds[c][0]:g}, {spec.bounds[c][1]:g}]"
-                      for c in masks if masks[c][p])
+            "; ".join(
+                f"{c}: {frame[c].iloc[p]} outside [{spec.bounds[c][0]:g}, {spec.bounds[c][1]:g}]"
+                for c in masks
+                if masks[c][p]
+            )
             for p in pos
         ]
 
@@ -144,7 +160,7 @@ class Fleet:
     rejected: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def from_machines(cls, kept: pd.DataFrame, rejected: pd.DataFrame | None = None) -> "Fleet":
+    def from_machines(cls, kept: pd.DataFrame, rejected: pd.DataFrame | None = None) -> Fleet:
         """The fleet of a validated machines table: its kept ids, and each rejected id that is not also kept (an
         exact repeat of a kept machine is no rejection of it) with the reason and where it was read."""
         ids = kept["machineID"].to_numpy(dtype="float64")
@@ -152,16 +168,19 @@ class Fleet:
         if rejected is not None and len(rejected):
             known = set(ids.tolist())
             for row in rejected.itertuples(index=False):
-                machine = getattr(row, "machineID")
+                machine = row.machineID
                 if pd.isna(machine) or float(machine) in known or int(machine) in out:
                     continue
-                where = "" if getattr(row, RULES_COLUMN) == CONFLICT_RULE else \
-                    f" ({getattr(row, FILE_COLUMN, 'PdM_machines')} line {getattr(row, LINE_COLUMN)})"
+                where = (
+                    ""
+                    if getattr(row, RULES_COLUMN) == CONFLICT_RULE
+                    else f" ({getattr(row, FILE_COLUMN, 'PdM_machines')} line {getattr(row, LINE_COLUMN)})"
+                )
                 out[int(machine)] = getattr(row, REASON_COLUMN) + where
         return cls(ids, out)
 
     @classmethod
-    def of(cls, machine_ids) -> "Fleet | None":
+    def of(cls, machine_ids) -> Fleet | None:
         if machine_ids is None or isinstance(machine_ids, Fleet):
             return machine_ids
         return cls(np.asarray(list(machine_ids), dtype="float64"))
@@ -273,8 +292,9 @@ class ValidationTotals:
         shape = result.kept.head(0)
         if self.schema is None and self.schema_agrees:
             self.schema = shape
-        elif self.schema is not None and not (list(shape.columns) == list(self.schema.columns)
-                                              and (shape.dtypes == self.schema.dtypes).all()):
+        elif self.schema is not None and not (
+            list(shape.columns) == list(self.schema.columns) and (shape.dtypes == self.schema.dtypes).all()
+        ):
             self.schema, self.schema_agrees = None, False
         for rule, n in count_violations(result.kept, self.spec, self.machine_ids).items():
             self.stored[rule] = self.stored.get(rule, 0) + n
@@ -301,8 +321,9 @@ class ValidationTotals:
         return self.kept_rows + sum(len(p) for p in self.rejected_parts)
 
     def rejected_by_rule(self) -> dict[str, int]:
-        return ValidationResult(kept=self.schema if self.schema is not None else pd.DataFrame(),
-                                rejected=self.rejected).rejected_by_rule()
+        return ValidationResult(
+            kept=self.schema if self.schema is not None else pd.DataFrame(), rejected=self.rejected
+        ).rejected_by_rule()
 
 
 def to_schema_types(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
@@ -386,7 +407,9 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
         rows = frame.iloc[clean_pos[conflict]]
         rest = [c for c in spec.columns if c not in spec.key]
         for _, group in rows.groupby(list(spec.key), sort=False):
-            where = [f"{_where(row)} ({', '.join(f'{c} {_shown(row[c])}' for c in rest)})" for _, row in group.iterrows()]
+            where = [
+                f"{_where(row)} ({', '.join(f'{c} {_shown(row[c])}' for c in rest)})" for _, row in group.iterrows()
+            ]
             key = ", ".join(f"{c} {_shown(group[c].iloc[0])}" for c in spec.key)
             message = f"{key} is listed with different values: {'; '.join(where)}; which is right cannot be told"
             for p in group.index:
