@@ -95,8 +95,11 @@ def landing_resource(root: Path, raw_dir: Path, telemetry: str | None = None, qu
         link = landing / source.name
         if not link.exists():
             link.symlink_to(source.resolve())
-    return LandingResource(landing_dir=str(landing), staging_dir=str(root / "staging"),
-                           quarantine_dir=quarantine or str(root / "quarantine"))
+    return LandingResource(
+        landing_dir=str(landing),
+        staging_dir=str(root / "staging"),
+        quarantine_dir=quarantine or str(root / "quarantine"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -57,8 +57,13 @@ class PostgresServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"PM_PG_HOST": "127.0.0.1", "PM_PG_PORT": str(self.port), "PM_PG_USER": self.user,
-                "PM_PG_PASSWORD": "", "PM_PG_DB": self.db}
+        return {
+            "PM_PG_HOST": "127.0.0.1",
+            "PM_PG_PORT": str(self.port),
+            "PM_PG_USER": self.user,
+            "PM_PG_PASSWORD": "",
+            "PM_PG_DB": self.db,
+        }
 
     @property
     def url(self) -> str:
@@ -69,14 +74,26 @@ class PostgresServer:
         if done.returncode:
             raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
-    def start(self) -> "PostgresServer":
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
-                  "--no-sync")
+    def start(self) -> PostgresServer:
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
         options = f"-p {self.port} -h 127.0.0.1 -k {self.folder} -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"), "-o",
-                  options, "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, self.db)
         return self
 
@@ -95,10 +112,22 @@ class PostgresServer:
     def reset(self) -> None:
         """An empty database again (for the next user of the same server)."""
         for sql in (f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)", f"CREATE DATABASE {self.db}"):
-            self._run(str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d",
-                      "postgres", "-q", "-c", sql)
+            self._run(
+                str(self.bin / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                sql,
+            )
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         try:
             return self.start()
         except BaseException:
@@ -138,18 +167,33 @@ class AzuriteServer:
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
 
     @property
     def env(self) -> dict[str, str]:
         return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
 
-    def start(self) -> "AzuriteServer":
+    def start(self) -> AzuriteServer:
         log = open(self.folder / "azurite.log", "wb")
-        self.proc = subprocess.Popen([self.binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                                      "--location", str(self.folder / "data"), "--skipApiVersionCheck", "--silent"],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.folder / "data"),
+                "--skipApiVersionCheck",
+                "--silent",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         def listening():
             if self.proc.poll() is not None:

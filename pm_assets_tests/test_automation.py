@@ -15,14 +15,14 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
-    DefaultSensorStatus,
+    Definitions,
+    MaterializeResult,
     RunRequest,
     SkipReason,
+    asset,
     build_sensor_context,
+    define_asset_job,
 )
-
-from dagster import Definitions, MaterializeResult, asset, define_asset_job
-
 from dagster._core.storage.tags import (
     AUTO_RETRY_RUN_ID_TAG,
     MAX_RETRIES_TAG,
@@ -34,8 +34,8 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from pm_assets.automation import RETRAIN_TAGS, retrain_job, retraining_sensor
 from pm_assets.core.processes import HOST
-from pm_assets.partitions import daily_partitions
 from pm_assets.definitions import defs
+from pm_assets.partitions import daily_partitions
 from pm_assets.run_workers import HOST_TAG, PID_TAG
 
 
@@ -46,10 +46,17 @@ def fresh_instance():
 
 
 def report_monitoring(instance, partition: str, alerts: int) -> int:
-    instance.report_runless_asset_event(AssetMaterialization(
-        asset_key="monitoring", partition=partition,
-        metadata={"alert_count": alerts, "retrain_recommended": alerts >= 2,
-                  "traffic_light": ["green", "green", "yellow", "red"][min(alerts, 3)]}))
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key="monitoring",
+            partition=partition,
+            metadata={
+                "alert_count": alerts,
+                "retrain_recommended": alerts >= 2,
+                "traffic_light": ["green", "green", "yellow", "red"][min(alerts, 3)],
+            },
+        )
+    )
     return instance.fetch_materializations(AssetKey("monitoring"), limit=1).records[0].storage_id
 
 
@@ -81,10 +88,19 @@ def test_two_alerts_request_one_retraining_run_and_never_twice(fresh_instance):
 
 
 def _retraining_run(instance, run_id: str, pid: int, parent: str | None = None, **tags) -> DagsterRun:
-    run = DagsterRun(job_name=retrain_job.name, run_id=run_id, status=DagsterRunStatus.STARTED,
-                     tags={**tags, PID_TAG: str(pid), HOST_TAG: HOST,
-                           **({PARENT_RUN_ID_TAG: parent, ROOT_RUN_ID_TAG: parent} if parent else {})},
-                     parent_run_id=parent, root_run_id=parent)
+    run = DagsterRun(
+        job_name=retrain_job.name,
+        run_id=run_id,
+        status=DagsterRunStatus.STARTED,
+        tags={
+            **tags,
+            PID_TAG: str(pid),
+            HOST_TAG: HOST,
+            **({PARENT_RUN_ID_TAG: parent, ROOT_RUN_ID_TAG: parent} if parent else {}),
+        },
+        parent_run_id=parent,
+        root_run_id=parent,
+    )
     instance.add_run(run)
     return run
 
@@ -109,20 +125,30 @@ def test_a_killed_retraining_is_retried_once_and_the_recommendation_waits_for_it
     event_id = report_monitoring(instance, "2015-07-15", alerts=2)
     result, cursor = tick(instance)
     assert isinstance(result, SkipReason) and cursor is None
-    assert f"run {killed.run_id} (worker process {worker.pid} on {HOST} is no longer running) is failed by run " \
+    assert (
+        f"run {killed.run_id} (worker process {worker.pid} on {HOST} is no longer running) is failed by run "
         "monitoring and then retried" in result.skip_message
+    )
     # Dagster's run monitoring (the daemon's function) fails it; the run is then due for a retry
     monitor_started_run(instance, None, instance.get_run_record_by_id(killed.run_id), logging.getLogger("test"))
     failed = instance.get_run_by_id(killed.run_id)
     assert failed.status == DagsterRunStatus.FAILURE and failed.tags[WILL_RETRY_TAG] == "true"
     result, cursor = tick(instance, cursor)
-    assert isinstance(result, SkipReason) and f"run {killed.run_id} failed and the daemon is retrying it" in \
-        result.skip_message and cursor is None
+    assert (
+        isinstance(result, SkipReason)
+        and f"run {killed.run_id} failed and the daemon is retrying it" in result.skip_message
+        and cursor is None
+    )
     # the daemon's retry (same tags, linked as Dagster's retry daemon links it) runs ...
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        retry = _retraining_run(instance, "d" * 36, alive.pid, parent=killed.run_id,
-                                **{k: v for k, v in failed.tags.items() if not k.startswith("dagster/will")})
+        retry = _retraining_run(
+            instance,
+            "d" * 36,
+            alive.pid,
+            parent=killed.run_id,
+            **{k: v for k, v in failed.tags.items() if not k.startswith("dagster/will")},
+        )
         instance.add_run_tags(killed.run_id, {AUTO_RETRY_RUN_ID_TAG: retry.run_id})
         result, cursor = tick(instance, cursor)
         assert isinstance(result, SkipReason) and f"run {retry.run_id} (STARTED) is retraining" in result.skip_message
@@ -200,10 +226,11 @@ def test_a_result_from_a_run_still_in_progress_waits_for_the_run_to_end(fresh_in
     def probe(context):
         seen.append(tick(context.instance))  # the run that wrote monitoring is still STARTED here
 
-    job = Definitions(assets=[stub, probe], jobs=[define_asset_job("downstream_job", selection=[stub, probe])]
-                      ).resolve_job_def("downstream_job")
+    job = Definitions(
+        assets=[stub, probe], jobs=[define_asset_job("downstream_job", selection=[stub, probe])]
+    ).resolve_job_def("downstream_job")
     assert job.execute_in_process(instance=fresh_instance, partition_key="2015-07-16").success
-    (during, cursor_during), = seen
+    ((during, cursor_during),) = seen
     assert isinstance(during, SkipReason) and "deciding when it has finished" in during.skip_message
     assert cursor_during is None  # nothing handled yet
     after, _ = tick(fresh_instance)
@@ -211,9 +238,14 @@ def test_a_result_from_a_run_still_in_progress_waits_for_the_run_to_end(fresh_in
 
 
 def test_a_second_recommendation_within_one_production_window_does_not_retrain_again(fresh_instance):
-    fresh_instance.add_run(DagsterRun(job_name=retrain_job.name, run_id="c" * 36, status=DagsterRunStatus.SUCCESS,
-                                      tags={"pm_assets/trigger": "retraining_sensor",
-                                            "pm_assets/monitoring_partition": "2015-07-10"}))
+    fresh_instance.add_run(
+        DagsterRun(
+            job_name=retrain_job.name,
+            run_id="c" * 36,
+            status=DagsterRunStatus.SUCCESS,
+            tags={"pm_assets/trigger": "retraining_sensor", "pm_assets/monitoring_partition": "2015-07-10"},
+        )
+    )
     report_monitoring(fresh_instance, "2015-07-23", alerts=3)  # 13 days later: the same drift
     result, cursor = tick(fresh_instance)
     assert isinstance(result, SkipReason) and "retraining for 2015-07-10" in result.skip_message
@@ -226,8 +258,12 @@ def test_jobs_schedules_and_sensors_are_visible_with_descriptions_and_documented
     repo = defs.get_repository_def()
     assert {"main_job", "ingest_job", "downstream_job", "retrain_job"} <= set(repo.job_names)
     assert {s.name for s in repo.schedule_defs} == {"daily_schedule", "weekly_retraining_schedule"}
-    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "downstream_sensor", "retraining_sensor",
-                                                 "freshness_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "landing_sensor",
+        "downstream_sensor",
+        "retraining_sensor",
+        "freshness_sensor",
+    }
     for definition in [*repo.schedule_defs, *repo.sensor_defs]:
         assert definition.description, definition.name
         assert definition.default_status.value == "STOPPED", definition.name  # PM_AUTOMATION is not set here

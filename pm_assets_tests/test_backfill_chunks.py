@@ -61,15 +61,28 @@ def _chunks(size: int | None, first: str = FIRST) -> list[tuple[str, str]]:
 
 
 def _build(root, raw, chunk: int | None, instance) -> dict[str, str]:
-    resources = {"landing": landing_resource(root, raw), "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
-                 "model_registry": ModelRegistryResource(root=str(root / "models")),
-                 "outputs": OutputsResource(root=str(root / "outputs"))}
+    resources = {
+        "landing": landing_resource(root, raw),
+        "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
+        "model_registry": ModelRegistryResource(root=str(root / "models")),
+        "outputs": OutputsResource(root=str(root / "outputs")),
+    }
     for selection, partitioned in STAGES:
         start = MONITOR_FROM if selection == ["monitoring"] else FIRST
         for first, last in _chunks(chunk, start) if partitioned else [(None, None)]:
-            tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last} if first else {}
-            assert materialize(ASSETS, instance=instance, resources=resources, selection=selection, tags=tags,
-                               run_config=LIGHT if "failure_model" in selection else None).success
+            tags = (
+                {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+                if first
+                else {}
+            )
+            assert materialize(
+                ASSETS,
+                instance=instance,
+                resources=resources,
+                selection=selection,
+                tags=tags,
+                run_config=LIGHT if "failure_model" in selection else None,
+            ).success
     return stored_digests(root)
 
 
@@ -90,10 +103,17 @@ def test_a_backfill_in_chunks_stores_what_one_run_stores(tmp_path, instance, mon
 
 
 def test_the_backfill_policy_follows_the_setting(tmp_path):
-    probe = ("from pm_assets.definitions import defs\n"
-             "print(sorted({str(a.backfill_policy) for a in defs.assets if a.partitions_def is not None}))")
+    probe = (
+        "from pm_assets.definitions import defs\n"
+        "print(sorted({str(a.backfill_policy) for a in defs.assets if a.partitions_def is not None}))"
+    )
     for setting, expected in (("", BackfillPolicy.single_run()), ("30", BackfillPolicy.multi_run(30))):
-        out = subprocess.run([sys.executable, "-c", probe], env={"PM_BACKFILL_CHUNK_DAYS": setting,
-                                                                "PM_PARTITION_START": FIRST, "PATH": "/usr/bin:/bin"},
-                             capture_output=True, text=True, check=True, cwd=tmp_path)
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={"PM_BACKFILL_CHUNK_DAYS": setting, "PM_PARTITION_START": FIRST, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+        )
         assert out.stdout.strip() == str([str(expected)]), (setting, out.stdout, out.stderr[-500:])

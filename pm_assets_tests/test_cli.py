@@ -36,5 +36,7 @@ def test_the_run_display_shows_each_step_and_its_progress_lines(capsys):
     progress = [line for line in shown if line.startswith("slow: ")]
     assert [p.split(",")[0] for p in progress] == ["slow: 1/3 chunks", "slow: 2/3 chunks", "slow: 3/3 chunks"]
     assert [line.split()[0:2] for line in shown if " done in " in line] == [["slow", "done"], ["after", "done"]]
-    assert shown.index(progress[-1]) < next(i for i, line in enumerate(shown) if line.startswith("slow ") and "done" in line)
+    assert shown.index(progress[-1]) < next(
+        i for i, line in enumerate(shown) if line.startswith("slow ") and "done" in line
+    )
     assert not any("ordinary" in line for line in lines)

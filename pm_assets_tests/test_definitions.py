@@ -35,8 +35,13 @@ def test_every_asset_declares_the_code_version_of_the_code_it_runs():
         for spec in asset.specs:
             assert spec.code_version and len(spec.code_version) == 12, spec.key
     used = code_modules("pm_assets.assets.features")
-    assert {"pm_assets.assets.features", "pm_assets.core.features", "pm_assets.core.labels", "pm_assets.resources",
-            "pm_assets.core.storage"} <= set(used)
+    assert {
+        "pm_assets.assets.features",
+        "pm_assets.core.features",
+        "pm_assets.core.labels",
+        "pm_assets.resources",
+        "pm_assets.core.storage",
+    } <= set(used)
     assert "pm_assets.core.drift" not in used and "pm_assets.core.model" not in used  # other stages' code
     assert code_version("pm_assets.assets.features") != code_version("pm_assets.assets.scoring")
 
@@ -62,12 +67,15 @@ def test_partitioned_assets_share_daily_partitions_and_run_backfills_as_one_run(
 
 
 def _partitions_in_a_fresh_process(env: dict) -> list[str]:
-    """first key, last key and count of the daily partitions a process with ``env`` loads (settings are read at import)."""
-    code = ("from pm_assets.partitions import daily_partitions as p; k = p.get_partition_keys(); "
-            "print(k[0], k[-1], len(k))")
+    """first key, last key and count of the daily partitions a process with ``env`` loads (settings are read at
+    import)."""
+    code = (
+        "from pm_assets.partitions import daily_partitions as p; k = p.get_partition_keys(); print(k[0], k[-1], len(k))"
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_")}
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env={**clean, **env}, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 
@@ -82,7 +90,10 @@ def test_partitions_are_open_ended_up_to_yesterday_by_default():
 
 def test_an_end_date_stays_possible_for_the_kaggle_year():
     assert _partitions_in_a_fresh_process({"PM_PARTITION_START": "2015-01-01", "PM_PARTITION_END": "2016-01-02"}) == [
-        "2015-01-01", "2016-01-01", "366"]
+        "2015-01-01",
+        "2016-01-01",
+        "366",
+    ]
 
 
 def test_every_job_runs_its_steps_in_process():

@@ -52,9 +52,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 import pandas as pd
+import pytest
 
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.simulate import DriftSpec, SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
@@ -132,8 +131,15 @@ class Stack:
         log = self.root / f"{name}.log"
         self.logs[name] = log
         with open(log, "wb") as out:  # the child keeps its own descriptor
-            self.procs[name] = subprocess.Popen(list(args), cwd=self.home, env=self.env, stdin=subprocess.DEVNULL,
-                                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                list(args),
+                cwd=self.home,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop_all(self) -> None:
         """SIGTERM every process group, wait up to 10 s, then SIGKILL what is left (run workers included)."""
@@ -201,14 +207,16 @@ class Stack:
     # --- GraphQL --------------------------------------------------------------------------------------
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.web_port}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as exc:  # the server's own error message, not just the status
-            raise GraphQLError(f"HTTP {exc.code} for {query.split('(')[0].strip()[:60]}: "
-                               f"{exc.read().decode(errors='replace')[:2000]}") from exc
+            raise GraphQLError(
+                f"HTTP {exc.code} for {query.split('(')[0].strip()[:60]}: {exc.read().decode(errors='replace')[:2000]}"
+            ) from exc
         if payload.get("errors"):
             raise GraphQLError(json.dumps(payload["errors"])[:2000])
         return payload["data"]
@@ -226,8 +234,11 @@ class Stack:
     def run_errors(self, run_id: str) -> str:
         data = self.graphql(RUN_LOGS_QUERY, {"runId": run_id})["logsForRun"]
         events = data.get("events") or []
-        lines = [f"{e['__typename']}: {e.get('message', '')} {(e.get('error') or {}).get('message', '')}".strip()
-                 for e in events if e.get("level") == "ERROR" or e.get("error")]
+        lines = [
+            f"{e['__typename']}: {e.get('message', '')} {(e.get('error') or {}).get('message', '')}".strip()
+            for e in events
+            if e.get("level") == "ERROR" or e.get("error")
+        ]
         return "\n".join(lines[-15:]) or "<no error events>"
 
     def wait_for_run(self, run_id: str, timeout: float) -> dict:
@@ -357,7 +368,8 @@ def stack(tmp_path):
     shutil.copy(REPO_ROOT / "dagster.yaml", s.home / "dagster.yaml")
     (s.home / "workspace.yaml").write_text(
         f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {s.grpc_port}\n"
-        f"      location_name: {LOCATION}\n")
+        f"      location_name: {LOCATION}\n"
+    )
     try:
         yield s
     finally:
@@ -420,13 +432,33 @@ def _check_the_ui(stack: Stack, browser) -> None:
 
 
 def _start(stack: Stack) -> dict:
-    stack.start("code-server", str(BIN / "dagster"), "code-server", "start", "-m", "pm_assets.definitions",
-                "-h", "127.0.0.1", "-p", str(stack.grpc_port), "--location-name", LOCATION,
-                "--use-python-environment-entry-point")
+    stack.start(
+        "code-server",
+        str(BIN / "dagster"),
+        "code-server",
+        "start",
+        "-m",
+        "pm_assets.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(stack.grpc_port),
+        "--location-name",
+        LOCATION,
+        "--use-python-environment-entry-point",
+    )
     stack.wait_for("the code server to load pm_assets.definitions", lambda: _grpc_ready(stack.grpc_port), 90, 0.5)
     stack.phase("code server ready")
-    stack.start("webserver", str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(stack.web_port),
-                "-w", "workspace.yaml")
+    stack.start(
+        "webserver",
+        str(BIN / "dagster-webserver"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(stack.web_port),
+        "-w",
+        "workspace.yaml",
+    )
     stack.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
 
     def location_loaded():
@@ -458,15 +490,20 @@ def _settled(stack: Stack, selector: dict, after: float):
     runs = _all_runs(stack)
     if any(r["status"] not in TERMINAL for r in runs):
         return None
-    failed = [r for r in runs if r["status"] != "SUCCESS" and r["jobName"] != "__ASSET_JOB"
-              and r["runId"] not in stack.killed]
+    failed = [
+        r for r in runs if r["status"] != "SUCCESS" and r["jobName"] != "__ASSET_JOB" and r["runId"] not in stack.killed
+    ]
     if failed:
-        stack.fail(f"run {failed[0]['runId']} ({failed[0]['jobName']}) ended {failed[0]['status']}:\n"
-                   f"{stack.run_errors(failed[0]['runId'])}")
+        stack.fail(
+            f"run {failed[0]['runId']} ({failed[0]['jobName']}) ended {failed[0]['status']}:\n"
+            f"{stack.run_errors(failed[0]['runId'])}"
+        )
     last_end = max([after, *[r["endTime"] or 0 for r in runs]])
     ticks = stack.ticks(selector)
-    return any(t["timestamp"] > last_end and t["status"] == "SKIPPED" and "up to date" in (t["skipReason"] or "")
-               for t in ticks)
+    return any(
+        t["timestamp"] > last_end and t["status"] == "SKIPPED" and "up to date" in (t["skipReason"] or "")
+        for t in ticks
+    )
 
 
 def _materializations(stack: Stack, asset: str) -> list[dict]:
@@ -492,13 +529,20 @@ def _expected_changes(changes: list[set[tuple[str, str]]], days: list[str]) -> d
         for child in DOWNSTREAM:
             for d in days:
                 i = index[d]
-                reads = [(dep.parent, days[j]) for dep in DEPENDENCIES[child]
-                         for j in range(i + dep.start_offset, i + dep.end_offset + 1) if 0 <= j < len(days)]
+                reads = [
+                    (dep.parent, days[j])
+                    for dep in DEPENDENCIES[child]
+                    for j in range(i + dep.start_offset, i + dep.end_offset + 1)
+                    if 0 <= j < len(days)
+                ]
                 if d in materialized[child]:
                     hit = any(r in changed for r in reads)
                 else:
-                    hit = any((dep.parent, d) in changed or d in materialized[dep.parent]
-                              for dep in DEPENDENCIES[child] if dep.start_offset <= 0 <= dep.end_offset)
+                    hit = any(
+                        (dep.parent, d) in changed or d in materialized[dep.parent]
+                        for dep in DEPENDENCIES[child]
+                        if dep.start_offset <= 0 <= dep.end_offset
+                    )
                 if hit:
                     changed.add((child, d))
                     materialized[child].add(d)
@@ -559,22 +603,33 @@ def _scenario(stack: Stack) -> None:
 
     landing = stack.data / "landing"
     tables = _fleet()
-    history = {name: (t[t["datetime"] <= pd.Timestamp(HISTORY_END) + pd.Timedelta(hours=23)] if "datetime" in t else t)
-               for name, t in tables.items()}
+    history = {
+        name: (t[t["datetime"] <= pd.Timestamp(HISTORY_END) + pd.Timedelta(hours=23)] if "datetime" in t else t)
+        for name, t in tables.items()
+    }
     write_kaggle_csv(history, landing)
     stack.phase("simulated")
     repo = _start(stack)
     client = DagsterGraphQLClient("127.0.0.1", port_number=stack.web_port, timeout=60)
 
     # setup: the history as one run, then every schedule and sensor on (the only runs the test launches)
-    run_id = client.submit_job_execution("main_job", repository_location_name=LOCATION, tags={
-        "dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": HISTORY_END})
+    run_id = client.submit_job_execution(
+        "main_job",
+        repository_location_name=LOCATION,
+        tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": HISTORY_END},
+    )
     stack.wait_for_run(run_id, 150)
     stack.phase("history materialized")
     registry = LocalRegistry(stack.data / "models")
     assert registry.versions() == ["v0001"], registry.versions()
-    turned_on = subprocess.run([str(BIN / "pm-assets"), "automation", "on", "-w", str(stack.home / "workspace.yaml")],
-                               env=stack.env, cwd=stack.home, capture_output=True, text=True, timeout=120)
+    turned_on = subprocess.run(
+        [str(BIN / "pm-assets"), "automation", "on", "-w", str(stack.home / "workspace.yaml")],
+        env=stack.env,
+        cwd=stack.home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert turned_on.returncode == 0, turned_on.stdout + turned_on.stderr
     stack.phase("automation on")
     selector = {"repositoryLocationName": LOCATION, "repositoryName": repo["name"], "sensorName": "downstream_sensor"}
@@ -586,12 +641,22 @@ def _scenario(stack: Stack) -> None:
             dropped_at = time.time()
             for day in drop:
                 write_day_files(tables, day, landing)
-            stack.wait_for(f"the daemon to carry {drop[0]}..{drop[-1]} through",
-                           lambda: _settled(stack, selector, dropped_at), 120, 1.0)
+            stack.wait_for(
+                f"the daemon to carry {drop[0]}..{drop[-1]} through",
+                lambda dropped_at=dropped_at: _settled(stack, selector, dropped_at),
+                120,
+                1.0,
+            )
             stack.phase(f"drop {drop[0]}..{drop[-1]} settled")
-        retrain = stack.wait_for("the sensor's retraining run, retried after the kill, to end", lambda: [
-            r for r in stack.runs("retrain_job") if r["status"] in TERMINAL and r["runId"] not in stack.killed
-            and stack.killed], 180)
+        retrain = stack.wait_for(
+            "the sensor's retraining run, retried after the kill, to end",
+            lambda: [
+                r
+                for r in stack.runs("retrain_job")
+                if r["status"] in TERMINAL and r["runId"] not in stack.killed and stack.killed
+            ],
+            180,
+        )
     retrained_at = time.time()
     stack.wait_for("everything to settle after the retraining", lambda: _settled(stack, selector, retrained_at), 90)
     stack.phase("retrained")
@@ -608,19 +673,31 @@ def _scenario(stack: Stack) -> None:
     shutil.copy(landing / f"PdM_errors_{LIVE_DAYS[3]}.csv", landing / f"PdM_errors_{LIVE_DAYS[3]} (copy).csv")
     landing_selector = {**selector, "sensorName": "landing_sensor"}
     copied_at = time.time()
-    stack.wait_for("two landing sensor ticks after the copy", lambda: len(
-        [t for t in stack.ticks(landing_selector) if t["timestamp"] > copied_at and t["status"] != "STARTED"]) >= 2, 60)
+    stack.wait_for(
+        "two landing sensor ticks after the copy",
+        lambda: (
+            len([t for t in stack.ticks(landing_selector) if t["timestamp"] > copied_at and t["status"] != "STARTED"])
+            >= 2
+        ),
+        60,
+    )
     assert {r["runId"] for r in _all_runs(stack)} - before == set()
     stack.phase("copy ignored")
 
     # 3. a late errors file for day 2, with rows the day did not have
     known = day_tables(tables, LATE_DAY)["errors"]
-    late = pd.DataFrame({"datetime": pd.to_datetime([f"{LATE_DAY} 03:00", f"{LATE_DAY} 04:00"]), "machineID": [1, 2],
-                         "errorID": pd.Categorical(["error5", "error5"], categories=known["errorID"].cat.categories)})
+    late = pd.DataFrame(
+        {
+            "datetime": pd.to_datetime([f"{LATE_DAY} 03:00", f"{LATE_DAY} 04:00"]),
+            "machineID": [1, 2],
+            "errorID": pd.Categorical(["error5", "error5"], categories=known["errorID"].cat.categories),
+        }
+    )
     late_at = time.time()
     write_kaggle_csv({"errors": late}, landing, suffix=f"_late_{LATE_DAY}")
-    stack.wait_for("the late file's day and its dependents to be redone", lambda: _settled(stack, selector, late_at),
-                   120, 1.0)
+    stack.wait_for(
+        "the late file's day and its dependents to be redone", lambda: _settled(stack, selector, late_at), 120, 1.0
+    )
     stack.phase("late file settled")
     _assert_outcome(stack, setup_runs, retrain, late_at)
 
@@ -629,8 +706,11 @@ def _assert_outcome(stack: Stack, setup_runs: set[str], retrain: list[dict], lat
     runs = {r["runId"]: r for r in _all_runs(stack)}
     # nothing but the sensors and schedules launched a run after the setup
     later = [r for rid, r in runs.items() if rid not in setup_runs]
-    triggers = {r["runId"]: {t["key"]: t["value"] for t in r["tags"]}.get("pm_assets/trigger") for r in later
-                if r["jobName"] != "__ASSET_JOB"}
+    triggers = {
+        r["runId"]: {t["key"]: t["value"] for t in r["tags"]}.get("pm_assets/trigger")
+        for r in later
+        if r["jobName"] != "__ASSET_JOB"
+    }
     assert set(triggers.values()) <= {"landing_sensor", "downstream_sensor", "retraining_sensor"}, triggers
     # exactly one retraining requested, by the sensor, for a drifted day: the killed run and its one retry
     retrainings = [r for r in later if r["jobName"] == "retrain_job"]
@@ -655,16 +735,30 @@ def _assert_outcome(stack: Stack, setup_runs: set[str], retrain: list[dict], lat
     changes.append({("errors", LATE_DAY)})
     expected = _expected_changes(changes, days)
     for asset, per_day in expected.items():
-        observed = pd.Series([m["partition"] for m in _materializations(stack, asset)
-                              if runs.get(m["runId"], {}).get("jobName") == "downstream_job"]).value_counts().to_dict()
+        observed = (
+            pd.Series(
+                [
+                    m["partition"]
+                    for m in _materializations(stack, asset)
+                    if runs.get(m["runId"], {}).get("jobName") == "downstream_job"
+                ]
+            )
+            .value_counts()
+            .to_dict()
+        )
         assert observed == per_day, (asset, observed, per_day)
     # the late file: its ingestion run was exactly errors of that day
     (late_run,) = [r for r in later if r["jobName"] == "ingest_job" and (r["startTime"] or 0) > late_at]
     late_tags = {t["key"]: t["value"] for t in late_run["tags"]}
     assert (late_tags["dagster/asset_partition_range_start"], late_tags["dagster/asset_partition_range_end"]) == (
-        LATE_DAY, LATE_DAY), late_tags
+        LATE_DAY,
+        LATE_DAY,
+    ), late_tags
     # the last drifted day's monitoring (of the daily path) is yellow or red
-    last = [m for m in _materializations(stack, "monitoring") if m["partition"] == LIVE_DAYS[-1]
-            and runs.get(m["runId"], {}).get("jobName") == "downstream_job"]
+    last = [
+        m
+        for m in _materializations(stack, "monitoring")
+        if m["partition"] == LIVE_DAYS[-1] and runs.get(m["runId"], {}).get("jobName") == "downstream_job"
+    ]
     lights = {e["label"]: e.get("text") for e in last[-1]["metadataEntries"]}
     assert lights["traffic_light"] in ("yellow", "red"), lights

@@ -39,11 +39,14 @@ def daily(context):
 
 def _ranged_run(asset_def, instance):
     """One run of ``asset_def`` over every partition of DAYS; it must succeed."""
-    job = Definitions(assets=[asset_def], jobs=[define_asset_job("j")],
-                      resources={"memory": InMemoryIOManager()}).resolve_job_def("j")
+    job = Definitions(
+        assets=[asset_def], jobs=[define_asset_job("j")], resources={"memory": InMemoryIOManager()}
+    ).resolve_job_def("j")
     keys = DAYS.get_partition_keys()
-    result = job.execute_in_process(instance=instance, tags={"dagster/asset_partition_range_start": keys[0],
-                                                             "dagster/asset_partition_range_end": keys[-1]})
+    result = job.execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
     assert result.success
     return result
 
@@ -53,14 +56,19 @@ def _ranged_run_keeps_every_event(instance) -> None:
     keys = DAYS.get_partition_keys()
     records = instance.fetch_materializations(AssetKey("daily"), limit=100).records
     assert sorted(r.partition_key for r in records) == keys
-    assert {r.partition_key: r.asset_materialization.metadata["n"].value for r in records} == {k: int(k[-2:]) for k in keys}
+    assert {r.partition_key: r.asset_materialization.metadata["n"].value for r in records} == {
+        k: int(k[-2:]) for k in keys
+    }
 
 
 def test_project_instance_uses_the_pooled_storage_and_keeps_every_event(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    assert yaml.safe_load((home / "dagster.yaml").read_text())["event_log_storage"]["class"] == "PooledSqliteEventLogStorage"
+    assert (
+        yaml.safe_load((home / "dagster.yaml").read_text())["event_log_storage"]["class"]
+        == "PooledSqliteEventLogStorage"
+    )
     monkeypatch.chdir(home)  # the storage paths in dagster.yaml are relative
     instance = DagsterInstance.from_config(str(home))
     try:
@@ -69,7 +77,9 @@ def test_project_instance_uses_the_pooled_storage_and_keeps_every_event(tmp_path
         assert (home / ".dagster_home" / "storage" / "event_log.db").exists()
         storage = instance.event_log_storage
         assert storage.has_table("asset_event_tags") and "asset_event_tags" in storage._tables_present
-        assert not storage.has_table("no_such_table") and "no_such_table" not in storage._tables_present  # misses are asked again
+        assert (
+            not storage.has_table("no_such_table") and "no_such_table" not in storage._tables_present
+        )  # misses are asked again
     finally:
         instance.dispose()
 
@@ -122,8 +132,12 @@ def test_an_engine_is_never_shared_across_a_fork(postgres_home):
         instance.dispose()
 
 
-@asset(partitions_def=DAYS, backfill_policy=BackfillPolicy.single_run(), io_manager_key="memory",
-       check_specs=[AssetCheckSpec("positive", asset="checked")])
+@asset(
+    partitions_def=DAYS,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key="memory",
+    check_specs=[AssetCheckSpec("positive", asset="checked")],
+)
 def checked(context):
     for key in context.partition_keys:
         context.add_asset_metadata({"n": int(key[-2:])}, partition_key=key)
@@ -138,10 +152,17 @@ def _tables(storage) -> dict[str, list[tuple]]:
     out = {}
     with engine.connect() as conn:
         for table in ("event_logs", "asset_keys", "asset_event_tags", "asset_check_executions"):
-            columns = [c["name"] for c in db.inspect(conn).get_columns(table)
-                       if c["name"] not in ("create_timestamp", "wipe_timestamp", "cached_status_data")]
-            out[table] = [tuple(row) for row in conn.execute(db.text(
-                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(columns[:3])}"))]
+            columns = [
+                c["name"]
+                for c in db.inspect(conn).get_columns(table)
+                if c["name"] not in ("create_timestamp", "wipe_timestamp", "cached_status_data")
+            ]
+            out[table] = [
+                tuple(row)
+                for row in conn.execute(
+                    db.text(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(columns[:3])}")
+                )
+            ]
     engine.dispose()
     return out
 
@@ -159,13 +180,23 @@ def test_a_batch_of_events_is_stored_as_storing_them_one_by_one(tmp_path, monkey
     batched = PooledSqliteEventLogStorage(str(tmp_path / "batch"))
     for entry in entries:
         one_by_one.store_event(entry)
-    batchable = {DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
-                 DagsterEventType.ASSET_MATERIALIZATION}
+    batchable = {
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+        DagsterEventType.ASSET_MATERIALIZATION,
+    }
     batch, batches = [], 0
     for entry in entries + [None]:
-        if entry is not None and entry.dagster_event_type in batchable and (
-                not batch or batch[-1].dagster_event_type == entry.dagster_event_type
-                or {batch[-1].dagster_event_type, entry.dagster_event_type} <= batchable - {DagsterEventType.ASSET_MATERIALIZATION}):
+        if (
+            entry is not None
+            and entry.dagster_event_type in batchable
+            and (
+                not batch
+                or batch[-1].dagster_event_type == entry.dagster_event_type
+                or {batch[-1].dagster_event_type, entry.dagster_event_type}
+                <= batchable - {DagsterEventType.ASSET_MATERIALIZATION}
+            )
+        ):
             batch.append(entry)
             continue
         if batch:
@@ -181,7 +212,9 @@ def test_a_batch_of_events_is_stored_as_storing_them_one_by_one(tmp_path, monkey
         assert len(expected["asset_check_executions"]) >= len(keys)  # a planned row per partition, and the result's
         assert got == expected
         records = batched.fetch_materializations(AssetKey("checked"), limit=100).records
-        assert {r.partition_key: r.asset_materialization.metadata["n"].value for r in records} == {k: int(k[-2:]) for k in keys}
+        assert {r.partition_key: r.asset_materialization.metadata["n"].value for r in records} == {
+            k: int(k[-2:]) for k in keys
+        }
     finally:
         one_by_one.dispose()
         batched.dispose()

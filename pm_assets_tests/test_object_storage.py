@@ -34,23 +34,38 @@ LIGHT = {"ops": {"failure_model": {"config": {"max_iter": 20}}}}
 FIRST, LAST = "2015-01-01", "2015-03-01"  # 60 days
 MONITOR_FROM = "2015-02-16"  # the last 14 days
 DAYS, MONITORED = len(pd.date_range(FIRST, LAST)), len(pd.date_range(MONITOR_FROM, LAST))
-STAGES = [(["source_files", "machines", "maintenance_history"], None),
-          (["telemetry", "errors", "maintenance", "failures", "features", "labels"], (FIRST, LAST)),
-          (["failure_model"], None),
-          (["scores", "maintenance_worklist"], (FIRST, LAST)),
-          (["monitoring"], (MONITOR_FROM, LAST)),
-          (["monitoring_history"], None)]
+STAGES = [
+    (["source_files", "machines", "maintenance_history"], None),
+    (["telemetry", "errors", "maintenance", "failures", "features", "labels"], (FIRST, LAST)),
+    (["failure_model"], None),
+    (["scores", "maintenance_worklist"], (FIRST, LAST)),
+    (["monitoring"], (MONITOR_FROM, LAST)),
+    (["monitoring_history"], None),
+]
 
 
 def _run(root, raw, stores: dict[str, str], instance) -> None:
     landing = landing_resource(root, raw, quarantine=stores["quarantine"])
-    resources = {"landing": landing, "io_manager": ParquetIOManager(base_dir=stores["warehouse"]),
-                 "model_registry": ModelRegistryResource(root=stores["models"]),
-                 "outputs": OutputsResource(root=stores["outputs"])}
+    resources = {
+        "landing": landing,
+        "io_manager": ParquetIOManager(base_dir=stores["warehouse"]),
+        "model_registry": ModelRegistryResource(root=stores["models"]),
+        "outputs": OutputsResource(root=stores["outputs"]),
+    }
     for selection, days in STAGES:
-        tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[1]} if days else {}
-        assert materialize(list(defs.assets), instance=instance, resources=resources, selection=selection,
-                           tags=tags, run_config=LIGHT if "failure_model" in selection else None).success
+        tags = (
+            {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[1]}
+            if days
+            else {}
+        )
+        assert materialize(
+            list(defs.assets),
+            instance=instance,
+            resources=resources,
+            selection=selection,
+            tags=tags,
+            run_config=LIGHT if "failure_model" in selection else None,
+        ).success
 
 
 def _files(base) -> dict[str, bytes]:
@@ -59,7 +74,7 @@ def _files(base) -> dict[str, bytes]:
     if not is_remote(base):
         return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*.parquet")}
     blobs = base.fs.cat([p for p in base.fs.find(base.path) if p.endswith(".parquet")])  # fetched together
-    return {path[len(base.path) + 1:]: data for path, data in blobs.items()}
+    return {path[len(base.path) + 1 :]: data for path, data in blobs.items()}
 
 
 def _frame(data: bytes) -> pd.DataFrame:
@@ -73,8 +88,10 @@ def runs(azurite, tmp_path_factory, instance):
     end = (pd.Timestamp(LAST) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     write_kaggle_csv(simulate(SimulationConfig(machines=15, start=FIRST, end=end, seed=11)), raw)
     container = azurite.create_container("pm-assets-test")
-    stores = {"local": {name: str(root / "local" / name) for name in ("warehouse", "quarantine", "models", "outputs")},
-              "azure": {name: f"{container}/{name}" for name in ("warehouse", "quarantine", "models", "outputs")}}
+    stores = {
+        "local": {name: str(root / "local" / name) for name in ("warehouse", "quarantine", "models", "outputs")},
+        "azure": {name: f"{container}/{name}" for name in ("warehouse", "quarantine", "models", "outputs")},
+    }
     for name, where in stores.items():
         started = time.perf_counter()
         _run(root / name, raw, where, instance)
@@ -86,7 +103,11 @@ def test_the_graph_stores_the_same_frames_in_a_container(runs):
     local, azure = _files(runs["local"]["warehouse"]), _files(runs["azure"]["warehouse"])
     assert len(local) >= 8 * DAYS + MONITORED and set(azure) == set(local)  # every daily asset's every day
     assert sum(name.startswith("monitoring/") for name in local) == MONITORED
-    for name in ("source_files.parquet", "monitoring_history.parquet", *(n for n in local if n.startswith("monitoring/"))):
+    for name in (
+        "source_files.parquet",
+        "monitoring_history.parquet",
+        *(n for n in local if n.startswith("monitoring/")),
+    ):
         # what differs, and only that: the inventory's ingestion times, the reports' location (the container)
         here, there = _frame(local.pop(name)), _frame(azure.pop(name))
         differs = {"source_files.parquet": "ingested_at"}.get(name, "report")
@@ -131,6 +152,7 @@ def test_the_reports_are_in_the_container(runs):
     summary = json.loads((monitoring / LAST / "monitoring_summary.json").read_text())
     assert summary["date"] == LAST and summary["traffic_light"] in ("green", "yellow", "red")
     assert {p.name for p in (monitoring / LAST).iterdir()} == {
-        p.name for p in (as_path(runs["local"]["outputs"]) / "monitoring" / LAST).iterdir()}
+        p.name for p in (as_path(runs["local"]["outputs"]) / "monitoring" / LAST).iterdir()
+    }
     index = (monitoring / "index.html").read_text()
     assert f'href="{LAST}/report.html"' in index  # relative links: the page works where it is

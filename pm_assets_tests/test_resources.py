@@ -23,8 +23,9 @@ def readings(context) -> pd.DataFrame:
 
 def _run(instance, base_dir, first, last) -> dict[str, tuple[str, str]]:
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    assert materialize([readings], instance=instance, tags=tags,
-                       resources={"io_manager": ParquetIOManager(base_dir=str(base_dir))}).success
+    assert materialize(
+        [readings], instance=instance, tags=tags, resources={"io_manager": ParquetIOManager(base_dir=str(base_dir))}
+    ).success
     out = {}
     for record in instance.fetch_materializations(AssetKey("readings"), limit=10).records:
         mat = record.asset_materialization

@@ -14,8 +14,10 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from pm_assets.core.processes import HOST, worker_state
 from pm_assets.run_workers import HOST_TAG, PID_TAG, LocalRunLauncher, dead_runs
 
-LAUNCHER = {"run_launcher": {"module": "pm_assets.run_workers", "class": "LocalRunLauncher"},
-            "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0}}
+LAUNCHER = {
+    "run_launcher": {"module": "pm_assets.run_workers", "class": "LocalRunLauncher"},
+    "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0},
+}
 
 
 @pytest.fixture()
@@ -40,8 +42,9 @@ def live_pid():
 
 
 def _started(instance, run_id: str, pid: int, host: str = HOST) -> DagsterRun:
-    run = DagsterRun(job_name="main_job", run_id=run_id, status=DagsterRunStatus.STARTED,
-                     tags={PID_TAG: str(pid), HOST_TAG: host})
+    run = DagsterRun(
+        job_name="main_job", run_id=run_id, status=DagsterRunStatus.STARTED, tags={PID_TAG: str(pid), HOST_TAG: host}
+    )
     instance.add_run(run)
     return run
 
@@ -56,7 +59,9 @@ def test_the_worker_state_of_a_process(dead_pid, live_pid):
 
 
 def test_dagsters_run_monitoring_fails_a_run_whose_worker_died_and_keeps_a_live_one(instance, dead_pid, live_pid):
-    assert isinstance(instance.run_launcher, LocalRunLauncher) and instance.run_launcher.supports_check_run_worker_health
+    assert (
+        isinstance(instance.run_launcher, LocalRunLauncher) and instance.run_launcher.supports_check_run_worker_health
+    )
     dead = _started(instance, "d" * 36, dead_pid)
     live = _started(instance, "e" * 36, live_pid)
     elsewhere = _started(instance, "f" * 36, dead_pid, host="another-machine")

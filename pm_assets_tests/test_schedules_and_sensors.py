@@ -5,13 +5,12 @@ or why the tick skips. The partitions are the deployed open-ended ones, starting
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from dagster import (
-    AssetKey,
     AssetMaterialization,
     DagsterInstance,
     DagsterRun,
@@ -21,12 +20,12 @@ from dagster import (
 )
 
 from pm_assets.automation import daily_schedule, downstream_sensor, landing_sensor, weekly_retraining_schedule
-from pm_assets.core.landing import Staging, list_landed
+from pm_assets.core.landing import list_landed
 from pm_assets.core.simulate import SimulationConfig, simulate, write_day_files, write_kaggle_csv
 from pm_assets.definitions import defs
 from pm_assets.resources import LandingResource
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture()
@@ -43,8 +42,11 @@ def fleet():
 
 @pytest.fixture()
 def landing(tmp_path) -> LandingResource:
-    return LandingResource(landing_dir=str(tmp_path / "landing"), staging_dir=str(tmp_path / "staging"),
-                           quarantine_dir=str(tmp_path / "quarantine"))
+    return LandingResource(
+        landing_dir=str(tmp_path / "landing"),
+        staging_dir=str(tmp_path / "staging"),
+        quarantine_dir=str(tmp_path / "quarantine"),
+    )
 
 
 def at(text: str) -> datetime:
@@ -57,8 +59,12 @@ def materialize_runless(instance, asset: str, *days: str) -> None:
 
 
 def schedule_tick(schedule, instance, when: str, resources=None):
-    context = build_schedule_context(instance=instance, scheduled_execution_time=at(when), resources=resources,
-                                     repository_def=defs.get_repository_def())
+    context = build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=at(when),
+        resources=resources,
+        repository_def=defs.get_repository_def(),
+    )
     return schedule.evaluate_tick(context)
 
 
@@ -68,6 +74,7 @@ def sensor_tick(sensor, instance, resources=None, cursor=None):
 
 
 # --- weekly_retraining_schedule ------------------------------------------------------------------------------
+
 
 def test_weekly_retraining_before_any_partition_skips(fresh_instance):
     data = schedule_tick(weekly_retraining_schedule, fresh_instance, "2014-12-28 02:00")
@@ -79,11 +86,14 @@ def test_weekly_retraining_without_features_skips(fresh_instance):
     assert not data.run_requests and "no features materialized" in data.skip_message
 
 
-@pytest.mark.parametrize("when, expected", [
-    ("2015-06-14 02:00", "2015-06-13"),  # mid-history: the day before the Sunday tick
-    ("2015-08-02 02:00", "2015-07-31"),  # the day after the last data (features end 2015-07-31)
-    ("2026-11-29 02:00", "2015-07-31"),  # years later: still the latest day with features, not a day without data
-])
+@pytest.mark.parametrize(
+    "when, expected",
+    [
+        ("2015-06-14 02:00", "2015-06-13"),  # mid-history: the day before the Sunday tick
+        ("2015-08-02 02:00", "2015-07-31"),  # the day after the last data (features end 2015-07-31)
+        ("2026-11-29 02:00", "2015-07-31"),  # years later: still the latest day with features, not a day without data
+    ],
+)
 def test_weekly_retraining_requests_the_latest_day_with_features(fresh_instance, when, expected):
     materialize_runless(fresh_instance, "features", *pd.date_range("2015-06-01", "2015-07-31").strftime("%Y-%m-%d"))
     data = schedule_tick(weekly_retraining_schedule, fresh_instance, when)
@@ -93,6 +103,7 @@ def test_weekly_retraining_requests_the_latest_day_with_features(fresh_instance,
 
 
 # --- daily_schedule --------------------------------------------------------------------------------------------
+
 
 def test_daily_schedule_before_the_first_partition_skips(fresh_instance, landing):
     data = schedule_tick(daily_schedule, fresh_instance, "2015-01-01 00:30", {"landing": landing})
@@ -122,18 +133,23 @@ def test_daily_schedule_builds_a_staged_day_never_materialized_and_skips_it_afte
     data = schedule_tick(daily_schedule, fresh_instance, "2015-01-15 00:30", {"landing": landing})
     assert not data.run_requests and "already materialized" in data.skip_message
     # mid-history with nothing staged for that day, and years later
-    assert "no rows staged" in schedule_tick(daily_schedule, fresh_instance, "2015-06-15 00:30",
-                                             {"landing": landing}).skip_message
+    assert (
+        "no rows staged"
+        in schedule_tick(daily_schedule, fresh_instance, "2015-06-15 00:30", {"landing": landing}).skip_message
+    )
 
 
 # --- landing_sensor ----------------------------------------------------------------------------------------------
+
 
 def _selection(request) -> set[str]:
     return {k.to_user_string() for k in request.asset_selection}
 
 
 def _range(request) -> tuple[str | None, str | None]:
-    return request.tags.get("dagster/asset_partition_range_start"), request.tags.get("dagster/asset_partition_range_end")
+    return request.tags.get("dagster/asset_partition_range_start"), request.tags.get(
+        "dagster/asset_partition_range_end"
+    )
 
 
 def test_landing_sensor_on_an_empty_folder_skips(fresh_instance, landing):
@@ -150,12 +166,15 @@ def test_landing_sensor_requests_one_ingest_run_for_a_day_and_nothing_for_a_copy
     assert _range(request) == ("2015-01-20", "2015-01-20")
     assert request.run_key.startswith("landing-")
     assert sorted(request.run_config["ops"]["source_files"]["config"]["files"]) == sorted(
-        f"{stem}_2015-01-20.csv" for stem in ("PdM_errors", "PdM_failures", "PdM_maint", "PdM_telemetry"))
+        f"{stem}_2015-01-20.csv" for stem in ("PdM_errors", "PdM_failures", "PdM_maint", "PdM_telemetry")
+    )
     # once staged (what the run does), the same files start nothing, and neither does a copy under another name
     for file in list_landed(landing.landing_dir)[0]:
         landing.staging().stage(file)
-    shutil.copy(Path(landing.landing_dir) / "PdM_telemetry_2015-01-20.csv",
-                Path(landing.landing_dir) / "copy of PdM_telemetry_2015-01-20.csv")
+    shutil.copy(
+        Path(landing.landing_dir) / "PdM_telemetry_2015-01-20.csv",
+        Path(landing.landing_dir) / "copy of PdM_telemetry_2015-01-20.csv",
+    )
     again = sensor_tick(landing_sensor, fresh_instance, {"landing": landing}, cursor=data.cursor)
     assert not again.run_requests and "no new file" in again.skip_message and "notes.txt" in again.skip_message
 
@@ -182,7 +201,8 @@ def test_landing_sensor_gives_an_unreadable_file_a_run_of_its_own(fresh_instance
 
 
 def test_landing_sensor_waits_for_the_active_ingest_run_and_plans_only_the_files_it_did_not_take(
-        fresh_instance, landing, fleet):
+    fresh_instance, landing, fleet
+):
     # a drop lands file by file: the first tick sees part of it and requests a run for those files
     write_day_files(fleet, "2015-01-20", landing.landing_dir)
     first = sensor_tick(landing_sensor, fresh_instance, {"landing": landing})
@@ -202,10 +222,17 @@ def test_landing_sensor_waits_for_the_active_ingest_run_and_plans_only_the_files
 
 
 def test_landing_sensor_stages_todays_hours_without_a_partition_and_history_before_the_first(
-        fresh_instance, landing, tmp_path):
+    fresh_instance, landing, tmp_path
+):
     today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
-    fleet = simulate(SimulationConfig(machines=2, start=(today - pd.Timedelta(days=2)).strftime("%Y-%m-%d"),
-                                      end=(today + pd.Timedelta(hours=6)).strftime("%Y-%m-%d %H:00"), seed=1))
+    fleet = simulate(
+        SimulationConfig(
+            machines=2,
+            start=(today - pd.Timedelta(days=2)).strftime("%Y-%m-%d"),
+            end=(today + pd.Timedelta(hours=6)).strftime("%Y-%m-%d %H:00"),
+            seed=1,
+        )
+    )
     today_only = {"telemetry": fleet["telemetry"][fleet["telemetry"]["datetime"] >= today]}
     write_kaggle_csv(today_only, landing.landing_dir, suffix="_today")
     (request,) = sensor_tick(landing_sensor, fresh_instance, {"landing": landing}).run_requests
@@ -215,13 +242,24 @@ def test_landing_sensor_stages_todays_hours_without_a_partition_and_history_befo
 # --- downstream_sensor ---------------------------------------------------------------------------------------------
 
 DAYS = list(pd.date_range("2015-03-01", "2015-03-05").strftime("%Y-%m-%d"))
-CHAIN = ("telemetry", "errors", "maintenance", "failures", "features", "scores", "maintenance_worklist", "labels",
-         "monitoring")
+CHAIN = (
+    "telemetry",
+    "errors",
+    "maintenance",
+    "failures",
+    "features",
+    "scores",
+    "maintenance_worklist",
+    "labels",
+    "monitoring",
+)
 
 
 def _stage(data) -> tuple[set[str], list[tuple[str, str]]]:
-    return ({k.to_user_string() for k in data.run_requests[0].asset_selection},
-            sorted(_range(r) for r in data.run_requests))
+    return (
+        {k.to_user_string() for k in data.run_requests[0].asset_selection},
+        sorted(_range(r) for r in data.run_requests),
+    )
 
 
 def test_downstream_sensor_brings_a_new_day_up_to_date_in_two_stages(fresh_instance):
@@ -232,13 +270,17 @@ def test_downstream_sensor_brings_a_new_day_up_to_date_in_two_stages(fresh_insta
     for asset in CHAIN[:4]:
         materialize_runless(fresh_instance, asset, "2015-03-06")  # a new day arrives
     assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == (
-        {"features", "scores", "maintenance_worklist"}, [("2015-03-06", "2015-03-06")])
+        {"features", "scores", "maintenance_worklist"},
+        [("2015-03-06", "2015-03-06")],
+    )
     for asset in ("features", "scores", "maintenance_worklist"):
         materialize_runless(fresh_instance, asset, "2015-03-06")
     # labels mature for the two days before (failures of 03-06 are in their horizon), and monitoring reads them; the
     # history (unpartitioned) is rebuilt in the same run
     assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == (
-        {"labels", "monitoring", "monitoring_history"}, [("2015-03-04", "2015-03-06")])
+        {"labels", "monitoring", "monitoring_history"},
+        [("2015-03-04", "2015-03-06")],
+    )
 
 
 def test_downstream_sensor_reruns_a_late_days_dependents_only(fresh_instance):
@@ -248,11 +290,15 @@ def test_downstream_sensor_reruns_a_late_days_dependents_only(fresh_instance):
     # features of 03-02 and of the day after read those errors (24 h windows), and so do their scores, worklist
     # and labels; monitoring reads 74 days of them: every later day
     assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == (
-        {"features", "scores", "maintenance_worklist", "labels"}, [("2015-03-02", "2015-03-03")])
+        {"features", "scores", "maintenance_worklist", "labels"},
+        [("2015-03-02", "2015-03-03")],
+    )
     for asset in ("features", "scores", "maintenance_worklist", "labels"):
         materialize_runless(fresh_instance, asset, "2015-03-02", "2015-03-03")
     assert _stage(sensor_tick(downstream_sensor, fresh_instance)) == (
-        {"monitoring", "monitoring_history"}, [("2015-03-02", "2015-03-05")])
+        {"monitoring", "monitoring_history"},
+        [("2015-03-02", "2015-03-05")],
+    )
     for day in DAYS[1:]:
         materialize_runless(fresh_instance, "monitoring", day)
     assert not sensor_tick(downstream_sensor, fresh_instance).run_requests
@@ -266,6 +312,7 @@ def test_downstream_sensor_waits_while_a_pipeline_run_is_active(fresh_instance):
 
 
 # --- late data ---------------------------------------------------------------------------------------------------
+
 
 def _expected_latest_day(now: pd.Timestamp) -> str:
     """The day the freshness checks expect a partition for: the last day that ended before the latest 06:00 UTC."""
@@ -281,15 +328,20 @@ def test_a_day_whose_data_did_not_arrive_by_the_deadline_is_late(fresh_instance,
     from pm_assets.assets import ingestion
     from pm_assets.automation import freshness_checks
 
-    job = Definitions(assets=load_assets_from_modules([ingestion]), asset_checks=freshness_checks,
-                      resources={"landing": landing},
-                      jobs=[define_asset_job("fresh", selection=AssetSelection.checks(*freshness_checks))]
-                      ).resolve_job_def("fresh")
+    job = Definitions(
+        assets=load_assets_from_modules([ingestion]),
+        asset_checks=freshness_checks,
+        resources={"landing": landing},
+        jobs=[define_asset_job("fresh", selection=AssetSelection.checks(*freshness_checks))],
+    ).resolve_job_def("fresh")
 
     def evaluate() -> dict[str, bool]:
         result = job.execute_in_process(instance=fresh_instance, raise_on_error=False)
-        return {e.event_specific_data.asset_key.to_user_string(): e.event_specific_data.passed
-                for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        return {
+            e.event_specific_data.asset_key.to_user_string(): e.event_specific_data.passed
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
 
     assert evaluate() == {t: False for t in ("telemetry", "errors", "maintenance", "failures")}
     day = _expected_latest_day(pd.Timestamp.now(tz="UTC").tz_localize(None))
@@ -305,5 +357,9 @@ def test_freshness_sensor_requests_the_overdue_checks(fresh_instance):
     data = sensor_tick(freshness_sensor, fresh_instance)
     (request,) = data.run_requests
     assert {k.asset_key.to_user_string() for k in request.asset_check_keys} == {
-        "telemetry", "errors", "maintenance", "failures"}
+        "telemetry",
+        "errors",
+        "maintenance",
+        "failures",
+    }
     assert {k.name for k in request.asset_check_keys} == {"freshness_check"}

@@ -90,12 +90,20 @@ def without(frame: pd.DataFrame, line: str) -> pd.DataFrame:
 
 ROW_DEFECTS = [
     # (case, replacement of data line 100 given its text, quarantine file, reason)
-    ("impossible timestamp", lambda line: "2015-13-45 99:00:00" + line[19:], "unplaced",
-     "datetime: not a timestamp '2015-13-45 99:00:00'"),
-    ("one field too few", lambda line: line.rsplit(",", 1)[0], "2015-01-05",
-     "expected 6 fields, found 5: "),
+    (
+        "impossible timestamp",
+        lambda line: "2015-13-45 99:00:00" + line[19:],
+        "unplaced",
+        "datetime: not a timestamp '2015-13-45 99:00:00'",
+    ),
+    ("one field too few", lambda line: line.rsplit(",", 1)[0], "2015-01-05", "expected 6 fields, found 5: "),
     ("one field too many", lambda line: line + ",9.9", "2015-01-05", "expected 6 fields, found 7: "),
-    ("text for a number", lambda line: line.rsplit(",", 1)[0] + ",n.a.", "2015-01-05", "vibration: not a number 'n.a.'"),
+    (
+        "text for a number",
+        lambda line: line.rsplit(",", 1)[0] + ",n.a.",
+        "2015-01-05",
+        "vibration: not a number 'n.a.'",
+    ),
 ]
 
 
@@ -151,6 +159,7 @@ def test_a_fixed_quarantined_line_dropped_again_is_ingested(real_files, referenc
 
 # --- tolerant headers and timestamps ---------------------------------------------------------------------------
 
+
 def test_a_byte_order_mark_changes_nothing(real_files, reference, instance, tmp_path):
     files = {name: b"\xef\xbb\xbf" + text.encode() for name, text in real_files.items()}
     result, out = ingest(instance, tmp_path, files)
@@ -162,8 +171,11 @@ def test_a_byte_order_mark_changes_nothing(real_files, reference, instance, tmp_
 def test_iso_8601_timestamps_with_offsets_are_stored_in_utc(real_files, reference, instance, tmp_path):
     """Every telemetry row in ISO 8601: T and Z, +00:00, and +02:00 two hours ahead (the same instant)."""
     lines = real_files[TELEMETRY].splitlines()
-    forms = [lambda t: t.replace(" ", "T") + "Z", lambda t: t + "+00:00",
-             lambda t: (pd.Timestamp(t) + pd.Timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")]
+    forms = [
+        lambda t: t.replace(" ", "T") + "Z",
+        lambda t: t + "+00:00",
+        lambda t: (pd.Timestamp(t) + pd.Timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00"),
+    ]
     iso = [lines[0]] + [forms[i % 3](line[:19]) + line[19:] for i, line in enumerate(lines[1:])]
     result, out = ingest(instance, tmp_path, {**real_files, TELEMETRY: "\n".join(iso) + "\n"})
     assert result.success
@@ -174,8 +186,10 @@ def test_iso_8601_timestamps_with_offsets_are_stored_in_utc(real_files, referenc
 def test_columns_in_another_order_and_an_extra_column(real_files, reference, instance, tmp_path):
     order = [1, 5, 0, 3, 2, 4]
     lines = [line.split(",") for line in real_files[TELEMETRY].splitlines()]
-    moved = [",".join([*(f[i] for i in order), extra]) for f, extra in
-             zip(lines, ["humidity", *(f"{40 + i % 7}.5" for i in range(len(lines) - 1))])]
+    moved = [
+        ",".join([*(f[i] for i in order), extra])
+        for f, extra in zip(lines, ["humidity", *(f"{40 + i % 7}.5" for i in range(len(lines) - 1))])
+    ]
     result, out = ingest(instance, tmp_path, {**real_files, TELEMETRY: "\n".join(moved) + "\n"})
     assert result.success
     pd.testing.assert_frame_equal(stored(out, "telemetry"), reference["telemetry"])
@@ -202,7 +216,10 @@ def test_a_row_dated_2031_is_quarantined_as_implausible(real_files, reference, i
 
 # --- machines: truthful cascades ------------------------------------------------------------------------------
 
-def test_a_machine_with_an_impossible_age_takes_its_rows_with_the_true_reason(real_files, reference, instance, tmp_path):
+
+def test_a_machine_with_an_impossible_age_takes_its_rows_with_the_true_reason(
+    real_files, reference, instance, tmp_path
+):
     machines = with_line(real_files["PdM_machines.csv"], 2, '2,"model4",-7')
     result, out = ingest(instance, tmp_path, {**real_files, "PdM_machines.csv": machines})
     assert result.success
@@ -213,8 +230,10 @@ def test_a_machine_with_an_impossible_age_takes_its_rows_with_the_true_reason(re
         rejected = quarantined(out, table)
         assert len(rejected) == rows and (rejected["machineID"] == 2).all(), table
         assert (rejected["reason"] == reason).all() and (rejected["rules"] == "rejected_machine").all()
-    pd.testing.assert_frame_equal(stored(out, "telemetry"),
-                                  reference["telemetry"][reference["telemetry"]["machineID"] != 2].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        stored(out, "telemetry"),
+        reference["telemetry"][reference["telemetry"]["machineID"] != 2].reset_index(drop=True),
+    )
     assert not (quarantined(out, "telemetry")["reason"].str.contains("not in the machines table")).any()
 
 
@@ -223,8 +242,10 @@ def test_conflicting_rows_of_a_machine_are_an_error_naming_both_lines(real_files
     result, out = ingest(instance, tmp_path, {**real_files, "PdM_machines.csv": machines})
     conflict = checks(result)[("machines", "no_conflicting_rows")]
     assert not conflict.passed and conflict.severity == AssetCheckSeverity.ERROR
-    message = ("machineID 1 is listed with different values: PdM_machines.csv line 2 (model 'model3', age 18); "
-               "PdM_machines.csv line 102 (model 'model1', age 3); which is right cannot be told")
+    message = (
+        "machineID 1 is listed with different values: PdM_machines.csv line 2 (model 'model3', age 18); "
+        "PdM_machines.csv line 102 (model 'model1', age 3); which is right cannot be told"
+    )
     rejected = pd.read_parquet(out / "quarantine" / "machines" / "all.parquet")
     assert rejected["source_line"].tolist() == [2, 102] and (rejected["reason"] == message).all()
     assert 1 not in pd.read_parquet(out / "warehouse" / "machines.parquet")["machineID"].tolist()
@@ -236,22 +257,43 @@ def test_conflicting_rows_of_a_machine_are_an_error_naming_both_lines(real_files
 
 FILE_DEFECTS = [
     # (case, file, its bytes given the real text, asset that fails, words of the message)
-    ("truncated gzip", "PdM_failures.csv.gz", lambda text: gzip.compress(text.encode())[:-200], "failures",
-     "PdM_failures.csv.gz: cannot decompress"),
-    ("missing column", "PdM_errors.csv", lambda text: text.replace('"datetime","machineID","errorID"',
-                                                                  '"datetime","machineID","error"'), "errors",
-     """PdM_errors.csv, line 1: header ['datetime', 'machineID', 'error'] lacks the required column(s) ['errorID']"""),
-    ("empty file", "PdM_maint.csv", lambda text: b"", "maintenance",
-     "PdM_maint.csv, line 1: empty file: expected the header datetime,machineID,comp"),
-    ("Windows-1252 text", "PdM_errors.csv", lambda text: with_line(text, 3, '2015-01-03 07:00:00,1,"erreur é"').encode(
-        "cp1252"), "errors", "PdM_errors.csv, line 4: not UTF-8 text"),
+    (
+        "truncated gzip",
+        "PdM_failures.csv.gz",
+        lambda text: gzip.compress(text.encode())[:-200],
+        "failures",
+        "PdM_failures.csv.gz: cannot decompress",
+    ),
+    (
+        "missing column",
+        "PdM_errors.csv",
+        lambda text: text.replace('"datetime","machineID","errorID"', '"datetime","machineID","error"'),
+        "errors",
+        "PdM_errors.csv, line 1: header ['datetime', 'machineID', 'error'] lacks the required column(s) ['errorID']",
+    ),
+    (
+        "empty file",
+        "PdM_maint.csv",
+        lambda text: b"",
+        "maintenance",
+        "PdM_maint.csv, line 1: empty file: expected the header datetime,machineID,comp",
+    ),
+    (
+        "Windows-1252 text",
+        "PdM_errors.csv",
+        lambda text: with_line(text, 3, '2015-01-03 07:00:00,1,"erreur é"').encode("cp1252"),
+        "errors",
+        "PdM_errors.csv, line 4: not UTF-8 text",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "make", "asset", "message"), [c[1:] for c in FILE_DEFECTS],
-                         ids=[c[0] for c in FILE_DEFECTS])
-def test_an_unreadable_file_fails_only_its_tables_asset(real_files, reference, instance, tmp_path, name, make, asset,
-                                                        message):
+@pytest.mark.parametrize(
+    ("name", "make", "asset", "message"), [c[1:] for c in FILE_DEFECTS], ids=[c[0] for c in FILE_DEFECTS]
+)
+def test_an_unreadable_file_fails_only_its_tables_asset(
+    real_files, reference, instance, tmp_path, name, make, asset, message
+):
     plain = name.removesuffix(".gz")
     files = {n: t for n, t in real_files.items() if n != plain} | {name: make(real_files[plain])}
     result, out = ingest(instance, tmp_path, files)

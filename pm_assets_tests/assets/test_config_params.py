@@ -17,8 +17,12 @@ from pm_assets.core.monitoring import MonitoringParams
 #: (config, params, params fields not configurable: fixed by design, config fields that are not model params)
 PAIRS = [
     (MonitoringConfig, MonitoringParams, {"importance_sample", "importance_repeats", "seed"}, {"threads"}),
-    (TrainingConfig, TrainParams, {"calibration_folds", "anomaly_trees", "anomaly_max_samples"},
-     {"cutoff", "test_days", "train_start", "horizon_hours", "operating_threshold", "gate_tolerance"}),
+    (
+        TrainingConfig,
+        TrainParams,
+        {"calibration_folds", "anomaly_trees", "anomaly_max_samples"},
+        {"cutoff", "test_days", "train_start", "horizon_hours", "operating_threshold", "gate_tolerance"},
+    ),
     (FeatureConfig, FeatureParams, {"windows", "replacement_lookback_days"}, set()),
 ]
 
@@ -54,12 +58,21 @@ def _changed(value):
     return value
 
 
-@pytest.mark.parametrize("config, build", [(MonitoringConfig, MonitoringConfig.params),
-                                           (TrainingConfig, TrainingConfig.params)], ids=["monitoring", "training"])
+@pytest.mark.parametrize(
+    "config, build",
+    [(MonitoringConfig, MonitoringConfig.params), (TrainingConfig, TrainingConfig.params)],
+    ids=["monitoring", "training"],
+)
 def test_every_configured_value_reaches_the_params(config, build):
-    special = {"feature_drift_measure": "jensen_shannon", "label_drift_rule": "absolute", "calibration": "isotonic",
-               "drift_methods": {"age": "continuous"}, "multivariate_features": ["volt_mean_3h", "volt_sd_3h"],
-               "max_negative_rows": 500, "reference_days": 30}
+    special = {
+        "feature_drift_measure": "jensen_shannon",
+        "label_drift_rule": "absolute",
+        "calibration": "isotonic",
+        "drift_methods": {"age": "continuous"},
+        "multivariate_features": ["volt_mean_3h", "volt_sd_3h"],
+        "max_negative_rows": 500,
+        "reference_days": 30,
+    }
     params_fields = {f.name for f in dataclasses.fields(build(config()))}
     values = {}
     for name in params_fields & set(config.model_fields):

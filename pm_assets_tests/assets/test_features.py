@@ -57,8 +57,11 @@ def test_partition_by_partition_equals_one_run_over_the_history(simulated_raw, i
     ranged, single = tmp_path / "ranged", tmp_path / "single"
     assert run(instance, simulated_raw, ranged, *HISTORY).success
     # the one-by-one run starts from the same raw tables, then builds features and labels a day at a time
-    shutil.copytree(ranged / "warehouse", single / "warehouse",
-                    ignore=lambda folder, names: [n for n in names if n in ("features", "labels")])
+    shutil.copytree(
+        ranged / "warehouse",
+        single / "warehouse",
+        ignore=lambda folder, names: [n for n in names if n in ("features", "labels")],
+    )
     days = [d.strftime("%Y-%m-%d") for d in pd.date_range(*HISTORY)]
     for day in days:
         assert run(instance, simulated_raw, single, day, selection=["features", "labels"]).success
@@ -88,8 +91,10 @@ def test_real_failures_with_a_day_of_telemetry_are_exactly_the_positively_labell
 
     # expected, from the raw files alone: failures with every one of the 24 hours before them in the telemetry
     hours = set(zip(telemetry["machineID"], telemetry["datetime"]))
+
     def has_day_of_telemetry(row) -> bool:
         return all((row.machineID, row.datetime - pd.Timedelta(hours=h)) in hours for h in range(1, 25))
+
     expected = {(r.machineID, r.datetime, r.failure) for r in failures.itertuples() if has_day_of_telemetry(r)}
 
     # received: failure events with a positive label on a usable snapshot in the 24 h before them
@@ -97,8 +102,11 @@ def test_real_failures_with_a_day_of_telemetry_are_exactly_the_positively_labell
     snaps = snaps[snaps["usable"]]
     received = set()
     for r in failures.itertuples():
-        before = snaps[(snaps["machineID"] == r.machineID) & (snaps["datetime"] >= r.datetime - pd.Timedelta(hours=24))
-                       & (snaps["datetime"] < r.datetime)]
+        before = snaps[
+            (snaps["machineID"] == r.machineID)
+            & (snaps["datetime"] >= r.datetime - pd.Timedelta(hours=24))
+            & (snaps["datetime"] < r.datetime)
+        ]
         if before[f"fails_{r.failure}"].any():
             received.add((r.machineID, r.datetime, r.failure))
     assert len(expected) > 30  # the Q1 window holds dozens of real failures of machines 1-20
@@ -122,17 +130,29 @@ def test_real_q1_labels_are_mature_except_at_the_edge_of_the_data(real_q1):
 GAPPY = ("2015-01-01", "2015-04-30")
 
 
-def test_gappy_real_telemetry_reports_coverage_and_keeps_nan_out_of_complete_snapshots(real_data_dir, instance, tmp_path):
-    result = run(instance, real_data_dir, tmp_path, *GAPPY, telemetry_file=UNION_PARTIAL,
-                 selection=["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "features"])
+def test_gappy_real_telemetry_reports_coverage_and_keeps_nan_out_of_complete_snapshots(
+    real_data_dir, instance, tmp_path
+):
+    result = run(
+        instance,
+        real_data_dir,
+        tmp_path,
+        *GAPPY,
+        telemetry_file=UNION_PARTIAL,
+        selection=["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "features"],
+    )
     assert result.success
     feats = table(tmp_path, "features")
     complete = feats[feats["complete"]]
     assert 0 < len(complete) < len(feats)
     assert not complete[feature_columns()].isna().any().any()
     assert feats["coverage_14d"].between(0, 1).all() and feats["coverage_14d"].mean() < 0.5
-    check = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                 and e.event_specific_data.check_name == "complete_snapshots_have_no_nan")
+    check = next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "complete_snapshots_have_no_nan"
+    )
     assert check.passed
     mats = {m.partition: m.metadata for m in result.asset_materializations_for_node("features")}
     assert len(mats) == len(pd.date_range(*GAPPY))

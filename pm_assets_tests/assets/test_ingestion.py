@@ -25,8 +25,9 @@ def run_raw(instance, raw_dir, out: Path, first: str, last: str, telemetry_file:
         "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
     }
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    return materialize(RAW_ASSETS, instance=instance, resources=resources, tags=tags, selection=selection,
-                       raise_on_error=False)
+    return materialize(
+        RAW_ASSETS, instance=instance, resources=resources, tags=tags, selection=selection, raise_on_error=False
+    )
 
 
 def stored(out: Path, table: str) -> pd.DataFrame:
@@ -43,7 +44,9 @@ def checks(result) -> dict[tuple[str, str], object]:
 
 def materialization_metadata(result, asset: str) -> dict[str | None, dict]:
     """Metadata of each materialization of ``asset`` in the run, by partition."""
-    return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)}
+    return {
+        m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,14 @@ def test_real_event_files_are_ingested_exactly(real_q1, real_q1_tables):
     inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet").set_index("table")
     assert inventory.loc["errors", "rows"] == 3919
     assert len(real_q1_tables["errors"]) == 3919
-    assert inventory[["rows_before_partitions", "rows_after_partitions"]].drop(index="maintenance").fillna(0).eq(0).all().all()
+    assert (
+        inventory[["rows_before_partitions", "rows_after_partitions"]]
+        .drop(index="maintenance")
+        .fillna(0)
+        .eq(0)
+        .all()
+        .all()
+    )
     assert len(real_q1_tables["failures"]) == 761
     assert len(pd.read_parquet(out / "warehouse" / "machines.parquet")) == 100
     history = pd.read_parquet(out / "warehouse" / "maintenance_history.parquet")
@@ -118,8 +128,14 @@ def test_real_q1_rule_checks_pass_and_dtypes_match_schema(real_q1, real_q1_table
 
 
 def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instance, tmp_path):
-    result = run_raw(instance, real_data_dir, tmp_path, *YEAR, telemetry_file=UNION_PARTIAL,
-                     selection=["source_files", "machines", "telemetry"])
+    result = run_raw(
+        instance,
+        real_data_dir,
+        tmp_path,
+        *YEAR,
+        telemetry_file=UNION_PARTIAL,
+        selection=["source_files", "machines", "telemetry"],
+    )
     assert result.success
     assert len(stored(tmp_path, "telemetry")) == 144_262
     by_partition = materialization_metadata(result, "telemetry")
@@ -136,8 +152,10 @@ def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instanc
 # A small hand-made dataset with bad rows, in the Kaggle format.
 MACHINES_CSV = '"machineID","model","age"\r\n1,"model3",18\r\n2,"model4",7\r\n3,"model1",4\r\n'
 EVENTS = {
-    "PdM_errors.csv": '"datetime","machineID","errorID"\r\n2015-01-01 07:00:00,1,"error1"\r\n2015-01-02 03:00:00,9,"error2"\r\n',
-    "PdM_maint.csv": '"datetime","machineID","comp"\r\n2014-12-01 06:00:00,1,"comp2"\r\n2015-01-02 06:00:00,2,"comp7"\r\n',
+    "PdM_errors.csv": '"datetime","machineID","errorID"\r\n2015-01-01 07:00:00,1,"error1"\r\n'
+    '2015-01-02 03:00:00,9,"error2"\r\n',
+    "PdM_maint.csv": '"datetime","machineID","comp"\r\n2014-12-01 06:00:00,1,"comp2"\r\n'
+    '2015-01-02 06:00:00,2,"comp7"\r\n',
     "PdM_failures.csv": '"datetime","machineID","failure"\r\n2015-01-02 06:00:00,2,"comp1"\r\n',
 }
 
@@ -183,8 +201,13 @@ def test_bad_rows_are_quarantined_per_partition_and_accounted(bad_raw_dir, insta
     )
     assert rejected["reason"].str.len().gt(0).all()
     evaluations = checks(result)
-    for check in ("within_physical_bounds", "timestamps_on_the_hour", "known_machines", "unique_keys",
-                  "no_missing_or_unparseable_values"):
+    for check in (
+        "within_physical_bounds",
+        "timestamps_on_the_hour",
+        "known_machines",
+        "unique_keys",
+        "no_missing_or_unparseable_values",
+    ):
         evaluation = evaluations[("telemetry", check)]
         assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN, check
         assert evaluation.metadata["stored_violations"].value == 0
@@ -211,8 +234,9 @@ def test_partition_by_partition_equals_one_ranged_run(bad_raw_dir, instance, tmp
 
 def step_failures(result) -> dict[str, str]:
     """The error message of each failed step of a run, by step (asset) name."""
-    return {e.step_key: str(e.event_specific_data.error) for e in result.all_events
-            if e.event_type_value == "STEP_FAILURE"}
+    return {
+        e.step_key: str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    }
 
 
 def test_an_unreadable_file_fails_only_its_table(bad_raw_dir, instance, tmp_path):
@@ -238,7 +262,8 @@ def test_an_unreadable_file_fails_only_its_table(bad_raw_dir, instance, tmp_path
     assert len(stored(out, "errors")) > 0 and not (out / "warehouse" / "telemetry").exists()
     # fixed (new bytes): the next run stages it and builds the table; the check passes again
     (bad_raw_dir / "PdM_telemetry.csv").write_text(
-        "datetime,machineID,volt,rotate,pressure,vibration\n2015-01-01 00:00:00,1,1,1,1,1\n")
+        "datetime,machineID,volt,rotate,pressure,vibration\n2015-01-01 00:00:00,1,1,1,1,1\n"
+    )
     again = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-01")
     assert again.success and checks(again)[("source_files", "landed_files_readable")].passed
     assert len(stored(out, "telemetry")) == 1
@@ -250,28 +275,45 @@ def test_a_named_unreadable_file_fails_its_tables_asset_not_source_files(bad_raw
         "datetime,machineID,volt,rotate,pressure\n2015-01-01 00:00:00,1,1,1,1\n"
     )
     (bad_raw_dir / "PdM_telemetry.csv").unlink()
-    resources = {"landing": landing_resource(tmp_path, bad_raw_dir),
-                 "io_manager": ParquetIOManager(base_dir=str(tmp_path / "warehouse"))}
-    result = materialize(RAW_ASSETS, instance=instance, resources=resources,
-                         selection=["source_files", "machines", "telemetry"], partition_key="2015-01-01",
-                         run_config={"ops": {"source_files": {"config": {"files": ["PdM_telemetry_2015-01-01.csv",
-                                                                                    "PdM_machines.csv"]}}}},
-                         raise_on_error=False)
+    resources = {
+        "landing": landing_resource(tmp_path, bad_raw_dir),
+        "io_manager": ParquetIOManager(base_dir=str(tmp_path / "warehouse")),
+    }
+    result = materialize(
+        RAW_ASSETS,
+        instance=instance,
+        resources=resources,
+        selection=["source_files", "machines", "telemetry"],
+        partition_key="2015-01-01",
+        run_config={
+            "ops": {"source_files": {"config": {"files": ["PdM_telemetry_2015-01-01.csv", "PdM_machines.csv"]}}}
+        },
+        raise_on_error=False,
+    )
     failures = step_failures(result)
     assert list(failures) == ["telemetry"]
-    assert ("PdM_telemetry_2015-01-01.csv, line 1: header ['datetime', 'machineID', 'volt', 'rotate', 'pressure'] "
-            "lacks the required column(s) ['vibration']") in failures["telemetry"]
+    assert (
+        "PdM_telemetry_2015-01-01.csv, line 1: header ['datetime', 'machineID', 'volt', 'rotate', 'pressure'] "
+        "lacks the required column(s) ['vibration']"
+    ) in failures["telemetry"]
     assert result.asset_materializations_for_node("source_files")
     # another day of the table is not concerned by that file
-    other = materialize(RAW_ASSETS, instance=instance, resources=resources, selection=["machines", "telemetry"],
-                        partition_key="2015-01-02", raise_on_error=False)
+    other = materialize(
+        RAW_ASSETS,
+        instance=instance,
+        resources=resources,
+        selection=["machines", "telemetry"],
+        partition_key="2015-01-02",
+        raise_on_error=False,
+    )
     assert other.success
 
 
 def test_an_extra_column_is_ignored_and_reported_by_a_warn_check(bad_raw_dir, instance, tmp_path):
     errors = (bad_raw_dir / "PdM_errors.csv").read_text().splitlines()
-    (bad_raw_dir / "PdM_errors.csv").write_text("\n".join(
-        [errors[0] + ',"site"'] + [line + ',"plant 7"' for line in errors[1:]]) + "\n")
+    (bad_raw_dir / "PdM_errors.csv").write_text(
+        "\n".join([errors[0] + ',"site"'] + [line + ',"plant 7"' for line in errors[1:]]) + "\n"
+    )
     out = tmp_path / "out"
     result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-02")
     assert result.success
@@ -309,4 +351,3 @@ def test_a_bad_line_costs_only_that_row_and_keeps_its_text(bad_raw_dir, instance
     meta = materialization_metadata(result, "telemetry")
     for day in ("2015-01-01", "2015-01-02"):
         assert meta[day]["rows_in"] == meta[day]["dagster/row_count"] + meta[day]["rows_rejected"]
-

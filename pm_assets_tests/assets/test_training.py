@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,17 +35,37 @@ def pipeline(tmp_path_factory, instance):
         "model_registry": ModelRegistryResource(root=str(root / "models")),
     }
     tags = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
-    selection = ["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "failures",
-                 "features", "labels"]
+    selection = [
+        "source_files",
+        "machines",
+        "telemetry",
+        "errors",
+        "maintenance",
+        "maintenance_history",
+        "failures",
+        "features",
+        "labels",
+    ]
     assert materialize(ASSETS, instance=instance, resources=resources, tags=tags, selection=selection).success
 
     def train(**config):
-        return materialize(ASSETS, instance=instance, resources=resources, selection=["failure_model"],
-                           run_config={"ops": {"failure_model": {"config": config}}}, raise_on_error=False)
+        return materialize(
+            ASSETS,
+            instance=instance,
+            resources=resources,
+            selection=["failure_model"],
+            run_config={"ops": {"failure_model": {"config": config}}},
+            raise_on_error=False,
+        )
 
     def score(first=FIRST, last=LAST):
-        return materialize(ASSETS, instance=instance, resources=resources, selection=["scores", "maintenance_worklist"],
-                           tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
+        return materialize(
+            ASSETS,
+            instance=instance,
+            resources=resources,
+            selection=["scores", "maintenance_worklist"],
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        )
 
     return root, train, score
 
@@ -130,8 +149,11 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
     champion = LocalRegistry(root / "models").champion()
     result = score("2015-04-01", LAST)
     assert result.success
-    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
-                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert set(evaluations) == {"valid_probabilities", "scored_by_the_champion", "consistent_ranking"}
     assert all(e.passed for e in evaluations.values())
     assert evaluations["scored_by_the_champion"].description == f"every row by {champion}"

@@ -91,6 +91,7 @@ def test_numbers_as_exports_write_them(real_lines, tmp_path, value, expected):
 
 # --- lines that are no row ----------------------------------------------------------------------------------------
 
+
 def test_nul_bytes_make_a_row_problem_with_the_raw_text(real_lines, tmp_path):
     lines = list(real_lines)
     lines[5] = "\x00" * 40
@@ -147,6 +148,7 @@ def test_windows_1252_text_names_the_byte_and_the_line(real_lines, tmp_path):
 
 # --- entries that are no file -----------------------------------------------------------------------------------
 
+
 def test_a_directory_named_like_a_file_is_reported_not_ignored(real_lines, tmp_path):
     landing = tmp_path / "landing"
     (landing / "PdM_telemetry_2015-01-03.csv").mkdir(parents=True)
@@ -165,19 +167,30 @@ def test_a_symlink_loop_and_a_dangling_link_are_reported(tmp_path):
     os.symlink("PdM_errors_a.csv", landing / "PdM_errors_b.csv")
     os.symlink(tmp_path / "gone.csv", landing / "PdM_maint_x.csv")
     assert list_landed(landing) == ([], [])
-    assert unusable(landing) == [("PdM_errors_a.csv", "is a loop of symbolic links"),
-                                 ("PdM_errors_b.csv", "is a loop of symbolic links"),
-                                 ("PdM_maint_x.csv", f"is a link to nothing ({tmp_path / 'gone.csv'})")]
+    assert unusable(landing) == [
+        ("PdM_errors_a.csv", "is a loop of symbolic links"),
+        ("PdM_errors_b.csv", "is a loop of symbolic links"),
+        ("PdM_maint_x.csv", f"is a link to nothing ({tmp_path / 'gone.csv'})"),
+    ]
 
 
 # --- staging: plausible timestamps ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("stamp", "reason"), [
-    ("2031-01-01 06:00:00", "datetime: 2031-01-01 06:00:00 is after the plausible range (ends 2015-01-04 00:00:00: "
-                            "now + 24 h)"),
-    ("1970-01-01 00:00:00", "datetime: 1970-01-01 00:00:00 is before the plausible range (starts 2014-01-01 00:00:00: "
-                            "365 days before the first partition 2015-01-01)"),
-])
+
+@pytest.mark.parametrize(
+    ("stamp", "reason"),
+    [
+        (
+            "2031-01-01 06:00:00",
+            "datetime: 2031-01-01 06:00:00 is after the plausible range (ends 2015-01-04 00:00:00: now + 24 h)",
+        ),
+        (
+            "1970-01-01 00:00:00",
+            "datetime: 1970-01-01 00:00:00 is before the plausible range (starts 2014-01-01 00:00:00: "
+            "365 days before the first partition 2015-01-01)",
+        ),
+    ],
+)
 def test_implausible_timestamps_are_staged_without_a_day_and_quarantined(real_lines, tmp_path, stamp, reason):
     from pm_assets.resources import LandingResource
 
@@ -186,8 +199,9 @@ def test_implausible_timestamps_are_staged_without_a_day_and_quarantined(real_li
     landing = tmp_path / "landing"
     landing.mkdir()
     write_lines(landing, lines)
-    resource = LandingResource(landing_dir=str(landing), staging_dir=str(tmp_path / "staging"),
-                               quarantine_dir=str(tmp_path / "q"))
+    resource = LandingResource(
+        landing_dir=str(landing), staging_dir=str(tmp_path / "staging"), quarantine_dir=str(tmp_path / "q")
+    )
     plausible = resource.plausible_times("2015-01-01", now=pd.Timestamp("2015-01-03 00:00", tz="UTC"))
     staging = Staging(resource.staging_dir)
     entry = staging.stage(list_landed(landing)[0][0], plausible=plausible)
@@ -200,6 +214,7 @@ def test_implausible_timestamps_are_staged_without_a_day_and_quarantined(real_li
 
 
 # --- the fast reader agrees with the line-by-line parser on a corrupted file --------------------------------------
+
 
 def test_a_corrupted_file_reads_as_the_line_by_line_parser_reads_it(real_data_dir, tmp_path, monkeypatch):
     lines = gzip.decompress((real_data_dir / Q1_SUBSET).read_bytes()).decode().splitlines()[:20_001]
@@ -217,8 +232,10 @@ def test_a_corrupted_file_reads_as_the_line_by_line_parser_reads_it(real_data_di
     assert shape.value_counts().to_dict() == {
         "expected 6 fields,": counts["field_missing"] + counts["field_extra"],
         "vibration": counts["text_for_number"] + counts["decimal_comma"],
-        "the line holds": counts["nul_bytes"], "blank line": counts["blank_line"],
-        "the header repeated": counts["header_repeated"], "datetime": counts["impossible_timestamp"],
+        "the line holds": counts["nul_bytes"],
+        "blank line": counts["blank_line"],
+        "the header repeated": counts["header_repeated"],
+        "datetime": counts["impossible_timestamp"],
     }
     # the rows not damaged are exactly the clean file's rows
     reference = read_source_csv(clean, TELEMETRY)

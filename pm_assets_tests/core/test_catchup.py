@@ -20,8 +20,12 @@ from pm_assets.core.catchup import (
 def test_window_max_matches_a_naive_loop(start_offset, end_offset):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 1000, size=400) * (rng.random(400) < 0.7)
-    naive = np.array([max([ids[j] for j in range(i + start_offset, i + end_offset + 1) if 0 <= j < len(ids)] or [0])
-                      for i in range(len(ids))])
+    naive = np.array(
+        [
+            max([ids[j] for j in range(i + start_offset, i + end_offset + 1) if 0 <= j < len(ids)] or [0])
+            for i in range(len(ids))
+        ]
+    )
     np.testing.assert_array_equal(_window_max(ids, start_offset, end_offset), naive)
     np.testing.assert_array_equal(_window_max_fast(ids, start_offset, end_offset), naive)
 
@@ -38,12 +42,19 @@ def naive_out_of_date(latest, n, changed=None):
     for child in ORDER:
         mask = []
         for i in range(n):
-            inputs = [(dep.parent, j) for dep in DEPS[child] for j in range(i + dep.start_offset, i + dep.end_offset + 1)
-                      if 0 <= j < n]
+            inputs = [
+                (dep.parent, j)
+                for dep in DEPS[child]
+                for j in range(i + dep.start_offset, i + dep.end_offset + 1)
+                if 0 <= j < n
+            ]
             newest = max([np.inf if pending.get((p, j)) else changed[p][j] for p, j in inputs] or [0])
             own = latest[child][i]
-            same_day = any(latest[dep.parent][i] > 0 or pending.get((dep.parent, i))
-                           for dep in DEPS[child] if dep.start_offset <= 0 <= dep.end_offset)
+            same_day = any(
+                latest[dep.parent][i] > 0 or pending.get((dep.parent, i))
+                for dep in DEPS[child]
+                if dep.start_offset <= 0 <= dep.end_offset
+            )
             out = (own > 0 and newest > own) or (own == 0 and same_day)
             mask.append(out)
             if out:
@@ -69,8 +80,10 @@ def test_only_a_change_of_content_makes_dependents_out_of_date():
         n = 12
         latest = {name: rng.integers(1, 60, size=n) for name in "abcd"}
         # the content last changed at or before the latest write (equal rewrites since then)
-        changed = {name: np.where(rng.random(n) < 0.5, ids, rng.integers(1, 60, size=n) % ids + 1)
-                   for name, ids in latest.items()}
+        changed = {
+            name: np.where(rng.random(n) < 0.5, ids, rng.integers(1, 60, size=n) % ids + 1)
+            for name, ids in latest.items()
+        }
         got = out_of_date(n, latest, DEPS, ORDER, changed)
         want = naive_out_of_date(latest, n, changed)
         for name in ORDER:

@@ -30,9 +30,16 @@ def stored(tmp_path):
         if key == "2015-01-20":
             continue  # never stored
         times = pd.date_range(day, periods=8, freq="3h").repeat(3)
-        frame = pd.DataFrame({"machineID": np.tile([1, 2, 3], 8), "datetime": times, "x": rng.normal(size=24),
-                              "model": pd.Categorical(rng.choice(["model1", "model2"], 24),
-                                                      categories=["model1", "model2", "model3"])})
+        frame = pd.DataFrame(
+            {
+                "machineID": np.tile([1, 2, 3], 8),
+                "datetime": times,
+                "x": rng.normal(size=24),
+                "model": pd.Categorical(
+                    rng.choice(["model1", "model2"], 24), categories=["model1", "model2", "model3"]
+                ),
+            }
+        )
         if key == "2015-01-07":
             frame = frame.iloc[:0]
         paths[key] = tmp_path / f"{key}.parquet"
@@ -47,8 +54,14 @@ def stored(tmp_path):
 
 def test_a_window_moving_forward_reads_what_a_direct_read_gives_and_each_file_once(stored):
     partitions, reads = stored
-    windows = [("2014-12-20", "2015-01-05"), ("2014-12-27", "2015-01-12"), ("2015-01-03", "2015-01-22"),
-               ("2015-01-03", "2015-01-22"), ("2015-01-19", "2015-02-05"), ("2015-02-01", "2015-02-09")]
+    windows = [
+        ("2014-12-20", "2015-01-05"),
+        ("2014-12-27", "2015-01-12"),
+        ("2015-01-03", "2015-01-22"),
+        ("2015-01-03", "2015-01-22"),
+        ("2015-01-19", "2015-02-05"),
+        ("2015-02-01", "2015-02-09"),
+    ]
     for first, last in windows:
         got = partitions.read_window(first, last, "datetime")
         direct = read_partitions([p for k, p in partitions.paths.items() if first <= k <= last])

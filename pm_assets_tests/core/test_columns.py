@@ -12,12 +12,15 @@ def test_every_raw_feature_and_coverage_column_is_described():
         assert len(describe(name)) > 10, name
 
 
-@pytest.mark.parametrize(("column", "text"), [
-    ("volt_mean_24h", "Mean volt over the last 24 hours (NaN below the coverage minimum)"),
-    ("vibration_sd_14d", "Standard deviation of vibration over the last 14 days (ddof=1)"),
-    ("error3_count_24h", "Number of error3 errors in the last 24 hours"),
-    ("p_comp2", "Calibrated probability that comp2 fails within the horizon"),
-])
+@pytest.mark.parametrize(
+    ("column", "text"),
+    [
+        ("volt_mean_24h", "Mean volt over the last 24 hours (NaN below the coverage minimum)"),
+        ("vibration_sd_14d", "Standard deviation of vibration over the last 14 days (ddof=1)"),
+        ("error3_count_24h", "Number of error3 errors in the last 24 hours"),
+        ("p_comp2", "Calibrated probability that comp2 fails within the horizon"),
+    ],
+)
 def test_generated_names_are_described_by_their_family(column, text):
     assert describe(column) == text
 

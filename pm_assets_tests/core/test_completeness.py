@@ -17,8 +17,9 @@ def _telemetry(seed: int = 0) -> pd.DataFrame:
     keep = rng.random(len(rows)) > 0.1
     keep &= ~((rows["machineID"] == 3) & (rows["datetime"].dt.day == 2))
     rows = rows[keep]
-    return pd.concat([rows, pd.DataFrame({"machineID": [99], "datetime": [pd.Timestamp("2015-01-02 03:00")]})],
-                     ignore_index=True)
+    return pd.concat(
+        [rows, pd.DataFrame({"machineID": [99], "datetime": [pd.Timestamp("2015-01-02 03:00")]})], ignore_index=True
+    )
 
 
 def test_presence_marked_by_chunks_gives_the_table_of_all_rows_and_each_days_coverage():
@@ -28,7 +29,7 @@ def test_presence_marked_by_chunks_gives_the_table_of_all_rows_and_each_days_cov
     grid = expected_hours(*window, first, last)
     whole = hourly_completeness(rows, [1, 2, 3, 4], grid)
     presence = HourlyPresence([4, 3, 2, 1], *window)
-    for day, chunk in rows.groupby(rows["datetime"].dt.floor("D")):
+    for _, chunk in rows.groupby(rows["datetime"].dt.floor("D")):
         presence.add(chunk)
     pd.testing.assert_frame_equal(presence.completeness(first, last), whole)
     assert whole.loc[whole["machineID"] == 3, "longest_gap_hours"].item() >= 24

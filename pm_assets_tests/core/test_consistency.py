@@ -34,10 +34,15 @@ def test_valid_scores_pass_and_each_kind_of_bad_row_is_found():
 
 
 def test_worklist_shape():
-    worklist = pd.DataFrame({"date": pd.to_datetime(["2015-03-01"] * 3 + ["2015-03-02"] * 2),
-                             "machineID": [4, 1, 9, 1, 4], "rank": [1, 2, 3, 1, 2],
-                             "expected_saving": [500.0, 20.0, -300.0, 10.0, -1.0],
-                             "action": ["inspect", "inspect", "monitor", "inspect", "monitor"]})
+    worklist = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2015-03-01"] * 3 + ["2015-03-02"] * 2),
+            "machineID": [4, 1, 9, 1, 4],
+            "rank": [1, 2, 3, 1, 2],
+            "expected_saving": [500.0, 20.0, -300.0, 10.0, -1.0],
+            "action": ["inspect", "inspect", "monitor", "inspect", "monitor"],
+        }
+    )
     assert worklist_problems(worklist) == (0, "")
     broken = worklist.copy()
     broken.loc[2, "action"] = "inspect"  # saving negative

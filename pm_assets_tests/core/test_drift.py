@@ -27,24 +27,22 @@ from pm_assets.core.drift import (
     PSI_BINS,
     PSI_EPSILON,
     BinnedColumn,
-    average_precision_standard_error,
     chi2_p_value,
     discrete_psi,
-    jensen_shannon,
-    roc_auc_standard_error,
     expected_average_precision,
     expected_failure_rate,
     expected_roc_auc,
+    jensen_shannon,
     ks_sorted,
     ks_statistic,
     psi,
     psi_edges,
     psi_sorted,
-    window_statistics,
     roc_auc_and_average_precision,
     sorted_clean,
     sorted_quantiles,
     sorted_window_statistics,
+    window_statistics,
 )
 
 # --- naive references ---------------------------------------------------------------------------------------
@@ -231,8 +229,10 @@ def test_psi_drops_nan_before_counting():
     assert math.isnan(psi(ref, np.concatenate([prod[:49], [np.nan] * 100])))
 
 
-@pytest.mark.parametrize("n_ref, n_prod, defined", [
-    (49, 500, False), (500, 49, False), (49, 49, False), (50, 500, True), (500, 50, True), (50, 50, True)])
+@pytest.mark.parametrize(
+    "n_ref, n_prod, defined",
+    [(49, 500, False), (500, 49, False), (49, 49, False), (50, 500, True), (500, 50, True), (50, 50, True)],
+)
 def test_psi_minimum_sample_size(n_ref, n_prod, defined):
     rng = np.random.default_rng(n_ref * 1000 + n_prod)
     ref, prod = rng.normal(0, 1, n_ref), rng.normal(0.2, 1, n_prod)
@@ -374,7 +374,7 @@ def test_expected_average_precision_equals_naive_loop_with_ties():
     numerator = 0.0
     for k, i in enumerate(ranked, start=1):
         # E[rel_i * (rel_i + sum of earlier rels)] / k, labels independent
-        numerator += (p[i] + p[i] * sum(p[j] for j in ranked[:k - 1])) / k
+        numerator += (p[i] + p[i] * sum(p[j] for j in ranked[: k - 1])) / k
     assert expected_average_precision(p) == pytest.approx(numerator / p.sum(), abs=1e-12)
 
 
@@ -393,7 +393,8 @@ def test_expected_average_precision_undefined_cases():
     assert math.isnan(expected_average_precision([np.nan]))
     assert expected_average_precision([1.0, 1.0, 0.0]) == pytest.approx(1.0, abs=1e-12)  # labels certain: AP 1
     assert expected_average_precision([0.7, np.nan, 0.2]) == pytest.approx(
-        expected_average_precision([0.7, 0.2]), abs=1e-15)
+        expected_average_precision([0.7, 0.2]), abs=1e-15
+    )
 
 
 # --- one-sort building blocks -----------------------------------------------------------------------------------
@@ -403,8 +404,13 @@ def test_expected_average_precision_undefined_cases():
 def test_sorted_quantiles_equal_numpy_quantile_bit_for_bit(seed):
     rng = np.random.default_rng(seed)
     q = np.arange(1, 10) / 10
-    for values in (rng.normal(size=rng.integers(1, 5000)), rng.integers(0, 7, 999).astype(float),
-                   np.round(rng.exponential(size=48_000), 2), np.array([3.5]), np.array([1.0, 2.0])):
+    for values in (
+        rng.normal(size=rng.integers(1, 5000)),
+        rng.integers(0, 7, 999).astype(float),
+        np.round(rng.exponential(size=48_000), 2),
+        np.array([3.5]),
+        np.array([1.0, 2.0]),
+    ):
         ordered = np.sort(values)
         assert np.array_equal(sorted_quantiles(ordered, q), np.quantile(values, q))
     extremes = np.array([0.0, 0.25, 0.5, 1.0])
@@ -459,8 +465,8 @@ def test_binned_windows_give_the_psi_ks_and_mean_of_the_sorted_windows_exactly(s
             stop = np.array([rng.integers(m + 1, n_blocks + 1) for m in middle])
             stats = window_statistics(column, first, middle, stop)
             for w in range(pairs):
-                ref = sorted_clean(values[first[w] * per_block: middle[w] * per_block])
-                prod = sorted_clean(values[middle[w] * per_block: stop[w] * per_block])
+                ref = sorted_clean(values[first[w] * per_block : middle[w] * per_block])
+                prod = sorted_clean(values[middle[w] * per_block : stop[w] * per_block])
                 psi_value, ks_value, ref_mean, prod_mean, js_value, chi2_p, ref_n, prod_n = stats[w]
                 assert (ref_n, prod_n) == (len(ref), len(prod)) and math.isnan(chi2_p)
                 expected = _decile_js(ref, prod)
@@ -472,7 +478,9 @@ def test_binned_windows_give_the_psi_ks_and_mean_of_the_sorted_windows_exactly(s
                 if len(ref) and len(prod):
                     assert ks_value == pytest.approx(ks_2samp(ref, prod).statistic, abs=1e-12)
                 for mean, sample in ((ref_mean, ref), (prod_mean, prod)):
-                    assert mean == pytest.approx(sample.mean(), rel=1e-12, abs=1e-12) if len(sample) else math.isnan(mean)
+                    assert (
+                        mean == pytest.approx(sample.mean(), rel=1e-12, abs=1e-12) if len(sample) else math.isnan(mean)
+                    )
                 checked += 1
     assert checked == len(_columns(rng, 10)) * 3 * pairs
 
@@ -497,22 +505,27 @@ def test_discrete_columns_are_measured_per_value_against_scipy(seed):
     n_blocks, per_block = 20, 300
     n = n_blocks * per_block
     blocks = np.repeat(np.arange(n_blocks), per_block)
-    columns = {"error count": rng.choice([0.0, 1.0, 2.0, 3.0], size=n, p=[0.95, 0.04, 0.008, 0.002]),
-               "flag drifting": (rng.random(n) < np.linspace(0.1, 0.4, n)).astype(float),
-               "rare value": np.where(np.arange(n) % 997 == 0, 7.0, rng.integers(0, 3, n).astype(float))}
+    columns = {
+        "error count": rng.choice([0.0, 1.0, 2.0, 3.0], size=n, p=[0.95, 0.04, 0.008, 0.002]),
+        "flag drifting": (rng.random(n) < np.linspace(0.1, 0.4, n)).astype(float),
+        "rare value": np.where(np.arange(n) % 997 == 0, 7.0, rng.integers(0, 3, n).astype(float)),
+    }
     first, middle, stop = np.array([0, 3, 10]), np.array([12, 15, 18]), np.array([20, 20, 19])
     for name, values in columns.items():
         column = BinnedColumn.of(values, blocks, n_blocks)
         assert column.discrete, name
         stats = window_statistics(column, first, middle, stop)
         for w in range(len(first)):
-            ref = values[first[w] * per_block: middle[w] * per_block]
-            prod = values[middle[w] * per_block: stop[w] * per_block]
+            ref = values[first[w] * per_block : middle[w] * per_block]
+            prod = values[middle[w] * per_block : stop[w] * per_block]
             levels = np.union1d(ref, prod)
             a = np.array([(ref == v).sum() for v in levels])
             b = np.array([(prod == v).sum() for v in levels])
-            naive = sum((max(q / len(prod), 1e-4) - max(r / len(ref), 1e-4))
-                        * math.log(max(q / len(prod), 1e-4) / max(r / len(ref), 1e-4)) for r, q in zip(a, b))
+            naive = sum(
+                (max(q / len(prod), 1e-4) - max(r / len(ref), 1e-4))
+                * math.log(max(q / len(prod), 1e-4) / max(r / len(ref), 1e-4))
+                for r, q in zip(a, b)
+            )
             assert stats[w, 0] == pytest.approx(naive, rel=1e-12, abs=1e-15), name
             assert stats[w, 4] == pytest.approx(jensenshannon(a / a.sum(), b / b.sum(), base=2), abs=1e-12), name
             expected_p = chi2_contingency([a, b], correction=False).pvalue if len(levels) > 1 else 1.0
@@ -545,8 +558,9 @@ def test_sorting_the_windows_gives_the_binned_statistics_bit_for_bit(seed):
             binned = BinnedColumn.of(values, blocks, n_blocks, method)
             sorted_stats, discrete = sorted_window_statistics(values, blocks, n_blocks, first, middle, stop, method)
             assert discrete == binned.discrete, (name, method)
-            np.testing.assert_array_equal(sorted_stats, window_statistics(binned, first, middle, stop),
-                                          err_msg=f"{name}, {method}")
+            np.testing.assert_array_equal(
+                sorted_stats, window_statistics(binned, first, middle, stop), err_msg=f"{name}, {method}"
+            )
 
 
 def test_jensen_shannon_and_chi2_edge_cases():
@@ -569,8 +583,9 @@ def test_binned_order_statistics_and_counts_equal_the_sorted_window():
         rows = np.full(len(ordered), row)
         np.testing.assert_array_equal(windows.order_statistics(rows, np.arange(len(ordered))), ordered)
         probes = np.concatenate([np.unique(ordered), np.unique(ordered) + 0.05, [-10.0, 10.0]])
-        np.testing.assert_array_equal(windows.count_at_or_below(np.full(len(probes), row), probes),
-                                      np.searchsorted(ordered, probes, side="right"))
+        np.testing.assert_array_equal(
+            windows.count_at_or_below(np.full(len(probes), row), probes), np.searchsorted(ordered, probes, side="right")
+        )
 
 
 def test_rows_outside_every_block_are_not_counted():
@@ -579,5 +594,3 @@ def test_rows_outside_every_block_are_not_counted():
     stats = window_statistics(BinnedColumn(values, blocks, 3), [0], [1], [3])
     assert stats[0, 2] == values[12:24].mean() and stats[0, 3] == values[24:48].mean()
     assert stats[0, 1] == 1.0  # the windows do not overlap: KS is 1
-
-

@@ -57,11 +57,13 @@ def raw() -> dict[str, pd.DataFrame]:
     tables["telemetry"] = tel[~drop].reset_index(drop=True)
 
     hours = (pd.Timestamp(SIM.end) - pd.Timestamp(SIM.start)) // pd.Timedelta(hours=1)
-    extra = pd.DataFrame({
-        "datetime": pd.Timestamp(SIM.start) + rng.integers(0, hours, 200) * pd.Timedelta(hours=1),
-        "machineID": rng.integers(1, SIM.machines + 1, 200).astype(np.int32),
-        "errorID": pd.Categorical(rng.choice(ERROR_IDS, 200), categories=list(ERROR_IDS)),
-    })
+    extra = pd.DataFrame(
+        {
+            "datetime": pd.Timestamp(SIM.start) + rng.integers(0, hours, 200) * pd.Timedelta(hours=1),
+            "machineID": rng.integers(1, SIM.machines + 1, 200).astype(np.int32),
+            "errorID": pd.Categorical(rng.choice(ERROR_IDS, 200), categories=list(ERROR_IDS)),
+        }
+    )
     errors = pd.concat([tables["errors"], extra], ignore_index=True).drop_duplicates()
     tables["errors"] = errors.sort_values(["machineID", "datetime", "errorID"]).reset_index(drop=True)
 
@@ -74,8 +76,9 @@ def raw() -> dict[str, pd.DataFrame]:
 
 def _build(raw, start=START, end=END, params=DEFAULT, **replace) -> pd.DataFrame:
     tables = {**raw, **replace}
-    return build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
-                          start, end, params)
+    return build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], start, end, params
+    )
 
 
 @pytest.fixture(scope="module", params=[DEFAULT, VARIANT], ids=["default", "every6h-cov0.75-lookback160"])
@@ -84,8 +87,9 @@ def case(request, raw):
     params = request.param
     actual = _build(raw, params=params)
     times = snapshot_times(START, END, params.snapshot_every_hours)
-    expected = pd.concat([naive_features(raw, m, times, params) for m in sorted(raw["machines"]["machineID"])],
-                         ignore_index=True)
+    expected = pd.concat(
+        [naive_features(raw, m, times, params) for m in sorted(raw["machines"]["machineID"])], ignore_index=True
+    )
     return params, actual, expected
 
 
@@ -159,7 +163,8 @@ def naive_features(raw, machine_id: int, times: pd.DatetimeIndex, params: Featur
         row["age"] = int(machine["age"])
         row["usable"] = row.pop("usable_3h") and row.pop("usable_24h")
         row["complete"] = covered_all and not any(
-            isinstance(row[c], float) and math.isnan(row[c]) for c in feature_columns(params))
+            isinstance(row[c], float) and math.isnan(row[c]) for c in feature_columns(params)
+        )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -167,8 +172,12 @@ def naive_features(raw, machine_id: int, times: pd.DatetimeIndex, params: Featur
 def _assert_close(actual: pd.DataFrame, expected: pd.DataFrame, columns: list[str]) -> None:
     assert len(actual) == len(expected)
     for column in columns:
-        np.testing.assert_allclose(actual[column].to_numpy(dtype=np.float64), expected[column].to_numpy(dtype=np.float64),
-                                   err_msg=column, **FLOAT_TOL)
+        np.testing.assert_allclose(
+            actual[column].to_numpy(dtype=np.float64),
+            expected[column].to_numpy(dtype=np.float64),
+            err_msg=column,
+            **FLOAT_TOL,
+        )
 
 
 # --- snapshot grid ------------------------------------------------------------------------------------------
@@ -204,7 +213,14 @@ def test_snapshot_times_rejects_steps_that_do_not_divide_a_day(every):
 def test_output_columns_rows_and_dtypes(raw):
     actual = _build(raw)
     times = snapshot_times(START, END, DEFAULT.snapshot_every_hours)
-    assert list(actual.columns) == ["machineID", "datetime", *feature_columns(), *coverage_columns(), "usable", "complete"]
+    assert list(actual.columns) == [
+        "machineID",
+        "datetime",
+        *feature_columns(),
+        *coverage_columns(),
+        "usable",
+        "complete",
+    ]
     assert len(actual) == 3 * len(times)
     assert list(actual["machineID"]) == [m for m in (1, 2, 3) for _ in times]
     assert list(actual["datetime"]) == list(times) * 3
@@ -229,23 +245,51 @@ def test_windows_on_a_linear_signal_by_hand():
     """volt = 100 + 0.5 * hour: the 3 h mean is the middle reading, the sd 0.5, the trend 12 volts per day."""
     times = pd.date_range("2015-01-01", periods=9 * 24, freq="h").astype("datetime64[ns]")
     k = np.arange(len(times))
-    tel = pd.DataFrame({"datetime": times, "machineID": np.int32(1), "volt": 100 + 0.5 * k, "rotate": 400.0,
-                        "pressure": 100.0, "vibration": 40.0})
+    tel = pd.DataFrame(
+        {
+            "datetime": times,
+            "machineID": np.int32(1),
+            "volt": 100 + 0.5 * k,
+            "rotate": 400.0,
+            "pressure": 100.0,
+            "vibration": 40.0,
+        }
+    )
     tel = tel[tel["datetime"] != pd.Timestamp("2015-01-09 10:00")]  # one missing hour
-    machines = pd.DataFrame({"machineID": np.int32([1]), "model": pd.Categorical(["model2"], categories=list(MODELS)),
-                             "age": [7]})
-    no_errors = pd.DataFrame({"datetime": pd.Series(dtype="datetime64[ns]"), "machineID": pd.Series(dtype=np.int32),
-                              "errorID": pd.Categorical([], categories=list(ERROR_IDS))})
-    no_maint = pd.DataFrame({"datetime": pd.Series(dtype="datetime64[ns]"), "machineID": pd.Series(dtype=np.int32),
-                             "comp": pd.Categorical([], categories=list(COMPONENTS))})
-    out = build_features(tel, no_errors, no_maint, machines, "2015-01-09 09:00", "2015-01-09 13:00",
-                         FeatureParams(snapshot_every_hours=3)).set_index("datetime")
+    machines = pd.DataFrame(
+        {"machineID": np.int32([1]), "model": pd.Categorical(["model2"], categories=list(MODELS)), "age": [7]}
+    )
+    no_errors = pd.DataFrame(
+        {
+            "datetime": pd.Series(dtype="datetime64[ns]"),
+            "machineID": pd.Series(dtype=np.int32),
+            "errorID": pd.Categorical([], categories=list(ERROR_IDS)),
+        }
+    )
+    no_maint = pd.DataFrame(
+        {
+            "datetime": pd.Series(dtype="datetime64[ns]"),
+            "machineID": pd.Series(dtype=np.int32),
+            "comp": pd.Categorical([], categories=list(COMPONENTS)),
+        }
+    )
+    out = build_features(
+        tel,
+        no_errors,
+        no_maint,
+        machines,
+        "2015-01-09 09:00",
+        "2015-01-09 13:00",
+        FeatureParams(snapshot_every_hours=3),
+    ).set_index("datetime")
     at9, at12 = out.loc["2015-01-09 09:00"], out.loc["2015-01-09 12:00"]
     k9 = 8 * 24 + 9
     assert at9["volt_mean_3h"] == pytest.approx(100 + 0.5 * (k9 - 1), abs=1e-9)  # hours 7, 8, 9 (not 6)
     assert at9["volt_sd_3h"] == pytest.approx(0.5, abs=1e-9)
     assert at9["volt_trend_7d"] == pytest.approx(12.0, abs=1e-9)
-    assert at9["rotate_sd_24h"] == pytest.approx(0.0, abs=1e-9) and at9["rotate_trend_7d"] == pytest.approx(0.0, abs=1e-9)
+    assert at9["rotate_sd_24h"] == pytest.approx(0.0, abs=1e-9) and at9["rotate_trend_7d"] == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert at9["coverage_14d"] == pytest.approx(202 / 336)  # Jan 1 00:00 .. Jan 9 09:00: not covered
     assert np.isnan(at9["volt_mean_14d"]) and at9["usable"] and not at9["complete"]
     # 12:00: the 3 h window (10:00, 11:00, 12:00) lost 10:00 -> 2 of 3 readings < ceil(0.9 * 3): NaN, unusable
@@ -293,8 +337,11 @@ def test_trend_agrees_with_polyfit_on_the_window(raw):
     checked = 0
     for _, row in actual.iterrows():
         t = row["datetime"]
-        window = tel[(tel["machineID"] == row["machineID"]) & (tel["datetime"] > t - pd.Timedelta(hours=168))
-                     & (tel["datetime"] <= t)]
+        window = tel[
+            (tel["machineID"] == row["machineID"])
+            & (tel["datetime"] > t - pd.Timedelta(hours=168))
+            & (tel["datetime"] <= t)
+        ]
         if len(window) < 152:
             assert np.isnan(row["volt_trend_7d"])
             continue
@@ -363,8 +410,9 @@ def _scramble_after(frame: pd.DataFrame, t: pd.Timestamp, rng: np.random.Generat
         elif column == "machineID":
             garbage[column] = rng.integers(1, SIM.machines + 1, n).astype(np.int32)
         elif isinstance(garbage[column].dtype, pd.CategoricalDtype):
-            garbage[column] = pd.Categorical(rng.choice(garbage[column].cat.categories, n),
-                                             categories=garbage[column].cat.categories)
+            garbage[column] = pd.Categorical(
+                rng.choice(garbage[column].cat.categories, n), categories=garbage[column].cat.categories
+            )
         else:
             garbage[column] = rng.uniform(0.0, 1000.0, n)
     key = [c for c in frame.columns if c not in SENSORS]
@@ -375,8 +423,13 @@ def _scramble_after(frame: pd.DataFrame, t: pd.Timestamp, rng: np.random.Generat
 @pytest.mark.parametrize("params", [DEFAULT, VARIANT], ids=["default", "variant"])
 def test_deleting_everything_after_t_changes_no_snapshot_up_to_t(raw, params):
     whole = _build(raw, params=params)
-    cut = _build(raw, params=params, telemetry=_before(raw["telemetry"], CUT), errors=_before(raw["errors"], CUT),
-                 maintenance=_before(raw["maintenance"], CUT))
+    cut = _build(
+        raw,
+        params=params,
+        telemetry=_before(raw["telemetry"], CUT),
+        errors=_before(raw["errors"], CUT),
+        maintenance=_before(raw["maintenance"], CUT),
+    )
     upto = whole["datetime"] <= CUT
     assert upto.any() and (~upto).any()
     pd.testing.assert_frame_equal(cut[upto], whole[upto], check_exact=True)
@@ -428,7 +481,6 @@ def test_a_range_split_in_two_gives_the_same_rows(raw, params, mid):
     """Daily partitions computed one by one equal one run over the whole range, to the last bit (every day is
     computed from its own slice of the hourly grid, so where a run starts cannot change a day's rounding)."""
     whole = _build(raw, params=params)
-    halves = pd.concat([_build(raw, end=mid, params=params), _build(raw, start=mid, params=params)],
-                       ignore_index=True)
+    halves = pd.concat([_build(raw, end=mid, params=params), _build(raw, start=mid, params=params)], ignore_index=True)
     halves = halves.sort_values(["machineID", "datetime"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(halves, whole, check_exact=True)

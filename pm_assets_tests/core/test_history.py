@@ -17,15 +17,28 @@ def days(n: int = 40, folder: Path = Path("/out/monitoring")) -> pd.DataFrame:
     light = np.where(np.arange(n) < 30, "green", np.where(np.arange(n) < 35, "yellow", "red"))
     psi = np.linspace(0.02, 0.4, n)
     psi[min(5, n - 1)] = np.nan  # undefined on one day: a gap in the line, not a zero
-    return pd.DataFrame({
-        "date": dates, "traffic_light": light, "light_code": pd.Series(light).map({"green": 0, "yellow": 1, "red": 2}),
-        "alert_count": np.where(light == "green", 0, np.where(light == "yellow", 2, 3)),
-        "alerts": np.where(light == "green", "", "score_drift, feature_drift"), "retrain_recommended": light != "green",
-        "score_psi": psi, "n_drifted_features": np.arange(n) // 4, "top_drifted": "volt_mean_24h 0.41",
-        "auc_reference": 0.9, "auc_production": 0.85, "ap_reference": 0.6, "ap_production": np.linspace(0.6, 0.3, n),
-        "estimated_ap_immature": 0.55, "failure_rate_reference": 0.01, "failure_rate_production": 0.02,
-        "model_version": "v0001", "report": [str(folder / f"{d:%Y-%m-%d}" / "report.html") for d in dates],
-    })
+    return pd.DataFrame(
+        {
+            "date": dates,
+            "traffic_light": light,
+            "light_code": pd.Series(light).map({"green": 0, "yellow": 1, "red": 2}),
+            "alert_count": np.where(light == "green", 0, np.where(light == "yellow", 2, 3)),
+            "alerts": np.where(light == "green", "", "score_drift, feature_drift"),
+            "retrain_recommended": light != "green",
+            "score_psi": psi,
+            "n_drifted_features": np.arange(n) // 4,
+            "top_drifted": "volt_mean_24h 0.41",
+            "auc_reference": 0.9,
+            "auc_production": 0.85,
+            "ap_reference": 0.6,
+            "ap_production": np.linspace(0.6, 0.3, n),
+            "estimated_ap_immature": 0.55,
+            "failure_rate_reference": 0.01,
+            "failure_rate_production": 0.02,
+            "model_version": "v0001",
+            "report": [str(folder / f"{d:%Y-%m-%d}" / "report.html") for d in dates],
+        }
+    )
 
 
 def test_history_keeps_the_latest_row_of_a_day_in_date_order():
@@ -59,5 +72,5 @@ def test_an_empty_history_still_draws():
 def test_the_index_links_every_report_relative_to_its_folder():
     page = index_html(history_table(days(folder=Path("/out/monitoring"))), Path("/out/monitoring"))
     assert page.count('href="2015-') == 40 and 'href="2015-04-09/report.html"' in page
-    assert "Days by light: <span class=\"light green\">green 30</span>" in page
+    assert 'Days by light: <span class="light green">green 30</span>' in page
     assert page.index("2015-04-09") < page.index("2015-03-01")  # newest first

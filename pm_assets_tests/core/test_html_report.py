@@ -50,8 +50,15 @@ def report():
     ref = rows[(rows["datetime"] >= END - pd.Timedelta(days=15)) & (rows["datetime"] < END - pd.Timedelta(days=5))]
     prod = rows[rows["datetime"] >= END - pd.Timedelta(days=5)]
     samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in ("steady", EVIL, "p_any")}
-    page = render(str(END.date()), summary, result.drift_features, result.drift_scores, result.performance,
-                  result.drift_segments, samples)
+    page = render(
+        str(END.date()),
+        summary,
+        result.drift_features,
+        result.drift_scores,
+        result.performance,
+        result.drift_segments,
+        samples,
+    )
     return page, summary, samples, result
 
 
@@ -108,8 +115,15 @@ def test_report_shows_the_traffic_light_and_every_alert(report):
 @pytest.mark.parametrize("light", LIGHTS)
 def test_report_renders_each_light(report, light):
     _, summary, samples, result = report
-    page = render("2015-02-01", summary | {"traffic_light": light, "action": ACTIONS[light]}, result.drift_features,
-                  result.drift_scores, result.performance, result.drift_segments, samples)
+    page = render(
+        "2015-02-01",
+        summary | {"traffic_light": light, "action": ACTIONS[light]},
+        result.drift_features,
+        result.drift_scores,
+        result.performance,
+        result.drift_segments,
+        samples,
+    )
     assert f'<span class="light">{light.upper()}</span>' in page
     assert LIGHT_COLOURS[light] in page and ACTIONS[light] in page
 
@@ -145,23 +159,29 @@ def test_report_escapes_feature_names(report):
 # --- charts on awkward input --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("reference, production", [
-    ([], [1.0, 2.0]),
-    ([1.0, 2.0], []),
-    ([np.nan, np.nan], [np.nan]),
-    ([np.inf, -np.inf], [1.0]),
-])
+@pytest.mark.parametrize(
+    "reference, production",
+    [
+        ([], [1.0, 2.0]),
+        ([1.0, 2.0], []),
+        ([np.nan, np.nan], [np.nan]),
+        ([np.inf, -np.inf], [1.0]),
+    ],
+)
 def test_histogram_without_data_says_so(reference, production):
     out = histogram(reference, production, "x<y")
     assert "no data" in out and "x&lt;y" in out and "x<y" not in out
     assert "<svg" not in out
 
 
-@pytest.mark.parametrize("reference, production", [
-    ([2.0] * 30, [2.0] * 10),  # constant: the range is widened, no division by zero
-    ([1.0, np.nan, 3.0, np.inf], [2.0, -np.inf, np.nan]),  # non-finite values dropped
-    (np.random.default_rng(0).normal(0, 1, 500), np.random.default_rng(1).normal(1, 2, 300)),
-])
+@pytest.mark.parametrize(
+    "reference, production",
+    [
+        ([2.0] * 30, [2.0] * 10),  # constant: the range is widened, no division by zero
+        ([1.0, np.nan, 3.0, np.inf], [2.0, -np.inf, np.nan]),  # non-finite values dropped
+        (np.random.default_rng(0).normal(0, 1, 500), np.random.default_rng(1).normal(1, 2, 300)),
+    ],
+)
 def test_histogram_draws_finite_bars(reference, production):
     bins, height = 12, 150
     out = histogram(reference, production, "t", bins=bins, height=height)
@@ -187,13 +207,16 @@ def test_histogram_densities_match_numpy():
     np.testing.assert_allclose(heights, expected, atol=0.051)
 
 
-@pytest.mark.parametrize("labels, values, threshold", [
-    ([], [], None),
-    ([], [], 0.2),
-    (["a", "b"], [np.nan, np.nan], None),
-    (["a", "b"], [np.nan, np.nan], 0.2),
-    (["a", "b", "c", "d"], [np.nan, None, np.inf, 0.3], 0.2),
-])
+@pytest.mark.parametrize(
+    "labels, values, threshold",
+    [
+        ([], [], None),
+        ([], [], 0.2),
+        (["a", "b"], [np.nan, np.nan], None),
+        (["a", "b"], [np.nan, np.nan], 0.2),
+        (["a", "b", "c", "d"], [np.nan, None, np.inf, 0.3], 0.2),
+    ],
+)
 def test_bar_chart_handles_missing_values(labels, values, threshold):
     out = bar_chart(labels, values, threshold=threshold)
     assert out.startswith("<svg") and out.endswith("</svg>")
@@ -217,8 +240,18 @@ def test_bar_chart_lengths_are_proportional_and_labels_escaped():
 
 # --- read as a person reads it --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "text"), [(-0.0000001, "0"), (0.0843721279514446, "0.0844"), (7200, "7,200"),
-                                             (float("nan"), "–"), (12345.6, "12,346"), (True, "yes")])
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (-0.0000001, "0"),
+        (0.0843721279514446, "0.0844"),
+        (7200, "7,200"),
+        (float("nan"), "–"),
+        (12345.6, "12,346"),
+        (True, "yes"),
+    ],
+)
 def test_numbers_are_shown_rounded_never_minus_zero(value, text):
     from pm_assets.core.html_report import fmt
 

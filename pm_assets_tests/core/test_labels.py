@@ -11,32 +11,46 @@ from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE, build_labels
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.simulate import SimulationConfig, simulate
 
-SIM = SimulationConfig(machines=3, start="2015-01-01", end="2015-01-29", seed=1, min_failure_age_days=10,
-                       failure_rate={c: 6.0 for c in COMPONENTS})
+SIM = SimulationConfig(
+    machines=3,
+    start="2015-01-01",
+    end="2015-01-29",
+    seed=1,
+    min_failure_age_days=10,
+    failure_rate={c: 6.0 for c in COMPONENTS},
+)
 FLAGS = [f"fails_{c}" for c in COMPONENTS]
 
 
 def _failures(*rows: tuple[str, int, str]) -> pd.DataFrame:
     """A failures table in the validated layout from (datetime, machineID, component) rows."""
-    return pd.DataFrame({
-        "datetime": pd.to_datetime([r[0] for r in rows]).astype("datetime64[ns]"),
-        "machineID": np.array([r[1] for r in rows], dtype=np.int32),
-        "failure": pd.Categorical([r[2] for r in rows], categories=list(COMPONENTS)),
-    })
+    return pd.DataFrame(
+        {
+            "datetime": pd.to_datetime([r[0] for r in rows]).astype("datetime64[ns]"),
+            "machineID": np.array([r[1] for r in rows], dtype=np.int32),
+            "failure": pd.Categorical([r[2] for r in rows], categories=list(COMPONENTS)),
+        }
+    )
 
 
 def _snapshots(machine: int, *times: str) -> pd.DataFrame:
-    return pd.DataFrame({"machineID": np.int32(machine),
-                         "datetime": pd.to_datetime(list(times)).astype("datetime64[ns]")})
+    return pd.DataFrame(
+        {"machineID": np.int32(machine), "datetime": pd.to_datetime(list(times)).astype("datetime64[ns]")}
+    )
 
 
 @pytest.fixture(scope="module")
 def failures() -> pd.DataFrame:
     """The simulated failures plus simultaneous ones (two and three components at one timestamp)."""
     simulated = simulate(SIM)["failures"]
-    extra = _failures(("2015-01-12 06:00", 1, "comp4"), ("2015-01-12 06:00", 1, "comp2"),
-                      ("2015-01-25 15:00", 2, "comp3"), ("2015-01-25 15:00", 2, "comp1"),
-                      ("2015-01-25 15:00", 2, "comp2"), ("2015-01-14 09:00", 3, "comp1"))
+    extra = _failures(
+        ("2015-01-12 06:00", 1, "comp4"),
+        ("2015-01-12 06:00", 1, "comp2"),
+        ("2015-01-25 15:00", 2, "comp3"),
+        ("2015-01-25 15:00", 2, "comp1"),
+        ("2015-01-25 15:00", 2, "comp2"),
+        ("2015-01-14 09:00", 3, "comp1"),
+    )
     out = pd.concat([simulated, extra], ignore_index=True).drop_duplicates()
     return out.sort_values(["machineID", "datetime", "failure"]).reset_index(drop=True)
 
@@ -45,8 +59,9 @@ def failures() -> pd.DataFrame:
 def snapshots() -> pd.DataFrame:
     """Hourly snapshots of all machines, in shuffled order and with a non-default index."""
     times = snapshot_times("2015-01-02", "2015-01-29", 1)
-    frame = pd.DataFrame({"machineID": np.repeat(np.arange(1, 4, dtype=np.int32), len(times)),
-                          "datetime": np.tile(times.to_numpy(), 3)})
+    frame = pd.DataFrame(
+        {"machineID": np.repeat(np.arange(1, 4, dtype=np.int32), len(times)), "datetime": np.tile(times.to_numpy(), 3)}
+    )
     return frame.sample(frac=1.0, random_state=4).set_index(np.arange(len(frame)) * 7 + 100)
 
 
@@ -87,8 +102,9 @@ def _assert_matches(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
         np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
     for column in ("failure_component", "failure_within_horizon"):  # missing (immature) compared as "?"
         assert _filled(actual[column]) == _filled(expected[column]), column
-    np.testing.assert_allclose(actual["hours_to_failure"], expected["hours_to_failure"].astype(float),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        actual["hours_to_failure"], expected["hours_to_failure"].astype(float), rtol=1e-9, atol=1e-9
+    )
 
 
 # --- against the reference ----------------------------------------------------------------------------------
@@ -118,8 +134,15 @@ def test_the_reference_data_has_the_failures_the_cases_rely_on(failures):
 
 def test_a_failure_labels_the_horizon_before_it_but_not_its_own_snapshot():
     fails = _failures(("2015-01-10 06:00", 1, "comp3"))
-    snaps = _snapshots(1, "2015-01-09 05:00", "2015-01-09 06:00", "2015-01-10 03:00", "2015-01-10 05:00",
-                       "2015-01-10 06:00", "2015-01-10 07:00")
+    snaps = _snapshots(
+        1,
+        "2015-01-09 05:00",
+        "2015-01-09 06:00",
+        "2015-01-10 03:00",
+        "2015-01-10 05:00",
+        "2015-01-10 06:00",
+        "2015-01-10 07:00",
+    )
     out = build_labels(snaps, fails, 24, "2015-02-01")
     assert out["fails_comp3"].tolist() == [False, True, True, True, False, False]
     assert out["hours_to_failure"].tolist()[1:4] == [24.0, 3.0, 1.0]
@@ -138,8 +161,12 @@ def test_only_the_machines_own_failures_count(horizon):
 
 
 def test_simultaneous_failures_flag_every_component_and_the_class_is_the_lowest():
-    fails = _failures(("2015-01-10 06:00", 1, "comp4"), ("2015-01-10 06:00", 1, "comp2"),
-                      ("2015-01-10 06:00", 1, "comp3"), ("2015-01-10 12:00", 1, "comp1"))
+    fails = _failures(
+        ("2015-01-10 06:00", 1, "comp4"),
+        ("2015-01-10 06:00", 1, "comp2"),
+        ("2015-01-10 06:00", 1, "comp3"),
+        ("2015-01-10 12:00", 1, "comp1"),
+    )
     snaps = _snapshots(1, "2015-01-10 00:00", "2015-01-10 09:00")
     out = build_labels(snaps, fails, 24, "2015-02-01")
     first, later = out.iloc[0], out.iloc[1]
@@ -199,8 +226,15 @@ def test_a_failure_exactly_at_observed_until_is_used():
 
 def test_output_columns_and_dtypes(snapshots, failures):
     out = build_labels(snapshots, failures, 24, "2015-01-20")
-    assert list(out.columns) == ["machineID", "datetime", *FLAGS, "failure_component", "failure_within_horizon",
-                                 "hours_to_failure", "label_mature"]
+    assert list(out.columns) == [
+        "machineID",
+        "datetime",
+        *FLAGS,
+        "failure_component",
+        "failure_within_horizon",
+        "hours_to_failure",
+        "label_mature",
+    ]
     assert out.index.equals(pd.RangeIndex(len(snapshots)))
     assert out["machineID"].dtype == np.int32 and out["datetime"].dtype == "datetime64[ns]"
     assert all(out[f].dtype == bool for f in FLAGS) and out["label_mature"].dtype == bool
@@ -212,5 +246,10 @@ def test_output_columns_and_dtypes(snapshots, failures):
 def test_no_snapshots_give_an_empty_frame(failures):
     out = build_labels(_snapshots(1), failures, 24, "2015-01-20")
     assert len(out) == 0
-    assert list(out.columns)[-5:] == ["fails_comp4", "failure_component", "failure_within_horizon",
-                                      "hours_to_failure", "label_mature"]
+    assert list(out.columns)[-5:] == [
+        "fails_comp4",
+        "failure_component",
+        "failure_within_horizon",
+        "hours_to_failure",
+        "label_mature",
+    ]

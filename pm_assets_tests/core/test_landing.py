@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from pm_assets.core.landing import (
-    Staging, declared_day, file_id, inventory, list_landed, rows_per_day, table_for_name,
+    Staging,
+    declared_day,
+    file_id,
+    inventory,
+    list_landed,
+    rows_per_day,
+    table_for_name,
 )
 from pm_assets.core.schema import TELEMETRY
 from pm_assets.core.simulate import SimulationConfig, simulate, write_day_files, write_kaggle_csv
@@ -17,12 +23,20 @@ from pm_assets.core.storage import sha256_of
 from pm_assets.core.validation import validate_rows
 
 
-@pytest.mark.parametrize("name, table", [
-    ("PdM_telemetry.csv", "telemetry"), ("PdM_telemetry_2026-11-30.csv.gz", "telemetry"),
-    ("export PdM_maint 2026-11.csv", "maintenance"), ("pdm_failures_x.CSV".replace("CSV", "csv"), "failures"),
-    ("PdM_machines.csv", "machines"), ("PdM_errors.csv", "errors"),
-    ("PdM_telemetry.parquet", None), ("readme.csv", None), (".PdM_telemetry.csv.tmp", None),
-])
+@pytest.mark.parametrize(
+    "name, table",
+    [
+        ("PdM_telemetry.csv", "telemetry"),
+        ("PdM_telemetry_2026-11-30.csv.gz", "telemetry"),
+        ("export PdM_maint 2026-11.csv", "maintenance"),
+        ("pdm_failures_x.CSV".replace("CSV", "csv"), "failures"),
+        ("PdM_machines.csv", "machines"),
+        ("PdM_errors.csv", "errors"),
+        ("PdM_telemetry.parquet", None),
+        ("readme.csv", None),
+        (".PdM_telemetry.csv.tmp", None),
+    ],
+)
 def test_a_file_name_says_its_table(name, table):
     spec = table_for_name(name)
     assert (spec.name if spec else None) == table
@@ -67,8 +81,11 @@ def test_a_file_staged_in_pieces_gives_the_days_staged_in_one(tmp_path, fleet, m
     monkeypatch.setattr(parsing.read_source_pieces, "__defaults__", (2_000,))  # ~45 lines a piece
     pieces = Staging(tmp_path / "pieces")
     again = pieces.stage(file)
-    assert (again["rows"], again["days"], again["implausible_times"]) == \
-        (entry["rows"], entry["days"], entry["implausible_times"])
+    assert (again["rows"], again["days"], again["implausible_times"]) == (
+        entry["rows"],
+        entry["days"],
+        entry["implausible_times"],
+    )
     assert len(pieces.chunks("telemetry", "2015-01-03")) > 1  # the day's rows came in several pieces
     days = list(entry["days"])
     pd.testing.assert_frame_equal(pieces.read("telemetry", days), whole.read("telemetry", days), check_exact=True)
@@ -96,7 +113,9 @@ def test_two_empty_exports_of_different_days_are_two_files(tmp_path, fleet):
     write_kaggle_csv(empty, tmp_path, suffix="_2015-01-02")
     write_kaggle_csv(empty, tmp_path, suffix="_2015-01-03")
     a, b = list_landed(tmp_path)[0]
-    assert sha256_of(a.path) == sha256_of(b.path) and file_id(sha256_of(a.path), a.name) != file_id(sha256_of(b.path), b.name)
+    assert sha256_of(a.path) == sha256_of(b.path) and file_id(sha256_of(a.path), a.name) != file_id(
+        sha256_of(b.path), b.name
+    )
     staging = Staging(tmp_path / "staging")
     assert staging.stage(a)["days"] == {"2015-01-02": 0} and staging.stage(b)["days"] == {"2015-01-03": 0}
 
@@ -122,7 +141,7 @@ def test_a_late_file_adds_to_its_day_and_repeats_are_duplicates_naming_the_first
 
 def test_an_unreadable_file_is_recorded_with_file_and_line_and_stages_nothing(tmp_path):
     path = tmp_path / "PdM_errors_2015-01-02.csv.gz"
-    path.write_bytes(gzip.compress(b'"datetime","machineID","errorID"\n') [:-3])  # truncated gzip
+    path.write_bytes(gzip.compress(b'"datetime","machineID","errorID"\n')[:-3])  # truncated gzip
     (file,), _ = list_landed(tmp_path)
     staging = Staging(tmp_path / "staging")
     entry = staging.stage(file)
@@ -157,8 +176,9 @@ def test_two_processes_staging_the_same_file_at_once_stage_it_once(tmp_path, fle
 
     write_kaggle_csv({"telemetry": fleet["telemetry"]}, tmp_path / "landing")
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_stage_in_a_process, args=(tmp_path / "staging", tmp_path / "landing"))
-               for _ in range(3)]
+    workers = [
+        context.Process(target=_stage_in_a_process, args=(tmp_path / "staging", tmp_path / "landing")) for _ in range(3)
+    ]
     for w in workers:
         w.start()
     for w in workers:

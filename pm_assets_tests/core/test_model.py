@@ -75,8 +75,9 @@ def tables() -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def features(tables) -> pd.DataFrame:
-    return build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
-                          SIM.start, SIM.end)
+    return build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], SIM.start, SIM.end
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +136,11 @@ def test_scores_are_probabilities_that_sum_to_one(test_scores, split):
 def test_probability_columns_follow_the_classifier_classes(bundle, split, test_scores):
     """Each p_<class> column is the (prior-corrected) probability of that class, whatever the classifier's internal
     class order."""
-    raw = prior_correction(bundle.classifier.predict_proba(feature_matrix(split[1], bundle.features)),
-                           list(bundle.classifier.classes_).index(NO_FAILURE), bundle.negative_sample_rate)
+    raw = prior_correction(
+        bundle.classifier.predict_proba(feature_matrix(split[1], bundle.features)),
+        list(bundle.classifier.classes_).index(NO_FAILURE),
+        bundle.negative_sample_rate,
+    )
     by_class = {str(c): raw[:, i] for i, c in enumerate(bundle.classifier.classes_)}
     for c in LABEL_CLASSES:
         np.testing.assert_array_equal(test_scores[f"p_{c}"].to_numpy(), by_class[c])
@@ -169,7 +173,10 @@ def test_anomaly_score_is_negated_isolation_forest_score(bundle, split, test_sco
     assert (test_scores["anomaly_score"] > 0).all() and (test_scores["anomaly_score"] <= 1).all()
     # the anomaly model learnt normal rows only: on average failing rows look more anomalous
     failing = test["failure_component"].astype(str).to_numpy() != NO_FAILURE
-    assert test_scores["anomaly_score"].to_numpy()[failing].mean() > test_scores["anomaly_score"].to_numpy()[~failing].mean()
+    assert (
+        test_scores["anomaly_score"].to_numpy()[failing].mean()
+        > test_scores["anomaly_score"].to_numpy()[~failing].mean()
+    )
 
 
 def test_anomaly_model_is_fitted_on_normal_rows_only(bundle, split):
@@ -253,8 +260,12 @@ def test_sampled_training_stays_calibrated_and_matches_the_full_fit(split):
     sampled = bundle.score(test)
     y = (test["failure_component"].astype(str) != NO_FAILURE).to_numpy()
     assert abs(sampled["p_any"].mean() - y.mean()) < 0.25 * y.mean()
-    uncorrected = 1 - bundle.classifier.predict_proba(feature_matrix(test, bundle.features))[
-        :, list(bundle.classifier.classes_).index(NO_FAILURE)]
+    uncorrected = (
+        1
+        - bundle.classifier.predict_proba(feature_matrix(test, bundle.features))[
+            :, list(bundle.classifier.classes_).index(NO_FAILURE)
+        ]
+    )
     # the sample's own p_any on no-failure rows is ~1/rate times too high; the correction brings it down
     assert uncorrected[~y].mean() > 3 * sampled["p_any"].to_numpy()[~y].mean()
     assert average_precision_score(y, sampled["p_any"]) > average_precision_score(y, full["p_any"]) - 0.05
@@ -298,7 +309,7 @@ def test_ece_matches_naive_loop_on_random_data(bins):
     p[:40] = rng.integers(0, bins + 1, size=40) / bins  # exactly on bin edges, 0.0 and 1.0 included
     p[40:45] = 1.0
     p[45:50] = 0.0
-    y = (rng.uniform(size=500) < p ** 2).astype(int)
+    y = (rng.uniform(size=500) < p**2).astype(int)
     assert expected_calibration_error(y, p, bins) == pytest.approx(naive_ece(y, p, bins), abs=1e-12)
 
 
@@ -343,7 +354,9 @@ def _noisy_case(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
     scores = pd.DataFrame(proba, columns=PROBA_COLUMNS)
     scores["p_any"] = 1.0 - scores["p_none"]
     scores.loc[:9, "p_any"] = 0.4  # exactly at the threshold used below: these alert
-    scores["predicted_class"] = pd.Categorical(np.array(LABEL_CLASSES)[proba.argmax(axis=1)], categories=list(LABEL_CLASSES))
+    scores["predicted_class"] = pd.Categorical(
+        np.array(LABEL_CLASSES)[proba.argmax(axis=1)], categories=list(LABEL_CLASSES)
+    )
     rows = pd.DataFrame({"failure_component": pd.Categorical(truth, categories=list(LABEL_CLASSES))})
     return rows, scores
 
@@ -358,12 +371,17 @@ def _check_against_sklearn(rows: pd.DataFrame, scores: pd.DataFrame, threshold: 
     per_class = metrics["per_class"].set_index("class")
     assert list(per_class.index) == list(LABEL_CLASSES)
     for c in LABEL_CLASSES:
-        assert per_class.loc[c, "precision"] == pytest.approx(precision_score(y, pred, labels=[c], average="macro", zero_division=0))
-        assert per_class.loc[c, "recall"] == pytest.approx(recall_score(y, pred, labels=[c], average="macro", zero_division=0))
+        assert per_class.loc[c, "precision"] == pytest.approx(
+            precision_score(y, pred, labels=[c], average="macro", zero_division=0)
+        )
+        assert per_class.loc[c, "recall"] == pytest.approx(
+            recall_score(y, pred, labels=[c], average="macro", zero_division=0)
+        )
         assert per_class.loc[c, "f1"] == pytest.approx(f1_score(y, pred, labels=[c], average="macro", zero_division=0))
         assert per_class.loc[c, "support"] == sum(t == c for t in y)
     assert metrics["macro_f1_components"] == pytest.approx(
-        f1_score(y, pred, labels=list(COMPONENTS), average="macro", zero_division=0))
+        f1_score(y, pred, labels=list(COMPONENTS), average="macro", zero_division=0)
+    )
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y_any, p_any))
     assert metrics["average_precision"] == pytest.approx(average_precision_score(y_any, p_any))
     assert metrics["brier"] == pytest.approx(brier_score_loss(y_any, p_any))
@@ -430,8 +448,12 @@ def test_training_rows_keep_only_usable_and_mature_rows(features, labels, rows):
     # the filters matter on this data: some snapshots are unusable, some labels immature
     assert (~features["usable"]).any() and (~labels["label_mature"]).any()
     merged = {}
-    label_of = {(m, t): (mature, comp) for m, t, mature, comp in
-                zip(labels["machineID"], labels["datetime"], labels["label_mature"], labels["failure_component"])}
+    label_of = {
+        (m, t): (mature, comp)
+        for m, t, mature, comp in zip(
+            labels["machineID"], labels["datetime"], labels["label_mature"], labels["failure_component"]
+        )
+    }
     for m, t, usable in zip(features["machineID"], features["datetime"], features["usable"]):
         mature, comp = label_of[(m, t)]
         if usable and mature:
@@ -440,7 +462,9 @@ def test_training_rows_keep_only_usable_and_mature_rows(features, labels, rows):
     assert set(zip(rows["machineID"], rows["datetime"])) == set(merged)
     assert rows["usable"].all() and rows["label_mature"].all()
     assert rows["failure_component"].notna().all()
-    assert [str(c) for c in rows["failure_component"]] == [str(merged[k]) for k in zip(rows["machineID"], rows["datetime"])]
+    assert [str(c) for c in rows["failure_component"]] == [
+        str(merged[k]) for k in zip(rows["machineID"], rows["datetime"])
+    ]
     assert list(rows.index) == list(range(len(rows)))
 
 
@@ -502,8 +526,19 @@ def naive_risk(p: float, medium: float, high: float):
 
 @pytest.mark.parametrize(("medium", "high"), [(0.2, 0.5), (0.1, 1.0), (0.3, 0.30000000000000004)])
 def test_risk_level_thresholds(medium, high):
-    p = np.array([0.0, np.nextafter(medium, 0), medium, (medium + high) / 2, np.nextafter(high, 0), high, 1.0, np.nan,
-                  *np.random.default_rng(1).uniform(size=50)])
+    p = np.array(
+        [
+            0.0,
+            np.nextafter(medium, 0),
+            medium,
+            (medium + high) / 2,
+            np.nextafter(high, 0),
+            high,
+            1.0,
+            np.nan,
+            *np.random.default_rng(1).uniform(size=50),
+        ]
+    )
     levels = risk_level(p, medium, high)
     assert isinstance(levels, pd.Categorical)
     assert list(levels.categories) == list(RISK_LEVELS) and levels.ordered
@@ -512,8 +547,9 @@ def test_risk_level_thresholds(medium, high):
     assert got[2] == "medium" and got[5] == "high" and got[7] is None  # boundaries inclusive, NaN missing
 
 
-@pytest.mark.parametrize(("medium", "high"), [(0.0, 0.5), (0.5, 0.5), (0.6, 0.5), (0.2, 1.1), (-0.1, 0.5),
-                                              (np.nan, 0.5), (0.2, np.nan)])
+@pytest.mark.parametrize(
+    ("medium", "high"), [(0.0, 0.5), (0.5, 0.5), (0.6, 0.5), (0.2, 1.1), (-0.1, 0.5), (np.nan, 0.5), (0.2, np.nan)]
+)
 def test_risk_level_rejects_bad_thresholds(medium, high):
     with pytest.raises(ValueError, match="risk thresholds"):
         risk_level(np.array([0.5]), medium, high)
@@ -570,7 +606,7 @@ def test_training_gathered_chunk_by_chunk_is_the_whole_history_in_one_frame(feat
     features, labels = by_day(features).reset_index(drop=True), by_day(labels).reset_index(drop=True)
     params = TrainParams(max_iter=20, max_negative_rows=3_000)  # a real sample: rate < 1
     days = sorted(features["datetime"].dt.strftime("%Y-%m-%d").unique())
-    chunks = [days[i: i + chunk_days] for i in range(0, len(days), chunk_days)]
+    chunks = [days[i : i + chunk_days] for i in range(0, len(days), chunk_days)]
     feature_days, label_days = features["datetime"].dt.strftime("%Y-%m-%d"), labels["datetime"].dt.strftime("%Y-%m-%d")
 
     def read(keys, columns):
@@ -595,5 +631,9 @@ def test_training_gathered_chunk_by_chunk_is_the_whole_history_in_one_frame(feat
     assert gathered.snapshots == (features["datetime"].min(), features["datetime"].max())
     whole = fit_bundle(train, params)
     pieces = fit_sampled(gathered.fit_rows, gathered.normal, gathered.rate, params)
-    np.testing.assert_array_equal(pieces.score(test)[PROBA_COLUMNS].to_numpy(), whole.score(test)[PROBA_COLUMNS].to_numpy())
-    np.testing.assert_array_equal(pieces.score(test)["anomaly_score"].to_numpy(), whole.score(test)["anomaly_score"].to_numpy())
+    np.testing.assert_array_equal(
+        pieces.score(test)[PROBA_COLUMNS].to_numpy(), whole.score(test)[PROBA_COLUMNS].to_numpy()
+    )
+    np.testing.assert_array_equal(
+        pieces.score(test)["anomaly_score"].to_numpy(), whole.score(test)["anomaly_score"].to_numpy()
+    )

@@ -38,8 +38,8 @@ from pm_assets.core.monitoring import (
     monitor_days,
     monitor_stored,
     monitoring_rows,
-    stored_window_drift,
     permutation_importance_of,
+    stored_window_drift,
     traffic_light,
     windows_for,
 )
@@ -63,9 +63,13 @@ def build_rows(label_kind: str = "boolean", seed: int = 0) -> pd.DataFrame:
     """
     rng = np.random.default_rng(seed)
     frames = []
-    for machine, model in MODELS.items():
-        times = pd.date_range(REF_START - pd.Timedelta(days=3), END + pd.Timedelta(days=3),
-                              freq="24h" if machine == 8 else "3h", inclusive="left")
+    for machine in MODELS:
+        times = pd.date_range(
+            REF_START - pd.Timedelta(days=3),
+            END + pd.Timedelta(days=3),
+            freq="24h" if machine == 8 else "3h",
+            inclusive="left",
+        )
         frames.append(pd.DataFrame({"machineID": machine, "datetime": times}))
     rows = pd.concat(frames).sort_values("datetime", kind="stable").reset_index(drop=True)
     n = len(rows)
@@ -147,9 +151,12 @@ def test_result_windows_and_row_counts(case):
     assert len(ref) > 0 and len(prod) > 0 and len(ref) + len(prod) < len(rows)  # rows outside both windows exist
     assert result.windows["reference"] == {"start": str(REF_START), "end": str(PROD_START)}
     assert result.windows["production"] == {"start": str(PROD_START), "end": str(END)}
-    assert result.windows["rows"] == {"reference": len(ref), "production": len(prod),
-                                      "reference_mature": len(mature_of(ref)),
-                                      "production_mature": len(mature_of(prod))}
+    assert result.windows["rows"] == {
+        "reference": len(ref),
+        "production": len(prod),
+        "reference_mature": len(mature_of(ref)),
+        "production_mature": len(mature_of(prod)),
+    }
 
 
 # --- drift --------------------------------------------------------------------------------------------------
@@ -160,8 +167,13 @@ def test_feature_drift_equals_psi_and_ks_on_the_window_slices(case):
     ref, prod = window(rows, REF_START, PROD_START), window(rows, PROD_START, END)
     table = result.drift_features.set_index("feature")
     assert sorted(table.index) == sorted(NUMERIC)  # non-numeric and absent names are left out
-    assert table["method"].to_dict() == {"stable": "continuous", "shifted": "continuous", "with_nan": "continuous",
-                                         "counts": "discrete", "constant": "discrete"}  # <= 25 distinct values
+    assert table["method"].to_dict() == {
+        "stable": "continuous",
+        "shifted": "continuous",
+        "with_nan": "continuous",
+        "counts": "discrete",
+        "constant": "discrete",
+    }  # <= 25 distinct values
     for f in NUMERIC:
         row = table.loc[f]
         expected = per_value_psi(ref[f], prod[f]) if row["method"] == "discrete" else psi(ref[f], prod[f])
@@ -181,7 +193,7 @@ def test_feature_drift_equals_psi_and_ks_on_the_window_slices(case):
     # sorted by PSI, largest first, NaN last
     values = result.drift_features["psi"].to_numpy()
     finite = values[~np.isnan(values)]
-    assert (np.diff(finite) <= 0).all() and np.isnan(values[len(finite):]).all()
+    assert (np.diff(finite) <= 0).all() and np.isnan(values[len(finite) :]).all()
 
 
 def test_score_drift_and_failure_rates(case):
@@ -308,7 +320,7 @@ def test_weighted_drift_is_normalised_importance_times_psi(case):
     assert weighted.loc["counts", "importance"] == 0.0 and weighted.loc["with_nan", "importance"] == 0.0
     values = result.drift_weighted["weighted_drift"].to_numpy()
     finite = values[~np.isnan(values)]
-    assert (np.diff(finite) <= 0).all() and np.isnan(values[len(finite):]).all()
+    assert (np.diff(finite) <= 0).all() and np.isnan(values[len(finite) :]).all()
 
 
 def test_weighted_drift_without_importance_or_with_no_positive_importance():
@@ -349,19 +361,41 @@ def _features_frame(psis) -> pd.DataFrame:
     return pd.DataFrame({"feature": [f"f{i}" for i in range(len(psis))], "psi": psis})
 
 
-QUIET = dict(score=0.0, features=[0.0], ref_ap=0.5, prod_ap=0.5, ref_rate=0.1, prod_rate=0.1,
-             ref_band=float("nan"), prod_band=float("nan"), ref_mature=float("nan"), prod_mature=float("nan"),
-             multivariate=None)
+QUIET = dict(
+    score=0.0,
+    features=[0.0],
+    ref_ap=0.5,
+    prod_ap=0.5,
+    ref_rate=0.1,
+    prod_rate=0.1,
+    ref_band=float("nan"),
+    prod_band=float("nan"),
+    ref_mature=float("nan"),
+    prod_mature=float("nan"),
+    multivariate=None,
+)
 ABSOLUTE = replace(PARAMS, label_drift_rule="absolute")
 
 
 def _alerts(params=PARAMS, **kw):
     v = QUIET | kw
-    perf = [pd.Series({"average_precision": v[f"{w}_ap"], "failure_rate": v[f"{w}_rate"],
-                       "average_precision_band": v[f"{w}_band"], "mature_rows": v[f"{w}_mature"]})
-            for w in ("ref", "prod")]
-    return {a.name: a for a in alerts(pd.Series({"psi": v["score"]}), _features_frame(v["features"]), *perf,
-                                      params, v["multivariate"])}
+    perf = [
+        pd.Series(
+            {
+                "average_precision": v[f"{w}_ap"],
+                "failure_rate": v[f"{w}_rate"],
+                "average_precision_band": v[f"{w}_band"],
+                "mature_rows": v[f"{w}_mature"],
+            }
+        )
+        for w in ("ref", "prod")
+    ]
+    return {
+        a.name: a
+        for a in alerts(
+            pd.Series({"psi": v["score"]}), _features_frame(v["features"]), *perf, params, v["multivariate"]
+        )
+    }
 
 
 def test_alert_names_and_quiet_inputs():
@@ -397,7 +431,7 @@ def test_performance_decay_fires_at_its_threshold():
     assert not _alerts(ref_ap=np.nextafter(t, 0), prod_ap=0.0)["performance_decay"].fired
     dyadic = replace(PARAMS, ap_drop_alert=0.0625)  # exact in binary: 0.5625 - 0.5 == 0.0625
     assert _alerts(dyadic, ref_ap=0.5625, prod_ap=0.5)["performance_decay"].fired
-    assert not _alerts(dyadic, ref_ap=0.5625, prod_ap=0.5 + 2 ** -30)["performance_decay"].fired
+    assert not _alerts(dyadic, ref_ap=0.5625, prod_ap=0.5 + 2**-30)["performance_decay"].fired
     assert not _alerts(ref_ap=0.5, prod_ap=0.9)["performance_decay"].fired  # an improvement is no decay
     undefined = _alerts(prod_ap=float("nan"))["performance_decay"]
     assert not undefined.fired and undefined.value is None and "undefined" in undefined.reason
@@ -407,16 +441,20 @@ def test_performance_decay_fires_at_its_threshold():
 def test_absolute_label_drift_fires_at_its_threshold_in_both_directions(direction):
     t = ABSOLUTE.failure_rate_change_alert
     base = 0.25
-    exact = (_alerts(ABSOLUTE, ref_rate=0.0, prod_rate=t) if direction == 1
-             else _alerts(ABSOLUTE, ref_rate=t, prod_rate=0.0))
+    exact = (
+        _alerts(ABSOLUTE, ref_rate=0.0, prod_rate=t) if direction == 1 else _alerts(ABSOLUTE, ref_rate=t, prod_rate=0.0)
+    )
     assert exact["label_drift"].fired and exact["label_drift"].value == t
     just_below = np.nextafter(t, 0)
-    below = (_alerts(ABSOLUTE, ref_rate=0.0, prod_rate=just_below) if direction == 1
-             else _alerts(ABSOLUTE, ref_rate=just_below, prod_rate=0.0))
+    below = (
+        _alerts(ABSOLUTE, ref_rate=0.0, prod_rate=just_below)
+        if direction == 1
+        else _alerts(ABSOLUTE, ref_rate=just_below, prod_rate=0.0)
+    )
     assert not below["label_drift"].fired
     dyadic = replace(ABSOLUTE, failure_rate_change_alert=0.125)
     assert _alerts(dyadic, ref_rate=base, prod_rate=base + direction * 0.125)["label_drift"].fired
-    assert not _alerts(dyadic, ref_rate=base, prod_rate=base + direction * (0.125 - 2 ** -30))["label_drift"].fired
+    assert not _alerts(dyadic, ref_rate=base, prod_rate=base + direction * (0.125 - 2**-30))["label_drift"].fired
     undefined = _alerts(ABSOLUTE, prod_rate=float("nan"))["label_drift"]
     assert not undefined.fired and undefined.value is None and "undefined" in undefined.reason
 
@@ -428,7 +466,7 @@ def test_relative_label_drift_fires_at_its_share_of_the_reference_rate(direction
     t = PARAMS.failure_rate_relative_alert
     base = 0.25  # dyadic: 0.25 * 1.5 and 0.25 * 0.5 are exact
     assert _alerts(ref_rate=base, prod_rate=base * (1 + direction * t))["label_drift"].fired
-    assert not _alerts(ref_rate=base, prod_rate=base * (1 + direction * t) - direction * 2 ** -30)["label_drift"].fired
+    assert not _alerts(ref_rate=base, prod_rate=base * (1 + direction * t) - direction * 2**-30)["label_drift"].fired
     doubled = _alerts(ref_rate=0.025, prod_rate=0.05)["label_drift"]
     assert doubled.fired and doubled.value == pytest.approx(1.0) and "100%" in doubled.reason
     assert not _alerts(ABSOLUTE, ref_rate=0.025, prod_rate=0.05)["label_drift"].fired
@@ -440,8 +478,10 @@ def test_relative_label_drift_fires_at_its_share_of_the_reference_rate(direction
 def test_relative_label_drift_needs_a_significant_change_in_failures():
     """On a small fleet a 64 % rise can be chance: 27 failures in the reference against 10 in production (6.3
     expected) is p = 0.17, no alert; the same rates on ten times the rows are significant."""
+
     def counted(rows):
         return dict(ref_rate=0.0149, prod_rate=0.0244, ref_mature=14_400 * rows, prod_mature=3_360 * rows)
+
     small, large = (_alerts(**counted(rows))["label_drift"] for rows in (1, 10))
     assert not small.fired and "p = 0.17" in small.reason
     assert large.fired and small.value == large.value == pytest.approx(0.0244 / 0.0149 - 1)
@@ -460,11 +500,24 @@ def test_performance_decay_waits_for_the_drop_to_exceed_its_band():
 
 def test_multivariate_drift_fires_outside_the_error_band_or_past_the_correlation_threshold():
     def mv(error, change=0.1):
-        return {"production_error": error, "lower_threshold": 1.0, "upper_threshold": 2.0,
-                "correlation_change": change, "correlation_threshold": 0.2, "correlation_pair": "a ~ b"}
+        return {
+            "production_error": error,
+            "lower_threshold": 1.0,
+            "upper_threshold": 2.0,
+            "correlation_change": change,
+            "correlation_threshold": 0.2,
+            "correlation_pair": "a ~ b",
+        }
+
     assert "multivariate_drift" not in _alerts()
-    for error, change, fired in ((2.5, 0.1, True), (0.5, 0.1, True), (2.0, 0.1, False), (1.0, 0.1, False),
-                                 (1.5, 0.25, True), (1.5, 0.2, False)):
+    for error, change, fired in (
+        (2.5, 0.1, True),
+        (0.5, 0.1, True),
+        (2.0, 0.1, False),
+        (1.0, 0.1, False),
+        (1.5, 0.25, True),
+        (1.5, 0.2, False),
+    ):
         alert = _alerts(multivariate=mv(error, change))["multivariate_drift"]
         assert alert.fired is fired, (error, change)
         assert alert.value == change and alert.threshold == 0.2 and "a ~ b" in alert.reason
@@ -473,14 +526,27 @@ def test_multivariate_drift_fires_outside_the_error_band_or_past_the_correlation
 
 
 def test_each_alert_reason_states_its_value_and_threshold():
-    everything = _alerts(score=0.3125, features=[0.5] * 9, ref_ap=0.75, prod_ap=0.5, ref_rate=0.0625, prod_rate=0.25,
-                         multivariate={"production_error": 2.5, "lower_threshold": 1.0, "upper_threshold": 2.0,
-                                       "correlation_change": 0.5, "correlation_threshold": 0.2})
+    everything = _alerts(
+        score=0.3125,
+        features=[0.5] * 9,
+        ref_ap=0.75,
+        prod_ap=0.5,
+        ref_rate=0.0625,
+        prod_rate=0.25,
+        multivariate={
+            "production_error": 2.5,
+            "lower_threshold": 1.0,
+            "upper_threshold": 2.0,
+            "correlation_change": 0.5,
+            "correlation_threshold": 0.2,
+        },
+    )
     assert all(a.fired for a in everything.values())
     for a in everything.values():
         assert f"{a.threshold:g}" in a.reason or f"{a.threshold:.3f}" in a.reason or f"{a.threshold:.0%}" in a.reason
-        assert any(text in a.reason for text in (f"{a.value:.3f}", f"{a.value:.4f}", f"{a.value:g}",
-                                                 f"{a.value:.0%}")), a.reason
+        assert any(
+            text in a.reason for text in (f"{a.value:.3f}", f"{a.value:.4f}", f"{a.value:g}", f"{a.value:.0%}")
+        ), a.reason
     assert "f0" in everything["feature_drift"].reason  # names the drifted features
 
 
@@ -489,12 +555,23 @@ def test_traffic_light_and_retrain_recommendation(count, light):
     assert traffic_light(count) == light
     assert light in LIGHTS
     result = MonitoringResult(
-        windows={"reference": {"start": "a", "end": "b"}, "production": {"start": "b", "end": "c"},
-                 "rows": {"reference": 3, "production": 2}},
-        drift_features=pd.DataFrame(), drift_scores=pd.DataFrame(), performance=pd.DataFrame(),
+        windows={
+            "reference": {"start": "a", "end": "b"},
+            "production": {"start": "b", "end": "c"},
+            "rows": {"reference": 3, "production": 2},
+        },
+        drift_features=pd.DataFrame(),
+        drift_scores=pd.DataFrame(),
+        performance=pd.DataFrame(),
         drift_segments=pd.DataFrame(),
-        drift_weighted=pd.DataFrame({"feature": ["a", "b"], "psi": [0.3, float("nan")], "importance": [1.0, 0.5],
-                                     "weighted_drift": [0.3, float("nan")]}),
+        drift_weighted=pd.DataFrame(
+            {
+                "feature": ["a", "b"],
+                "psi": [0.3, float("nan")],
+                "importance": [1.0, 0.5],
+                "weighted_drift": [0.3, float("nan")],
+            }
+        ),
         alerts=[Alert(f"rule{i}", i < count, 0.0, 0.0, "") for i in range(4)],
     )
     assert result.alert_count == count and result.light == light
@@ -523,12 +600,15 @@ def test_monitor_alerts_agree_with_its_tables(case):
     change = abs(rates[1] / rates[0] - 1)
     assert named["label_drift"].value == pytest.approx(change, abs=1e-15)
     k = PARAMS.snapshots_per_failure
-    counts = [(perf.loc[w, "failure_rate"] * perf.loc[w, "mature_rows"] / k, perf.loc[w, "mature_rows"] / k)
-              for w in ("reference", "production")]
+    counts = [
+        (perf.loc[w, "failure_rate"] * perf.loc[w, "mature_rows"] / k, perf.loc[w, "mature_rows"] / k)
+        for w in ("reference", "production")
+    ]
     table = [[x, n - x] for x, n in counts]
     p_value = chi2_contingency(table, correction=False).pvalue  # the z test squared is this chi-square
-    assert named["label_drift"].fired == bool(change >= PARAMS.failure_rate_relative_alert
-                                              and p_value < PARAMS.label_drift_alpha)
+    assert named["label_drift"].fired == bool(
+        change >= PARAMS.failure_rate_relative_alert and p_value < PARAMS.label_drift_alpha
+    )
     assert f"p = {p_value:.2g}" in named["label_drift"].reason
     assert result.alert_count == sum(a.fired for a in result.alerts)
     assert result.light == traffic_light(result.alert_count)
@@ -540,7 +620,9 @@ def test_monitor_days_equals_monitor_on_each_day():
     ends = [END - pd.Timedelta(days=d) for d in (5, 4, 3, 2, 1, 0)]
     importance = pd.Series({"stable": 0.1, "shifted": 2.0, "counts": 0.5})
     threaded = list(monitor_days(rows, ends, FEATURES, PARAMS, importance, threads=2))
-    for end, ranged, parallel in zip(ends, monitor_days(rows, ends, FEATURES, PARAMS, importance), threaded, strict=True):
+    for end, ranged, parallel in zip(
+        ends, monitor_days(rows, ends, FEATURES, PARAMS, importance), threaded, strict=True
+    ):
         pd.testing.assert_frame_equal(parallel.drift_features, ranged.drift_features, check_exact=True)
         pd.testing.assert_frame_equal(parallel.performance, ranged.performance, check_exact=True)
         assert parallel.windows == ranged.windows
@@ -576,8 +658,9 @@ def test_the_stored_path_equals_monitor_days(group):
     drift = stored_window_drift(read_features, lambda columns: scores[columns], FEATURES, ends, params, group=group)
     assert max(len(c) for c in reads[1:]) <= group  # a few feature columns at a time
     in_memory = list(monitor_days(monitoring_rows(features, scores, labels), ends, FEATURES, params, IMPORTANCE))
-    from_storage = monitor_stored(monitoring_rows(features, scores, labels), ends, range(len(ends)), drift, params,
-                                  IMPORTANCE)
+    from_storage = monitor_stored(
+        monitoring_rows(features, scores, labels), ends, range(len(ends)), drift, params, IMPORTANCE
+    )
     for expected, got in zip(in_memory, from_storage, strict=True):
         for table in ("drift_features", "drift_scores", "performance", "drift_segments", "drift_weighted"):
             pd.testing.assert_frame_equal(getattr(got, table), getattr(expected, table), check_exact=True)
@@ -606,11 +689,23 @@ def test_summary_is_json_serialisable(case):
 def test_monitoring_rows_keeps_scored_rows_sorted_with_their_labels():
     times = pd.to_datetime(["2015-01-03", "2015-01-01", "2015-01-02", "2015-01-01"])
     features = pd.DataFrame({"machineID": [1, 1, 1, 2], "datetime": times, "x": [3.0, 1.0, 2.0, 4.0]})
-    scores = pd.DataFrame({"machineID": [1, 1, 1, 2], "datetime": times, "p_any": [0.3, 0.1, 0.2, 0.4],
-                           "scored": [True, True, False, True], "other": 0})
-    labels = pd.DataFrame({"machineID": [1, 2], "datetime": times[[1, 3]],
-                           "failure_within_horizon": pd.array([True, False], dtype="boolean"),
-                           "label_mature": [True, True]})
+    scores = pd.DataFrame(
+        {
+            "machineID": [1, 1, 1, 2],
+            "datetime": times,
+            "p_any": [0.3, 0.1, 0.2, 0.4],
+            "scored": [True, True, False, True],
+            "other": 0,
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "machineID": [1, 2],
+            "datetime": times[[1, 3]],
+            "failure_within_horizon": pd.array([True, False], dtype="boolean"),
+            "label_mature": [True, True],
+        }
+    )
     out = monitoring_rows(features, scores, labels)
     assert out["x"].tolist() == [1.0, 4.0, 3.0]  # the unscored row is gone; time order, ties in input order
     assert out["p_any"].tolist() == [0.1, 0.4, 0.3]
@@ -632,8 +727,9 @@ def bundle_and_test():
 
     sim = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3, component_min_age={})
     tables = simulate(sim)
-    features = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"],
-                              sim.start, sim.end)
+    features = build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], sim.start, sim.end
+    )
     labels = build_labels(features[["machineID", "datetime"]], tables["failures"], 24, sim.end)
     train, test = split_by_cutoff(training_rows(features, labels), pd.Timestamp("2015-03-20"), 24)
     with threadpool_limits(limits=1):
@@ -674,13 +770,17 @@ def test_permutation_importance_against_a_known_model():
 
     rng = np.random.default_rng(11)
     n = 600
-    frame = pd.DataFrame({"noise": rng.normal(0, 1, n), "signal": rng.normal(0, 1, n),
-                          "model": pd.Categorical(rng.choice(["model1", "model2"], n))})
+    frame = pd.DataFrame(
+        {
+            "noise": rng.normal(0, 1, n),
+            "signal": rng.normal(0, 1, n),
+            "model": pd.Categorical(rng.choice(["model1", "model2"], n)),
+        }
+    )
     y = frame["signal"] > 0.8
     frame["failure_within_horizon"] = pd.array(y, dtype="boolean")
     features = ["noise", "signal", "model"]
-    classifier = DecisionTreeClassifier(max_depth=1).fit(feature_matrix(frame, features),
-                                                         np.where(y, "comp1", "none"))
+    classifier = DecisionTreeClassifier(max_depth=1).fit(feature_matrix(frame, features), np.where(y, "comp1", "none"))
     assert list(classifier.classes_) == ["comp1", "none"]
     bundle = ModelBundle(classifier=classifier, anomaly=IsolationForest(), features=features)
     out = permutation_importance_of(bundle, frame, MonitoringParams(importance_sample=500, importance_repeats=3))

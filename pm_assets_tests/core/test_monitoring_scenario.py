@@ -36,8 +36,10 @@ def test_without_drift_the_light_stays_green(bundle_and_none):
     assert (table["light"] == "green").mean() >= 0.95, table[table["light"] != "green"]
 
 
-@pytest.mark.parametrize("name, alert", [("sensor shift", "feature_drift"), ("failure rate x2", "label_drift"),
-                                         ("correlation only", "multivariate_drift")])
+@pytest.mark.parametrize(
+    "name, alert",
+    [("sensor shift", "feature_drift"), ("failure rate x2", "label_drift"), ("correlation only", "multivariate_drift")],
+)
 def test_each_scenario_turns_the_light_within_14_days_by_its_own_alert(bundle_and_none, name, alert):
     bundle, _ = bundle_and_none
     table = _days(bundle, name, BEFORE.append(AFTER))

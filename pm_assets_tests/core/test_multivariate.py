@@ -37,8 +37,10 @@ def test_reconstruction_error_equals_sklearn_pca_on_the_rows(seed, variance):
     out = reconstruction_drift(moments, first, middle, stop, variance=variance)
     complete = ~np.isnan(x).any(axis=1)
     for w in range(len(first)):
+
         def rows(a, b):
             return x[(blocks >= a) & (blocks < b) & complete]
+
         ref, prod = rows(first[w], middle[w]), rows(middle[w], stop[w])
         got = dict(zip(RECONSTRUCTION, out[w], strict=True))
         error, components = _rows_error(ref, prod, variance)
@@ -46,8 +48,11 @@ def test_reconstruction_error_equals_sklearn_pca_on_the_rows(seed, variance):
         assert got["reference_error"] == pytest.approx(_rows_error(ref, ref, variance)[0], rel=1e-9)
         assert got["components"] == components
         assert (got["reference_rows"], got["production_rows"]) == (len(ref), len(prod))
-        day_errors = [_rows_error(ref, rows(d, d + 1), variance)[0] for d in range(first[w], middle[w])
-                      if len(rows(d, d + 1)) >= MIN_ROWS]
+        day_errors = [
+            _rows_error(ref, rows(d, d + 1), variance)[0]
+            for d in range(first[w], middle[w])
+            if len(rows(d, d + 1)) >= MIN_ROWS
+        ]
         assert got["upper_threshold"] == pytest.approx(np.mean(day_errors) + 3 * np.std(day_errors), rel=1e-9)
 
 
@@ -93,14 +98,17 @@ def test_the_correlation_change_equals_numpy_corrcoef_and_names_the_pair():
     late = np.arange(len(x)) >= 15 * per_day
     x[late, 3] = 0.8 * (x[late, 1] - 50) / 10 + 0.6 * (x[late, 3] - 3) + 3  # features 1 and 3 become correlated
     blocks = np.repeat(np.arange(days), per_day)
-    got = dict(zip(RECONSTRUCTION, reconstruction_drift(BlockMoments.of(x, blocks, days), [0], [15], [20])[0],
-                   strict=True))
+    got = dict(
+        zip(RECONSTRUCTION, reconstruction_drift(BlockMoments.of(x, blocks, days), [0], [15], [20])[0], strict=True)
+    )
     ref, prod = x[~late], x[late]
     change = np.abs(np.corrcoef(prod, rowvar=False) - np.corrcoef(ref, rowvar=False))
     upper = np.triu(change, k=1)
     assert got["correlation_change"] == pytest.approx(upper.max(), rel=1e-9)
     assert (got["pair_a"], got["pair_b"]) == (1, 3)
-    daily = [np.triu(np.abs(np.corrcoef(x[blocks == d], rowvar=False) - np.corrcoef(ref, rowvar=False)), k=1).max()
-             for d in range(15)]
+    daily = [
+        np.triu(np.abs(np.corrcoef(x[blocks == d], rowvar=False) - np.corrcoef(ref, rowvar=False)), k=1).max()
+        for d in range(15)
+    ]
     assert got["correlation_threshold"] == pytest.approx(np.mean(daily) + 3 * np.std(daily), rel=1e-9)
     assert got["correlation_change"] > got["correlation_threshold"]

@@ -11,10 +11,15 @@ import pytest
 
 from pm_assets.core import parsing
 from pm_assets.core.parsing import (
-    LINE_COLUMN, PROBLEM_COLUMN, RAW_COLUMN, SourceFileError, find_source_file, read_source_csv,
+    LINE_COLUMN,
+    PROBLEM_COLUMN,
+    RAW_COLUMN,
+    SourceFileError,
+    find_source_file,
+    read_source_csv,
     read_source_pieces,
 )
-from pm_assets.core.schema import ERRORS, MACHINES, MAINTENANCE, TELEMETRY, FAILURES
+from pm_assets.core.schema import ERRORS, FAILURES, MACHINES, MAINTENANCE, TELEMETRY
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
 
 TELEMETRY_HEADER = "datetime,machineID,volt,rotate,pressure,vibration\n"
@@ -74,21 +79,52 @@ UNREADABLE = [
     ("empty file", "t.csv", "", False, 1, "empty file"),
     ("empty gzip", "t.csv.gz", "", False, 1, "empty file"),
     ("only blank lines", "t.csv", "\n\n", True, 1, "empty file"),
-    ("not UTF-8", "t.csv", TELEMETRY_HEADER.encode() + ROW_06.encode() + b"2015-01-01 07:00:00,1,\xe9,1,1,1\n",
-     False, 3, "not UTF-8"),
-    ("missing column", "t.csv", "datetime,machineID,volt,rotate,pressure\n" + ROW_06, False, 1,
-     "lacks the required column(s) ['vibration']"),
-    ("repeated column", "t.csv", TELEMETRY_HEADER.rstrip() + ",volt\n" + ROW_06, False, 1,
-     "names column(s) ['volt'] more than once"),
-    ("semicolons", "t.csv", (TELEMETRY_HEADER + ROW_06).replace(",", ";"), False, 1,
-     "not comma-separated (found ';' as delimiter?)"),
-    ("quoted header, semicolons", "t.csv", '"datetime";"machineID";"volt";"rotate";"pressure";"vibration"\n',
-     True, 1, "not comma-separated (found ';'"),
+    (
+        "not UTF-8",
+        "t.csv",
+        TELEMETRY_HEADER.encode() + ROW_06.encode() + b"2015-01-01 07:00:00,1,\xe9,1,1,1\n",
+        False,
+        3,
+        "not UTF-8",
+    ),
+    (
+        "missing column",
+        "t.csv",
+        "datetime,machineID,volt,rotate,pressure\n" + ROW_06,
+        False,
+        1,
+        "lacks the required column(s) ['vibration']",
+    ),
+    (
+        "repeated column",
+        "t.csv",
+        TELEMETRY_HEADER.rstrip() + ",volt\n" + ROW_06,
+        False,
+        1,
+        "names column(s) ['volt'] more than once",
+    ),
+    (
+        "semicolons",
+        "t.csv",
+        (TELEMETRY_HEADER + ROW_06).replace(",", ";"),
+        False,
+        1,
+        "not comma-separated (found ';' as delimiter?)",
+    ),
+    (
+        "quoted header, semicolons",
+        "t.csv",
+        '"datetime";"machineID";"volt";"rotate";"pressure";"vibration"\n',
+        True,
+        1,
+        "not comma-separated (found ';'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "crlf", "line", "problem"), [c[1:] for c in UNREADABLE],
-                         ids=[c[0] for c in UNREADABLE])
+@pytest.mark.parametrize(
+    ("name", "content", "crlf", "line", "problem"), [c[1:] for c in UNREADABLE], ids=[c[0] for c in UNREADABLE]
+)
 def test_unreadable_file_names_file_line_and_problem(tmp_path, name, content, crlf, line, problem):
     path = write(tmp_path, name, content, crlf=crlf)
     error = raised(path)
@@ -101,32 +137,83 @@ def test_unreadable_file_names_file_line_and_problem(tmp_path, name, content, cr
 
 # (case id, file name, content, crlf, the bad line's number, its problem, its raw text, its timestamp or None)
 ROW_LEVEL = [
-    ("too many fields", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.rstrip() + ",9.9\n" + ROW_08, False, 3,
-     "expected 6 fields, found 7", ROW_07.rstrip() + ",9.9", "2015-01-01 07:00:00"),
-    ("too few fields", "t.csv", TELEMETRY_HEADER + ROW_06 + "2015-01-01 07:00:00,1,170.0\n" + ROW_08, True, 3,
-     "expected 6 fields, found 3", "2015-01-01 07:00:00,1,170.0", "2015-01-01 07:00:00"),
+    (
+        "too many fields",
+        "t.csv",
+        TELEMETRY_HEADER + ROW_06 + ROW_07.rstrip() + ",9.9\n" + ROW_08,
+        False,
+        3,
+        "expected 6 fields, found 7",
+        ROW_07.rstrip() + ",9.9",
+        "2015-01-01 07:00:00",
+    ),
+    (
+        "too few fields",
+        "t.csv",
+        TELEMETRY_HEADER + ROW_06 + "2015-01-01 07:00:00,1,170.0\n" + ROW_08,
+        True,
+        3,
+        "expected 6 fields, found 3",
+        "2015-01-01 07:00:00,1,170.0",
+        "2015-01-01 07:00:00",
+    ),
     ("blank line in the middle", "t.csv", TELEMETRY_HEADER + ROW_06 + "\n" + ROW_08, False, 3, "blank line", "", None),
-    ("trailing blank line, CRLF gzip", "t.csv.gz", TELEMETRY_HEADER + ROW_06 + ROW_08 + "\n", True, 4, "blank line",
-     "", None),
-    ("unparseable timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01", "2015-13-45") + ROW_08,
-     False, 3, "datetime: not a timestamp '2015-13-45 07:00:00'", ROW_07.replace("2015-01-01", "2015-13-45").rstrip(),
-     None),
-    ("impossible date", "t.csv.gz", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("01-01", "02-30") + ROW_08, True, 3,
-     "datetime: not a timestamp '2015-02-30 07:00:00'", ROW_07.replace("01-01", "02-30").rstrip(), None),
-    ("empty timestamp", "t.csv", TELEMETRY_HEADER + ROW_06 + ",1,170.0,450.0,100.0,40.0\n" + ROW_08, True, 3,
-     "datetime: missing timestamp", ",1,170.0,450.0,100.0,40.0", None),
+    (
+        "trailing blank line, CRLF gzip",
+        "t.csv.gz",
+        TELEMETRY_HEADER + ROW_06 + ROW_08 + "\n",
+        True,
+        4,
+        "blank line",
+        "",
+        None,
+    ),
+    (
+        "unparseable timestamp",
+        "t.csv",
+        TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01", "2015-13-45") + ROW_08,
+        False,
+        3,
+        "datetime: not a timestamp '2015-13-45 07:00:00'",
+        ROW_07.replace("2015-01-01", "2015-13-45").rstrip(),
+        None,
+    ),
+    (
+        "impossible date",
+        "t.csv.gz",
+        TELEMETRY_HEADER + ROW_06 + ROW_07.replace("01-01", "02-30") + ROW_08,
+        True,
+        3,
+        "datetime: not a timestamp '2015-02-30 07:00:00'",
+        ROW_07.replace("01-01", "02-30").rstrip(),
+        None,
+    ),
+    (
+        "empty timestamp",
+        "t.csv",
+        TELEMETRY_HEADER + ROW_06 + ",1,170.0,450.0,100.0,40.0\n" + ROW_08,
+        True,
+        3,
+        "datetime: missing timestamp",
+        ",1,170.0,450.0,100.0,40.0",
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "crlf", "line", "problem", "raw", "stamp"), [c[1:] for c in ROW_LEVEL],
-                         ids=[c[0] for c in ROW_LEVEL])
-def test_a_bad_line_is_a_row_with_its_problem_and_the_others_are_read(tmp_path, name, content, crlf, line, problem,
-                                                                       raw, stamp):
+@pytest.mark.parametrize(
+    ("name", "content", "crlf", "line", "problem", "raw", "stamp"),
+    [c[1:] for c in ROW_LEVEL],
+    ids=[c[0] for c in ROW_LEVEL],
+)
+def test_a_bad_line_is_a_row_with_its_problem_and_the_others_are_read(
+    tmp_path, name, content, crlf, line, problem, raw, stamp
+):
     frame = read_source_csv(write(tmp_path, name, content, crlf=crlf), TELEMETRY)
     bad = frame[frame[LINE_COLUMN] == line]
     assert len(bad) == 1 and problem in bad[PROBLEM_COLUMN].iloc[0], bad[PROBLEM_COLUMN].tolist()
     assert bad[RAW_COLUMN].iloc[0] == raw
-    assert (pd.isna(bad["datetime"].iloc[0]) if stamp is None else bad["datetime"].iloc[0] == pd.Timestamp(stamp))
+    assert pd.isna(bad["datetime"].iloc[0]) if stamp is None else bad["datetime"].iloc[0] == pd.Timestamp(stamp)
     good = frame[frame[LINE_COLUMN] != line]
     assert (good[PROBLEM_COLUMN] == "").all() and (good[RAW_COLUMN] == "").all() and len(good) == 2
     assert good["datetime"].tolist() == [pd.Timestamp("2015-01-01 06:00"), pd.Timestamp("2015-01-01 08:00")]
@@ -154,15 +241,17 @@ def test_pieces_of_a_file_are_the_whole_file_parsed(tmp_path, crlf, name, final_
         assert len(pieces) > 1 or piece_bytes == 10**9
         # (a piece that the fallback parser read has its text columns as object, as a whole file read so has)
         got = pd.concat(pieces, ignore_index=True).astype({PROBLEM_COLUMN: object, RAW_COLUMN: object})
-        pd.testing.assert_frame_equal(got, whole.astype({PROBLEM_COLUMN: object, RAW_COLUMN: object}),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(got, whole.astype({PROBLEM_COLUMN: object, RAW_COLUMN: object}), check_exact=True)
 
 
 def test_every_bad_timestamp_is_its_own_row_problem(tmp_path):
     bad = ROW_06.replace("06:00:00", "6am") + ROW_07.replace("07:00:00", "7am")
     frame = read_source_csv(write(tmp_path, "t.csv", TELEMETRY_HEADER + bad + ROW_08), TELEMETRY)
-    assert frame[PROBLEM_COLUMN].tolist() == ["datetime: not a timestamp '2015-01-01 6am'",
-                                              "datetime: not a timestamp '2015-01-01 7am'", ""]
+    assert frame[PROBLEM_COLUMN].tolist() == [
+        "datetime: not a timestamp '2015-01-01 6am'",
+        "datetime: not a timestamp '2015-01-01 7am'",
+        "",
+    ]
     assert frame[LINE_COLUMN].tolist() == [2, 3, 4]
 
 
@@ -179,23 +268,33 @@ EVENTS = ['2015-01-01 06:00:00,1,"error1"\n', '2015-01-01 06:00:00,1,"error3"\n'
 
 
 @pytest.mark.parametrize("crlf", [False, True], ids=["LF", "CRLF"])
-@pytest.mark.parametrize("header", ['"datetime","machineID","errorID"\n', "datetime,machineID,errorID\n"],
-                         ids=["quoted header", "unquoted header"])
+@pytest.mark.parametrize(
+    "header",
+    ['"datetime","machineID","errorID"\n', "datetime,machineID,errorID\n"],
+    ids=["quoted header", "unquoted header"],
+)
 @pytest.mark.parametrize("name", ["PdM_errors.csv", "PdM_errors.csv.gz"])
 def test_accepted_formats_give_the_same_frame(tmp_path, name, header, crlf):
     frame = read_source_csv(write(tmp_path, name, header + "".join(EVENTS), crlf=crlf), ERRORS)
-    expected = pd.DataFrame({
-        "datetime": pd.to_datetime(["2015-01-01 06:00", "2015-01-01 06:00", "2015-01-02 07:00"]).astype("datetime64[ns]"),
-        "machineID": [1.0, 1.0, 2.0],
-        "errorID": pd.Series(["error1", "error3", "error5"], dtype=object),
-        LINE_COLUMN: [2, 3, 4],
-    })
+    expected = pd.DataFrame(
+        {
+            "datetime": pd.to_datetime(["2015-01-01 06:00", "2015-01-01 06:00", "2015-01-02 07:00"]).astype(
+                "datetime64[ns]"
+            ),
+            "machineID": [1.0, 1.0, 2.0],
+            "errorID": pd.Series(["error1", "error3", "error5"], dtype=object),
+            LINE_COLUMN: [2, 3, 4],
+        }
+    )
     pd.testing.assert_frame_equal(frame[[*ERRORS.columns, LINE_COLUMN]], expected)
     assert frame[PROBLEM_COLUMN].tolist() == ["", "", ""]
 
 
-@pytest.mark.parametrize("text", ['"machineID","model","age"\n', '"machineID","model","age"', "machineID,model,age\r\n"],
-                         ids=["quoted", "no final newline", "unquoted CRLF"])
+@pytest.mark.parametrize(
+    "text",
+    ['"machineID","model","age"\n', '"machineID","model","age"', "machineID,model,age\r\n"],
+    ids=["quoted", "no final newline", "unquoted CRLF"],
+)
 def test_header_only_file_is_valid_and_empty(tmp_path, text):
     frame = read_source_csv(write(tmp_path, "PdM_machines.csv", text), MACHINES)
     assert len(frame) == 0
@@ -207,6 +306,7 @@ def test_header_only_file_is_valid_and_empty(tmp_path, text):
 
 def read_slow(path: Path, spec, monkeypatch) -> pd.DataFrame:
     """read_source_csv with the fast reader refusing every file, so that every line is parsed alone (_parse_lines)."""
+
     def refuse(*args):
         raise pa.ArrowInvalid("forced slow path")
 
@@ -222,21 +322,26 @@ def assert_same_parse(fast: pd.DataFrame, slow: pd.DataFrame, spec) -> None:
 
 
 def test_fast_and_slow_paths_agree_on_a_clean_inline_file(tmp_path, monkeypatch):
-    path = write(tmp_path, "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + "2015-01-01 08:00:00,2,0.1,1e3,-0.0,7\n",
-                 crlf=True)
+    path = write(
+        tmp_path, "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07 + "2015-01-01 08:00:00,2,0.1,1e3,-0.0,7\n", crlf=True
+    )
     fast = read_source_csv(path, TELEMETRY)
     assert len(fast) == 3
     assert_same_parse(fast, read_slow(path, TELEMETRY, monkeypatch), TELEMETRY)
 
 
-@pytest.mark.parametrize(("relative", "spec"), [
-    ("PdM_errors.csv.gz", ERRORS),
-    ("PdM_failures.csv.gz", FAILURES),
-    ("PdM_maint.csv.gz", MAINTENANCE),
-    ("PdM_machines.csv.gz", MACHINES),
-    (Q1_SUBSET, TELEMETRY),
-    (UNION_PARTIAL, TELEMETRY),
-], ids=["errors", "failures", "maintenance", "machines", "telemetry Q1", "telemetry union"])
+@pytest.mark.parametrize(
+    ("relative", "spec"),
+    [
+        ("PdM_errors.csv.gz", ERRORS),
+        ("PdM_failures.csv.gz", FAILURES),
+        ("PdM_maint.csv.gz", MAINTENANCE),
+        ("PdM_machines.csv.gz", MACHINES),
+        (Q1_SUBSET, TELEMETRY),
+        (UNION_PARTIAL, TELEMETRY),
+    ],
+    ids=["errors", "failures", "maintenance", "machines", "telemetry Q1", "telemetry union"],
+)
 def test_fast_and_slow_paths_agree_on_real_files(real_data_dir, monkeypatch, relative, spec):
     path = real_data_dir / relative
     fast = read_source_csv(path, spec)
@@ -245,6 +350,7 @@ def test_fast_and_slow_paths_agree_on_real_files(real_data_dir, monkeypatch, rel
 
 
 # --- tolerant headers and timestamps ---------------------------------------------------------------------------
+
 
 def test_a_byte_order_mark_is_ignored(tmp_path):
     plain = read_source_csv(write(tmp_path, "a.csv", '"datetime","machineID","errorID"\n' + "".join(EVENTS)), ERRORS)
@@ -265,11 +371,20 @@ def test_columns_are_matched_by_name_and_extra_ones_reported(tmp_path, monkeypat
     assert frame.attrs["extra_columns"] == ["humidity"] and reference.attrs["extra_columns"] == []
 
 
-@pytest.mark.parametrize("stamp", ["2015-01-01T07:00:00", "2015-01-01T07:00:00Z", "2015-01-01 07:00:00+00:00",
-                                   "2015-01-01T09:00:00+02:00", "2015-01-01T02:00:00-05:00"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2015-01-01T07:00:00",
+        "2015-01-01T07:00:00Z",
+        "2015-01-01 07:00:00+00:00",
+        "2015-01-01T09:00:00+02:00",
+        "2015-01-01T02:00:00-05:00",
+    ],
+)
 def test_iso_8601_timestamps_are_converted_to_utc(tmp_path, stamp):
-    frame = read_source_csv(write(tmp_path, "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01 07:00:00", stamp)),
-                            TELEMETRY)
+    frame = read_source_csv(
+        write(tmp_path, "t.csv", TELEMETRY_HEADER + ROW_06 + ROW_07.replace("2015-01-01 07:00:00", stamp)), TELEMETRY
+    )
     assert frame["datetime"].tolist() == [pd.Timestamp("2015-01-01 06:00"), pd.Timestamp("2015-01-01 07:00")]
     assert frame["datetime"].dtype == "datetime64[ns]"
 

@@ -15,7 +15,9 @@ def _scores(seed: int = 0) -> pd.DataFrame:
     frame["p_any"] = rng.random(len(frame)).round(2)  # ties between machines and snapshots
     frame["scored"] = rng.random(len(frame)) > 0.2
     frame.loc[~frame["scored"], "p_any"] = np.nan
-    frame.loc[(frame["machineID"] == 6) & (frame["datetime"].dt.day == 2), "scored"] = False  # a machine without a score one day
+    frame.loc[(frame["machineID"] == 6) & (frame["datetime"].dt.day == 2), "scored"] = (
+        False  # a machine without a score one day
+    )
     frame.loc[~frame["scored"], "p_any"] = np.nan
     frame["likely_component"] = rng.choice(["comp1", "comp2"], len(frame))
     frame["risk_level"] = "low"
@@ -34,7 +36,11 @@ def test_the_worklist_is_each_machines_worst_snapshot_of_the_day_ranked_by_savin
             rows.append((machine, worst["datetime"], worst["p_any"], worst["p_any"] * 20_000.0 - 9_000.0))
         rows.sort(key=lambda r: (-r[3], r[0]))
         expected += [(day, rank, *row) for rank, row in enumerate(rows, start=1)]
-    got = list(worklist[["date", "rank", "machineID", "worst_snapshot", "p_any", "expected_saving"]].itertuples(index=False, name=None))
+    got = list(
+        worklist[["date", "rank", "machineID", "worst_snapshot", "p_any", "expected_saving"]].itertuples(
+            index=False, name=None
+        )
+    )
     assert got == expected
     assert (worklist["action"] == np.where(worklist["expected_saving"] > 0, "inspect", "monitor")).all()
     assert 6 not in set(worklist.loc[worklist["date"] == pd.Timestamp("2015-03-02"), "machineID"])

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from pm_assets.core.labels import LABEL_CLASSES
 from pm_assets.core.schema import COMPONENTS
+
 BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
 sys.path.insert(0, BENCHMARKS)  # the benchmarks import each other as top-level modules
 try:
@@ -38,10 +39,19 @@ def naive_ece(y, p, bins=10):
 def test_events_need_a_reading_in_each_of_the_48_hours_before_the_failure():
     hours = pd.date_range(T - 60 * H, T + 5 * H, freq="h")
     telemetry = pd.concat([pd.DataFrame({"machineID": m, "datetime": hours}) for m in (1, 2, 3, 4)])
-    drop = {(2, T - 48 * H), (3, T - 49 * H), (4, T)}  # the first hour of the 48, the hour before them, the failure's own
+    drop = {
+        (2, T - 48 * H),
+        (3, T - 49 * H),
+        (4, T),
+    }  # the first hour of the 48, the hour before them, the failure's own
     telemetry = telemetry[[(m, t) not in drop for m, t in zip(telemetry["machineID"], telemetry["datetime"])]]
-    failures = pd.DataFrame({"machineID": [1, 1, 2, 3, 4, 5], "failure": ["comp1", "comp2", "comp1", "comp3", "comp4", "comp1"],
-                             "datetime": [T, T - 13 * H, T, T, T, T]})  # T - 13 h: only 47 hours of telemetry before it
+    failures = pd.DataFrame(
+        {
+            "machineID": [1, 1, 2, 3, 4, 5],
+            "failure": ["comp1", "comp2", "comp1", "comp3", "comp4", "comp1"],
+            "datetime": [T, T - 13 * H, T, T, T, T],
+        }
+    )  # T - 13 h: only 47 hours of telemetry before it
     events = sim_to_real.events_with_history(telemetry, failures)
     assert list(zip(events["machineID"], events["failure"])) == [(1, "comp1"), (3, "comp3"), (4, "comp4")]
 
@@ -55,7 +65,9 @@ def test_an_event_is_alerted_by_a_snapshot_of_its_machine_in_the_48_hours_before
     assert not one(7, T - 51 * H, 0.9) and not one(7, T, 0.9)  # before the window; the failure's own snapshot
     assert not one(8, T - 3 * H, 0.9) and not one(7, T - 3 * H, 0.4999)  # another machine; below the threshold
     events = pd.DataFrame({"machineID": [7, 7, 8], "datetime": [T, T + 72 * H, T]})
-    scored = pd.DataFrame({"machineID": [7, 7, 8], "datetime": [T - 6 * H, T + 60 * H, T - 60 * H], "p_any": [0.7, 0.1, 0.9]})
+    scored = pd.DataFrame(
+        {"machineID": [7, 7, 8], "datetime": [T - 6 * H, T + 60 * H, T - 60 * H], "p_any": [0.7, 0.1, 0.9]}
+    )
     assert sim_to_real.alerted(events, scored, 0.5).tolist() == [True, False, False]
 
 
@@ -65,7 +77,9 @@ def _check_figures(rows, scores, figures, threshold):
     p_any = scores["p_any"].to_numpy()
     recall = recall_score(y, predicted, labels=list(COMPONENTS), average=None, zero_division=0)
     assert [figures["recall"][c] for c in COMPONENTS] == pytest.approx(recall.tolist(), abs=1e-12)
-    assert figures["macro_f1"] == pytest.approx(f1_score(y, predicted, labels=list(COMPONENTS), average="macro"), abs=1e-12)
+    assert figures["macro_f1"] == pytest.approx(
+        f1_score(y, predicted, labels=list(COMPONENTS), average="macro"), abs=1e-12
+    )
     assert figures["ece"] == pytest.approx(naive_ece(y != "none", p_any), abs=1e-12)
     negative = y == "none"
     assert figures["false_positive_rate"] == pytest.approx((p_any[negative] >= threshold).mean(), abs=1e-12)
@@ -85,6 +99,7 @@ def test_figures_equal_sklearn_and_a_naive_ece_loop():
 
 
 # --- the real files ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def result(real_data_dir):
@@ -121,8 +136,11 @@ def test_the_events_are_the_real_failures_with_48_contiguous_hours_of_telemetry_
     data = sim_to_real.real_data(real_data_dir)
     tel, failures = data["tables"]["telemetry"], data["tables"]["failures"]
     have = set(zip(tel["machineID"].astype(int), tel["datetime"]))
-    expected = [(int(m), t, str(c)) for m, t, c in zip(failures["machineID"], failures["datetime"], failures["failure"])
-                if all((int(m), t - k * H) in have for k in range(1, 49))]
+    expected = [
+        (int(m), t, str(c))
+        for m, t, c in zip(failures["machineID"], failures["datetime"], failures["failure"])
+        if all((int(m), t - k * H) in have for k in range(1, 49))
+    ]
     events = data["events"]
     assert list(zip(events["machineID"].astype(int), events["datetime"], events["failure"].astype(str))) == expected
     assert len(expected) == result["sim_year"]["events"] == 560  # the README's count

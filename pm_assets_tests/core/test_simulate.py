@@ -329,6 +329,7 @@ def test_machines_match_real(fleet, real):
 # --- what makes a simulated fleet transfer to the real one (each within 15 % of the real figure, 0.05 for
 # correlations; the real telemetry figures come from the complete Q1 subset, machines 1-20) ------------------
 
+
 def test_hourly_readings_are_autocorrelated_like_the_real_ones(fleet, real):
     simulated = profile.lag1_autocorrelation(fleet["telemetry"])
     observed = profile.lag1_autocorrelation(real["q1"])

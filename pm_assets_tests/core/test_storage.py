@@ -17,9 +17,9 @@ from pm_assets.core.storage import (
     WriteError,
     atomic_dir,
     atomic_path,
-    sweep_orphans,
     concat_partitions,
     read_partitions,
+    sweep_orphans,
     write_parquet_atomic,
     write_partitions_atomic,
 )
@@ -27,14 +27,19 @@ from pm_assets.core.storage import (
 
 def frame(n: int = 500, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "machineID": rng.integers(1, 20, n),
-        "datetime": pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 72, n), unit="h"),
-        "value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
-        "model": pd.Categorical(rng.choice(["model1", "model2", "model3"], n), categories=["model1", "model2", "model3", "model4"]),
-        "flag": rng.random(n) < 0.5,
-        "name": rng.choice(["a", "b"], n),
-    }, index=np.arange(n) * 3 + 1)  # a non-default index must not be stored
+    return pd.DataFrame(
+        {
+            "machineID": rng.integers(1, 20, n),
+            "datetime": pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 72, n), unit="h"),
+            "value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+            "model": pd.Categorical(
+                rng.choice(["model1", "model2", "model3"], n), categories=["model1", "model2", "model3", "model4"]
+            ),
+            "flag": rng.random(n) < 0.5,
+            "name": rng.choice(["a", "b"], n),
+        },
+        index=np.arange(n) * 3 + 1,
+    )  # a non-default index must not be stored
 
 
 def test_each_partition_file_equals_the_rows_written_by_pandas(tmp_path):
@@ -67,7 +72,9 @@ def test_read_partitions_falls_back_when_files_differ_in_schema(tmp_path):
     """Files written by different runs may differ (here: categories, and an all-NaN float written as int-free
     null); the pandas path unites categories in order of appearance."""
     first = pd.DataFrame({"model": pd.Categorical(["model2"], categories=["model2"]), "x": [1.0]})
-    second = pd.DataFrame({"model": pd.Categorical(["model1", "model3"], categories=["model1", "model3"]), "x": [2.0, 3.0]})
+    second = pd.DataFrame(
+        {"model": pd.Categorical(["model1", "model3"], categories=["model1", "model3"]), "x": [2.0, 3.0]}
+    )
     paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
     write_parquet_atomic(first, paths[0])
     write_parquet_atomic(second, paths[1])
@@ -126,6 +133,7 @@ def test_recent_partitions_miss_on_other_keys_or_changed_files(tmp_path):
 
 # --- same frame, same bytes; no orphans; errors that name the file ------------------------------------------------
 
+
 def test_the_same_frame_gives_the_same_bytes_whatever_its_attrs(tmp_path):
     df = frame(seed=2)
     a, b = df.copy(), df.copy()
@@ -141,8 +149,10 @@ def test_the_same_frame_gives_the_same_bytes_whatever_its_attrs(tmp_path):
 
 def test_a_write_killed_midway_leaves_a_temporary_file_that_the_sweep_removes(tmp_path):
     target = tmp_path / "warehouse" / "features" / "2015-01-04.parquet"
-    code = ("import os, sys; from pm_assets.core.storage import atomic_path\n"
-            f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_bytes(b'half'); os.kill(os.getpid(), 9)")
+    code = (
+        "import os, sys; from pm_assets.core.storage import atomic_path\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n    tmp.write_bytes(b'half'); os.kill(os.getpid(), 9)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == -9
     (orphan,) = target.parent.glob(".*.tmp")
     assert not target.exists()

@@ -21,8 +21,12 @@ from pm_assets.core.validation import (
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
 
 MACHINE_IDS = range(1, 11)
-STORED_DTYPES = {"timestamp": np.dtype("datetime64[ns]"), "id": np.dtype("int32"), "int": np.dtype("int64"),
-                 "float": np.dtype("float64")}
+STORED_DTYPES = {
+    "timestamp": np.dtype("datetime64[ns]"),
+    "id": np.dtype("int32"),
+    "int": np.dtype("int64"),
+    "float": np.dtype("float64"),
+}
 HEADERS = {
     "telemetry": "datetime,machineID,volt,rotate,pressure,vibration\n",
     "errors": '"datetime","machineID","errorID"\n',
@@ -73,49 +77,132 @@ def rejections(result: ValidationResult) -> dict[int, tuple[str, str]]:
 
 # (case id, table, data rows (line 2 onwards), {line: (rules, [reason fragments])})
 BAD_ROWS = [
-    ("empty sensor", "telemetry", [GOOD, "2015-01-01 07:00:00,1,,450.0,100.0,40.0"],
-     {3: ("missing_value", ["volt: missing value"])}),
-    ("NaN sensor", "telemetry", [GOOD, "2015-01-01 07:00:00,1,170.0,NaN,100.0,40.0"],
-     {3: ("missing_value", ["rotate: missing value"])}),
+    (
+        "empty sensor",
+        "telemetry",
+        [GOOD, "2015-01-01 07:00:00,1,,450.0,100.0,40.0"],
+        {3: ("missing_value", ["volt: missing value"])},
+    ),
+    (
+        "NaN sensor",
+        "telemetry",
+        [GOOD, "2015-01-01 07:00:00,1,170.0,NaN,100.0,40.0"],
+        {3: ("missing_value", ["rotate: missing value"])},
+    ),
     # "abc" sends the whole file down the slow path: NaN must still be a missing value there
-    ("NaN sensor beside text", "telemetry",
-     [GOOD, "2015-01-01 07:00:00,1,170.0,NaN,100.0,40.0", "2015-01-01 08:00:00,1,170.0,450.0,abc,40.0"],
-     {3: ("missing_value", ["rotate: missing value"]), 4: ("unparseable_value", ["pressure: not a number 'abc'"])}),
-    ("text sensor", "telemetry", [GOOD, "2015-01-01 07:00:00,1,abc,450.0,100.0,40.0"],
-     {3: ("unparseable_value", ["volt: not a number 'abc'"])}),
-    ("off the hour", "telemetry", [GOOD, "2015-01-01 06:30:00,1,170.0,450.0,100.0,40.0"],
-     {3: ("not_on_the_hour", ["datetime: 2015-01-01", "06:30:00", "not on the hour"])}),
-    ("negative rotate", "telemetry", ["2015-01-01 06:00:00,1,170.0,-5.5,100.0,40.0", GOOD.replace(",1,", ",2,")],
-     {2: ("out_of_bounds", ["rotate: -5.5 outside [0, 5000]"])}),
-    ("unknown machine", "telemetry", [GOOD, GOOD.replace(",1,", ",11,")],
-     {3: ("unknown_machine", ["machineID: 11 is not in the machines table"])}),
-    ("non-integer machine", "telemetry", [GOOD, GOOD.replace(",1,", ",1.5,")],
-     {3: ("unparseable_value", ["machineID: not an integer '1.5'"])}),
-    ("duplicate key", "telemetry", [GOOD, GOOD.replace("06:00", "07:00"), GOOD.replace("170.0", "999.0")],
-     {4: ("duplicate_key", ["duplicate of line 2", "machineID, datetime"])}),
-    ("two rules", "telemetry", [GOOD, "2015-01-01 06:30:00,42,170.0,450.0,100.0,40.0"],
-     {3: ("not_on_the_hour,unknown_machine", ["06:30:00", "is not on the hour", "machineID: 42 is not in"])}),
-    ("unknown error id", "errors", ['2015-01-01 06:00:00,1,"error1"', '2015-01-01 06:00:00,1,"error9"'],
-     {3: ("unknown_category", ["errorID: unknown value 'error9'", "allowed error1"])}),
-    ("empty error id", "errors", ['2015-01-01 06:00:00,1,""', '2015-01-01 07:00:00,1,'],
-     {2: ("missing_value", ["errorID: missing value"]), 3: ("missing_value", ["errorID: missing value"])}),
-    ("unknown component", "maintenance", ['2014-06-01 06:00:00,1,"comp7"', '2014-06-01 06:00:00,1,"comp1"'],
-     {2: ("unknown_category", ["comp: unknown value 'comp7'"])}),
-    ("failure of unknown component", "failures", ['2015-01-05 06:00:00,3,"comp0"'],
-     {2: ("unknown_category", ["failure: unknown value 'comp0'"])}),
-    ("duplicate failure", "failures", ['2015-01-05 06:00:00,3,"comp1"', '2015-01-05 06:00:00,3,"comp1"'],
-     {3: ("duplicate_key", ["duplicate of line 2"])}),
-    ("bad model and age", "machines", ['1,"model3",18', '2,"model9",-1'],
-     {3: ("unknown_category,out_of_bounds", ["model: unknown value 'model9'", "age: -1.0 outside [0, 100]"])}),
+    (
+        "NaN sensor beside text",
+        "telemetry",
+        [GOOD, "2015-01-01 07:00:00,1,170.0,NaN,100.0,40.0", "2015-01-01 08:00:00,1,170.0,450.0,abc,40.0"],
+        {3: ("missing_value", ["rotate: missing value"]), 4: ("unparseable_value", ["pressure: not a number 'abc'"])},
+    ),
+    (
+        "text sensor",
+        "telemetry",
+        [GOOD, "2015-01-01 07:00:00,1,abc,450.0,100.0,40.0"],
+        {3: ("unparseable_value", ["volt: not a number 'abc'"])},
+    ),
+    (
+        "off the hour",
+        "telemetry",
+        [GOOD, "2015-01-01 06:30:00,1,170.0,450.0,100.0,40.0"],
+        {3: ("not_on_the_hour", ["datetime: 2015-01-01", "06:30:00", "not on the hour"])},
+    ),
+    (
+        "negative rotate",
+        "telemetry",
+        ["2015-01-01 06:00:00,1,170.0,-5.5,100.0,40.0", GOOD.replace(",1,", ",2,")],
+        {2: ("out_of_bounds", ["rotate: -5.5 outside [0, 5000]"])},
+    ),
+    (
+        "unknown machine",
+        "telemetry",
+        [GOOD, GOOD.replace(",1,", ",11,")],
+        {3: ("unknown_machine", ["machineID: 11 is not in the machines table"])},
+    ),
+    (
+        "non-integer machine",
+        "telemetry",
+        [GOOD, GOOD.replace(",1,", ",1.5,")],
+        {3: ("unparseable_value", ["machineID: not an integer '1.5'"])},
+    ),
+    (
+        "duplicate key",
+        "telemetry",
+        [GOOD, GOOD.replace("06:00", "07:00"), GOOD.replace("170.0", "999.0")],
+        {4: ("duplicate_key", ["duplicate of line 2", "machineID, datetime"])},
+    ),
+    (
+        "two rules",
+        "telemetry",
+        [GOOD, "2015-01-01 06:30:00,42,170.0,450.0,100.0,40.0"],
+        {3: ("not_on_the_hour,unknown_machine", ["06:30:00", "is not on the hour", "machineID: 42 is not in"])},
+    ),
+    (
+        "unknown error id",
+        "errors",
+        ['2015-01-01 06:00:00,1,"error1"', '2015-01-01 06:00:00,1,"error9"'],
+        {3: ("unknown_category", ["errorID: unknown value 'error9'", "allowed error1"])},
+    ),
+    (
+        "empty error id",
+        "errors",
+        ['2015-01-01 06:00:00,1,""', "2015-01-01 07:00:00,1,"],
+        {2: ("missing_value", ["errorID: missing value"]), 3: ("missing_value", ["errorID: missing value"])},
+    ),
+    (
+        "unknown component",
+        "maintenance",
+        ['2014-06-01 06:00:00,1,"comp7"', '2014-06-01 06:00:00,1,"comp1"'],
+        {2: ("unknown_category", ["comp: unknown value 'comp7'"])},
+    ),
+    (
+        "failure of unknown component",
+        "failures",
+        ['2015-01-05 06:00:00,3,"comp0"'],
+        {2: ("unknown_category", ["failure: unknown value 'comp0'"])},
+    ),
+    (
+        "duplicate failure",
+        "failures",
+        ['2015-01-05 06:00:00,3,"comp1"', '2015-01-05 06:00:00,3,"comp1"'],
+        {3: ("duplicate_key", ["duplicate of line 2"])},
+    ),
+    (
+        "bad model and age",
+        "machines",
+        ['1,"model3",18', '2,"model9",-1'],
+        {3: ("unknown_category,out_of_bounds", ["model: unknown value 'model9'", "age: -1.0 outside [0, 100]"])},
+    ),
     ("fractional age", "machines", ['1,"model3",18.5'], {2: ("unparseable_value", ["age: not an integer '18.5'"])}),
-    ("machine listed twice alike", "machines", ['1,"model3",18', '2,"model1",3', '1,"model3",18'],
-     {4: ("duplicate_key", ["duplicate of line 2 (same machineID)"])}),
+    (
+        "machine listed twice alike",
+        "machines",
+        ['1,"model3",18', '2,"model1",3', '1,"model3",18'],
+        {4: ("duplicate_key", ["duplicate of line 2 (same machineID)"])},
+    ),
     # which model a machine is cannot be decided by file order: both rows go, each naming both lines
-    ("conflicting machine rows", "machines", ['1,"model3",18', '2,"model1",3', '1,"model1",3'],
-     {2: ("conflicting_duplicate", ["machineID 1 is listed with different values: line 2 (model 'model3', age 18); "
-                                    "line 4 (model 'model1', age 3); which is right cannot be told"]),
-      4: ("conflicting_duplicate", ["machineID 1 is listed with different values: line 2 (model 'model3', age 18); "
-                                    "line 4 (model 'model1', age 3)"])}),
+    (
+        "conflicting machine rows",
+        "machines",
+        ['1,"model3",18', '2,"model1",3', '1,"model1",3'],
+        {
+            2: (
+                "conflicting_duplicate",
+                [
+                    "machineID 1 is listed with different values: line 2 (model 'model3', age 18); "
+                    "line 4 (model 'model1', age 3); which is right cannot be told"
+                ],
+            ),
+            4: (
+                "conflicting_duplicate",
+                [
+                    "machineID 1 is listed with different values: line 2 (model 'model3', age 18); "
+                    "line 4 (model 'model1', age 3)"
+                ],
+            ),
+        },
+    ),
 ]
 
 
@@ -148,18 +235,29 @@ def test_unknown_machine_rule_is_skipped_without_machine_ids(tmp_path):
 
 
 def test_rejected_by_rule_counts_every_rule_broken(tmp_path):
-    result = check(tmp_path, "telemetry", [
-        GOOD,
-        "2015-01-01 06:30:00,42,170.0,450.0,100.0,40.0",  # not_on_the_hour + unknown_machine
-        "2015-01-01 07:00:00,1,,450.0,100.0,40.0",  # missing_value
-        "2015-01-01 08:00:00,1,170.0,450.0,100.0,-1",  # out_of_bounds
-        "2015-01-01 09:00:00,1,x,450.0,100.0,40.0",  # unparseable_value
-        GOOD,  # duplicate_key
-    ])
+    result = check(
+        tmp_path,
+        "telemetry",
+        [
+            GOOD,
+            "2015-01-01 06:30:00,42,170.0,450.0,100.0,40.0",  # not_on_the_hour + unknown_machine
+            "2015-01-01 07:00:00,1,,450.0,100.0,40.0",  # missing_value
+            "2015-01-01 08:00:00,1,170.0,450.0,100.0,-1",  # out_of_bounds
+            "2015-01-01 09:00:00,1,x,450.0,100.0,40.0",  # unparseable_value
+            GOOD,  # duplicate_key
+        ],
+    )
     assert result.rejected_by_rule() == {
-        "unparseable_value": 1, "missing_value": 1, "not_on_the_hour": 1, "unknown_category": 0,
-        "out_of_bounds": 1, "unknown_machine": 1, "duplicate_key": 1,
-        "implausible_time": 0, "rejected_machine": 0, "conflicting_duplicate": 0,  # need staging / a Fleet / machines
+        "unparseable_value": 1,
+        "missing_value": 1,
+        "not_on_the_hour": 1,
+        "unknown_category": 0,
+        "out_of_bounds": 1,
+        "unknown_machine": 1,
+        "duplicate_key": 1,
+        "implausible_time": 0,
+        "rejected_machine": 0,
+        "conflicting_duplicate": 0,  # need staging / a Fleet / machines
     }
     assert len(result.kept) == 1
 
@@ -195,9 +293,16 @@ def validate_real(path: Path, spec: TableSpec, machine_ids) -> ValidationResult:
     return result
 
 
-@pytest.mark.parametrize(("spec", "rows", "machines"), [
-    (ERRORS, 3919, 100), (FAILURES, 761, 98), (MAINTENANCE, 3286, 100), (MACHINES, 100, 100),
-], ids=lambda v: getattr(v, "name", None))
+@pytest.mark.parametrize(
+    ("spec", "rows", "machines"),
+    [
+        (ERRORS, 3919, 100),
+        (FAILURES, 761, 98),
+        (MAINTENANCE, 3286, 100),
+        (MACHINES, 100, 100),
+    ],
+    ids=lambda v: getattr(v, "name", None),
+)
 def test_real_event_files_are_fully_valid(real_data_dir, real_machine_ids, spec, rows, machines):
     kept = validate_real(find_source_file(real_data_dir, spec), spec, real_machine_ids).kept
     assert len(kept) == rows
