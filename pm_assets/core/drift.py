@@ -293,14 +293,21 @@ def sorted_window_statistics(
 
 def _decile_js(ref: np.ndarray, prod: np.ndarray, bins: int) -> float:
     """The Jensen-Shannon distance on :func:`psi_sorted`'s bins (NaN where PSI is)."""
+    shares = _decile_shares(ref, prod, bins)
+    return float("nan") if shares is None else jensen_shannon(*shares)
+
+
+def _decile_shares(ref: np.ndarray, prod: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The shares of two sorted samples in the bins of the reference's deciles (None where PSI is undefined). A value
+    equal to an edge falls in the lower bin: the count at or below each edge closes the bin."""
     if len(ref) < MIN_SAMPLE or len(prod) < MIN_SAMPLE:
-        return float("nan")
+        return None
     edges = _edges_sorted(ref, bins)
     if len(edges) < MIN_EDGES:
-        return float("nan")
+        return None
     p_ref = np.diff(np.searchsorted(ref, edges, side="right"), prepend=0, append=len(ref)) / len(ref)
     p_prod = np.diff(np.searchsorted(prod, edges, side="right"), prepend=0, append=len(prod)) / len(prod)
-    return jensen_shannon(p_ref, p_prod)
+    return p_ref, p_prod
 
 
 def _per_value(ref_counts: np.ndarray, prod_counts: np.ndarray, epsilon: float):
@@ -434,15 +441,10 @@ def psi(reference, production, bins: int = PSI_BINS, epsilon: float = PSI_EPSILO
 
 def psi_sorted(ref: np.ndarray, prod: np.ndarray, bins: int = PSI_BINS, epsilon: float = PSI_EPSILON) -> float:
     """:func:`psi` of two samples already passed through :func:`sorted_clean`."""
-    if len(ref) < MIN_SAMPLE or len(prod) < MIN_SAMPLE:
+    shares = _decile_shares(ref, prod, bins)
+    if shares is None:
         return float("nan")
-    edges = _edges_sorted(ref, bins)
-    if len(edges) < MIN_EDGES:
-        return float("nan")
-    # a value equal to an edge falls in the lower bin: the count at or below each edge closes the bin
-    p_ref = np.diff(np.searchsorted(ref, edges, side="right"), prepend=0, append=len(ref)) / len(ref)
-    p_prod = np.diff(np.searchsorted(prod, edges, side="right"), prepend=0, append=len(prod)) / len(prod)
-    p_ref, p_prod = np.maximum(p_ref, epsilon), np.maximum(p_prod, epsilon)
+    p_ref, p_prod = np.maximum(shares[0], epsilon), np.maximum(shares[1], epsilon)
     return float(np.sum((p_prod - p_ref) * np.log(p_prod / p_ref)))
 
 
