@@ -55,10 +55,16 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     import pandas as pd
 
     from pm_assets.assets.monitoring import write_reports
-    from pm_assets.core.features import build_features, feature_columns
+    from pm_assets.core.features import build_features
     from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, build_labels
     from pm_assets.core.model import TrainParams, evaluate, fit_bundle, split_by_cutoff, training_rows
-    from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows, permutation_importance_of
+    from pm_assets.core.monitoring import (
+        MonitoringParams,
+        monitor_days,
+        monitored_features,
+        monitoring_rows,
+        permutation_importance_of,
+    )
     from pm_assets.core.parsing import find_source_file, read_source_csv
     from pm_assets.core.schema import TABLES
     from pm_assets.core.scoring import score_snapshots
@@ -95,7 +101,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     monitored = monitoring_rows(feats, scores, labels)
     days = pd.date_range(start, end, freq="D", inclusive="left")
     params = MonitoringParams()
-    names = [f for f in feature_columns() if f != "model"]
+    names = monitored_features()
     for day, result in zip(days, monitor_days(monitored, days + pd.Timedelta(days=1), names, params, importance)):
         write_reports(reports_dir / day.strftime("%Y-%m-%d"), day.strftime("%Y-%m-%d"), result, params)
     times["monitoring (+ reports)"] = time.perf_counter() - started

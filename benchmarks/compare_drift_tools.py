@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from pm_assets.core.features import SENSORS, SHORT_WINDOWS, build_features, feature_columns
+from pm_assets.core.features import SENSORS, SHORT_WINDOWS, build_features
 from pm_assets.core.labels import build_labels
 from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
-from pm_assets.core.monitoring import MonitoringParams, monitor, monitoring_rows, windows_for
+from pm_assets.core.monitoring import MonitoringParams, monitor, monitored_features, monitoring_rows, windows_for
 from pm_assets.core.scoring import MEDIUM_RISK, score_snapshots
 from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate
 
@@ -67,7 +67,7 @@ DETECTED = {"FAIL": True, "WARNING": True, "SUCCESS": False}
 
 def feature_names() -> list[str]:
     """The numeric feature columns monitored (every feature but the machine model)."""
-    return [f for f in feature_columns() if f != "model"]
+    return monitored_features()
 
 
 def telemetry_features(names: list[str]) -> list[str]:

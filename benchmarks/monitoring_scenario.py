@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from pm_assets.core.features import feature_columns
 from pm_assets.core.model import training_rows
-from pm_assets.core.monitoring import MonitoringParams, monitor, permutation_importance_of
+from pm_assets.core.monitoring import MonitoringParams, monitor, monitored_features, permutation_importance_of
 from pm_assets.core.scenarios import (
     DRIFT_START,
     days_to_alarm,
@@ -112,7 +111,7 @@ def main() -> None:
     rows = rows_of["none"]
     labelled = training_rows(features, labels)
     end = pd.Timestamp("2015-10-01")
-    names = [f for f in feature_columns() if f != "model"]
+    names = monitored_features()
     started = time.perf_counter()
     result = monitor(rows, end, names, MonitoringParams())
     t_monitor = time.perf_counter() - started

@@ -42,7 +42,6 @@ from pm_assets.assets.common import (
     shown,
 )
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
-from pm_assets.core.features import feature_columns
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
@@ -50,6 +49,7 @@ from pm_assets.core.monitoring import (
     LIGHTS,
     MonitoringParams,
     monitor_stored,
+    monitored_features,
     monitoring_rows,
     retrain_recommended,
     stored_window_drift,
@@ -300,7 +300,7 @@ def monitoring(
     if champion is not None:
         values = registry.card(champion).get("permutation_importance", {}).get("values")
         importance = pd.Series(values, dtype=float) if values else None
-    names = [f for f in feature_columns() if f != "model"]
+    names = monitored_features()
     keys = list(context.partition_keys)
     ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
     first, last = shift_key(keys[0], -MONITORING_LOOKBACK_DAYS), keys[-1]

@@ -45,6 +45,7 @@ from pm_assets.core.drift import (
     sorted_window_statistics,
     window_statistics,
 )
+from pm_assets.core.features import feature_columns
 from pm_assets.core.multivariate import PCA_SIGMA, PCA_VARIANCE, RECONSTRUCTION, BlockMoments, reconstruction_drift
 from pm_assets.core.schema import SENSORS
 
@@ -171,6 +172,11 @@ def traffic_light(alert_count: int) -> str:
 
 def retrain_recommended(alert_count: int) -> bool:
     return alert_count >= RETRAIN_FROM_ALERTS
+
+
+def monitored_features() -> list[str]:
+    """The features monitoring compares: every feature but ``model`` (a category: its drift is the segments')."""
+    return [f for f in feature_columns() if f != "model"]
 
 
 def windows_for(end, params: MonitoringParams) -> dict:

@@ -15,10 +15,10 @@ from dataclasses import replace
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from pm_assets.core.features import build_features, feature_columns
+from pm_assets.core.features import build_features
 from pm_assets.core.labels import build_labels
 from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
-from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitoring_rows
+from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitored_features, monitoring_rows
 from pm_assets.core.scoring import score_snapshots
 from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate
 
@@ -66,7 +66,7 @@ def light_days(rows: pd.DataFrame, days, params: MonitoringParams = MonitoringPa
     """The light of each monitoring day (the partition: its production window ends at the next midnight), the
     alerts that fired, and the figures behind them."""
     days = pd.DatetimeIndex(days)
-    names = [f for f in feature_columns() if f != "model"]
+    names = monitored_features()
     out = []
     for day, result in zip(days, monitor_days(rows, days + pd.Timedelta(days=1), names, params), strict=True):
         named = {a.name: a for a in result.alerts}
