@@ -40,13 +40,13 @@ MIN_ROWS = 50
 
 @dataclass
 class BlockMoments:
-    """Per block (day): complete rows ``n``, sums ``s`` (blocks x k) and cross-products ``m`` (blocks x k x k) of
-    the features less ``center`` (a fixed shift that keeps the sums well conditioned)."""
+    """Per block (day): complete rows ``n``, means ``mean`` (blocks x k) and cross-products about the block's own
+    mean ``m2`` (blocks x k x k). A block's figures depend on its rows alone, and a window's on its blocks alone
+    (:meth:`total`), so a day's figures are the same whatever range a run covers."""
 
     n: np.ndarray
-    s: np.ndarray
-    m: np.ndarray
-    center: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
 
     @classmethod
     def of(cls, matrix: np.ndarray, blocks: np.ndarray, n_blocks: int) -> BlockMoments:
@@ -58,25 +58,26 @@ class BlockMoments:
         inside = np.flatnonzero(blocks >= 0)
         if len(inside) > 1 and not (np.diff(blocks[inside]) >= 0).all():
             inside = inside[np.argsort(blocks[inside], kind="stable")]
-        block = blocks[inside]
-        starts = np.searchsorted(block, np.arange(n_blocks + 1), side="left")
-
-        def rows_of(b: int) -> np.ndarray:
+        starts = np.searchsorted(blocks[inside], np.arange(n_blocks + 1), side="left")
+        n, mean, m2 = np.zeros(n_blocks, dtype=np.int64), np.zeros((n_blocks, k)), np.zeros((n_blocks, k, k))
+        for b in range(n_blocks):
             part = matrix[inside[starts[b] : starts[b + 1]]]
-            return part[~np.isnan(part).any(axis=1)]
-
-        n, s, m = np.zeros(n_blocks, dtype=np.int64), np.zeros((n_blocks, k)), np.zeros((n_blocks, k, k))
-        for b in range(n_blocks):  # first the sums, for a centre: the mean of every complete row
-            part = rows_of(b)
-            n[b], s[b] = len(part), part.sum(axis=0)
-        center = s.sum(axis=0) / n.sum() if n.sum() else np.zeros(k)
-        for b in np.flatnonzero(n).tolist():
-            part = rows_of(b) - center
-            s[b], m[b] = part.sum(axis=0), part.T @ part
-        return cls(n=n, s=s, m=m, center=center)
+            part = part[~np.isnan(part).any(axis=1)]
+            if len(part):
+                n[b], mean[b] = len(part), part.mean(axis=0)
+                centred = part - mean[b]
+                m2[b] = centred.T @ centred
+        return cls(n=n, mean=mean, m2=m2)
 
     def total(self, first: int, stop: int) -> tuple[int, np.ndarray, np.ndarray]:
-        return int(self.n[first:stop].sum()), self.s[first:stop].sum(axis=0), self.m[first:stop].sum(axis=0)
+        """(rows, mean, cross-products about the mean) of blocks first .. stop - 1 together (Chan's combination)."""
+        n, mean, m2 = self.n[first:stop], self.mean[first:stop], self.m2[first:stop]
+        rows = int(n.sum())
+        if not rows:
+            return 0, np.zeros(self.mean.shape[1]), np.zeros(self.m2.shape[1:])
+        overall = (n[:, None] * mean).sum(axis=0) / rows
+        apart = mean - overall
+        return rows, overall, m2.sum(axis=0) + np.einsum("b,bi,bj->ij", n.astype(np.float64), apart, apart)
 
 
 #: What :func:`reconstruction_drift` gives for each pair of windows, in its columns' order (pair_a, pair_b: the
@@ -104,15 +105,14 @@ def reconstruction_drift(
     first, middle, stop = (np.asarray(v, dtype=np.intp).reshape(-1) for v in (first, middle, stop))
     out = np.full((len(first), len(RECONSTRUCTION)), np.nan)
     for w, (a, b, c) in enumerate(zip(first.tolist(), middle.tolist(), stop.tolist(), strict=True)):
-        n_ref, s_ref, m_ref = moments.total(a, b)
-        n_prod, s_prod, m_prod = moments.total(b, c)
+        n_ref, mean, m2_ref = moments.total(a, b)
+        n_prod, mean_prod, m2_prod = moments.total(b, c)
         out[w, 5:7] = n_ref, n_prod
         if n_ref < MIN_ROWS or n_prod < MIN_ROWS:
             continue
-        mean = s_ref / n_ref
-        cov = m_ref / n_ref - np.outer(mean, mean)
+        cov = m2_ref / n_ref
         sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        kept = sd > 1e-12 * np.maximum(1.0, np.abs(mean + moments.center))
+        kept = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
         if kept.sum() < 2:
             continue
         fit = _Fit(
@@ -120,7 +120,7 @@ def reconstruction_drift(
         )
         fit.residual, out[w, 4] = _residual_projection(fit.reference_corr, variance)
         errors, change = fit.figures(
-            np.array([n_prod, n_ref], dtype=np.float64), np.stack([s_prod, s_ref]), np.stack([m_prod, m_ref])
+            np.array([n_prod, n_ref], dtype=np.float64), np.stack([mean_prod, mean]), np.stack([m2_prod, m2_ref])
         )
         out[w, 0], out[w, 1] = errors
         i, j = np.unravel_index(int(np.argmax(change[0])), change[0].shape)
@@ -128,7 +128,9 @@ def reconstruction_drift(
         out[w, 7], out[w, 9], out[w, 10] = change[0, i, j], columns[i], columns[j]
         days = np.arange(a, b)[moments.n[a:b] >= MIN_ROWS]
         if len(days) >= 2:
-            day_errors, day_change = fit.figures(moments.n[days].astype(np.float64), moments.s[days], moments.m[days])
+            day_errors, day_change = fit.figures(
+                moments.n[days].astype(np.float64), moments.mean[days], moments.m2[days]
+            )
             largest = day_change.reshape(len(days), -1).max(axis=1)
             out[w, 2] = float(np.mean(day_errors) - sigma * np.std(day_errors))
             out[w, 3] = float(np.mean(day_errors) + sigma * np.std(day_errors))
@@ -147,23 +149,17 @@ class _Fit:
     reference_corr: np.ndarray
     residual: np.ndarray | None = None
 
-    def second(self, n: np.ndarray, s: np.ndarray, m: np.ndarray) -> np.ndarray:
-        """E[z z^T] of rows standardised by the reference, z = (x - mean) / sd, from windows' moments (stacked:
-        n (w,), s (w, k), m (w, k, k))."""
-        mean, mu = self.mean, s / n[:, None]
-        moment = m / n[:, None, None] - mean[None, :, None] * mu[:, None, :] - mu[:, :, None] * mean[None, None, :]
-        moment = moment + np.outer(mean, mean)
-        return moment[:, self.kept][:, :, self.kept] / np.outer(self.sd, self.sd)
-
-    def figures(self, n: np.ndarray, s: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Reconstruction errors and |correlation - the reference's| (upper triangle) of stacked windows."""
-        z = self.second(n, s, m)
+    def figures(self, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reconstruction errors and |correlation - the reference's| (upper triangle) of stacked windows (n (w,),
+        mean (w, k), m2 (w, k, k): their rows, means and cross-products about their means)."""
+        scale = np.outer(self.sd, self.sd)
+        cov = (m2 / n[:, None, None])[:, self.kept][:, :, self.kept]  # each window's own covariance
+        shift = (mean - self.mean)[:, self.kept] / self.sd  # its mean, standardised by the reference
+        # E[z z^T] of rows standardised by the reference, z = (x - mean) / sd: the covariance plus the shift's square
+        z = cov / scale + shift[:, :, None] * shift[:, None, :]
         errors = np.einsum("ij,wij->w", self.residual, z)  # trace((I - V V^T) E[z z^T]), both symmetric
-        # correlations do not change with the standardisation: those of the windows' own covariance of z
-        shift = ((s / n[:, None]) - self.mean)[:, self.kept] / self.sd
-        cov_z = z - shift[:, :, None] * shift[:, None, :]
-        d = np.sqrt(np.maximum(np.einsum("wii->wi", cov_z), 1e-300))
-        change = np.abs(cov_z / (d[:, :, None] * d[:, None, :]) - self.reference_corr)
+        d = np.sqrt(np.maximum(np.einsum("wii->wi", cov), 1e-300))
+        change = np.abs(cov / (d[:, :, None] * d[:, None, :]) - self.reference_corr)
         return errors, np.triu(change, k=1)
 
 

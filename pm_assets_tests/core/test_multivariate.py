@@ -112,3 +112,14 @@ def test_the_correlation_change_equals_numpy_corrcoef_and_names_the_pair():
     ]
     assert got["correlation_threshold"] == pytest.approx(np.mean(daily) + 3 * np.std(daily), rel=1e-9)
     assert got["correlation_change"] > got["correlation_threshold"]
+
+
+def test_a_windows_figures_do_not_depend_on_the_days_around_it():
+    """The same days inside a longer run give the same figures, bit for bit (a chunked backfill equals one run)."""
+    rng = np.random.default_rng(12)
+    days, per_day = 30, 80
+    x = rng.normal(size=(days * per_day, 4)) * [1, 10, 100, 5] + [0, 450, 100, 40]
+    blocks = np.repeat(np.arange(days), per_day)
+    whole = reconstruction_drift(BlockMoments.of(x, blocks, days), [10], [25], [30])
+    tail = reconstruction_drift(BlockMoments.of(x[10 * per_day :], blocks[10 * per_day :] - 10, 20), [0], [15], [20])
+    np.testing.assert_array_equal(whole, tail)
