@@ -34,12 +34,16 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from pm_assets.core.features import SENSORS, SHORT_WINDOWS, build_features
-from pm_assets.core.labels import build_labels
-from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
-from pm_assets.core.monitoring import MonitoringParams, monitor, monitored_features, monitoring_rows, windows_for
-from pm_assets.core.scoring import MEDIUM_RISK, score_snapshots
-from pm_assets.core.simulate import DriftSpec, SimulationConfig, simulate
+from pm_assets.core.monitoring import (
+    MULTIVARIATE_FEATURES,
+    MonitoringParams,
+    monitor,
+    monitored_features,
+    windows_for,
+)
+from pm_assets.core.scenarios import fleet, scored_rows, train
+from pm_assets.core.scoring import MEDIUM_RISK
+from pm_assets.core.simulate import DriftSpec, SimulationConfig
 
 DRIFT_DATE = "2015-07-01"
 TRAIN_CUTOFF = "2015-06-01"
@@ -72,7 +76,7 @@ def feature_names() -> list[str]:
 
 def telemetry_features(names: list[str]) -> list[str]:
     """The sensor features of the short (3 h and 24 h) windows among ``names``, e.g. volt_mean_3h, volt_sd_24h."""
-    wanted = {f"{s}_{stat}_{w}" for s in SENSORS for w in SHORT_WINDOWS for stat in ("mean", "sd")}
+    wanted = set(MULTIVARIATE_FEATURES)  # the features of pm_assets' own multivariate drift
     return [f for f in names if f in wanted]
 
 
@@ -306,15 +310,9 @@ def probe_tools(python: str) -> tuple[str | None, str]:
 
 
 def build_rows(machines: int, drift: DriftSpec | None) -> pd.DataFrame:
-    """monitoring_rows of a simulated year, scored by a model trained before TRAIN_CUTOFF (monitoring_scenario.py)."""
-    tables = simulate(SimulationConfig(machines=machines, drift=drift))
-    feats = build_features(
-        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], "2015-01-01", "2016-01-01"
-    )
-    labels = build_labels(feats, tables["failures"], 24, "2016-01-01")
-    train, _ = split_by_cutoff(training_rows(feats, labels), TRAIN_CUTOFF, 24)
-    bundle = fit_bundle(train)
-    return monitoring_rows(feats, score_snapshots(feats, bundle, "compare"), labels)
+    """monitoring_rows of a simulated year, scored by a model trained on it before TRAIN_CUTOFF (core.scenarios)."""
+    features, labels = fleet(SimulationConfig(machines=machines, drift=drift))
+    return scored_rows(features, labels, train(features, labels, TRAIN_CUTOFF))
 
 
 def best_of(repeat: int, fn):
