@@ -54,7 +54,6 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
     report files. What this does not do is Dagster's part: events, metadata, per-partition parquet files."""
     import pandas as pd
 
-    from pm_assets.assets.monitoring import write_reports
     from pm_assets.core.features import build_features
     from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, build_labels
     from pm_assets.core.model import TrainParams, evaluate, fit_bundle, split_by_cutoff, training_rows
@@ -66,6 +65,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
         permutation_importance_of,
     )
     from pm_assets.core.parsing import find_source_file, read_source_csv
+    from pm_assets.core.reports import write_reports
     from pm_assets.core.schema import TABLES
     from pm_assets.core.scoring import score_snapshots
     from pm_assets.core.validation import validate_rows

@@ -7,11 +7,9 @@ days ending with D and the reference window the 60 days before (``MonitoringConf
 drift_segments.csv, monitoring_summary.json and report.html (self-contained).
 """
 
-import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -36,14 +34,12 @@ from pm_assets.assets.common import (
     code_version,
     column_schema,
     daily_partitioned,
-    naive_utc,
     params_of,
     run_summary,
     shown,
 )
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
-from pm_assets.core.html_report import render
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.monitoring import (
     LIGHTS,
@@ -51,11 +47,11 @@ from pm_assets.core.monitoring import (
     monitor_stored,
     monitored_features,
     monitoring_rows,
-    retrain_recommended,
     stored_window_drift,
 )
-from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
-from pm_assets.partitions import daily_partitions
+from pm_assets.core.reports import REPORT_PAGE, TREND_DAYS, day_figures, drawn_features, past_figures, write_reports
+from pm_assets.core.storage import write_bytes_atomic
+from pm_assets.partitions import naive_window
 from pm_assets.resources import ModelRegistryResource, OutputsResource
 
 #: Changes with this module and the pm_assets code it uses (see ``code_version``).
@@ -72,8 +68,6 @@ ALERT_CHECKS = {
     "label_drift": "no_label_drift",
     "multivariate_drift": "no_multivariate_drift",
 }
-HISTOGRAM_FEATURES = 4
-REPORT_PAGE = "report.html"
 
 
 class MonitoringConfig(Config):
@@ -189,80 +183,6 @@ def _lookback() -> AssetIn:
     )
 
 
-#: Days of monitoring history the report's trend panel shows.
-TREND_DAYS = 90
-
-
-def past_figures(outputs: OutputsResource, first: str, days: int = TREND_DAYS - 1) -> list[dict]:
-    """The monitoring figures of the ``days`` days before ``first``, from their summaries on disk (days never
-    monitored are skipped): the start of the reports' trend panel in a run that begins at ``first``."""
-    rows = []
-    root = outputs.monitoring_root()
-    monitored = {p.name for p in root.iterdir()} if root.exists() else set()  # one listing, not a check per day
-    for day in pd.date_range(end=pd.Timestamp(first) - pd.Timedelta(days=1), periods=days).strftime("%Y-%m-%d"):
-        path = outputs.monitoring_folder(day) / "monitoring_summary.json"
-        if day in monitored and path.exists():
-            figures = json.loads(path.read_text()).get("figures")
-            if figures:
-                rows.append(figures | {"date": pd.Timestamp(figures["date"])})
-    return rows
-
-
-def write_reports(
-    folder: Path,
-    date: str,
-    result,
-    params: MonitoringParams,
-    figures: dict | None = None,
-    trend: pd.DataFrame | None = None,
-) -> Path:
-    """The partition's CSVs, JSON summary (with the day's ``figures``, the row of the monitoring table) and HTML
-    report (with the trend of ``trend``, the figures of the last 90 days), written as one folder that replaces the
-    day's previous one whole."""
-    with atomic_dir(folder) as out:  # the folder appears whole or not at all
-        tables = {
-            "drift_features": result.drift_features,
-            "drift_scores": result.drift_scores,
-            "performance": result.performance,
-            "drift_weighted": result.drift_weighted,
-            "drift_segments": result.drift_segments,
-        }
-        for name, table in tables.items():
-            write_bytes_atomic(out / f"{name}.csv", table.to_csv(index=False).encode())
-        summary = result.summary() | {
-            "date": date,
-            "feature_psi_alert": params.drift_threshold,
-            "feature_drift_measure": params.feature_drift_measure,
-        }
-        if figures is not None:
-            summary["figures"] = figures | {"date": date}
-        write_bytes_atomic(
-            out / "monitoring_summary.json", json.dumps(to_json_safe(summary), indent=2, allow_nan=False).encode()
-        )
-        top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
-        ref, prod = result.reference_rows, result.production_rows
-        samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
-        samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
-        chart = (
-            trend_svg(trend, params.score_psi_alert, width=1180, title=f"The last {TREND_DAYS} days")
-            if trend is not None and len(trend)
-            else None
-        )
-        page = render(
-            date,
-            to_json_safe(summary),
-            result.drift_features,
-            result.drift_scores,
-            result.performance,
-            result.drift_segments,
-            samples,
-            trend_svg=chart,
-            score_psi_alert=params.score_psi_alert,
-        )
-        write_bytes_atomic(out / REPORT_PAGE, page.encode())
-    return folder / REPORT_PAGE
-
-
 @asset(
     code_version=CODE_VERSION,
     group_name=MONITORING_GROUP,
@@ -294,42 +214,19 @@ def monitoring(
     outputs: OutputsResource,
 ):
     params = config.params()
-    registry = model_registry.registry()
-    champion = registry.champion()
-    importance = None
-    if champion is not None:
-        values = registry.card(champion).get("permutation_importance", {}).get("values")
-        importance = pd.Series(values, dtype=float) if values else None
-    names = monitored_features()
+    champion, importance = _champion_of(model_registry)
     keys = list(context.partition_keys)
-    ends = [naive_utc(daily_partitions.time_window_for_partition_key(key).end) for key in keys]
-    first, last = shift_key(keys[0], -MONITORING_LOOKBACK_DAYS), keys[-1]
-    # the drift of every day first, a few feature columns of the whole range at a time
-    drift = stored_window_drift(
-        lambda columns: features.read(first, last, columns),
-        lambda columns: scores.read(first, last, columns),
-        names,
-        ends,
-        params,
-        config.threads,
-    )
+    ends = [naive_window(key)[1] for key in keys]
+    drift = _drift_of_run(features, scores, keys, ends, params, config.threads)
     progress = Progress(context.log, len(keys))
-    recent = deque(past_figures(outputs, keys[0]), maxlen=TREND_DAYS)  # the reports' trend panel
+    recent = deque(past_figures(outputs.monitoring_root(), keys[0]), maxlen=TREND_DAYS)  # the reports' trend panel
     state = {"done": 0, "last": None}
 
     def chunks():
         with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
             for chunk in chunks_of(context):
-                start = keys.index(chunk[0])
-                days = range(start, start + len(chunk))
-                # the features the chunk's reports draw (the most drifted), not the others
-                shown_features = sorted({f for day in days for f in drift.most_drifted(day, HISTOGRAM_FEATURES)})
-                chunk_first = shift_key(chunk[0], -MONITORING_LOOKBACK_DAYS)
-                rows = monitoring_rows(
-                    features.read(chunk_first, chunk[-1], ["machineID", "datetime", "model", *shown_features]),
-                    scores.read_window(chunk_first, chunk[-1], "datetime"),
-                    labels.read_window(chunk_first, chunk[-1], "datetime"),
-                )
+                days = range(keys.index(chunk[0]), keys.index(chunk[0]) + len(chunk))
+                rows = _chunk_rows(features, scores, labels, chunk, drawn_features(drift, days))
                 summaries, written = [], []
                 for key, result in zip(chunk, monitor_stored(rows, ends, days, drift, params, importance), strict=True):
                     state["done"] += 1
@@ -338,18 +235,8 @@ def monitoring(
                     row = day_figures(key, result, champion, folder / REPORT_PAGE)
                     summaries.append(row)
                     recent.append(row)
-                    figures = {k: (v if not isinstance(v, pd.Timestamp) else str(v.date())) for k, v in row.items()}
-                    written.append(
-                        writer.submit(
-                            write_reports,
-                            folder,
-                            key,
-                            result,
-                            params,
-                            to_json_safe(figures),
-                            history_table(pd.DataFrame(list(recent))),
-                        )
-                    )
+                    trend = history_table(pd.DataFrame(list(recent)))
+                    written.append(writer.submit(write_reports, folder, key, result, params, row, trend))
                     context.add_asset_metadata(day_metadata(row, result), partition_key=key)
                     state["last"] = result
                 for future in written:
@@ -359,16 +246,60 @@ def monitoring(
                 yield chunk, table
 
     def metadata() -> dict:
-        return shown(
-            {
-                "dagster/column_schema": column_schema(state["schema"]),
-                "run": run_summary(partitions=len(keys), latest_light=state["last"].light),
-                "latest_report": MetadataValue.path(str(outputs.monitoring_folder(keys[-1]) / REPORT_PAGE)),
-            }
-        )
+        return _run_metadata(state["schema"], len(keys), state["last"], outputs.monitoring_folder(keys[-1]))
 
     yield Output(ChunkedFrames(chunks(), metadata))
-    fired = {alert.name: alert for alert in state["last"].alerts}
+    yield from _alert_check_results(state["last"], keys[-1])
+
+
+def _champion_of(model_registry: ModelRegistryResource) -> tuple[str | None, pd.Series | None]:
+    """The champion's version (None without one) and its permutation importance per feature (None without)."""
+    registry = model_registry.registry()
+    champion = registry.champion()
+    if champion is None:
+        return None, None
+    values = registry.card(champion).get("permutation_importance", {}).get("values")
+    return champion, pd.Series(values, dtype=float) if values else None
+
+
+def _drift_of_run(features: StoredPartitions, scores: StoredPartitions, keys: list[str], ends, params, threads: int):
+    """The drift of every day of the run first, a few feature columns of the whole range (with the lookback) at a
+    time."""
+    first, last = shift_key(keys[0], -MONITORING_LOOKBACK_DAYS), keys[-1]
+    return stored_window_drift(
+        lambda columns: features.read(first, last, columns),
+        lambda columns: scores.read(first, last, columns),
+        monitored_features(),
+        ends,
+        params,
+        threads,
+    )
+
+
+def _chunk_rows(features, scores, labels, chunk: list[str], feature_names: list[str]) -> pd.DataFrame:
+    """The monitoring rows of a chunk's windows, with only the feature columns its reports draw."""
+    first = shift_key(chunk[0], -MONITORING_LOOKBACK_DAYS)
+    return monitoring_rows(
+        features.read(first, chunk[-1], ["machineID", "datetime", "model", *feature_names]),
+        scores.read_window(first, chunk[-1], "datetime"),
+        labels.read_window(first, chunk[-1], "datetime"),
+    )
+
+
+def _run_metadata(schema: pd.DataFrame, partitions: int, last, last_folder) -> dict:
+    """The run's metadata: the table's schema, what it did, the latest day's report."""
+    return shown(
+        {
+            "dagster/column_schema": column_schema(schema),
+            "run": run_summary(partitions=partitions, latest_light=last.light),
+            "latest_report": MetadataValue.path(str(last_folder / REPORT_PAGE)),
+        }
+    )
+
+
+def _alert_check_results(result, partition: str):
+    """One check a day's alert: fails (WARN) when it fired on ``partition``, the run's latest day."""
+    fired = {alert.name: alert for alert in result.alerts}
     for name, check in ALERT_CHECKS.items():
         alert = fired.get(name)
         if alert is None:  # the multivariate drift with no features configured
@@ -379,43 +310,27 @@ def monitoring(
             passed=not alert.fired,
             severity=AssetCheckSeverity.WARN,
             description=alert.reason,
-            metadata=shown({"value": _float(alert.value), "threshold": alert.threshold, "partition": keys[-1]}),
+            metadata=shown({"value": _float(alert.value), "threshold": alert.threshold, "partition": partition}),
         )
 
 
-def day_figures(key: str, result, champion: str | None, report: Path) -> dict:
-    """The day's row of the monitoring table."""
-    perf = result.performance.set_index("period")
-    return {
-        "date": pd.Timestamp(key),
-        "traffic_light": result.light,
-        "light_code": LIGHTS.index(result.light),
-        "alert_count": result.alert_count,
-        "retrain_recommended": retrain_recommended(result.alert_count),
-        "score_psi": result.drift_scores["psi"].iloc[0],
-        "n_drifted_features": int(result.drift_features["drifted"].sum()),
-        "auc_reference": perf.loc["reference", "roc_auc"],
-        "auc_production": perf.loc["production", "roc_auc"],
-        "top_drifted": ", ".join(
-            f"{f} {v:.3g}"
-            for f, v in result.drift_features.dropna(subset=["psi"]).head(3)[["feature", "psi"]].itertuples(index=False)
-        ),
-        "ap_reference": perf.loc["reference", "average_precision"],
-        "ap_production": perf.loc["production", "average_precision"],
-        "failure_rate_reference": perf.loc["reference", "failure_rate"],
-        "failure_rate_production": perf.loc["production", "failure_rate"],
-        "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
-        "drifted_share": _share(int(result.drift_features["drifted"].sum()), len(result.drift_features)),
-        "reconstruction_error": (result.multivariate or {}).get("production_error"),
-        "correlation_change": (result.multivariate or {}).get("correlation_change"),
-        "alerts": ", ".join(a.name for a in result.alerts if a.fired),
-        "model_version": champion or "none",
-        "report": str(report),
-    }
+#: The performance table's columns shown in a day's metadata.
+PERFORMANCE_SHOWN = [
+    "period",
+    "rows",
+    "mature_rows",
+    "failure_rate",
+    "roc_auc",
+    "average_precision",
+    "estimated_average_precision",
+    "immature_rows",
+    "immature_estimated_average_precision",
+]
 
 
 def day_metadata(row: dict, result) -> dict:
     """The day's materialization metadata: its figures (plotted by the UI) and the alerts and tables as text."""
+    alerts = pd.DataFrame([{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts])
     return shown(
         {
             "traffic_light": result.light,
@@ -430,35 +345,11 @@ def day_metadata(row: dict, result) -> dict:
             "reconstruction_error": _float(row["reconstruction_error"]),
             "correlation_change": _float(row["correlation_change"]),
             "report": MetadataValue.path(row["report"]),
-            "alerts": MetadataValue.md(
-                markdown_table(
-                    pd.DataFrame([{"alert": a.name, "fired": a.fired, "reason": a.reason} for a in result.alerts])
-                )
-            ),
+            "alerts": MetadataValue.md(markdown_table(alerts)),
             "top_drifted_features": MetadataValue.md(markdown_table(result.drift_features.head(10))),
-            "performance": MetadataValue.md(
-                markdown_table(
-                    result.performance[
-                        [
-                            "period",
-                            "rows",
-                            "mature_rows",
-                            "failure_rate",
-                            "roc_auc",
-                            "average_precision",
-                            "estimated_average_precision",
-                            "immature_rows",
-                            "immature_estimated_average_precision",
-                        ]
-                    ]
-                )
-            ),
+            "performance": MetadataValue.md(markdown_table(result.performance[PERFORMANCE_SHOWN])),
         }
     )
-
-
-def _share(part: int, whole: int) -> float:
-    return part / whole if whole else float("nan")
 
 
 def _float(value) -> float:

@@ -1,0 +1,149 @@
+"""The monitoring reports of a day: its row of the monitoring table, and its folder of CSVs, JSON summary and HTML
+page (``<monitoring root>/<date>/``), with the trend of the days before it read back from their summaries.
+
+Plain functions over a :class:`~pm_assets.core.monitoring.MonitoringResult` and folders (local paths or object
+store paths, see :func:`pm_assets.core.storage.as_path`): the monitoring asset and the benchmarks write the same
+files. No Dagster import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pm_assets.core.history import trend_svg
+from pm_assets.core.html_report import render
+from pm_assets.core.monitoring import LIGHTS, MonitoringParams, MonitoringResult, WindowDrift, retrain_recommended
+from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
+
+#: The day's tables written as CSV: ``<name>.csv`` from the result's attribute of that name.
+REPORT_TABLES = ("drift_features", "drift_scores", "performance", "drift_weighted", "drift_segments")
+SUMMARY_FILE = "monitoring_summary.json"
+REPORT_PAGE = "report.html"
+#: Features whose histograms a report draws (the most drifted), besides the score's.
+HISTOGRAM_FEATURES = 4
+#: Days of monitoring history the report's trend panel shows.
+TREND_DAYS = 90
+#: Drifted features named in a day's ``top_drifted``.
+TOP_DRIFTED = 3
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else float("nan")
+
+
+def day_figures(key: str, result: MonitoringResult, champion: str | None, report) -> dict:
+    """The day's row of the monitoring table (``key`` is its date, ``report`` the path of its page)."""
+    perf = result.performance.set_index("period")
+    drifted = int(result.drift_features["drifted"].sum())
+    return {
+        "date": pd.Timestamp(key),
+        "traffic_light": result.light,
+        "light_code": LIGHTS.index(result.light),
+        "alert_count": result.alert_count,
+        "retrain_recommended": retrain_recommended(result.alert_count),
+        "score_psi": result.drift_scores["psi"].iloc[0],
+        "n_drifted_features": drifted,
+        "auc_reference": perf.loc["reference", "roc_auc"],
+        "auc_production": perf.loc["production", "roc_auc"],
+        "top_drifted": ", ".join(
+            f"{f} {v:.3g}"
+            for f, v in result.drift_features.dropna(subset=["psi"])
+            .head(TOP_DRIFTED)[["feature", "psi"]]
+            .itertuples(index=False)
+        ),
+        "ap_reference": perf.loc["reference", "average_precision"],
+        "ap_production": perf.loc["production", "average_precision"],
+        "failure_rate_reference": perf.loc["reference", "failure_rate"],
+        "failure_rate_production": perf.loc["production", "failure_rate"],
+        "estimated_ap_immature": perf.loc["production", "immature_estimated_average_precision"],
+        "drifted_share": _share(drifted, len(result.drift_features)),
+        "reconstruction_error": (result.multivariate or {}).get("production_error"),
+        "correlation_change": (result.multivariate or {}).get("correlation_change"),
+        "alerts": ", ".join(a.name for a in result.alerts if a.fired),
+        "model_version": champion or "none",
+        "report": str(report),
+    }
+
+
+def past_figures(root, first: str, days: int = TREND_DAYS - 1) -> list[dict]:
+    """The figures (:func:`day_figures`) of the ``days`` days before ``first``, from their summaries under the
+    monitoring folder ``root`` (days never monitored are skipped): the start of the reports' trend panel in a run
+    that begins at ``first``."""
+    rows = []
+    monitored = {p.name for p in root.iterdir()} if root.exists() else set()  # one listing, not a check per day
+    for day in pd.date_range(end=pd.Timestamp(first) - pd.Timedelta(days=1), periods=days).strftime("%Y-%m-%d"):
+        path = root / day / SUMMARY_FILE
+        if day in monitored and path.exists():
+            figures = json.loads(path.read_text()).get("figures")
+            if figures:
+                rows.append(figures | {"date": pd.Timestamp(figures["date"])})
+    return rows
+
+
+def drawn_features(drift: WindowDrift, days) -> list[str]:
+    """The features whose histograms the reports of ``days`` (positions in the drift's dates) draw: each day's
+    :data:`HISTOGRAM_FEATURES` most drifted, the only feature columns the reports need beyond the drift."""
+    return sorted({f for day in days for f in drift.most_drifted(day, HISTOGRAM_FEATURES)})
+
+
+def report_summary(date: str, result: MonitoringResult, params: MonitoringParams, figures: dict | None = None) -> dict:
+    """What ``monitoring_summary.json`` holds: the result's summary, the date and the feature rule, and the day's
+    ``figures`` (its row of the monitoring table) when given; JSON-safe (NaN and inf as null)."""
+    summary = result.summary() | {
+        "date": date,
+        "feature_psi_alert": params.drift_threshold,
+        "feature_drift_measure": params.feature_drift_measure,
+    }
+    if figures is not None:
+        summary["figures"] = figures | {"date": date}
+    return to_json_safe(summary)
+
+
+def report_page(
+    date: str, result: MonitoringResult, params: MonitoringParams, summary: dict, trend: pd.DataFrame | None
+) -> str:
+    """The day's HTML page: the summary, the tables, histograms of the most drifted features and of the score,
+    and the trend panel of ``trend`` (rows of :func:`pm_assets.core.history.history_table`) when it has any."""
+    top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
+    ref, prod = result.reference_rows, result.production_rows
+    samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
+    samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
+    chart = (
+        trend_svg(trend, params.score_psi_alert, width=1180, title=f"The last {TREND_DAYS} days")
+        if trend is not None and len(trend)
+        else None
+    )
+    return render(
+        date,
+        summary,
+        result.drift_features,
+        result.drift_scores,
+        result.performance,
+        result.drift_segments,
+        samples,
+        trend_svg=chart,
+        score_psi_alert=params.score_psi_alert,
+    )
+
+
+def write_reports(
+    folder,
+    date: str,
+    result: MonitoringResult,
+    params: MonitoringParams,
+    figures: dict | None = None,
+    trend: pd.DataFrame | None = None,
+) -> Path:
+    """The day's CSVs (:data:`REPORT_TABLES`), JSON summary (:func:`report_summary`, with the day's ``figures``)
+    and HTML report (:func:`report_page`, with the trend of ``trend``, the figures of the last 90 days), written as
+    one folder that replaces the day's previous one whole. Returns the page's path."""
+    summary = report_summary(date, result, params, figures)
+    with atomic_dir(folder) as out:  # the folder appears whole or not at all
+        for name in REPORT_TABLES:
+            write_bytes_atomic(out / f"{name}.csv", getattr(result, name).to_csv(index=False).encode())
+        write_bytes_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False).encode())
+        write_bytes_atomic(out / REPORT_PAGE, report_page(date, result, params, summary, trend).encode())
+    return folder / REPORT_PAGE
