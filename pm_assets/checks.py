@@ -13,9 +13,10 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from pm_assets.assets.common import shown
+from pm_assets.core.completeness import machines_complete, overall_coverage
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import TableSpec
-from pm_assets.core.validation import ValidationTotals, empty_table
+from pm_assets.core.validation import ValidationTotals, empty_table, rule_applies
 
 #: check name -> (validation rules it covers, description)
 RULE_CHECKS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -48,17 +49,8 @@ SAMPLE_ROWS = 10
 
 
 def _applies(check: str, spec: TableSpec) -> bool:
-    if check in ("timestamps_on_the_hour", "plausible_timestamps"):
-        return spec.time_column is not None
-    if check == "known_categories":
-        return bool(spec.categories)
-    if check == "within_physical_bounds":
-        return bool(spec.bounds)
-    if check == "known_machines":
-        return spec.name != "machines"
-    if check == "no_conflicting_rows":
-        return spec.reject_conflicts
-    return True
+    """A rule check is evaluated on a table when one of its rules applies there (``rule_applies``)."""
+    return any(rule_applies(rule, spec) for rule in RULE_CHECKS[check][0])
 
 
 def raw_check_specs(spec: TableSpec, asset_name: str | None = None) -> list[AssetCheckSpec]:
@@ -184,13 +176,11 @@ def raw_check_results(
             severity=AssetCheckSeverity.WARN,
             metadata=shown(
                 {
-                    "machines_complete": int((completeness["missing_hours"] == 0).sum()),
+                    "machines_complete": machines_complete(completeness),
                     "machines_incomplete": len(incomplete),
                     "machines_without_data": int((completeness["present_hours"] == 0).sum()),
                     "missing_machine_hours": int(completeness["missing_hours"].sum()),
-                    "coverage": float(
-                        completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)
-                    ),
+                    "coverage": overall_coverage(completeness),
                     "worst_machines": MetadataValue.md(markdown_table(worst)),
                 }
             ),

@@ -1,5 +1,5 @@
-"""Small helpers every asset module uses: time windows as naive UTC timestamps, schemas, per-day counts, code
-versions."""
+"""Small helpers every asset module uses: metadata for people, schemas, per-day groups, progress, the daily
+decorator arguments, code versions, chunked inputs, Config to core params."""
 
 import dataclasses
 import hashlib
@@ -65,12 +65,6 @@ class Progress:
         elapsed = now - self.started
         left = elapsed / done * (self.total - done) if done else float("nan")
         self.log.info(f"progress: {done}/{self.total} {self.unit}, {elapsed:.1f} s, ~{left:.0f} s left")
-
-
-def naive_utc(t) -> pd.Timestamp:
-    """A Dagster time-window bound (tz-aware UTC) as the tz-naive UTC timestamp the tables use."""
-    t = pd.Timestamp(t)
-    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
 
 
 def column_schema(frame: pd.DataFrame) -> TableSchema:

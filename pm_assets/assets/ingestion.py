@@ -37,13 +37,12 @@ from pm_assets.assets.common import (
     code_version,
     column_schema,
     daily_partitioned,
-    naive_utc,
     run_summary,
     shown,
 )
 from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.chunks import ChunkedFrames
-from pm_assets.core.completeness import HourlyPresence
+from pm_assets.core.completeness import HourlyPresence, machines_complete, overall_coverage
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import DAILY_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
@@ -56,7 +55,7 @@ from pm_assets.core.validation import (
     empty_table,
     validate_rows,
 )
-from pm_assets.partitions import daily_partitions, partition_range
+from pm_assets.partitions import daily_partitions, naive_utc, partition_range
 from pm_assets.resources import LandingResource
 
 #: Changes with this module and the pm_assets code it uses (see ``code_version``).
@@ -401,8 +400,7 @@ def build_raw_table_asset(spec: TableSpec):
             if hours is not None:
                 completeness = hours.completeness(totals.first_time, totals.last_time)
                 meta["run"] += ", " + run_summary(
-                    coverage=float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1)),
-                    machines_complete=int((completeness["missing_hours"] == 0).sum()),
+                    coverage=overall_coverage(completeness), machines_complete=machines_complete(completeness)
                 )
             return shown(meta)
 

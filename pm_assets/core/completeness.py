@@ -81,6 +81,17 @@ def _table(ids: np.ndarray, present: np.ndarray) -> pd.DataFrame:
     )
 
 
+def overall_coverage(completeness: pd.DataFrame) -> float:
+    """Machine-hours present over machine-hours expected, over every machine of a :func:`hourly_completeness`
+    table (0.0 when no hour is expected)."""
+    return float(completeness["present_hours"].sum() / max(completeness["expected_hours"].sum(), 1))
+
+
+def machines_complete(completeness: pd.DataFrame) -> int:
+    """The machines of a :func:`hourly_completeness` table with no hour missing."""
+    return int((completeness["missing_hours"] == 0).sum())
+
+
 class HourlyPresence:
     """Which machine had a reading at which hour of a window, marked a chunk of validated rows at a time; once
     every chunk is in, :func:`hourly_completeness`'s table and each day's coverage on the hours the source spans

@@ -45,6 +45,17 @@ def _is_missing(values: pd.Series) -> np.ndarray:
     return missing
 
 
+def _by_column(masks: dict[str, np.ndarray], rows: int, message: Callable[[str, int], str]) -> RuleResult:
+    """A rule checked column by column: a row violates it when any column's mask is set, and its message joins
+    ``message(column, row)`` of each such column, in the columns' order."""
+    mask = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(rows, bool)
+
+    def messages(pos: np.ndarray) -> list[str]:
+        return ["; ".join(message(c, p) for c in masks if masks[c][p]) for p in pos]
+
+    return mask, messages
+
+
 def rule_parse_problem(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
     problems = frame[PROBLEM_COLUMN].to_numpy(dtype=object) if PROBLEM_COLUMN in frame else np.full(len(frame), "")
     mask = problems != ""
@@ -91,17 +102,10 @@ class PlausibleTimes:
 def rule_missing_value(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
     problems = frame[PROBLEM_COLUMN].to_numpy(dtype=object) if PROBLEM_COLUMN in frame else np.full(len(frame), "")
     per_col = {c: _is_missing(frame[c]) & (problems == "") for c in spec.columns}
-    mask = np.logical_or.reduce(list(per_col.values())) if per_col else np.zeros(len(frame), bool)
-
-    def messages(pos: np.ndarray) -> list[str]:
-        return ["; ".join(f"{c}: missing value" for c in spec.columns if per_col[c][p]) for p in pos]
-
-    return mask, messages
+    return _by_column(per_col, len(frame), lambda c, p: f"{c}: missing value")
 
 
 def rule_not_on_the_hour(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
-    if not spec.time_column:
-        return np.zeros(len(frame), bool), lambda pos: []
     times = frame[spec.time_column]
     mask = (times.notna() & (times != times.dt.floor("h"))).to_numpy()
     return mask, lambda pos: [f"{spec.time_column}: {t} is not on the hour" for t in times.to_numpy()[pos]]
@@ -116,19 +120,11 @@ def rule_unknown_category(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> 
         ).to_numpy()
         for c, allowed in spec.categories.items()
     }
-    mask = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(len(frame), bool)
-
-    def messages(pos: np.ndarray) -> list[str]:
-        return [
-            "; ".join(
-                f"{c}: unknown value {frame[c].iloc[p]!r} (allowed {', '.join(spec.categories[c])})"
-                for c in masks
-                if masks[c][p]
-            )
-            for p in pos
-        ]
-
-    return mask, messages
+    return _by_column(
+        masks,
+        len(frame),
+        lambda c, p: f"{c}: unknown value {frame[c].iloc[p]!r} (allowed {', '.join(spec.categories[c])})",
+    )
 
 
 def rule_out_of_bounds(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
@@ -136,19 +132,11 @@ def rule_out_of_bounds(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> Rul
     for c, (lo, hi) in spec.bounds.items():
         v = frame[c].astype("float64")
         masks[c] = (v.notna() & ((v < lo) | (v > hi))).to_numpy()
-    mask = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(len(frame), bool)
-
-    def messages(pos: np.ndarray) -> list[str]:
-        return [
-            "; ".join(
-                f"{c}: {frame[c].iloc[p]} outside [{spec.bounds[c][0]:g}, {spec.bounds[c][1]:g}]"
-                for c in masks
-                if masks[c][p]
-            )
-            for p in pos
-        ]
-
-    return mask, messages
+    return _by_column(
+        masks,
+        len(frame),
+        lambda c, p: f"{c}: {frame[c].iloc[p]} outside [{spec.bounds[c][0]:g}, {spec.bounds[c][1]:g}]",
+    )
 
 
 @dataclass(frozen=True)
@@ -188,7 +176,7 @@ class Fleet:
 
 def rule_unknown_machine(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
     fleet = Fleet.of(machine_ids)
-    if fleet is None or spec.name == "machines":
+    if fleet is None:
         return np.zeros(len(frame), bool), lambda pos: []
     ids = frame["machineID"]
     rejected = np.asarray(list(fleet.rejected), dtype="float64")
@@ -198,7 +186,7 @@ def rule_unknown_machine(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> R
 
 def rule_rejected_machine(frame: pd.DataFrame, spec: TableSpec, machine_ids) -> RuleResult:
     fleet = Fleet.of(machine_ids)
-    if fleet is None or not fleet.rejected or spec.name == "machines":
+    if fleet is None or not fleet.rejected:
         return np.zeros(len(frame), bool), lambda pos: []
     ids = frame["machineID"]
     mask = ids.isin(np.asarray(list(fleet.rejected), dtype="float64")).to_numpy()
@@ -222,6 +210,29 @@ CONFLICT_RULE = "conflicting_duplicate"
 ALL_RULES: tuple[str, ...] = (*RULES, CONFLICT_RULE, DUPLICATE_RULE)
 
 
+def rule_applies(rule: str, spec: TableSpec) -> bool:
+    """Whether ``rule`` (a name of :data:`ALL_RULES`) is checked on ``spec``'s table: the time rules on a table with
+    a time column, the category and bound rules on one with such columns, the machine rules on every table but
+    machines (which defines the machines), the conflict rule on one that rejects conflicts; the others on every
+    table. Validation and the asset checks both ask this."""
+    if rule in ("implausible_time", "not_on_the_hour"):
+        return spec.time_column is not None
+    if rule == "unknown_category":
+        return bool(spec.categories)
+    if rule == "out_of_bounds":
+        return bool(spec.bounds)
+    if rule in ("unknown_machine", "rejected_machine"):
+        return spec.name != "machines"
+    if rule == CONFLICT_RULE:
+        return spec.reject_conflicts
+    return True
+
+
+def _applied_rules(spec: TableSpec) -> dict[str, Callable[..., RuleResult]]:
+    """The rules of :data:`RULES` that apply to ``spec``'s table, in their order."""
+    return {name: rule for name, rule in RULES.items() if rule_applies(name, spec)}
+
+
 def duplicate_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
     """Rows whose key already appeared on an earlier row (the first occurrence is kept)."""
     return frame.duplicated(subset=list(spec.key), keep="first").to_numpy()
@@ -230,7 +241,7 @@ def duplicate_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
 def conflict_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
     """Rows whose key repeats with different values in the other columns, when the table rejects conflicts (which
     row is right cannot be told by file order); none otherwise."""
-    if not spec.reject_conflicts or frame.empty:
+    if not rule_applies(CONFLICT_RULE, spec) or frame.empty:
         return np.zeros(len(frame), bool)
     key, rest = list(spec.key), [c for c in spec.columns if c not in spec.key]
     distinct = frame[key + rest].astype(object).drop_duplicates().groupby(key, dropna=False).size()
@@ -240,7 +251,8 @@ def conflict_mask(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
 
 def count_violations(frame: pd.DataFrame, spec: TableSpec, machine_ids=None) -> dict[str, int]:
     """How many rows of ``frame`` break each rule: the asset checks' view of a stored table."""
-    counts = {name: int(rule(frame, spec, machine_ids)[0].sum()) for name, rule in RULES.items()}
+    applied = _applied_rules(spec)
+    counts = {name: int(applied[name](frame, spec, machine_ids)[0].sum()) if name in applied else 0 for name in RULES}
     counts[CONFLICT_RULE] = int(conflict_mask(frame, spec).sum())
     counts[DUPLICATE_RULE] = int(duplicate_mask(frame, spec).sum())
     return counts
@@ -394,7 +406,7 @@ def validate_rows(frame: pd.DataFrame, spec: TableSpec, machine_ids: Iterable[in
     reasons: dict[int, list[str]] = {}
     rules: dict[int, list[str]] = {}
     bad = np.zeros(n, bool)
-    for name, rule in RULES.items():
+    for name, rule in _applied_rules(spec).items():
         mask, messages = rule(frame, spec, machine_ids)
         pos = np.flatnonzero(mask)
         for p, msg in zip(pos, messages(pos)):

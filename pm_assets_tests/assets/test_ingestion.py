@@ -351,3 +351,15 @@ def test_a_bad_line_costs_only_that_row_and_keeps_its_text(bad_raw_dir, instance
     meta = materialization_metadata(result, "telemetry")
     for day in ("2015-01-01", "2015-01-02"):
         assert meta[day]["rows_in"] == meta[day]["dagster/row_count"] + meta[day]["rows_rejected"]
+
+
+def test_each_raw_table_has_the_rule_checks_of_the_rules_that_apply_to_it():
+    from pm_assets.checks import RULE_CHECKS, raw_check_specs
+    from pm_assets.core.validation import rule_applies
+
+    for spec in TABLES.values():
+        names = {s.name for s in raw_check_specs(spec)}
+        for check, (rules, _) in RULE_CHECKS.items():
+            assert (check in names) == any(rule_applies(r, spec) for r in rules), (spec.name, check)
+    assert "known_machines" not in {s.name for s in raw_check_specs(TABLES["machines"])}
+    assert "timestamps_on_the_hour" in {s.name for s in raw_check_specs(TABLES["errors"])}

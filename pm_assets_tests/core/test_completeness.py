@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pm_assets.core.completeness import HourlyPresence, expected_hours, hourly_completeness
+from pm_assets.core.completeness import (
+    HourlyPresence,
+    expected_hours,
+    hourly_completeness,
+    machines_complete,
+    overall_coverage,
+)
 
 
 def _telemetry(seed: int = 0) -> pd.DataFrame:
@@ -40,3 +46,18 @@ def test_presence_marked_by_chunks_gives_the_table_of_all_rows_and_each_days_cov
         assert coverage == len(kept) / (4 * len(expected_day)), day
     assert list(presence.coverage_by_day(first, last)) == ["2015-01-01", "2015-01-02", "2015-01-03"]
     assert presence.completeness(None, None)["expected_hours"].eq(0).all()
+
+
+def test_overall_coverage_and_complete_machines_against_a_naive_count():
+    rows = _telemetry()
+    grid = expected_hours("2015-01-01", "2015-01-04", rows["datetime"].min(), rows["datetime"].max())
+    table = hourly_completeness(rows, [1, 2, 3, 4, 5], grid)  # machine 5 sends nothing
+    on_grid = rows[rows["machineID"].isin([1, 2, 3, 4, 5]) & rows["datetime"].isin(grid)]
+    assert overall_coverage(table) == len(on_grid.drop_duplicates()) / (5 * len(grid))
+    full = [m for m in (1, 2, 3, 4, 5) if set(on_grid.loc[on_grid["machineID"] == m, "datetime"]) == set(grid)]
+    assert machines_complete(table) == len(full)
+    everything = pd.DataFrame([(m, h) for m in (1, 2) for h in grid], columns=["machineID", "datetime"])
+    complete = hourly_completeness(everything, [1, 2], grid)
+    assert overall_coverage(complete) == 1.0 and machines_complete(complete) == 2
+    nothing = hourly_completeness(rows, [1, 2], grid[:0])
+    assert overall_coverage(nothing) == 0.0  # no hour expected: no coverage, not a division by zero

@@ -12,10 +12,13 @@ from pm_assets.core.parsing import LINE_COLUMN, RAW_COLUMN, find_source_file, re
 from pm_assets.core.schema import ERRORS, FAILURES, MACHINES, MAINTENANCE, TELEMETRY, TableSpec
 from pm_assets.core.validation import (
     ALL_RULES,
+    CONFLICT_RULE,
     REASON_COLUMN,
     RULES_COLUMN,
+    Fleet,
     ValidationResult,
     count_violations,
+    rule_applies,
     validate_rows,
 )
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
@@ -329,3 +332,33 @@ def test_real_telemetry_union_with_gaps_is_fully_kept(real_data_dir, real_machin
     assert len(kept) == 144_262
     per_machine = kept.groupby("machineID").size()
     assert len(per_machine) == 100 and per_machine.min() == 452 and per_machine.max() == 3421
+
+
+def test_each_table_is_checked_by_the_rules_its_columns_allow():
+    always = {"unparseable_value", "missing_value", "duplicate_key"}
+    time_rules, machine_rules = {"implausible_time", "not_on_the_hour"}, {"unknown_machine", "rejected_machine"}
+    expected = {
+        "telemetry": always | time_rules | machine_rules | {"out_of_bounds"},
+        "errors": always | time_rules | machine_rules | {"unknown_category"},
+        "maintenance": always | time_rules | machine_rules | {"unknown_category"},
+        "failures": always | time_rules | machine_rules | {"unknown_category"},
+        "machines": always | {"unknown_category", "out_of_bounds", CONFLICT_RULE},
+    }
+    for name, spec in SPECS.items():
+        assert {r for r in ALL_RULES if rule_applies(r, spec)} == expected[name], name
+
+
+def test_a_rule_that_does_not_apply_rejects_nothing():
+    """The machines table defines the machines: a fleet without its ids rejects none of them; a time rule is not
+    asked of a table without time; telemetry's repeated keys are duplicates, never conflicts."""
+    machines = pd.DataFrame({"machineID": [1.0, 2.0], "model": ["model1", "model2"], "age": [3.0, 4.0]})
+    machines[LINE_COLUMN] = [2, 3]
+    fleet = Fleet(np.array([99.0]), {1: "rejected elsewhere"})
+    assert validate_rows(machines, MACHINES, fleet).rejected.empty
+    counts = count_violations(machines, MACHINES, fleet)
+    assert all(counts[r] == 0 for r in ALL_RULES if not rule_applies(r, MACHINES))
+    times = pd.to_datetime(["2015-01-01 06:00", "2015-01-01 06:00"])
+    telemetry = pd.DataFrame({"datetime": times, "machineID": [1.0, 1.0], "volt": [1.0, 2.0], "rotate": 1.0})
+    telemetry = telemetry.assign(pressure=1.0, vibration=1.0, **{LINE_COLUMN: [2, 3]})
+    result = validate_rows(telemetry, TELEMETRY, [1])
+    assert result.rejected[RULES_COLUMN].tolist() == ["duplicate_key"]  # not conflicting_duplicate
