@@ -8,7 +8,6 @@ gives exactly the table one run over the whole history gives (asserted in the te
 
 from math import ceil
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -35,8 +34,8 @@ from pm_assets.assets.common import (
     shown,
 )
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
-from pm_assets.core.features import FeatureParams, build_features, coverage_columns, feature_columns
-from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, build_labels
+from pm_assets.core.features import FeatureParams, FeatureTotals, build_features, feature_columns
+from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, LABEL_CLASSES, LabelTotals, build_labels, observed_until
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.schema import FAILURES
 from pm_assets.core.validation import empty_table
@@ -71,6 +70,9 @@ class FeatureConfig(Config):
         le=1.0,
         description="Share of a window's hours that must have a reading for its mean/sd/trend (else NaN, flagged).",
     )
+
+    def params(self) -> FeatureParams:
+        return params_of(self, FeatureParams)
 
 
 class LabelConfig(Config):
@@ -118,16 +120,8 @@ def features(
     maintenance_history: pd.DataFrame,
     machines: pd.DataFrame,
 ):
-    params = params_of(config, FeatureParams)
-    coverage_names = coverage_columns(params)
-    totals = {
-        "rows": 0,
-        "usable": 0,
-        "complete": 0,
-        "nan_in_complete": 0,
-        "coverage_sum": pd.Series(0.0, index=coverage_names),
-        "coverage_min": pd.Series(np.inf, index=coverage_names),
-    }
+    params = config.params()
+    totals = FeatureTotals(params)
 
     def chunks():
         for keys in chunks_of(context):
@@ -145,72 +139,64 @@ def features(
                 pd.Timestamp(shift_key(last, 1)),
                 params,
             )
-            per_day = by_day(table).agg(
-                rows=("machineID", "size"),
-                usable=("usable", "mean"),
-                complete=("complete", "mean"),
-                coverage_24h=("coverage_24h", "mean"),
-                coverage_14d=("coverage_14d", "mean"),
-            )
-            for key in keys:
-                if key in per_day.index:
-                    row = per_day.loc[key]
-                    context.add_asset_metadata(
-                        shown(
-                            {
-                                "dagster/row_count": int(row["rows"]),
-                                "share_usable": float(row["usable"]),
-                                "share_complete": float(row["complete"]),
-                                "mean_coverage_24h": float(row["coverage_24h"]),
-                                "mean_coverage_14d": float(row["coverage_14d"]),
-                            }
-                        ),
-                        partition_key=key,
-                    )
-            totals["rows"] += len(table)
-            totals["usable"] += int(table["usable"].sum())
-            totals["complete"] += int(table["complete"].sum())
-            totals["coverage_sum"] += table[coverage_names].sum()
-            totals["coverage_min"] = np.minimum(totals["coverage_min"], table[coverage_names].min())
-            totals["nan_in_complete"] += int(
-                table.loc[table["complete"], feature_columns(params)].isna().to_numpy().sum()
-            )
-            totals["schema"] = table.head(0)
+            _add_feature_day_metadata(context, table, keys)
+            totals.add(table)
             yield keys, table
 
-    def metadata() -> dict:
-        rows = totals["rows"]
-        coverage = pd.DataFrame(
-            {
-                "window": coverage_names,
-                "mean": (totals["coverage_sum"] / max(rows, 1)).to_numpy(),
-                "min": totals["coverage_min"].to_numpy(),
-            }
-        )
-        return shown(
-            {
-                "dagster/column_schema": column_schema(totals["schema"]),
-                "run": run_summary(
-                    rows=rows,
-                    share_usable=totals["usable"] / rows if rows else 0.0,
-                    share_complete=totals["complete"] / rows if rows else 0.0,
-                ),
-                "settings": run_summary(
-                    features=len(feature_columns(params)),
-                    snapshot_every_hours=params.snapshot_every_hours,
-                    min_coverage=params.min_coverage,
-                ),
-                "coverage_by_window": MetadataValue.md(markdown_table(coverage)),
-            }
-        )
-
-    yield Output(ChunkedFrames(chunks(), metadata))
+    yield Output(ChunkedFrames(chunks(), lambda: _features_metadata(totals)))
     yield AssetCheckResult(
         check_name="complete_snapshots_have_no_nan",
-        passed=totals["nan_in_complete"] == 0,
+        passed=totals.nan_in_complete == 0,
         metadata=shown(
-            {"nan_values_in_complete_snapshots": totals["nan_in_complete"], "complete_snapshots": totals["complete"]}
+            {"nan_values_in_complete_snapshots": totals.nan_in_complete, "complete_snapshots": totals.complete}
         ),
+    )
+
+
+def _add_feature_day_metadata(context: AssetExecutionContext, table: pd.DataFrame, keys: list[str]) -> None:
+    """Per day: snapshots (plotted by the UI), the shares usable and complete, the mean 24 h and 14 d coverage."""
+    per_day = by_day(table).agg(
+        rows=("machineID", "size"),
+        usable=("usable", "mean"),
+        complete=("complete", "mean"),
+        coverage_24h=("coverage_24h", "mean"),
+        coverage_14d=("coverage_14d", "mean"),
+    )
+    for key in keys:
+        if key in per_day.index:
+            row = per_day.loc[key]
+            context.add_asset_metadata(
+                shown(
+                    {
+                        "dagster/row_count": int(row["rows"]),
+                        "share_usable": float(row["usable"]),
+                        "share_complete": float(row["complete"]),
+                        "mean_coverage_24h": float(row["coverage_24h"]),
+                        "mean_coverage_14d": float(row["coverage_14d"]),
+                    }
+                ),
+                partition_key=key,
+            )
+
+
+def _features_metadata(totals: FeatureTotals) -> dict:
+    """The run's metadata: schema, totals, settings and the coverage of each window."""
+    params = totals.params
+    return shown(
+        {
+            "dagster/column_schema": column_schema(totals.schema),
+            "run": run_summary(
+                rows=totals.rows,
+                share_usable=totals.share(totals.usable),
+                share_complete=totals.share(totals.complete),
+            ),
+            "settings": run_summary(
+                features=len(feature_columns(params)),
+                snapshot_every_hours=params.snapshot_every_hours,
+                min_coverage=params.min_coverage,
+            ),
+            "coverage_by_window": MetadataValue.md(markdown_table(totals.coverage())),
+        }
     )
 
 
@@ -241,8 +227,8 @@ def features(
     "whole horizon lies within the failure data ingested so far; immature labels have no class.",
 )
 def labels(context: AssetExecutionContext, config: LabelConfig, features: StoredPartitions, failures: StoredPartitions):
-    observed_until = _observed_until(context.partition_keys[0], failures.keys)
-    totals = {"rows": 0, "mature": 0, "leaked": 0, "immature": 0, "counts": pd.Series(dtype="int64")}
+    failures_until = observed_until(context.partition_keys[0], failures.keys)
+    totals = LabelTotals()
 
     def chunks():
         for keys in chunks_of(context):
@@ -250,60 +236,43 @@ def labels(context: AssetExecutionContext, config: LabelConfig, features: Stored
             if found.empty and "failure" not in found:
                 found = empty_table(FAILURES)
             snapshots = features.read(keys[0], keys[-1], ["machineID", "datetime"])  # only the keys are needed
-            table = build_labels(snapshots, found, config.horizon_hours, observed_until)
-            for key, day in by_day(table):
-                counts = day["failure_component"].value_counts()
-                context.add_asset_metadata(
-                    shown(
-                        {
-                            "dagster/row_count": len(day),
-                            "share_mature": float(day["label_mature"].mean()),
-                            "positives": int(day["failure_within_horizon"].sum()),
-                            **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
-                        }
-                    ),
-                    partition_key=key,
-                )
-            counts = table["failure_component"].astype(object).fillna("immature").value_counts()
-            totals["counts"] = totals["counts"].add(counts, fill_value=0)
-            immature = table[~table["label_mature"]]
-            totals["leaked"] += int(
-                immature["failure_component"].notna().sum() + immature["failure_within_horizon"].notna().sum()
-            )
-            totals["immature"] += len(immature)
-            totals["rows"] += len(table)
-            totals["mature"] += int(table["label_mature"].sum())
-            totals["schema"] = table.head(0)
+            table = build_labels(snapshots, found, config.horizon_hours, failures_until)
+            _add_label_day_metadata(context, table)
+            totals.add(table)
             yield keys, table
 
     def metadata() -> dict:
-        counts = totals["counts"].astype("int64").sort_values(ascending=False, kind="stable")
-        counts = counts.rename_axis("class").reset_index(name="snapshots")
         return shown(
             {
-                "dagster/column_schema": column_schema(totals["schema"]),
+                "dagster/column_schema": column_schema(totals.schema),
                 "run": run_summary(
-                    rows=totals["rows"],
-                    share_mature=totals["mature"] / totals["rows"] if totals["rows"] else 0.0,
-                    horizon_hours=config.horizon_hours,
+                    rows=totals.rows, share_mature=totals.share_mature, horizon_hours=config.horizon_hours
                 ),
-                "label_counts": MetadataValue.md(markdown_table(counts)),
-                "failures_observed_until": str(observed_until),
+                "label_counts": MetadataValue.md(markdown_table(totals.class_counts())),
+                "failures_observed_until": str(failures_until),
             }
         )
 
     yield Output(ChunkedFrames(chunks(), metadata))
     yield AssetCheckResult(
         check_name="immature_labels_have_no_class",
-        passed=totals["leaked"] == 0,
-        metadata=shown({"immature": totals["immature"], "immature_with_a_class": totals["leaked"]}),
+        passed=totals.leaked == 0,
+        metadata=shown({"immature": totals.immature, "immature_with_a_class": totals.leaked}),
     )
 
 
-def _observed_until(first_key: str, loaded: list[str]) -> pd.Timestamp:
-    """End of the contiguous run of ingested failure partitions starting at ``first_key``."""
-    day = pd.Timestamp(first_key)
-    available = set(loaded)
-    while day.strftime("%Y-%m-%d") in available:
-        day += pd.Timedelta(days=1)
-    return day
+def _add_label_day_metadata(context: AssetExecutionContext, table: pd.DataFrame) -> None:
+    """Per day: snapshots (plotted by the UI), the share mature, positives and snapshots per class."""
+    for key, day in by_day(table):
+        counts = day["failure_component"].value_counts()
+        context.add_asset_metadata(
+            shown(
+                {
+                    "dagster/row_count": len(day),
+                    "share_mature": float(day["label_mature"].mean()),
+                    "positives": int(day["failure_within_horizon"].sum()),
+                    **{f"n_{cls}": int(counts.get(cls, 0)) for cls in LABEL_CLASSES},
+                }
+            ),
+            partition_key=key,
+        )

@@ -286,3 +286,47 @@ def _empty_features(params: FeatureParams) -> pd.DataFrame:
     frame["usable"] = pd.Series(dtype=bool)
     frame["complete"] = pd.Series(dtype=bool)
     return frame
+
+
+@dataclass
+class FeatureTotals:
+    """The feature tables of a ranged run, summed chunk by chunk (``add`` each): snapshots, usable and complete
+    ones, NaN values in complete snapshots (a bug when any), and each coverage window's sum and minimum."""
+
+    params: FeatureParams = field(default_factory=FeatureParams)
+    rows: int = 0
+    usable: int = 0
+    complete: int = 0
+    nan_in_complete: int = 0
+    coverage_sum: pd.Series | None = None
+    coverage_min: pd.Series | None = None
+    schema: pd.DataFrame | None = None  # the columns and dtypes (no rows) of the last table added
+
+    def __post_init__(self) -> None:
+        names = coverage_columns(self.params)
+        self.coverage_sum = pd.Series(0.0, index=names)
+        self.coverage_min = pd.Series(np.inf, index=names)
+
+    def add(self, table: pd.DataFrame) -> None:
+        names = coverage_columns(self.params)
+        self.rows += len(table)
+        self.usable += int(table["usable"].sum())
+        self.complete += int(table["complete"].sum())
+        self.coverage_sum += table[names].sum()
+        self.coverage_min = np.minimum(self.coverage_min, table[names].min())
+        self.nan_in_complete += int(table.loc[table["complete"], feature_columns(self.params)].isna().to_numpy().sum())
+        self.schema = table.head(0)
+
+    def share(self, count: int) -> float:
+        """``count`` snapshots as a share of every snapshot (0.0 when none)."""
+        return count / self.rows if self.rows else 0.0
+
+    def coverage(self) -> pd.DataFrame:
+        """Per coverage window: its mean and minimum over every snapshot."""
+        return pd.DataFrame(
+            {
+                "window": coverage_columns(self.params),
+                "mean": (self.coverage_sum / max(self.rows, 1)).to_numpy(),
+                "min": self.coverage_min.to_numpy(),
+            }
+        )

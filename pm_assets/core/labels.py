@@ -11,6 +11,8 @@ and performance monitoring cannot take them for negatives.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -75,3 +77,47 @@ def build_labels(snapshots: pd.DataFrame, failures: pd.DataFrame, horizon_hours:
     out["hours_to_failure"] = np.where(any_failure, np.nanmin(np.where(fails, hours, np.inf), axis=1), np.nan)
     out["label_mature"] = mature
     return out
+
+
+def observed_until(first_key: str, loaded: list[str]) -> pd.Timestamp:
+    """End of the contiguous run of failure partitions (YYYY-MM-DD keys in ``loaded``) that starts at
+    ``first_key``: the failures known until then (the labels' ``observed_until``)."""
+    day = pd.Timestamp(first_key)
+    available = set(loaded)
+    while day.strftime("%Y-%m-%d") in available:
+        day += pd.Timedelta(days=1)
+    return day
+
+
+@dataclass
+class LabelTotals:
+    """The label tables of a ranged run, summed chunk by chunk (``add`` each): snapshots, mature ones, snapshots
+    per class (immature ones as "immature"), and immature snapshots that carry a class (a leak when any)."""
+
+    rows: int = 0
+    mature: int = 0
+    immature: int = 0
+    leaked: int = 0
+    counts: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
+    schema: pd.DataFrame | None = None  # the columns and dtypes (no rows) of the last table added
+
+    def add(self, table: pd.DataFrame) -> None:
+        counts = table["failure_component"].astype(object).fillna("immature").value_counts()
+        self.counts = self.counts.add(counts, fill_value=0)
+        immature = table[~table["label_mature"]]
+        self.leaked += int(
+            immature["failure_component"].notna().sum() + immature["failure_within_horizon"].notna().sum()
+        )
+        self.immature += len(immature)
+        self.rows += len(table)
+        self.mature += int(table["label_mature"].sum())
+        self.schema = table.head(0)
+
+    @property
+    def share_mature(self) -> float:
+        return self.mature / self.rows if self.rows else 0.0
+
+    def class_counts(self) -> pd.DataFrame:
+        """Snapshots per class, most first (columns ``class``, ``snapshots``)."""
+        counts = self.counts.astype("int64").sort_values(ascending=False, kind="stable")
+        return counts.rename_axis("class").reset_index(name="snapshots")

@@ -60,8 +60,12 @@ def _changed(value):
 
 @pytest.mark.parametrize(
     "config, build",
-    [(MonitoringConfig, MonitoringConfig.params), (TrainingConfig, TrainingConfig.params)],
-    ids=["monitoring", "training"],
+    [
+        (MonitoringConfig, MonitoringConfig.params),
+        (TrainingConfig, TrainingConfig.params),
+        (FeatureConfig, FeatureConfig.params),
+    ],
+    ids=["monitoring", "training", "features"],
 )
 def test_every_configured_value_reaches_the_params(config, build):
     special = {
@@ -72,6 +76,7 @@ def test_every_configured_value_reaches_the_params(config, build):
         "multivariate_features": ["volt_mean_3h", "volt_sd_3h"],
         "max_negative_rows": 500,
         "reference_days": 30,
+        "snapshot_every_hours": 6,  # must divide 24
     }
     params_fields = {f.name for f in dataclasses.fields(build(config()))}
     values = {}

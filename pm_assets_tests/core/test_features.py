@@ -19,6 +19,7 @@ from pm_assets.core.features import (
     TREND_WINDOW,
     WINDOWS,
     FeatureParams,
+    FeatureTotals,
     build_features,
     coverage_columns,
     feature_columns,
@@ -484,3 +485,27 @@ def test_a_range_split_in_two_gives_the_same_rows(raw, params, mid):
     halves = pd.concat([_build(raw, end=mid, params=params), _build(raw, start=mid, params=params)], ignore_index=True)
     halves = halves.sort_values(["machineID", "datetime"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(halves, whole, check_exact=True)
+
+
+def test_totals_summed_by_chunks_are_the_whole_tables(case):
+    params, actual, _ = case
+    totals = FeatureTotals(params)
+    for _, chunk in actual.groupby(actual["datetime"].dt.floor("7D")):
+        totals.add(chunk)
+    coverage = coverage_columns(params)
+    complete = actual[actual["complete"]]
+    assert totals.rows == len(actual) and totals.complete == len(complete)
+    assert totals.share(totals.usable) == pytest.approx(actual["usable"].mean())
+    assert totals.nan_in_complete == int(complete[feature_columns(params)].isna().sum().sum()) == 0
+    table = totals.coverage()
+    assert table["window"].tolist() == coverage
+    assert table["mean"].to_numpy() == pytest.approx(actual[coverage].mean().to_numpy(), rel=1e-12)
+    assert table["min"].tolist() == actual[coverage].min().tolist()
+    assert list(totals.schema.columns) == list(actual.columns) and totals.schema.empty
+    broken = actual.copy()
+    first_complete = broken.index[broken["complete"]][0]
+    broken.loc[first_complete, "volt_mean_3h"] = np.nan  # a complete snapshot with a NaN: counted
+    totals = FeatureTotals(params)
+    assert totals.share(3) == 0.0  # no snapshot yet
+    totals.add(broken)
+    assert totals.nan_in_complete == 1

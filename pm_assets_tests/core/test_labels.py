@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pm_assets.core.features import snapshot_times
-from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE, build_labels
+from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE, LabelTotals, build_labels, observed_until
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.simulate import SimulationConfig, simulate
 
@@ -253,3 +253,30 @@ def test_no_snapshots_give_an_empty_frame(failures):
         "hours_to_failure",
         "label_mature",
     ]
+
+
+def test_observed_until_is_the_end_of_the_run_of_days_from_the_first():
+    loaded = ["2015-01-01", "2015-01-02", "2015-01-03", "2015-01-05"]
+    assert observed_until("2015-01-01", loaded) == pd.Timestamp("2015-01-04")  # 01-04 is missing
+    assert observed_until("2015-01-05", loaded) == pd.Timestamp("2015-01-06")
+    assert observed_until("2015-01-04", loaded) == pd.Timestamp("2015-01-04")  # none: nothing observed
+
+
+def test_label_totals_summed_by_chunks_are_the_whole_tables(snapshots, failures):
+    table = build_labels(snapshots, failures, 24, pd.Timestamp("2015-01-27"))
+    totals = LabelTotals()
+    for _, chunk in table.groupby(table["datetime"].dt.floor("D")):
+        totals.add(chunk)
+    assert totals.rows == len(table) and totals.mature == int(table["label_mature"].sum())
+    assert totals.share_mature == pytest.approx(table["label_mature"].mean())
+    assert totals.immature == int((~table["label_mature"]).sum()) > 0 and totals.leaked == 0
+    counts = totals.class_counts()
+    assert list(counts.columns) == ["class", "snapshots"] and counts["snapshots"].is_monotonic_decreasing
+    naive = {cls: int((table["failure_component"].astype(object) == cls).sum()) for cls in LABEL_CLASSES}
+    naive["immature"] = totals.immature
+    assert dict(zip(counts["class"], counts["snapshots"])) == {k: v for k, v in naive.items() if v}
+    leaky = table.copy()
+    leaky.loc[~leaky["label_mature"], "failure_within_horizon"] = False  # an immature snapshot with a class
+    totals = LabelTotals()
+    totals.add(leaky)
+    assert totals.leaked == int((~table["label_mature"]).sum())
