@@ -446,30 +446,35 @@ def _automation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fleet_arguments(parser: argparse.ArgumentParser, drift_start_help: str, failure_factor: float) -> None:
+    """The options ``simulate`` and ``live`` share: the fleet's size and seed, and its drift (see :func:`_drift`)."""
+    parser.add_argument("--machines", type=int, default=DEMO_MACHINES)
+    parser.add_argument("--seed", type=int, default=DEMO_SEED)
+    parser.add_argument("--drift-start", help=drift_start_help)
+    parser.add_argument(
+        "--drift-shift",
+        action="append",
+        default=[],
+        metavar="SENSOR=SD",
+        help=f"sensor shift in sds from the drift start (repeatable; default {' '.join(DEFAULT_DRIFT_SHIFT)})",
+    )
+    parser.add_argument(
+        "--drift-failure-factor", type=float, default=failure_factor, help="multiply failure rates from the drift start"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pm-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a simulated Azure PdM dataset in the Kaggle CSV format")
-    sim.add_argument("--machines", type=int, default=DEMO_MACHINES)
     sim.add_argument("--start", default=PARTITION_START, help="first telemetry hour (00:00 of this day)")
     sim.add_argument(
         "--end", default=None, help="end, exclusive (default: PM_PARTITION_END, else today: data up to yesterday)"
     )
-    sim.add_argument("--seed", type=int, default=DEMO_SEED)
     sim.add_argument("--out", default=str(LANDING_DIR))
     sim.add_argument("--gzip", action="store_true", help="write .csv.gz instead of .csv")
-    sim.add_argument("--drift-start", help="inject drift from this timestamp")
-    sim.add_argument(
-        "--drift-shift",
-        action="append",
-        default=[],
-        metavar="SENSOR=SD",
-        help="shift a sensor by SD standard deviations from --drift-start (repeatable)",
-    )
-    sim.add_argument(
-        "--drift-failure-factor", type=float, default=1.0, help="multiply failure rates from --drift-start"
-    )
+    _add_fleet_arguments(sim, "inject drift from this timestamp", failure_factor=1.0)
     sim.set_defaults(func=_simulate)
 
     run = sub.add_parser(
@@ -489,18 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     live.add_argument("--days", type=int, default=14, help="days to play (the last of them is yesterday)")
     live.add_argument("--every", type=float, default=5.0, help="seconds between two days")
-    live.add_argument("--machines", type=int, default=DEMO_MACHINES)
-    live.add_argument("--seed", type=int, default=DEMO_SEED)
     live.add_argument("--drift-after", type=int, help="start the drift after this many played days")
-    live.add_argument("--drift-start", help="start the drift at this timestamp instead")
-    live.add_argument(
-        "--drift-shift",
-        action="append",
-        default=[],
-        metavar="SENSOR=SD",
-        help=f"sensor shift in sds from the drift start (repeatable; default {' '.join(DEFAULT_DRIFT_SHIFT)})",
-    )
-    live.add_argument("--drift-failure-factor", type=float, default=DEFAULT_DRIFT_FAILURE_FACTOR)
+    _add_fleet_arguments(live, "start the drift at this timestamp instead", failure_factor=DEFAULT_DRIFT_FAILURE_FACTOR)
     live.set_defaults(func=_live)
 
     auto = sub.add_parser("automation", help="start (on) or stop (off) every schedule and sensor")

@@ -78,30 +78,24 @@ TELEMETRY = TableSpec(
     key=("machineID", "datetime"),
     bounds=dict(SENSOR_BOUNDS),
 )
-ERRORS = TableSpec(
-    name="errors",
-    file_stem="PdM_errors",
-    columns=("datetime", "machineID", "errorID"),
-    kinds={"datetime": "timestamp", "machineID": "id", "errorID": "category"},
-    key=("machineID", "datetime", "errorID"),  # several error types may share one hour
-    categories={"errorID": ERROR_IDS},
-)
-MAINTENANCE = TableSpec(
-    name="maintenance",
-    file_stem="PdM_maint",
-    columns=("datetime", "machineID", "comp"),
-    kinds={"datetime": "timestamp", "machineID": "id", "comp": "category"},
-    key=("machineID", "datetime", "comp"),
-    categories={"comp": COMPONENTS},
-)
-FAILURES = TableSpec(
-    name="failures",
-    file_stem="PdM_failures",
-    columns=("datetime", "machineID", "failure"),
-    kinds={"datetime": "timestamp", "machineID": "id", "failure": "category"},
-    key=("machineID", "datetime", "failure"),  # several components may fail at once
-    categories={"failure": COMPONENTS},
-)
+
+
+def _event_table(name: str, file_stem: str, column: str, domain: tuple[str, ...]) -> TableSpec:
+    """An event file: the hour, the machine and one categorical column; the key is all three (several errors, or
+    several components, may share one hour)."""
+    return TableSpec(
+        name=name,
+        file_stem=file_stem,
+        columns=("datetime", "machineID", column),
+        kinds={"datetime": "timestamp", "machineID": "id", column: "category"},
+        key=("machineID", "datetime", column),
+        categories={column: domain},
+    )
+
+
+ERRORS = _event_table("errors", "PdM_errors", "errorID", ERROR_IDS)
+MAINTENANCE = _event_table("maintenance", "PdM_maint", "comp", COMPONENTS)
+FAILURES = _event_table("failures", "PdM_failures", "failure", COMPONENTS)
 MACHINES = TableSpec(
     name="machines",
     file_stem="PdM_machines",

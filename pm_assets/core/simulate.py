@@ -81,6 +81,20 @@ class DriftSpec:
             raise ValueError("failure_rate_factor must be >= 0 and sensor scales > 0")
 
 
+#: The real file's ages (years) of each model's machines, one entry per machine (model4 is younger): what the
+#: simulator draws from by default.
+# fmt: off
+REAL_AGES_BY_MODEL: dict[str, tuple[int, ...]] = {
+    "model1": (2, 3, 5, 7, 10, 11, 14, 14, 14, 15, 15, 16, 16, 17, 17, 20),
+    "model2": (2, 4, 6, 6, 10, 10, 10, 12, 14, 14, 16, 18, 18, 18, 19, 20, 20),
+    "model3": (1, 2, 2, 3, 5, 6, 7, 7, 8, 9, 9, 9, 9, 10, 10, 11, 14, 14, 14, 14, 14, 14, 15, 15, 16, 17, 17, 17,
+               17, 18, 18, 19, 20, 20, 20),
+    "model4": (0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7, 7, 9, 10, 10, 10, 10, 12, 14, 14, 14, 15, 15, 16, 17, 18,
+               19, 19, 20),
+}
+# fmt: on
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Everything the simulator uses. Defaults reproduce the real 2015 fleet (100 machines)."""
@@ -98,84 +112,8 @@ class SimulationConfig:
         default_factory=lambda: {"model1": 0.16, "model2": 0.17, "model3": 0.35, "model4": 0.32}
     )
     age_range: tuple[int, int] = (0, 20)  # inclusive; used where ages_by_model is None
-    # Ages drawn, per model, from these (the real file's ages of that model's machines: model4 is younger).
-    ages_by_model: Mapping[str, tuple[int, ...]] | None = field(
-        default_factory=lambda: {
-            "model1": (2, 3, 5, 7, 10, 11, 14, 14, 14, 15, 15, 16, 16, 17, 17, 20),
-            "model2": (2, 4, 6, 6, 10, 10, 10, 12, 14, 14, 16, 18, 18, 18, 19, 20, 20),
-            "model3": (
-                1,
-                2,
-                2,
-                3,
-                5,
-                6,
-                7,
-                7,
-                8,
-                9,
-                9,
-                9,
-                9,
-                10,
-                10,
-                11,
-                14,
-                14,
-                14,
-                14,
-                14,
-                14,
-                15,
-                15,
-                16,
-                17,
-                17,
-                17,
-                17,
-                18,
-                18,
-                19,
-                20,
-                20,
-                20,
-            ),
-            "model4": (
-                0,
-                1,
-                1,
-                2,
-                2,
-                3,
-                3,
-                4,
-                4,
-                5,
-                5,
-                6,
-                7,
-                7,
-                7,
-                9,
-                10,
-                10,
-                10,
-                10,
-                12,
-                14,
-                14,
-                14,
-                15,
-                15,
-                16,
-                17,
-                18,
-                19,
-                19,
-                20,
-            ),
-        }
-    )
+    # Ages drawn, per model, from these (default: the real file's, REAL_AGES_BY_MODEL).
+    ages_by_model: Mapping[str, tuple[int, ...]] | None = field(default_factory=lambda: dict(REAL_AGES_BY_MODEL))
 
     # Telemetry: overall mean and sd of each sensor, precursor windows included (published full-file figures).
     sensor_mean: Mapping[str, float] = field(
