@@ -108,8 +108,10 @@ def _metadata(spec: TableSpec, landing: LandingResource, totals: ValidationTotal
 def _partition_metadata(
     spec: TableSpec, window_rows: pd.DataFrame, result: ValidationResult, keys: list[str]
 ) -> dict[str, dict]:
-    """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span."""
+    """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span, the files that
+    brought its rows."""
     rows_in = window_rows.groupby(STAGED_DAY).size()  # by staged day: a row without a readable time counts too
+    files = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in window_rows.groupby(STAGED_DAY)}
     kept = by_day(result.kept, spec.time_column).agg(
         rows=("machineID", "size"),
         machines=("machineID", "nunique"),
@@ -127,7 +129,7 @@ def _partition_metadata(
         }
         if key in kept.index:
             meta.update(first_timestamp=str(kept.loc[key, "first"]), last_timestamp=str(kept.loc[key, "last"]))
-        out[key] = meta
+        out[key] = meta | {"source_files": files.get(key, "none")}
     return out
 
 
@@ -174,16 +176,47 @@ class IngestConfig(Config):
 def source_files(
     context: AssetExecutionContext, config: IngestConfig, landing: LandingResource
 ) -> Output[pd.DataFrame]:
-    staging = landing.staging()
     landed, ignored = landing.landed()
     by_name = {f.name: f for f in landed}
-    if config.files is not None:
-        missing = [n for n in config.files if n not in by_name]
-        if missing:
-            raise Failure(f"not in the landing folder {landing.landing_dir} (or not a table file): {missing}")
-        selected = [by_name[n] for n in config.files]
-    else:
-        selected = landed
+    staged, failed = _stage(context, landing, _selected(landing, config, landed))
+    _quarantine_unplaced(landing, staged)
+    entries = landing.staging().entries()
+    table = inventory(entries, *partition_range())
+    # files still in the landing folder whose latest version could not be read (by name: hashing every landed file
+    # of a long history on every run would cost more each day), and entries named like a file that are none
+    failing = {e["id"] for e in unreadable(entries, by_name)}
+    bad_entries = table[table["id"].isin(failing)]
+    not_files = unusable(landing.landing_dir)
+    meta = _inventory_metadata(table, staged, failed)
+    meta.update(
+        {
+            "ignored_files": ", ".join(ignored) or "none",
+            "not_files": ", ".join(f"{n} ({why})" for n, why in not_files) or "none",
+            "landing_dir": MetadataValue.path(landing.landing_dir),
+        }
+    )
+    # A file that cannot be read fails only its table's asset (which names it), not this step: the other files of
+    # the run are staged and their tables built. The check below fails too, until the file is fixed or removed.
+    yield Output(table, metadata=shown(meta))
+    yield _extra_columns_check(table[(table["extra_columns"] != "") & table["name"].isin(list(by_name))])
+    yield _readable_check(bad_entries, not_files, landing.landing_dir)
+
+
+def _selected(landing: LandingResource, config: IngestConfig, landed: list) -> list:
+    """The landed files to stage: the ones the config names (each must be there), else every one."""
+    if config.files is None:
+        return landed
+    by_name = {f.name: f for f in landed}
+    missing = [n for n in config.files if n not in by_name]
+    if missing:
+        raise Failure(f"not in the landing folder {landing.landing_dir} (or not a table file): {missing}")
+    return [by_name[n] for n in config.files]
+
+
+def _stage(context: AssetExecutionContext, landing: LandingResource, selected: list) -> tuple[list, list]:
+    """Stage each file (a file already staged with the same bytes is not parsed again); the ledger entries of the
+    files new to it: (staged, failed), a failure logged as an error."""
+    staging = landing.staging()
     staged, failed = [], []
     plausible = landing.plausible_times(daily_partitions.get_first_partition_key())
     for file in selected:
@@ -194,20 +227,27 @@ def source_files(
             (failed if entry["status"] == "failed" else staged).append(entry)
             if entry["status"] == "failed":
                 context.log.error(f"{file.name}: {entry['error']}")
+    return staged, failed
+
+
+def _quarantine_unplaced(landing: LandingResource, staged: list) -> None:
+    """Quarantine, per daily table that got a file, the rows whose day nobody can tell (no readable or plausible
+    timestamp, no day in the file name): again for every such table, as a new version of a file replaces its
+    older rows."""
+    staging = landing.staging()
     for name in {e["table"] for e in staged if e["table"] in DAILY_TABLES}:
-        # rows whose day nobody can tell (no readable or plausible timestamp, no day in the file name): quarantined
-        # per table (again for every table that got a file: a new version of a file replaces its older rows)
         unplaced = validate_rows(staging.read(name, [UNPLACED]), TABLES[name])
         write_parquet_atomic(unplaced.rejected, landing.quarantine_path(name, UNPLACED))
-    entries = staging.entries()
-    table = inventory(entries, *partition_range())
-    # files still in the landing folder whose latest version could not be read (by name: hashing every landed file
-    # of a long history on every run would cost more each day), and entries named like a file that are none
-    failing = {e["id"] for e in unreadable(entries, by_name)}
-    bad_entries = table[table["id"].isin(failing)]
-    not_files = unusable(landing.landing_dir)
-    problems = [*bad_entries["error"], *(f"{Path(landing.landing_dir) / n}: {why}" for n, why in not_files)]
-    meta = {
+
+
+def _rows_md(rows: list[dict], none: str):
+    """``rows`` as a markdown table, or ``none`` when there is none."""
+    return MetadataValue.md(markdown_table(pd.DataFrame(rows))) if rows else none
+
+
+def _inventory_metadata(table: pd.DataFrame, staged: list, failed: list) -> dict:
+    """The inventory's counts and tables: what this run staged or failed, and the newest files of all."""
+    return {
         "dagster/row_count": len(table),
         "dagster/column_schema": column_schema(table),
         "files_staged_now": len(staged),
@@ -216,35 +256,18 @@ def source_files(
         "files_failed": int((table["status"] == "failed").sum()),
         "rows_outside_partitions": int(table[["rows_before_partitions", "rows_after_partitions"]].to_numpy().sum()),
         "rows_implausible": int(table["rows_implausible"].sum()),
-        "staged_now": MetadataValue.md(
-            markdown_table(
-                pd.DataFrame(
-                    [
-                        {"file": e["name"], "table": e["table"], "rows": e["rows"], "days": len(e["days"])}
-                        for e in staged
-                    ]
-                )
-            )
-            if staged
-            else "nothing new"
+        "staged_now": _rows_md(
+            [{"file": e["name"], "table": e["table"], "rows": e["rows"], "days": len(e["days"])} for e in staged],
+            "nothing new",
         ),
-        "failed_now": MetadataValue.md(
-            markdown_table(
-                pd.DataFrame([{"file": e["name"], "table": e["table"], "error": e["error"]} for e in failed])
-            )
-            if failed
-            else "none"
-        ),
+        "failed_now": _rows_md([{"file": e["name"], "table": e["table"], "error": e["error"]} for e in failed], "none"),
         "files": MetadataValue.md(markdown_table(table.drop(columns=["id", "sha256"]).tail(INVENTORY_SHOWN))),
-        "ignored_files": ", ".join(ignored) or "none",
-        "not_files": ", ".join(f"{n} ({why})" for n, why in not_files) or "none",
-        "landing_dir": MetadataValue.path(landing.landing_dir),
     }
-    # A file that cannot be read fails only its table's asset (which names it), not this step: the other files of
-    # the run are staged and their tables built. The check below fails too, until the file is fixed or removed.
-    yield Output(table, metadata=shown(meta))
-    extra = table[(table["extra_columns"] != "") & table["name"].isin(list(by_name))]
-    yield AssetCheckResult(
+
+
+def _extra_columns_check(extra: pd.DataFrame) -> AssetCheckResult:
+    """WARN for the landed files with columns the tables do not use (``extra``: their inventory rows)."""
+    return AssetCheckResult(
         check_name="no_unexpected_columns",
         passed=extra.empty,
         severity=AssetCheckSeverity.WARN,
@@ -256,7 +279,13 @@ def source_files(
             }
         ),
     )
-    yield AssetCheckResult(
+
+
+def _readable_check(bad_entries: pd.DataFrame, not_files: list, landing_dir) -> AssetCheckResult:
+    """ERROR while a landed file cannot be read (``bad_entries``: their inventory rows) or an entry of the landing
+    folder is no file (``not_files``: (name, why))."""
+    problems = [*bad_entries["error"], *(f"{Path(landing_dir) / n}: {why}" for n, why in not_files)]
+    return AssetCheckResult(
         check_name="landed_files_readable",
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
@@ -369,23 +398,14 @@ def build_raw_table_asset(spec: TableSpec):
         fail_if_unreadable(landing, spec.name, keys)
         fleet = landing.fleet(machines)
         totals = ValidationTotals(spec, fleet)
-        window = context.partition_time_window
-        hours = (
-            HourlyPresence(machines["machineID"], naive_utc(window.start), naive_utc(window.end))
-            if spec.name == "telemetry"
-            else None
-        )
+        hours = _presence(spec, machines, context.partition_time_window)
 
         def chunks():
             for chunk in chunks_of(context):
                 rows = landing.staging().read(spec.name, chunk)
                 result = validate_rows(rows, spec, fleet)
                 _quarantine(landing, spec, result.rejected, chunk)
-                files_per_day = {
-                    key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in rows.groupby(STAGED_DAY)
-                }
                 for key, partition_meta in _partition_metadata(spec, rows, result, chunk).items():
-                    partition_meta["source_files"] = files_per_day.get(key, "none")
                     context.add_asset_metadata(shown(partition_meta), partition_key=key)
                 totals.add(rows, result)
                 if hours is not None:
@@ -396,19 +416,33 @@ def build_raw_table_asset(spec: TableSpec):
                     context.add_asset_metadata(shown({"coverage": coverage}), partition_key=key)
 
         def metadata() -> dict:
-            meta = _metadata(spec, landing, totals, keys)
-            if hours is not None:
-                completeness = hours.completeness(totals.first_time, totals.last_time)
-                meta["run"] += ", " + run_summary(
-                    coverage=overall_coverage(completeness), machines_complete=machines_complete(completeness)
-                )
-            return shown(meta)
+            return _raw_metadata(spec, landing, totals, keys, hours)
 
         yield Output(ChunkedFrames(chunks(), metadata))
         completeness = hours.completeness(totals.first_time, totals.last_time) if hours is not None else None
         yield from raw_check_results(spec, totals, completeness)
 
     return _raw_table
+
+
+def _presence(spec: TableSpec, machines: pd.DataFrame, window) -> HourlyPresence | None:
+    """Telemetry's hourly presence over the run's time window, to be marked chunk by chunk (None for the others)."""
+    if spec.name != "telemetry":
+        return None
+    return HourlyPresence(machines["machineID"], naive_utc(window.start), naive_utc(window.end))
+
+
+def _raw_metadata(
+    spec: TableSpec, landing: LandingResource, totals: ValidationTotals, keys: list[str], hours: HourlyPresence | None
+) -> dict:
+    """The run's metadata (:func:`_metadata`), with telemetry's coverage and complete machines in ``run``."""
+    meta = _metadata(spec, landing, totals, keys)
+    if hours is not None:
+        completeness = hours.completeness(totals.first_time, totals.last_time)
+        meta["run"] += ", " + run_summary(
+            coverage=overall_coverage(completeness), machines_complete=machines_complete(completeness)
+        )
+    return shown(meta)
 
 
 raw_table_assets = [build_raw_table_asset(TABLES[name]) for name in DAILY_TABLES]
