@@ -1,6 +1,6 @@
 """Benchmark: the main command (`pm-assets main`) over the full simulated year, stage by stage.
 
-    .venv/bin/python benchmarks/bench_main.py [--machines 100] [--keep DIR]
+    .venv/bin/python benchmarks/bench_main.py [--keep DIR] [--skip-direct] [--drift]
 
 Runs in a temporary project folder (its own data/ and a copy of dagster.yaml, so the SQLite instance is the
 real one): simulates the year, runs ``pm-assets main`` (one run over every partition, in-process executor),
@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def dagster_run(drift: bool = False) -> tuple[float, dict]:
+    """``pm-assets main`` in this process: its wall time, and the run's step times, events and partition range."""
     from dagster import DagsterEventType, DagsterInstance
 
     from pm_assets.cli import main
+    from pm_assets.partitions import partition_range
 
     started = time.perf_counter()
     code = main(["main"] if drift else ["main", "--no-drift"])
@@ -45,31 +47,32 @@ def dagster_run(drift: bool = False) -> tuple[float, dict]:
             steps.setdefault(event.step_key, {})[event.event_type_value] = record.timestamp
     first, last = records[0].timestamp, records[-1].timestamp
     step_times = {k: v["STEP_SUCCESS"] - v["STEP_START"] for k, v in steps.items() if len(v) == 2}
-    return wall, {"run_seconds": last - first, "steps": step_times, "events": kinds}
+    return wall, {"run_seconds": last - first, "steps": step_times, "events": kinds, "range": partition_range()}
 
 
-def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
-    """The same computation as plain function calls, in memory: parse + validate, features, labels, training
-    (with its evaluation and permutation importance, as the asset), scoring, and monitoring of every day with its
-    report files. What this does not do is Dagster's part: events, metadata, per-partition parquet files."""
+def direct_run(raw_dir: Path, reports_dir: Path, first_day: str, end_day: str) -> dict[str, float]:
+    """The same computation as plain function calls, in memory, over the days from ``first_day`` to ``end_day``
+    (exclusive; the Dagster run's partitions): parse + validate, features, labels, training (with its evaluation and
+    permutation importance, as the asset), scoring, and monitoring of every day with its report files. What this
+    does not do is Dagster's part: events, metadata, per-partition parquet files; it imports no Dagster module."""
     import pandas as pd
 
     from pm_assets.core.features import build_features
     from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, build_labels
-    from pm_assets.core.model import TrainParams, evaluate, fit_bundle, split_by_cutoff, training_rows
-    from pm_assets.core.monitoring import (
-        MonitoringParams,
-        monitor_days,
-        monitored_features,
-        monitoring_rows,
+    from pm_assets.core.model import (
+        TrainParams,
+        evaluate,
+        fit_bundle,
         permutation_importance_of,
+        split_by_cutoff,
+        training_rows,
     )
+    from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitored_features, monitoring_rows
     from pm_assets.core.parsing import find_source_file, read_source_csv
     from pm_assets.core.reports import write_reports
     from pm_assets.core.schema import TABLES
     from pm_assets.core.scoring import score_snapshots
     from pm_assets.core.validation import validate_rows
-    from pm_assets.partitions import partition_range
 
     times, tables = {}, {}
     started = time.perf_counter()
@@ -79,7 +82,7 @@ def direct_run(raw_dir: Path, reports_dir: Path) -> dict[str, float]:
         if name != "machines":
             tables[name] = validate_rows(parsed[name], spec, machines["machineID"]).kept
     times["parse + validate"] = time.perf_counter() - started
-    start, end = (pd.Timestamp(day) for day in partition_range())
+    start, end = pd.Timestamp(first_day), pd.Timestamp(end_day)
 
     started = time.perf_counter()
     feats = build_features(tables["telemetry"], tables["errors"], tables["maintenance"], machines, start, end)
@@ -129,7 +132,7 @@ def main() -> None:
     if history is not None:  # the in-process executor runs the steps one after the other: this is what it adds
         print(f"monitoring history and index page: {history:.2f} s, {history / dagster['run_seconds']:.1%} of the run")
     if not args.skip_direct:
-        direct = direct_run(folder / "data" / "landing", folder / "direct_reports")
+        direct = direct_run(folder / "data" / "landing", folder / "direct_reports", *dagster["range"])
         print("\ndirect core calls (no Dagster)          seconds")
         for stage, seconds in direct.items():
             print(f"  {stage:36s} {seconds:7.1f}")

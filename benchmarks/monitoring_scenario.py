@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from pm_assets.core.model import training_rows
-from pm_assets.core.monitoring import MonitoringParams, monitor, monitored_features, permutation_importance_of
+from pm_assets.core.model import permutation_importance_of, training_rows
+from pm_assets.core.monitoring import MonitoringParams, monitor, monitored_features
 from pm_assets.core.scenarios import (
     DRIFT_START,
     days_to_alarm,

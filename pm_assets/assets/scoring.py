@@ -92,13 +92,8 @@ def scores(
     features: StoredPartitions,
     model_registry: ModelRegistryResource,
 ):
-    registry = model_registry.registry()
-    version = registry.champion()
-    if version is None:
-        raise RuntimeError(f"no champion model in {registry.root}: materialize failure_model first")
-    bundle = registry.load(version)
-    totals = {"rows": 0, "scored": 0, "bad_probabilities": 0, "bad_versions": 0}
-    examples = {}
+    registry, version, bundle = _champion(model_registry)
+    totals, problems = {"rows": 0, "scored": 0}, _Problems()
 
     def chunks():
         for keys in chunks_of(context):
@@ -106,55 +101,77 @@ def scores(
                 features.read(keys[0], keys[-1]), bundle, version, config.medium_threshold, config.high_threshold
             )
             for key, day in by_day(out):
-                levels = day["risk_level"].value_counts()
-                context.add_asset_metadata(
-                    shown(
-                        {
-                            "dagster/row_count": len(day),
-                            "scored": int(day["scored"].sum()),
-                            "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
-                            **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS},
-                        }
-                    ),
-                    partition_key=key,
-                )
-            for name, (bad, example) in (
-                ("bad_probabilities", probability_problems(out)),
-                ("bad_versions", version_problems(out, version)),
-            ):
-                totals[name] += bad
-                examples.setdefault(name, example) if bad else None
+                context.add_asset_metadata(_scores_of_day(day), partition_key=key)
+            problems.add("valid_probabilities", probability_problems(out))
+            problems.add("scored_by_the_champion", version_problems(out, version))
             totals["rows"] += len(out)
             totals["scored"] += int(out["scored"].sum())
-            examples["schema"] = out.head(0)
             yield keys, out
 
-    yield Output(
+    yield _chunked_output(chunks(), lambda: {"model_version": version, "run": run_summary(**totals)})
+    yield problems.check("valid_probabilities", "every scored row")
+    yield problems.check("scored_by_the_champion", f"every row by {version}", champion=registry.champion() or "none")
+
+
+def _champion(model_registry: ModelRegistryResource):
+    """(registry, champion version, its bundle); fails the step when there is no champion yet."""
+    registry = model_registry.registry()
+    version = registry.champion()
+    if version is None:
+        raise RuntimeError(f"no champion model in {registry.root}: materialize failure_model first")
+    return registry, version, registry.load(version)
+
+
+def _scores_of_day(day) -> dict:
+    """One day's scores metadata: rows, scored rows, their mean p_any and the rows at each risk level."""
+    levels = day["risk_level"].value_counts()
+    return shown(
+        {
+            "dagster/row_count": len(day),
+            "scored": int(day["scored"].sum()),
+            "mean_p_any": float(day["p_any"].mean()) if day["scored"].any() else 0.0,
+            **{f"n_{level}": int(levels.get(level, 0)) for level in RISK_LEVELS},
+        }
+    )
+
+
+def _chunked_output(chunks, run_metadata) -> Output:
+    """The output written chunk by chunk; once the last is written, its column schema and ``run_metadata()``."""
+    schema = {}
+
+    def written():
+        for keys, frame in chunks:
+            schema["frame"] = frame.head(0)
+            yield keys, frame
+
+    return Output(
         ChunkedFrames(
-            chunks(),
-            lambda: shown(
-                {
-                    "dagster/column_schema": column_schema(examples["schema"]),
-                    "model_version": version,
-                    "run": run_summary(rows=totals["rows"], scored=totals["scored"]),
-                }
-            ),
+            written(), lambda: shown({"dagster/column_schema": column_schema(schema["frame"]), **run_metadata()})
         )
     )
-    bad = totals["bad_probabilities"]
-    yield AssetCheckResult(
-        check_name="valid_probabilities",
-        passed=bad == 0,
-        metadata={"bad_rows": bad},
-        description=f"{bad} rows, e.g. {examples['bad_probabilities']}" if bad else "every scored row",
-    )
-    bad = totals["bad_versions"]
-    yield AssetCheckResult(
-        check_name="scored_by_the_champion",
-        passed=bad == 0,
-        metadata={"bad_rows": bad, "champion": registry.champion() or "none"},
-        description=f"{bad} rows, e.g. {examples['bad_versions']}" if bad else f"every row by {version}",
-    )
+
+
+class _Problems:
+    """The bad rows a run's chunks found for each check, and the first example of each."""
+
+    def __init__(self):
+        self.bad, self.examples = {}, {}
+
+    def add(self, check: str, found: tuple[int, str]) -> None:
+        bad, example = found
+        self.bad[check] = self.bad.get(check, 0) + bad
+        if bad:
+            self.examples.setdefault(check, example)
+
+    def check(self, check: str, passed: str, **metadata) -> AssetCheckResult:
+        """The check's result: passed when no row was bad (``passed`` says what holds), else how many and one."""
+        bad = self.bad.get(check, 0)
+        return AssetCheckResult(
+            check_name=check,
+            passed=bad == 0,
+            metadata={"bad_rows": bad, **metadata},
+            description=f"{bad} rows, e.g. {self.examples[check]}" if bad else passed,
+        )
 
 
 @asset(
@@ -177,44 +194,30 @@ def scores(
     "component, risk level and the recommended action (inspect when the saving is positive).",
 )
 def maintenance_worklist(context: AssetExecutionContext, config: CostConfig, scores: StoredPartitions):
-    totals = {"bad": 0, "example": None}
+    problems = _Problems()
 
     def chunks():
         for keys in chunks_of(context):
             worklist = rank_worklist(scores.read(keys[0], keys[-1]), config.failure_cost, config.inspection_cost)
             for key, day in by_day(worklist, "date"):
-                context.add_asset_metadata(
-                    shown(
-                        {
-                            "dagster/row_count": len(day),
-                            "inspect": int((day["action"] == "inspect").sum()),
-                            "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
-                            "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"]))),
-                        }
-                    ),
-                    partition_key=key,
-                )
-            bad, example = worklist_problems(worklist)
-            totals["bad"] += bad
-            totals["example"] = totals["example"] or (example if bad else None)
-            totals["schema"] = worklist.head(0)
+                context.add_asset_metadata(_worklist_of_day(day), partition_key=key)
+            problems.add("consistent_ranking", worklist_problems(worklist))
             yield keys, worklist
 
-    yield Output(
-        ChunkedFrames(
-            chunks(),
-            lambda: shown(
-                {
-                    "dagster/column_schema": column_schema(totals["schema"]),
-                    "settings": run_summary(failure_cost=config.failure_cost, inspection_cost=config.inspection_cost),
-                }
-            ),
-        )
-    )
-    bad = totals["bad"]
-    yield AssetCheckResult(
-        check_name="consistent_ranking",
-        passed=bad == 0,
-        metadata={"bad_rows": bad},
-        description=f"{bad} rows, e.g. {totals['example']}" if bad else "every day ranked",
+    settings = run_summary(failure_cost=config.failure_cost, inspection_cost=config.inspection_cost)
+    yield _chunked_output(chunks(), lambda: {"settings": settings})
+    yield problems.check("consistent_ranking", "every day ranked")
+
+
+def _worklist_of_day(day) -> dict:
+    """One day's worklist metadata: machines, inspections, their expected saving, the top of the list and the model
+    version(s) that scored it."""
+    return shown(
+        {
+            "dagster/row_count": len(day),
+            "inspect": int((day["action"] == "inspect").sum()),
+            "expected_saving": float(day["expected_saving"].clip(lower=0).sum()),
+            "top": MetadataValue.md(markdown_table(day.head(WORKLIST_SHOWN).drop(columns=["date"]))),
+            "model_version": ", ".join(sorted(day["model_version"].astype(str).unique())),
+        }
     )

@@ -10,9 +10,6 @@ passes or warns (WARN), the decision is in the metadata, the version's card and 
 score and monitor with the champion.
 """
 
-import hashlib
-import json
-
 import numpy as np
 import pandas as pd
 from dagster import (
@@ -21,6 +18,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -32,8 +30,18 @@ from pm_assets.assets.common import chunked_in, code_version, params_of, shown
 from pm_assets.core.chunks import StoredPartitions, day_chunks
 from pm_assets.core.labels import DEFAULT_HORIZON_HOURS
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.model import TrainParams, evaluate, fit_sampled, gate, gather_training, rows_sha256
-from pm_assets.core.monitoring import permutation_importance_of
+from pm_assets.core.model import (
+    TrainingSet,
+    TrainParams,
+    anomaly_roc_auc,
+    champion_gate,
+    evaluate,
+    fit_sampled,
+    gather_training,
+    model_card,
+    permutation_importance_of,
+)
+from pm_assets.core.registry import CARD
 from pm_assets.resources import ModelRegistryResource
 
 #: Changes with this module and the pm_assets code it uses (see ``code_version``).
@@ -89,15 +97,6 @@ class TrainingConfig(Config):
         return params_of(self, TrainParams)
 
 
-def data_version(rows: pd.DataFrame) -> str:
-    """sha256 of the rows a model saw (content, not file names): the training data's version."""
-    return rows_sha256(rows).hexdigest()
-
-
-def _metric_metadata(prefix: str, metrics: dict) -> dict:
-    return {f"{prefix}{k}": float(metrics[k]) for k in PLOTTED_METRICS}
-
-
 @asset(
     code_version=CODE_VERSION,
     group_name=MODEL_GROUP,
@@ -126,10 +125,66 @@ def failure_model(
     labels: StoredPartitions,
     model_registry: ModelRegistryResource,
 ):
+    data = _training_set(config, features, labels)
+    test = data.test
+    context.log.info(
+        f"training on {data.train_rows:,} rows before {data.cutoff - pd.Timedelta(hours=config.horizon_hours)} "
+        f"({len(data.fit_rows):,} kept), testing on {len(test):,} from {data.cutoff}"
+    )
+    bundle = fit_sampled(data.fit_rows, data.normal, data.rate, config.params())
+    metrics, card = _evaluation_and_card(config, data, bundle, partitions=len(features.keys))
+    registry = model_registry.registry()
+    # the gate is decided before anything is written: a champion that cannot be loaded fails the step with no
+    # version left behind; a re-run of the same training (after a crash, or a retry) reuses its version
+    version, decision, reused = registry.register_or_reuse(
+        bundle, card, lambda: champion_gate(registry, test, metrics, config.gate_tolerance)
+    )
+    if reused:
+        context.log.info(f"{version} was trained on the same rows with the same parameters and code: reused")
+    promote, reason = bool(decision.get("promoted")), decision.get("reason", "no decision recorded")
+    champion = registry.champion()
+    # the data version is the champion's version (the model scores and monitoring use, not a refused challenger):
+    # downstream materializations record it as their input data version of failure_model
+    yield MaterializeResult(
+        metadata=_model_metadata(version, champion, promote, reason, card, metrics, registry.root),
+        data_version=DataVersion(champion) if champion else None,
+    )
+    if not promote:
+        context.log.warning(f"{version} is not promoted, {champion} stays champion: {reason}")
+    yield AssetCheckResult(
+        check_name="champion_gate",
+        passed=promote,
+        severity=AssetCheckSeverity.WARN,
+        description=("promoted: " if promote else "kept the champion: ") + reason,
+        metadata=shown(_gate_metadata(decision, version)),
+    )
+
+
+def _evaluation_and_card(config: TrainingConfig, data: TrainingSet, bundle, partitions: int) -> tuple[dict, dict]:
+    """The new bundle's metrics on the test window and its model card (with the permutation importance)."""
+    scores = bundle.score(data.test)
+    metrics = evaluate(data.test, scores, config.operating_threshold)
+    # computed once per version on its own test window, for importance-weighted drift in monitoring
+    importance = permutation_importance_of(bundle, data.test)
+    card = model_card(
+        data,
+        bundle,
+        metrics,
+        importance,
+        anomaly_auc=anomaly_roc_auc(data.test, scores),
+        horizon_hours=config.horizon_hours,
+        operating_threshold=config.operating_threshold,
+        partitions=partitions,
+        code_version=CODE_VERSION,
+    )
+    return metrics, card
+
+
+def _training_set(config: TrainingConfig, features: StoredPartitions, labels: StoredPartitions) -> TrainingSet:
     def read(keys, columns):
         return features.read(keys[0], keys[-1], columns), labels.read(keys[0], keys[-1])
 
-    data = gather_training(
+    return gather_training(
         read,
         day_chunks(features.keys, settings.CHUNK_DAYS),
         config.params(),
@@ -138,123 +193,31 @@ def failure_model(
         cutoff=config.cutoff,
         train_start=config.train_start,
     )
-    test, cutoff = data.test, data.cutoff
-    context.log.info(
-        f"training on {data.train_rows:,} rows before {cutoff - pd.Timedelta(hours=config.horizon_hours)} "
-        f"({len(data.fit_rows):,} kept), testing on {len(test):,} from {cutoff}"
-    )
-    bundle = fit_sampled(data.fit_rows, data.normal, data.rate, config.params())
-    scores = bundle.score(test)
-    metrics = evaluate(test, scores, config.operating_threshold)
-    y_any = (test["failure_component"].astype(str) != "none").astype(int)
-    anomaly_auc = float(_auc(y_any.to_numpy(), scores["anomaly_score"].to_numpy()))
-    # computed once per version on its own test window, for importance-weighted drift in monitoring
-    importance = permutation_importance_of(bundle, test)
 
-    registry = model_registry.registry()
-    card = {
-        "training_window": {
-            "start": str(data.train_window[0]),
-            "end": str(data.train_window[1]),
-            "cutoff": str(cutoff),
-            "horizon_hours": config.horizon_hours,
-        },
-        "test_window": {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())},
-        "partitions": {
-            "first": str(data.snapshots[0].date()),
-            "last": str(data.snapshots[1].date()),
-            "count": len(features.keys),
-        },
-        "data_versions": {"train_rows_sha256": data.train_sha256, "test_rows_sha256": data_version(test)},
-        "rows": {"train": data.train_rows, "test": len(test)},
-        "features": bundle.features,
-        "params": bundle.params,
-        "operating_threshold": config.operating_threshold,
-        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, pd.DataFrame)}
-        | {"anomaly_roc_auc": anomaly_auc},
-        "permutation_importance": {
-            "scoring": "average precision of p_any",
-            "window": "test",
-            "values": importance.to_dict(),
-        },
-    }
-    # the same rows, parameters and code train the same model (deterministic): a re-run (after a crash, or a retry)
-    # reuses that version instead of registering a copy, so what is scored with it is the same, byte for byte
-    card["fingerprint"] = hashlib.sha256(
-        json.dumps(
-            [card["data_versions"], card["params"], card["training_window"], config.operating_threshold, CODE_VERSION],
-            sort_keys=True,
-            default=str,
-        ).encode()
-    ).hexdigest()
-    version = registry.find(card["fingerprint"])
-    if version is not None:
-        decision = registry.gate_decision(version) or {}
-        before = None if decision.get("champion_before") in (None, "none") else decision["champion_before"]
-        if decision.get("promoted") and registry.champion() == before:
-            registry.promote(version)  # a crash came between its registration and the champion pointer
-        context.log.info(f"{version} was trained on the same rows with the same parameters and code: reused")
-    else:
-        # decided before anything is written: a champion that cannot be loaded fails the step with no version left
-        # behind; the version then appears whole, with its decision, in one rename
-        decision = _champion_gate(registry, test, metrics, config.gate_tolerance)
-        version = registry.register(bundle, card, gate=decision)
-    promote, reason = bool(decision.get("promoted")), decision.get("reason", "no decision recorded")
-    gate_meta = {
+
+def _model_metadata(version: str, champion, promote: bool, reason: str, card: dict, metrics: dict, root) -> dict:
+    """The version's materialization metadata: the gate's outcome, the windows, the plotted metrics and tables."""
+    return shown(
+        {
+            "version": version,
+            "promoted_to_champion": promote,
+            "gate_decision": (f"{version} promoted" if promote else f"kept {champion}: {reason}"),
+            "champion": champion or "none",
+            "train_rows": card["rows"]["train"],
+            "test_rows": card["rows"]["test"],
+            "training_window": f"{card['training_window']['start']} .. {card['training_window']['end']}",
+            "test_window": f"{card['test_window']['start']} .. {card['test_window']['end']}",
+            **{k: float(metrics[k]) for k in PLOTTED_METRICS},
+            "anomaly_roc_auc": card["metrics"]["anomaly_roc_auc"],
+            "per_class": MetadataValue.md(markdown_table(metrics["per_class"])),
+            "confusion_matrix": MetadataValue.md(markdown_table(metrics["confusion"], index=True)),
+            "model_card": MetadataValue.path(str(root / version / CARD)),
+        }
+    )
+
+
+def _gate_metadata(decision: dict, version: str) -> dict:
+    """The gate decision as check metadata: its figures as plain floats, the challenger's version."""
+    return {
         k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in decision.items() if v is not None
     } | {"challenger": version}
-    yield MaterializeResult(
-        metadata=shown(
-            {
-                "version": version,
-                "promoted_to_champion": promote,
-                "gate_decision": (f"{version} promoted" if promote else f"kept {registry.champion()}: {reason}"),
-                "champion": registry.champion() or "none",
-                "train_rows": data.train_rows,
-                "test_rows": len(test),
-                "training_window": f"{card['training_window']['start']} .. {card['training_window']['end']}",
-                "test_window": f"{card['test_window']['start']} .. {card['test_window']['end']}",
-                **_metric_metadata("", metrics),
-                "anomaly_roc_auc": anomaly_auc,
-                "per_class": MetadataValue.md(markdown_table(metrics["per_class"])),
-                "confusion_matrix": MetadataValue.md(markdown_table(metrics["confusion"], index=True)),
-                "model_card": MetadataValue.path(str(registry.root / version / "card.json")),
-            }
-        )
-    )
-    if not promote:
-        context.log.warning(f"{version} is not promoted, {registry.champion()} stays champion: {reason}")
-    yield AssetCheckResult(
-        check_name="champion_gate",
-        passed=promote,
-        severity=AssetCheckSeverity.WARN,
-        description=("promoted: " if promote else "kept the champion: ") + reason,
-        metadata=shown(gate_meta),
-    )
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return roc_auc_score(y, score) if len(np.unique(y)) == 2 else float("nan")
-
-
-def _champion_gate(registry, window: pd.DataFrame, challenger_metrics: dict, tolerance: float) -> dict:
-    """The decision about a challenger with ``challenger_metrics``: compared with the champion on ``window``."""
-    champion_version = registry.champion()
-    champion_ap = None
-    if champion_version is not None:
-        champion = registry.load(champion_version)
-        champion_ap = evaluate(window, champion.score(window), challenger_metrics["threshold"])["average_precision"]
-    challenger_ap = challenger_metrics["average_precision"]
-    promote, reason = gate(champion_ap, challenger_ap, tolerance)
-    return {
-        "champion_before": champion_version or "none",
-        "promoted": promote,
-        "reason": reason,
-        "challenger_average_precision": challenger_ap,
-        "champion_average_precision": champion_ap,
-        "tolerance": tolerance,
-        "window": f"{window['datetime'].min()} .. {window['datetime'].max()}",
-        "window_rows": len(window),
-    }

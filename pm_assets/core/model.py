@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -50,6 +51,9 @@ from pm_assets.core.schema import COMPONENTS, SENSORS
 PROBA_COLUMNS = [f"p_{c}" for c in LABEL_CLASSES]  # p_none, p_comp1..p_comp4
 ANOMALY_FEATURES = [f"{s}_{stat}_{w}" for s in SENSORS for w in SHORT_WINDOWS for stat in ("mean", "sd")]
 RISK_LEVELS = ("low", "medium", "high")
+#: Permutation importance of a new version (on its test window; monitoring weights the drift by it): rows sampled,
+#: repeats per feature and the seed of both. Fixed by design, not configurable.
+IMPORTANCE_SAMPLE, IMPORTANCE_REPEATS, IMPORTANCE_SEED = 2000, 3, 0
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,14 @@ class ModelBundle:
             anomaly_input = frame[ANOMALY_FEATURES].to_numpy(dtype=np.float64)
         return proba[:, order], -self.anomaly.score_samples(anomaly_input)
 
+    @property
+    def negative_column(self) -> int:
+        """The column of the no-failure class in the classifier's probabilities (p_any = 1 - that column)."""
+        return list(self.classifier.classes_).index(NO_FAILURE)
+
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """The classifier's probabilities (its classes' order) on the full data's class balance."""
-        return prior_correction(
-            self.classifier.predict_proba(matrix),
-            list(self.classifier.classes_).index(NO_FAILURE),
-            self.negative_sample_rate,
-        )
+        return prior_correction(self.classifier.predict_proba(matrix), self.negative_column, self.negative_sample_rate)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities, p_any, most likely component and anomaly score for each row of ``frame``."""
@@ -351,6 +356,99 @@ def evaluate(rows: pd.DataFrame, scores: pd.DataFrame, threshold: float) -> dict
     }
 
 
+def anomaly_roc_auc(rows: pd.DataFrame, scores: pd.DataFrame) -> float:
+    """ROC AUC of the anomaly score for "a failure within the horizon" on labelled rows (NaN with one class)."""
+    y_any = (rows["failure_component"].astype(str).to_numpy() != NO_FAILURE).astype(int)
+    if len(np.unique(y_any)) != 2:
+        return float("nan")
+    return float(roc_auc_score(y_any, scores["anomaly_score"].to_numpy()))
+
+
+def permutation_importance_of(
+    bundle: ModelBundle,
+    rows: pd.DataFrame,
+    sample: int = IMPORTANCE_SAMPLE,
+    repeats: int = IMPORTANCE_REPEATS,
+    seed: int = IMPORTANCE_SEED,
+) -> pd.Series:
+    """Permutation importance (sklearn) of the bundle's classifier for the average precision of p_any, on a seeded
+    sample of at most ``sample`` of ``rows`` (usable snapshots with mature labels), ``repeats`` permutations per
+    feature; NaN for every feature when the rows do not hold both outcomes."""
+    from sklearn.inspection import permutation_importance
+
+    if len(rows) == 0 or rows["failure_within_horizon"].astype(float).nunique() < 2:
+        return pd.Series(np.nan, index=bundle.features)
+    drawn = rows.sample(min(sample, len(rows)), random_state=seed)
+    negative = bundle.negative_column
+
+    def ap_of_p_any(estimator, X, y):
+        # the classifier's own p_any: the bundle's prior correction is increasing in it, so AP is the same
+        return average_precision_score(y, 1.0 - estimator.predict_proba(X)[:, negative])
+
+    result = permutation_importance(
+        bundle.classifier,
+        feature_matrix(drawn, bundle.features),
+        drawn["failure_within_horizon"].astype(int).to_numpy(),
+        scoring=ap_of_p_any,
+        n_repeats=repeats,
+        random_state=seed,
+    )
+    return pd.Series(result.importances_mean, index=bundle.features)
+
+
+def model_card(
+    data: TrainingSet,
+    bundle: ModelBundle,
+    metrics: dict,
+    importance: pd.Series,
+    *,
+    anomaly_auc: float,
+    horizon_hours: int,
+    operating_threshold: float,
+    partitions: int,
+    code_version: str,
+) -> dict:
+    """What a registry version says about itself: the training and test windows, the ``partitions`` read, the
+    versions (sha256) of the rows trained and tested on, features, parameters, the test metrics (``evaluate``'s
+    figures without its tables, and ``anomaly_auc``), the permutation importance and the :func:`card_fingerprint`
+    of the training with ``code_version``. The registry adds when, the artifact's sha256 and the libraries."""
+    test = data.test
+    card = {
+        "training_window": {
+            "start": str(data.train_window[0]),
+            "end": str(data.train_window[1]),
+            "cutoff": str(data.cutoff),
+            "horizon_hours": horizon_hours,
+        },
+        "test_window": {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())},
+        "partitions": {
+            "first": str(data.snapshots[0].date()),
+            "last": str(data.snapshots[1].date()),
+            "count": partitions,
+        },
+        "data_versions": {"train_rows_sha256": data.train_sha256, "test_rows_sha256": rows_sha256(test).hexdigest()},
+        "rows": {"train": data.train_rows, "test": len(test)},
+        "features": bundle.features,
+        "params": bundle.params,
+        "operating_threshold": operating_threshold,
+        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, pd.DataFrame)}
+        | {"anomaly_roc_auc": anomaly_auc},
+        "permutation_importance": {
+            "scoring": "average precision of p_any",
+            "window": "test",
+            "values": importance.to_dict(),
+        },
+    }
+    return card | {"fingerprint": card_fingerprint(card, code_version)}
+
+
+def card_fingerprint(card: dict, code_version: str) -> str:
+    """sha256 of what makes a training (its rows, parameters and window, the operating threshold, the code): the
+    training is deterministic, so an equal fingerprint is the same model, and a re-run reuses its version."""
+    made_of = [card["data_versions"], card["params"], card["training_window"], card["operating_threshold"]]
+    return hashlib.sha256(json.dumps([*made_of, code_version], sort_keys=True, default=str).encode()).hexdigest()
+
+
 def risk_level(p_any: np.ndarray, medium: float, high: float) -> pd.Categorical:
     """low below ``medium``, medium below ``high``, high at or above it (p_any is calibrated: a high alert at
     threshold 0.5 is a failure within the horizon at least half the time)."""
@@ -370,6 +468,29 @@ def gate(champion_ap: float | None, challenger_ap: float, tolerance: float) -> t
     if np.isnan(champion_ap) or challenger_ap >= champion_ap - tolerance:
         return True, f"challenger AP {challenger_ap:.4f} >= champion AP {champion_ap:.4f} - tolerance {tolerance}"
     return False, f"challenger AP {challenger_ap:.4f} < champion AP {champion_ap:.4f} - tolerance {tolerance}"
+
+
+def champion_gate(registry, window: pd.DataFrame, challenger_metrics: dict, tolerance: float) -> dict:
+    """The decision about a challenger with ``challenger_metrics`` (:func:`evaluate`'s): the ``registry``'s champion
+    scored on the same ``window`` at the same threshold, then :func:`gate`. Loading the champion raises when its
+    artifact was tampered with (:class:`~pm_assets.core.registry.RegistryError`)."""
+    champion_version = registry.champion()
+    champion_ap = None
+    if champion_version is not None:
+        champion = registry.load(champion_version)
+        champion_ap = evaluate(window, champion.score(window), challenger_metrics["threshold"])["average_precision"]
+    challenger_ap = challenger_metrics["average_precision"]
+    promote, reason = gate(champion_ap, challenger_ap, tolerance)
+    return {
+        "champion_before": champion_version or "none",
+        "promoted": promote,
+        "reason": reason,
+        "challenger_average_precision": challenger_ap,
+        "champion_average_precision": champion_ap,
+        "tolerance": tolerance,
+        "window": f"{window['datetime'].min()} .. {window['datetime'].max()}",
+        "window_rows": len(window),
+    }
 
 
 def expected_costs(p_any: np.ndarray, failure_cost: float, inspection_cost: float) -> tuple[np.ndarray, np.ndarray]:

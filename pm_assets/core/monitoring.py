@@ -27,7 +27,6 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 from pm_assets.core.drift import (
     DISCRETE_MAX_VALUES,
@@ -79,9 +78,6 @@ class MonitoringParams:
     ap_drop_alert: float = 0.05
     failure_rate_change_alert: float = 0.10  # the "absolute" rule: in share of snapshots (0.10 = 10 points)
     min_segment_rows: int = 200
-    importance_sample: int = 2000
-    importance_repeats: int = 3
-    seed: int = 0
     #: a feature with at most this many distinct values over the monitored rows is discrete (one bin per value)
     discrete_max_values: int = DISCRETE_MAX_VALUES
     #: per-feature override of that choice: (feature, "discrete" or "continuous") pairs
@@ -865,30 +861,3 @@ def two_proportion_p_value(x1: float, n1: float, x2: float, n2: float) -> float:
 
 def _num(value) -> float | None:
     return None if value is None or np.isnan(value) else float(value)
-
-
-def permutation_importance_of(bundle, rows: pd.DataFrame, params: MonitoringParams = MonitoringParams()) -> pd.Series:
-    """Permutation importance (sklearn) of the bundle's classifier for the average precision of p_any, on a seeded
-    sample of ``rows`` (usable snapshots with mature labels)."""
-    from sklearn.inspection import permutation_importance
-
-    from pm_assets.core.model import feature_matrix
-
-    if len(rows) == 0 or rows["failure_within_horizon"].astype(float).nunique() < 2:
-        return pd.Series(np.nan, index=bundle.features)
-    sample = rows.sample(min(params.importance_sample, len(rows)), random_state=params.seed)
-    none = list(bundle.classifier.classes_).index("none")
-
-    def ap_of_p_any(estimator, X, y):
-        # the classifier's own p_any: the bundle's prior correction is increasing in it, so AP is the same
-        return average_precision_score(y, 1.0 - estimator.predict_proba(X)[:, none])
-
-    result = permutation_importance(
-        bundle.classifier,
-        feature_matrix(sample, bundle.features),
-        sample["failure_within_horizon"].astype(int).to_numpy(),
-        scoring=ap_of_p_any,
-        n_repeats=params.importance_repeats,
-        random_state=params.seed,
-    )
-    return pd.Series(result.importances_mean, index=bundle.features)

@@ -228,3 +228,18 @@ class LocalRegistry:
     def gate_decision(self, version: str) -> dict | None:
         path = self._folder(version) / GATE
         return json.loads(path.read_text()) if path.exists() else None
+
+    def register_or_reuse(self, model, card: dict, decide) -> tuple[str, dict, bool]:
+        """(version, its gate decision, reused): the version whose card has ``card["fingerprint"]`` (the same
+        training: the same model), promoted again if its decision promoted it but a crash came between its
+        registration and the champion pointer; else ``model`` registered (:meth:`register`) with the decision
+        ``decide()`` returns, taken before anything is written."""
+        version = self.find(card["fingerprint"])
+        if version is None:
+            decision = decide()
+            return self.register(model, card, gate=decision), decision, False
+        decision = self.gate_decision(version) or {}
+        before = None if decision.get("champion_before") in (None, "none") else decision["champion_before"]
+        if decision.get("promoted") and self.champion() == before:
+            self.promote(version)
+        return version, decision, True

@@ -16,7 +16,7 @@ from pm_assets.core.monitoring import MonitoringParams
 
 #: (config, params, params fields not configurable: fixed by design, config fields that are not model params)
 PAIRS = [
-    (MonitoringConfig, MonitoringParams, {"importance_sample", "importance_repeats", "seed"}, {"threads"}),
+    (MonitoringConfig, MonitoringParams, set(), {"threads"}),
     (
         TrainingConfig,
         TrainParams,

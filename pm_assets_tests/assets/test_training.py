@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity, load_assets_from_modules, materialize
+from dagster import AssetCheckSeverity, AssetKey, AssetRecordsFilter, load_assets_from_modules, materialize
 
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, scoring, training
@@ -198,3 +198,34 @@ def test_predict_cli_scores_one_machine_with_the_champion(pipeline, capsys):
     row = stored[(stored["machineID"] == 4) & (stored["datetime"] == pd.Timestamp("2015-04-30 21:00"))]
     assert row["p_any"].iloc[0] == pytest.approx(result["p_any"], abs=1e-12)
     assert main([*args[:2], "999", *args[3:]]) == 1  # unknown machine: a clear failure, not a crash
+
+
+def test_the_champions_version_is_the_model_lineage_of_scores_and_worklist(pipeline, instance):
+    """failure_model's data version is the champion's version after the gate (a refused challenger leaves it), so
+    each scores materialization records the version that scored it as its input data version of failure_model,
+    beside its model_version metadata; the worklist names the version of the scores it ranks."""
+    root, train, score = pipeline
+    registry = LocalRegistry(root / "models")
+
+    def latest(asset: str, partition: str | None = None):
+        if partition is None:
+            return instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization
+        found = instance.fetch_materializations(AssetRecordsFilter(AssetKey(asset), [partition]), limit=1)
+        return found.records[0].asset_materialization
+
+    assert train().success
+    champion = registry.champion()
+    assert latest("failure_model").tags["dagster/data_version"] == champion
+    refused = train(max_iter=1, learning_rate=0.0005)  # far worse than the champion: kept out
+    assert refused.success and not _gate(refused).passed and registry.champion() == champion
+    assert _meta(refused)["version"] != champion
+    assert latest("failure_model").tags["dagster/data_version"] == champion
+    days = ["2015-04-29", "2015-04-30"]
+    assert score(*days).success
+    for day in days:
+        scores, worklist = latest("scores", day), latest("maintenance_worklist", day)
+        assert scores.tags["dagster/input_data_version/failure_model"] == champion
+        assert scores.metadata["model_version"].value == champion
+        assert worklist.metadata["model_version"].value == champion
+        stored = pd.read_parquet(root / "warehouse" / "scores" / f"{day}.parquet")
+        assert set(stored["model_version"]) == {champion}

@@ -29,7 +29,11 @@ from pm_assets.core.model import (
     PROBA_COLUMNS,
     RISK_LEVELS,
     ModelBundle,
+    TrainingSet,
     TrainParams,
+    anomaly_roc_auc,
+    card_fingerprint,
+    champion_gate,
     evaluate,
     expected_calibration_error,
     expected_costs,
@@ -38,14 +42,17 @@ from pm_assets.core.model import (
     fit_sampled,
     gate,
     gather_training,
+    model_card,
     negative_sample,
     negative_sample_rate,
+    permutation_importance_of,
     prior_correction,
     risk_level,
     rows_sha256,
     split_by_cutoff,
     training_rows,
 )
+from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.simulate import SimulationConfig, simulate
 
@@ -580,6 +587,167 @@ def test_expected_costs():
     assert saving[0] == pytest.approx(-120.0) and saving[3] == pytest.approx(880.0)
     w, s = expected_costs([0.25], 8.0, 3.0)  # lists are accepted
     assert w.tolist() == [2.0] and s.tolist() == [-1.0]
+
+
+def test_anomaly_roc_auc_is_the_share_of_ordered_pairs():
+    """Against the definition: the share of (failure, no failure) pairs the anomaly score orders right, ties half."""
+    rng = np.random.default_rng(4)
+    rows = pd.DataFrame({"failure_component": rng.choice([NO_FAILURE, "comp1", "comp3"], 300, p=[0.8, 0.1, 0.1])})
+    scores = pd.DataFrame({"anomaly_score": rng.integers(0, 12, 300).astype(float)})  # ties
+    positive = rows["failure_component"].to_numpy() != NO_FAILURE
+    pos, neg = scores["anomaly_score"].to_numpy()[positive], scores["anomaly_score"].to_numpy()[~positive]
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg]
+    assert anomaly_roc_auc(rows, scores) == pytest.approx(sum(pairs) / len(pairs), abs=1e-12)
+    only_none = rows.assign(failure_component=NO_FAILURE)
+    assert math.isnan(anomaly_roc_auc(only_none, scores))
+
+
+# --- champion gate, model card ------------------------------------------------------------------------------
+
+
+def test_champion_gate_scores_the_champion_on_the_challengers_window(bundle, split, tmp_path):
+    test = split[1]
+    registry = LocalRegistry(tmp_path / "models")
+    challenger = evaluate(test, bundle.score(test), 0.5) | {"average_precision": 0.3}
+    first = champion_gate(registry, test, challenger, 0.01)
+    assert first["promoted"] and first["champion_before"] == "none" and first["champion_average_precision"] is None
+    registry.register(bundle, {"fingerprint": "x"}, gate=first)
+    assert registry.champion() == "v0001"
+    decision = champion_gate(registry, test, challenger, 0.01)
+    champion_ap = average_precision_score(
+        (test["failure_component"].astype(str) != NO_FAILURE).astype(int), bundle.score(test)["p_any"]
+    )
+    assert decision["champion_before"] == "v0001"
+    assert decision["champion_average_precision"] == pytest.approx(champion_ap, abs=1e-12)
+    assert decision["promoted"] == bool(0.3 >= champion_ap - 0.01) and decision["challenger_average_precision"] == 0.3
+    assert decision["window_rows"] == len(test) and decision["tolerance"] == 0.01
+    assert decision["window"] == f"{test['datetime'].min()} .. {test['datetime'].max()}"
+    better = champion_gate(registry, test, challenger | {"average_precision": champion_ap}, 0.0)
+    assert better["promoted"] and better["champion_before"] == "v0001"
+
+
+def _card_inputs(bundle, split):
+    train, test = split
+    data = TrainingSet(
+        fit_rows=train,
+        normal=np.empty((0, len(ANOMALY_FEATURES))),
+        rate=1.0,
+        test=test,
+        cutoff=CUTOFF,
+        train_rows=len(train),
+        train_window=(train["datetime"].min(), train["datetime"].max()),
+        train_sha256=rows_sha256(train).hexdigest(),
+        snapshots=(train["datetime"].min(), test["datetime"].max()),
+    )
+    metrics = evaluate(test, bundle.score(test), 0.5)
+    importance = pd.Series(np.arange(len(bundle.features), dtype=float), index=bundle.features)
+    settings = {"anomaly_auc": 0.75, "horizon_hours": HORIZON, "operating_threshold": 0.5, "partitions": 120}
+    return data, metrics, importance, settings
+
+
+def test_the_model_card_records_the_training_and_its_evaluation(bundle, split):
+    data, metrics, importance, settings = _card_inputs(bundle, split)
+    card = model_card(data, bundle, metrics, importance, **settings, code_version="abc")
+    train, test = split
+    assert card["training_window"] == {
+        "start": str(train["datetime"].min()),
+        "end": str(train["datetime"].max()),
+        "cutoff": str(CUTOFF),
+        "horizon_hours": HORIZON,
+    }
+    assert card["test_window"] == {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())}
+    assert card["partitions"] == {
+        "first": str(train["datetime"].min().date()),
+        "last": str(test["datetime"].max().date()),
+        "count": 120,
+    }
+    assert card["data_versions"] == {
+        "train_rows_sha256": rows_sha256(train).hexdigest(),
+        "test_rows_sha256": rows_sha256(test).hexdigest(),
+    }
+    assert card["rows"] == {"train": len(train), "test": len(test)}
+    assert card["features"] == bundle.features and card["params"] == bundle.params
+    assert card["operating_threshold"] == 0.5
+    # every figure of evaluate() but its two tables, and the anomaly model's AUC
+    assert set(card["metrics"]) == {k for k, v in metrics.items() if not isinstance(v, pd.DataFrame)} | {
+        "anomaly_roc_auc"
+    }
+    assert card["metrics"]["average_precision"] == metrics["average_precision"]
+    assert card["metrics"]["anomaly_roc_auc"] == 0.75
+    assert card["permutation_importance"]["values"] == importance.to_dict()
+    assert card["fingerprint"] == card_fingerprint(card, "abc")
+
+
+def test_the_fingerprint_changes_with_the_training_not_with_its_evaluation(bundle, split):
+    data, metrics, importance, settings = _card_inputs(bundle, split)
+    card = model_card(data, bundle, metrics, importance, **settings, code_version="abc")
+    same = model_card(
+        data, bundle, metrics | {"average_precision": 0.1}, importance * 2, **settings, code_version="abc"
+    )
+    assert same["fingerprint"] == card["fingerprint"]  # other figures about the same training
+    others = [
+        card_fingerprint(card, "abd"),  # other code
+        model_card(data, bundle, metrics, importance, **settings | {"operating_threshold": 0.4}, code_version="abc"),
+        model_card(data, bundle, metrics, importance, **settings | {"horizon_hours": 48}, code_version="abc"),
+        card_fingerprint(card | {"params": {**card["params"], "max_iter": 31}}, "abc"),
+        card_fingerprint(card | {"data_versions": {**card["data_versions"], "train_rows_sha256": "0"}}, "abc"),
+    ]
+    found = [o if isinstance(o, str) else o["fingerprint"] for o in others]
+    assert card["fingerprint"] not in found and len(set(found)) == len(found)
+
+
+# --- permutation importance ---------------------------------------------------------------------------------
+
+
+def test_the_negative_column_is_the_no_failure_class(bundle):
+    assert bundle.classifier.classes_[bundle.negative_column] == NO_FAILURE
+
+
+def test_permutation_importance_has_one_value_per_feature_and_is_deterministic(bundle, split):
+    test = split[1]
+    assert test["failure_within_horizon"].astype(float).nunique() == 2
+    first = permutation_importance_of(bundle, test, sample=400, repeats=2, seed=1)
+    again = permutation_importance_of(bundle, test, sample=400, repeats=2, seed=1)
+    assert list(first.index) == list(bundle.features)
+    assert np.isfinite(first.to_numpy()).all()
+    pd.testing.assert_series_equal(first, again)
+    assert (first > 0).any()  # some feature matters for the average precision of p_any
+
+
+def test_permutation_importance_is_nan_when_labels_have_one_class(bundle, split):
+    test = split[1]
+    negatives = test[test["failure_within_horizon"].astype(float) == 0]
+    for rows in (negatives, test.iloc[:0]):
+        out = permutation_importance_of(bundle, rows, sample=400, repeats=2, seed=1)
+        assert list(out.index) == list(bundle.features) and out.isna().all()
+
+
+def test_permutation_importance_against_a_known_model():
+    """A one-split tree on ``signal`` only: permuting any other column leaves the scores, so its importance is
+    exactly 0; permuting ``signal`` destroys a perfect ranking. The 'none' class is not the first class."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(11)
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "noise": rng.normal(0, 1, n),
+            "signal": rng.normal(0, 1, n),
+            "model": pd.Categorical(rng.choice(["model1", "model2"], n)),
+        }
+    )
+    y = frame["signal"] > 0.8
+    frame["failure_within_horizon"] = pd.array(y, dtype="boolean")
+    features = ["noise", "signal", "model"]
+    classifier = DecisionTreeClassifier(max_depth=1).fit(feature_matrix(frame, features), np.where(y, "comp1", "none"))
+    assert list(classifier.classes_) == ["comp1", "none"]
+    bundle = ModelBundle(classifier=classifier, anomaly=IsolationForest(), features=features)
+    assert bundle.negative_column == 1
+    out = permutation_importance_of(bundle, frame, sample=500, repeats=3)
+    assert out["noise"] == 0.0 and out["model"] == 0.0
+    # base AP is 1; a random ranking gives about the prevalence (~0.2)
+    assert 0.5 < out["signal"] <= 1.0
 
 
 # --- quality smoke ------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from pm_assets.core.drift import (
     expected_average_precision,
@@ -38,7 +37,6 @@ from pm_assets.core.monitoring import (
     monitor_days,
     monitor_stored,
     monitoring_rows,
-    permutation_importance_of,
     stored_window_drift,
     traffic_light,
     windows_for,
@@ -712,81 +710,6 @@ def test_monitoring_rows_keeps_scored_rows_sorted_with_their_labels():
     assert out["label_mature"].eq(True).tolist() == [True, True, False]
     assert out["failure_within_horizon"].isna().tolist() == [False, False, True]
     assert "other" not in out and list(out.index) == [0, 1, 2]
-
-
-# --- permutation importance ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def bundle_and_test():
-    """A small bundle trained on the simulator (as in test_model.py, fewer trees), and its mature test rows."""
-    from pm_assets.core.features import build_features
-    from pm_assets.core.labels import build_labels
-    from pm_assets.core.model import TrainParams, fit_bundle, split_by_cutoff, training_rows
-    from pm_assets.core.simulate import SimulationConfig, simulate
-
-    sim = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3, component_min_age={})
-    tables = simulate(sim)
-    features = build_features(
-        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], sim.start, sim.end
-    )
-    labels = build_labels(features[["machineID", "datetime"]], tables["failures"], 24, sim.end)
-    train, test = split_by_cutoff(training_rows(features, labels), pd.Timestamp("2015-03-20"), 24)
-    with threadpool_limits(limits=1):
-        bundle = fit_bundle(train, TrainParams(max_iter=10, anomaly_trees=5))
-    return bundle, test
-
-
-SMALL = MonitoringParams(importance_sample=400, importance_repeats=2, seed=1)
-
-
-def test_permutation_importance_has_one_value_per_feature_and_is_deterministic(bundle_and_test):
-    bundle, test = bundle_and_test
-    assert test["failure_within_horizon"].astype(float).nunique() == 2
-    with threadpool_limits(limits=1):
-        first = permutation_importance_of(bundle, test, SMALL)
-        again = permutation_importance_of(bundle, test, SMALL)
-    assert list(first.index) == list(bundle.features)
-    assert np.isfinite(first.to_numpy()).all()
-    pd.testing.assert_series_equal(first, again)
-    assert (first > 0).any()  # some feature matters for the average precision of p_any
-
-
-def test_permutation_importance_is_nan_when_labels_have_one_class(bundle_and_test):
-    bundle, test = bundle_and_test
-    negatives = test[test["failure_within_horizon"].astype(float) == 0]
-    for rows in (negatives, test.iloc[:0]):
-        out = permutation_importance_of(bundle, rows, SMALL)
-        assert list(out.index) == list(bundle.features) and out.isna().all()
-
-
-def test_permutation_importance_against_a_known_model():
-    """A one-split tree on ``signal`` only: permuting any other column leaves the scores, so its importance is
-    exactly 0; permuting ``signal`` destroys a perfect ranking. The 'none' class is not the first class."""
-    from sklearn.ensemble import IsolationForest
-    from sklearn.tree import DecisionTreeClassifier
-
-    from pm_assets.core.model import ModelBundle, feature_matrix
-
-    rng = np.random.default_rng(11)
-    n = 600
-    frame = pd.DataFrame(
-        {
-            "noise": rng.normal(0, 1, n),
-            "signal": rng.normal(0, 1, n),
-            "model": pd.Categorical(rng.choice(["model1", "model2"], n)),
-        }
-    )
-    y = frame["signal"] > 0.8
-    frame["failure_within_horizon"] = pd.array(y, dtype="boolean")
-    features = ["noise", "signal", "model"]
-    classifier = DecisionTreeClassifier(max_depth=1).fit(feature_matrix(frame, features), np.where(y, "comp1", "none"))
-    assert list(classifier.classes_) == ["comp1", "none"]
-    bundle = ModelBundle(classifier=classifier, anomaly=IsolationForest(), features=features)
-    out = permutation_importance_of(bundle, frame, MonitoringParams(importance_sample=500, importance_repeats=3))
-    assert out["noise"] == 0.0 and out["model"] == 0.0
-    # base AP is 1; a random ranking gives about the prevalence (~0.2)
-    assert 0.5 < out["signal"] <= 1.0
 
 
 def test_monitoring_rows_of_aligned_frames_equal_the_merge_of_the_same_frames():

@@ -318,6 +318,44 @@ def test_a_version_is_registered_with_its_gate_decision_and_promoted_when_it_say
             registry.gate_decision(name)
 
 
+def _never():
+    raise AssertionError("a reused version is not decided again")
+
+
+def test_register_or_reuse_decides_and_registers_a_new_training_once(registry, model):
+    decisions = []
+
+    def decide():
+        decisions.append({"promoted": True, "champion_before": "none", "reason": "no champion yet"})
+        return decisions[-1]
+
+    version, decision, reused = registry.register_or_reuse(model, {"fingerprint": "f1"}, decide)
+    assert (version, reused, decision) == ("v0001", False, decisions[0]) and registry.champion() == "v0001"
+    assert registry.gate_decision("v0001") == {**decisions[0], "challenger": "v0001"}
+    # the same training again: its version and stored decision, nothing registered or decided
+    version, decision, reused = registry.register_or_reuse({"other": 1}, {"fingerprint": "f1"}, _never)
+    assert (version, reused, decision) == ("v0001", True, {**decisions[0], "challenger": "v0001"})
+    assert registry.versions() == ["v0001"] and len(decisions) == 1
+    version, _, reused = registry.register_or_reuse({"other": 1}, {"fingerprint": "f2"}, lambda: {"promoted": False})
+    assert (version, reused) == ("v0002", False) and registry.champion() == "v0001"
+
+
+def test_a_reused_version_gets_the_champion_pointer_a_crash_lost_and_nothing_else(registry, model):
+    registry.register(model, {"fingerprint": "a"}, gate={"promoted": True, "champion_before": "none"})
+    registry.register(model, {"fingerprint": "b"}, gate={"promoted": False, "champion_before": "v0001"})
+    registry.register(model, {"fingerprint": "c"}, gate={"promoted": True, "champion_before": "v0001"})
+    registry.promote("v0001")  # as if the run that registered v0003 died before it moved the pointer
+    assert registry.register_or_reuse(model, {"fingerprint": "b"}, _never)[0] == "v0002"
+    assert registry.champion() == "v0001"  # b was refused: reusing it promotes nothing
+    assert registry.register_or_reuse(model, {"fingerprint": "c"}, _never)[0] == "v0003"
+    assert registry.champion() == "v0003"  # its decision promoted it over v0001, the champion still in place
+    registry.promote("v0002")  # the champion has moved since c's decision: c does not take it back
+    assert registry.register_or_reuse(model, {"fingerprint": "c"}, _never)[0] == "v0003"
+    assert registry.champion() == "v0002"
+    registry.register(model, {"fingerprint": "d"})  # a version without a decision: reused as it is
+    assert registry.register_or_reuse(model, {"fingerprint": "d"}, _never) == ("v0004", {}, True)
+
+
 def test_no_temporary_files_are_left_behind(registry, model):
     first = registry.register(model, {"a": 1}, gate={"promoted": True, "reason": "first"})
     registry.register({"b": 2}, {"b": 2}, gate={"promoted": True, "reason": "better"})

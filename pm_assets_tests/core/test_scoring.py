@@ -1,11 +1,80 @@
-"""The worklist ranked from scores, against a naive loop over days and machines."""
+"""Scoring snapshots with a bundle (unscored rows filled in) against a naive loop over rows, and the worklist ranked
+from scores against a naive loop over days and machines."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pm_assets.core.scoring import rank_worklist
+from pm_assets.core.labels import LABEL_CLASSES
+from pm_assets.core.model import PROBA_COLUMNS, RISK_LEVELS
+from pm_assets.core.schema import COMPONENTS
+from pm_assets.core.scoring import rank_worklist, score_snapshots
+
+
+class _Bundle:
+    """A stand-in model: probabilities from each row's ``x`` (p_any = x), refusing rows that are not usable."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self.calls += 1
+        assert frame["usable"].all(), "only usable rows are scored"
+        x = frame["x"].to_numpy()
+        out = pd.DataFrame({"p_none": 1 - x}, index=frame.index)
+        for i, column in enumerate(PROBA_COLUMNS[1:]):
+            out[column] = x * (i + 1) / 10  # shares 0.1 .. 0.4 of p_any
+        out["p_any"] = x
+        out["likely_component"] = pd.Categorical(["comp4"] * len(x), categories=list(COMPONENTS))
+        out["predicted_class"] = pd.Categorical(np.where(x >= 0.5, "comp4", "none"), categories=list(LABEL_CLASSES))
+        out["anomaly_score"] = -x
+        return out
+
+
+def _features(usable) -> pd.DataFrame:
+    n = len(usable)
+    return pd.DataFrame(
+        {
+            "machineID": np.arange(n) % 3 + 1,
+            "datetime": pd.date_range("2015-03-01", periods=n, freq="3h"),
+            "x": np.linspace(0.05, 0.95, n),
+            "usable": np.asarray(usable, dtype=bool),
+        },
+        index=np.arange(n) * 2 + 5,  # a non-default index
+    )
+
+
+def test_scoring_fills_the_rows_that_are_not_usable_and_scores_the_others():
+    features = _features([True, False, True, True, False, True, True, False])
+    out = score_snapshots(features, _Bundle(), "v0007", medium_threshold=0.3, high_threshold=0.6)
+    assert list(out.index) == list(features.index)
+    for (_, row), (_, got) in zip(features.iterrows(), out.iterrows(), strict=True):
+        assert (got["machineID"], got["datetime"], got["model_version"]) == (row["machineID"], row["datetime"], "v0007")
+        assert got["scored"] == row["usable"]
+        if row["usable"]:
+            x = row["x"]
+            assert got["p_none"] == 1 - x and got["p_any"] == x and got["anomaly_score"] == -x
+            assert [got[c] for c in PROBA_COLUMNS[1:]] == [x * k / 10 for k in (1, 2, 3, 4)]
+            assert got["likely_component"] == "comp4"
+            assert got["predicted_class"] == ("comp4" if x >= 0.5 else "none")
+            assert got["risk_level"] == ("high" if x >= 0.6 else "medium" if x >= 0.3 else "low")
+        else:  # a row that cannot be scored: no probability, no class, no level
+            assert np.isnan([got[c] for c in [*PROBA_COLUMNS, "p_any", "anomaly_score"]]).all()
+            assert pd.isna(got["likely_component"]) and pd.isna(got["predicted_class"]) and pd.isna(got["risk_level"])
+    assert list(out["likely_component"].cat.categories) == list(COMPONENTS)
+    assert list(out["predicted_class"].cat.categories) == list(LABEL_CLASSES)
+    assert list(out["risk_level"].cat.categories) == list(RISK_LEVELS)
+
+
+def test_scoring_without_a_usable_row_does_not_call_the_model():
+    bundle = _Bundle()
+    out = score_snapshots(_features([False] * 4), bundle, "v0001")
+    assert bundle.calls == 0 and not out["scored"].any()
+    assert out[[*PROBA_COLUMNS, "p_any", "anomaly_score"]].isna().all().all()
+    assert out["likely_component"].isna().all() and out["risk_level"].isna().all()
+    assert (out["model_version"] == "v0001").all()
+    assert rank_worklist(out, failure_cost=20_000.0, inspection_cost=1_000.0).empty  # nothing to rank
 
 
 def _scores(seed: int = 0) -> pd.DataFrame:
