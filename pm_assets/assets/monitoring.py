@@ -41,9 +41,11 @@ from pm_assets.assets.common import (
     run_summary,
     shown,
 )
+from pm_assets.core.atomic import atomic_dir, write_bytes_atomic
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.html_report import render
+from pm_assets.core.json_safe import to_json_safe
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.monitoring import (
     LIGHTS,
@@ -54,7 +56,6 @@ from pm_assets.core.monitoring import (
     retrain_recommended,
     stored_window_drift,
 )
-from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
 from pm_assets.partitions import daily_partitions
 from pm_assets.resources import ModelRegistryResource, OutputsResource
 
