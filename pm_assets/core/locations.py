@@ -28,6 +28,7 @@ def as_path(location):
 
 
 def read_bytes(location) -> bytes:
+    """A file's bytes, local or remote."""
     return as_path(location).read_bytes()
 
 
