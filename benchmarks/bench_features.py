@@ -17,9 +17,9 @@ from timing import best_of
 
 from pm_assets.core.features import FeatureParams, build_features, feature_columns, snapshot_times
 from pm_assets.core.labels import build_labels
+from pm_assets.core.parquet_files import read_partitions, write_parquet_atomic
 from pm_assets.core.schema import SENSORS
 from pm_assets.core.simulate import SimulationConfig, simulate
-from pm_assets.core.storage import read_partitions, write_parquet_atomic
 
 
 def write_partitions(frame: pd.DataFrame, folder: Path) -> None:

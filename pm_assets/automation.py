@@ -62,10 +62,10 @@ from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, monitoring, scoring
 from pm_assets.core.catchup import Dependency, content_changes, next_stage, out_of_date
 from pm_assets.core.landing import ALL_ROWS, declared_day, file_id, rows_per_day
+from pm_assets.core.locations import sha256_of
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import DAILY_TABLES as RAW_TABLES
 from pm_assets.core.schema import TABLES
-from pm_assets.core.storage import sha256_of
 from pm_assets.partitions import daily_partitions, partition_range
 from pm_assets.resources import CONTENT_SHA, LandingResource
 from pm_assets.run_workers import is_live, worker_health

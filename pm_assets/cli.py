@@ -321,7 +321,8 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"no champion model in {registry.root}: run `pm-assets main` first", file=sys.stderr)
         return 2
     bundle = registry.load(version)
-    from pm_assets.core.storage import as_path, read_parquet
+    from pm_assets.core.locations import as_path
+    from pm_assets.core.parquet_files import read_parquet
 
     files = sorted((as_path(args.warehouse or WAREHOUSE_DIR) / "features").glob("*.parquet"), reverse=True)
     if args.at:

@@ -15,20 +15,19 @@ from dagster import (
 )
 from pydantic import Field
 
+from pm_assets.core.atomic import sweep_orphans
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions
 from pm_assets.core.landing import LandedFile, Staging, list_landed
-from pm_assets.core.registry import LocalRegistry
-from pm_assets.core.storage import (
-    RecentPartitions,
+from pm_assets.core.locations import as_path, is_remote
+from pm_assets.core.parquet_files import (
     arrow_table,
-    as_path,
-    is_remote,
     read_parquet,
     read_partitions,
-    sweep_orphans,
     write_parquet_atomic,
     write_partitions_atomic,
 )
+from pm_assets.core.partition_cache import RecentPartitions
+from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.validation import Fleet, PlausibleTimes
 from pm_assets.partitions import partition_rows
 from pm_assets.run_workers import tag_worker
@@ -233,8 +232,7 @@ class ParquetIOManager(ConfigurableIOManager):
         """The stored frame; for partitioned inputs, the partitions concatenated.
 
         An input declared with ``AssetIn(metadata={"allow_missing_partitions": True})`` (data that may not
-        have arrived yet, such as tomorrow's failures) skips partitions never written; the keys actually read
-        are in ``frame.attrs["partitions_loaded"]``.
+        have arrived yet, such as tomorrow's failures) skips partitions never written.
         """
         if not context.has_asset_partitions:
             return self._read(self._path(context.asset_key, None), context)
@@ -249,11 +247,10 @@ class ParquetIOManager(ConfigurableIOManager):
         paths = [self._path(context.asset_key, key) for key in keys]
         if (context.definition_metadata or {}).get("chunked"):  # read by the step, a chunk at a time
             return StoredPartitions("/".join(context.asset_key.path), dict(zip(keys, paths, strict=True)), self._reader)
-        frame = _RECENT.recall(self._name(context), keys, paths) if paths else None
-        if frame is None:
-            frame = read_partitions(paths) if paths else pd.DataFrame()
-        frame.attrs["partitions_loaded"] = list(keys)
-        return frame
+        if not paths:
+            return pd.DataFrame()
+        recalled = _RECENT.recall(self._name(context), keys, paths)
+        return read_partitions(paths) if recalled is None else recalled
 
     def _present(self, asset_key, keys) -> set[str]:
         """The keys whose partition file exists: one listing of the asset's folder on an object store (where each

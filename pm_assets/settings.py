@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 
 from pm_assets.core.chunks import DEFAULT_CHUNK_DAYS
-from pm_assets.core.storage import as_path
+from pm_assets.core.locations import as_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("PM_DATA_DIR", PROJECT_ROOT / "data"))

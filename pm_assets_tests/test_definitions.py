@@ -40,7 +40,7 @@ def test_every_asset_declares_the_code_version_of_the_code_it_runs():
         "pm_assets.core.features",
         "pm_assets.core.labels",
         "pm_assets.resources",
-        "pm_assets.core.storage",
+        "pm_assets.core.parquet_files",
     } <= set(used)
     assert "pm_assets.core.drift" not in used and "pm_assets.core.model" not in used  # other stages' code
     assert code_version("pm_assets.assets.features") != code_version("pm_assets.assets.scoring")

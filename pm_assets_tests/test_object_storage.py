@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 from dagster import materialize
 
+from pm_assets.core.atomic import write_bytes_atomic, write_new
+from pm_assets.core.locations import as_path, is_remote, read_bytes
 from pm_assets.core.registry import LocalRegistry, RegistryError
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.core.storage import as_path, is_remote, read_bytes, write_bytes_atomic, write_new
 from pm_assets.definitions import defs
 from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
 from pm_assets_tests.conftest import landing_resource

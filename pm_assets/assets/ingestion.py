@@ -44,9 +44,10 @@ from pm_assets.checks import raw_check_results, raw_check_specs
 from pm_assets.core.chunks import ChunkedFrames
 from pm_assets.core.completeness import HourlyPresence, machines_complete, overall_coverage
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
+from pm_assets.core.locations import sha256_of
 from pm_assets.core.markdown import markdown_table
+from pm_assets.core.parquet_files import write_parquet_atomic
 from pm_assets.core.schema import DAILY_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
-from pm_assets.core.storage import sha256_of, write_parquet_atomic
 from pm_assets.core.validation import (
     FILE_COLUMN,
     STAGED_DAY,

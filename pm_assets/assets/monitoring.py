@@ -38,6 +38,7 @@ from pm_assets.assets.common import (
     run_summary,
     shown,
 )
+from pm_assets.core.atomic import write_bytes_atomic
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.markdown import markdown_table
@@ -50,7 +51,6 @@ from pm_assets.core.monitoring import (
     stored_window_drift,
 )
 from pm_assets.core.reports import REPORT_PAGE, TREND_DAYS, day_figures, drawn_features, past_figures, write_reports
-from pm_assets.core.storage import write_bytes_atomic
 from pm_assets.partitions import naive_window
 from pm_assets.resources import ModelRegistryResource, OutputsResource
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pm_assets.core.storage import concat_partitions
+from pm_assets.core.parquet_files import concat_partitions
 
 #: Days a step computes at once in a ranged run.
 DEFAULT_CHUNK_DAYS = 30

@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pm_assets.core.atomic import write_bytes_atomic
+from pm_assets.core.locations import sha256_of
+from pm_assets.core.parquet_files import read_partitions, write_partitions_atomic
 from pm_assets.core.parsing import SourceFileError, read_source_pieces
 from pm_assets.core.schema import TABLES, TableSpec
-from pm_assets.core.storage import read_partitions, sha256_of, write_bytes_atomic, write_partitions_atomic
 
 # the file a staged row came from (quarantine reasons name it), and the bucket it was staged in (quarantine is
 # split by it: a row whose timestamp could not be read still belongs to a day)

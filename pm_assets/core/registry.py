@@ -10,7 +10,7 @@ Layout under the root::
 A joblib file runs code when loaded, so :meth:`LocalRegistry.load` only opens artifacts of this registry whose
 sha256 matches their card, and refuses anything else with a :class:`RegistryError` saying why.
 
-The root is a folder or a URL (``az://container/models``, see :mod:`pm_assets.core.storage`). On an object store,
+The root is a folder or a URL (``az://container/models``, see :mod:`pm_assets.core.locations`). On an object store,
 where a folder cannot be renamed into place, a registration first claims its version name with a create-only blob
 ``<version>/.claim`` (two trainings at once take distinct numbers), then uploads the artifact and the decision, and
 the card last: a version exists once its card does, so an interrupted one is never listed (its number is skipped).
@@ -32,17 +32,9 @@ from pathlib import Path
 
 import joblib
 
-from pm_assets.core.storage import (
-    as_path,
-    atomic_path,
-    is_remote,
-    sha256_of,
-    sweep_orphans,
-    temporary_dir,
-    to_json_safe,
-    write_bytes_atomic,
-    write_new,
-)
+from pm_assets.core.atomic import atomic_path, sweep_orphans, temporary_dir, write_bytes_atomic, write_new
+from pm_assets.core.json_safe import to_json_safe
+from pm_assets.core.locations import as_path, is_remote, sha256_of
 
 VERSION_PATTERN = re.compile(r"v[0-9]{4,}")
 ARTIFACT = "model.joblib"

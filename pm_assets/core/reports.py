@@ -2,7 +2,7 @@
 page (``<monitoring root>/<date>/``), with the trend of the days before it read back from their summaries.
 
 Plain functions over a :class:`~pm_assets.core.monitoring.MonitoringResult` and folders (local paths or object
-store paths, see :func:`pm_assets.core.storage.as_path`): the monitoring asset and the benchmarks write the same
+store paths, see :func:`pm_assets.core.locations.as_path`): the monitoring asset and the benchmarks write the same
 files. No Dagster import.
 """
 
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pm_assets.core.atomic import atomic_dir, write_bytes_atomic
 from pm_assets.core.history import trend_svg
 from pm_assets.core.html_report import render
+from pm_assets.core.json_safe import to_json_safe
 from pm_assets.core.monitoring import LIGHTS, MonitoringParams, MonitoringResult, WindowDrift, retrain_recommended
-from pm_assets.core.storage import atomic_dir, to_json_safe, write_bytes_atomic
 
 #: The day's tables written as CSV: ``<name>.csv`` from the result's attribute of that name.
 REPORT_TABLES = ("drift_features", "drift_scores", "performance", "drift_weighted", "drift_segments")

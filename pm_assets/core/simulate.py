@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from pm_assets.core.atomic import atomic_path, write_bytes_atomic
 from pm_assets.core.schema import (
     COMPONENT_ERRORS,
     COMPONENT_SENSOR,
@@ -45,7 +46,6 @@ from pm_assets.core.schema import (
     SENSORS,
     TABLES,
 )
-from pm_assets.core.storage import atomic_path, write_bytes_atomic
 
 DAYS_PER_YEAR = 365.0  # rates "per machine-year" are per 365 days (2015, the real year)
 HOURS_PER_YEAR = 24 * DAYS_PER_YEAR

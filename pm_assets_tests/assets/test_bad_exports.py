@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity
 
-from pm_assets.core.storage import read_partitions
+from pm_assets.core.parquet_files import read_partitions
 from pm_assets_tests.assets.test_ingestion import checks, run_raw, step_failures, stored
 from pm_assets_tests.conftest import Q1_SUBSET
 

@@ -13,8 +13,8 @@ from dagster import load_assets_from_modules, materialize
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion
 from pm_assets.core.features import feature_columns
+from pm_assets.core.parquet_files import read_partitions
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.core.storage import read_partitions
 from pm_assets.resources import ParquetIOManager
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL, landing_resource
 

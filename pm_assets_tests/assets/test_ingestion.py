@@ -9,8 +9,8 @@ import pytest
 from dagster import AssetCheckSeverity, load_assets_from_modules, materialize
 
 from pm_assets.assets import ingestion
+from pm_assets.core.parquet_files import read_partitions
 from pm_assets.core.schema import TABLES
-from pm_assets.core.storage import read_partitions
 from pm_assets.core.validation import empty_table
 from pm_assets.resources import ParquetIOManager
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL, landing_resource

@@ -10,9 +10,9 @@ from dagster import AssetCheckSeverity, AssetKey, AssetRecordsFilter, load_asset
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion, scoring, training
 from pm_assets.core.model import PROBA_COLUMNS
+from pm_assets.core.parquet_files import read_partitions
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.core.storage import read_partitions
 from pm_assets.resources import ModelRegistryResource, ParquetIOManager
 from pm_assets_tests.conftest import landing_resource
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, day_chunks, shift_key
-from pm_assets.core.storage import read_partitions, write_parquet_atomic
+from pm_assets.core.parquet_files import read_partitions, write_parquet_atomic
 
 
 def test_day_chunks_cover_the_keys_in_order_in_runs_of_at_most_n():

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from pm_assets.core.html_report import LIGHT_COLOURS, bar_chart, histogram, render
+from pm_assets.core.json_safe import to_json_safe
 from pm_assets.core.monitoring import ACTIONS, LIGHTS, MonitoringParams, monitor
-from pm_assets.core.storage import to_json_safe
 
 END = pd.Timestamp("2015-02-01")
 PARAMS = MonitoringParams(reference_days=10, production_days=5, min_segment_rows=60)

@@ -17,9 +17,9 @@ from pm_assets.core.landing import (
     rows_per_day,
     table_for_name,
 )
+from pm_assets.core.locations import sha256_of
 from pm_assets.core.schema import TELEMETRY
 from pm_assets.core.simulate import SimulationConfig, simulate, write_day_files, write_kaggle_csv
-from pm_assets.core.storage import sha256_of
 from pm_assets.core.validation import validate_rows
 
 

@@ -26,6 +26,7 @@ from pm_assets.core.drift import (
     ks_statistic,
     psi,
 )
+from pm_assets.core.json_safe import to_json_safe
 from pm_assets.core.monitoring import (
     ACTIONS,
     LIGHTS,
@@ -41,7 +42,6 @@ from pm_assets.core.monitoring import (
     traffic_light,
     windows_for,
 )
-from pm_assets.core.storage import to_json_safe
 
 END = pd.Timestamp("2015-03-25")
 PARAMS = MonitoringParams()
