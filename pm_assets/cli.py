@@ -464,6 +464,12 @@ def _add_fleet_arguments(parser: argparse.ArgumentParser, drift_start_help: str,
     )
 
 
+RUNS_HELP = (
+    "list the latest runs with their status and worker process; mark dead runs failed (a killed run stays STARTED "
+    "until run monitoring, the next `main` or this marks it)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pm-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -504,11 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     auto.add_argument("-w", "--workspace", default=str(PROJECT_ROOT / "workspace.yaml"), help="workspace file")
     auto.set_defaults(func=_automation)
 
-    runs = sub.add_parser(
-        "runs",
-        help="list the latest runs with their status and worker process; mark dead runs "
-        "failed (a killed run stays STARTED until run monitoring, the next `main` or this marks it)",
-    )
+    runs = sub.add_parser("runs", help=RUNS_HELP)
     runs.add_argument("--limit", type=int, default=20, help="how many runs to list, newest first")
     runs.add_argument("--fail-dead", action="store_true", help="mark FAILED every STARTED run whose worker is gone")
     runs.add_argument("--fail", metavar="RUN_ID", help="mark this run FAILED (refused while its worker runs)")

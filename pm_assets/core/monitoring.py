@@ -254,18 +254,10 @@ def _model_codes(values: pd.Series | None, rows: int) -> tuple[np.ndarray, list[
     return codes, [str(u) for u in uniques]
 
 
-def monitor(
-    rows: pd.DataFrame,
-    end,
-    feature_names: list[str],
-    params: MonitoringParams = MonitoringParams(),
-    importance: pd.Series | None = None,
-) -> MonitoringResult:
-    """Everything monitored for the window ending at ``end``, from :func:`monitoring_rows`.
-
-    ``importance``: permutation importance per feature (any scale; normalised here); None skips weighting.
-    """
-    return next(monitor_days(rows, [end], feature_names, params, importance))
+def monitor(rows: pd.DataFrame, end, *args, **kwargs) -> MonitoringResult:
+    """Everything monitored for the window ending at ``end``, from :func:`monitoring_rows`: :func:`monitor_days`
+    (its other arguments: the feature names, the params, the importance) for that one end."""
+    return next(monitor_days(rows, [end], *args, **kwargs))
 
 
 def monitor_days(
@@ -276,8 +268,10 @@ def monitor_days(
     importance: pd.Series | None = None,
     threads: int = 1,
 ):
-    """:func:`monitor` for each of ``ends``, in order (a generator), with the rows turned into arrays once and the
-    drift of every date's windows computed column by column (:func:`window_drift`, on ``threads`` threads)."""
+    """Everything monitored for the window ending at each of ``ends``, in order (a generator), with the rows turned
+    into arrays once and the drift of every date's windows computed column by column (:func:`window_drift`, on
+    ``threads`` threads). ``importance``: permutation importance per feature (any scale; normalised here); None
+    skips weighting."""
     prepared = PreparedRows.of(rows)
     ends = list(ends)
     if not ends:
