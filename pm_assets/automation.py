@@ -63,6 +63,7 @@ from pm_assets.assets import ingestion, monitoring, scoring
 from pm_assets.core.catchup import Dependency, content_changes, next_stage, out_of_date
 from pm_assets.core.landing import ALL_ROWS, declared_day, file_id, rows_per_day
 from pm_assets.core.locations import sha256_of
+from pm_assets.core.monitoring import RETRAIN_FROM_ALERTS
 from pm_assets.core.parsing import SourceFileError, read_source_csv
 from pm_assets.core.schema import DAILY_TABLES as RAW_TABLES
 from pm_assets.core.schema import TABLES
@@ -418,7 +419,8 @@ def downstream_sensor(context: SensorEvaluationContext):
     job=retrain_job,
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=SENSOR_STATUS,
-    description="Retrains when the latest monitoring result recommends it (two or more alerts): one request per "
+    description=f"Retrains when the latest monitoring result recommends it ({RETRAIN_FROM_ALERTS} or more alerts): one "
+    "request per "
     "monitoring materialization, decided once the run that wrote it has ended, never while a retraining run "
     "is queued or running, and at most once per production window (14 days) for the same drift.",
 )

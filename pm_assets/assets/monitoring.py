@@ -43,6 +43,7 @@ from pm_assets.core.chunks import ChunkedFrames, StoredPartitions, shift_key
 from pm_assets.core.history import history_table, index_html, svg_data_uri, trend_svg
 from pm_assets.core.markdown import markdown_table
 from pm_assets.core.monitoring import (
+    LIGHT_RULE,
     LIGHTS,
     MonitoringParams,
     monitor_stored,
@@ -201,8 +202,7 @@ def _lookback() -> AssetIn:
     description="Drift and performance monitoring of the champion: feature PSI/KS, score PSI/KS, failure rate, AUC/AP "
     "per week on mature labels with label-free estimates beside them, segment drift per machine model, "
     "importance-weighted drift, multivariate drift (PCA reconstruction error, correlation change); five alerts and a "
-    "traffic light (green 0, yellow 1-2, red 3+; retraining recommended from 2). One row per day; reports and an "
-    "HTML page in data/outputs/monitoring/<date>/.",
+    f"traffic light ({LIGHT_RULE}). One row per day; reports and an HTML page in data/outputs/monitoring/<date>/.",
 )
 def monitoring(
     context: AssetExecutionContext,

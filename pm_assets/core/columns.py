@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from pm_assets.core.monitoring import RETRAIN_FROM_ALERTS
 from pm_assets.core.schema import SENSORS
 
 WINDOW_WORDS = {"3h": "3 hours", "24h": "24 hours", "3d": "3 days", "7d": "7 days", "14d": "14 days"}
@@ -52,7 +53,7 @@ EXACT: dict[str, str] = {
     "drifted_share": "Share of the measured features that drifted (the dataset-level figure)",
     "reconstruction_error": "PCA reconstruction error of the telemetry features in the production window",
     "correlation_change": "Largest change of a correlation between two telemetry features, production vs reference",
-    "retrain_recommended": "True from two alerts: the retraining sensor acts on it",
+    "retrain_recommended": f"True from {RETRAIN_FROM_ALERTS} alerts: the retraining sensor acts on it",
     "score_psi": "Population stability index of p_any, production vs reference window",
     "n_drifted_features": "Features whose drift measure (PSI by default) reached its alert threshold",
     "ap_reference": "Average precision on mature labels of the reference window",

@@ -56,6 +56,11 @@ LIGHTS = ("green", "yellow", "red")
 YELLOW_FROM_ALERTS = 1
 RED_FROM_ALERTS = 3
 RETRAIN_FROM_ALERTS = 2
+#: The light and the retraining rule in words, for descriptions.
+LIGHT_RULE = (
+    f"green 0, yellow {YELLOW_FROM_ALERTS}-{RED_FROM_ALERTS - 1}, red {RED_FROM_ALERTS}+ alerts; retraining "
+    f"recommended from {RETRAIN_FROM_ALERTS}"
+)
 ACTIONS = {
     "green": "No action: the model and its inputs are stable.",
     "yellow": f"Investigate the alerts; retraining is recommended from {RETRAIN_FROM_ALERTS} alerts.",
