@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from pm_assets.core.drift import (
     expected_average_precision,
@@ -718,23 +717,9 @@ def test_monitoring_rows_keeps_scored_rows_sorted_with_their_labels():
 
 
 @pytest.fixture(scope="module")
-def bundle_and_test():
-    """A small bundle trained on the simulator (as in test_model.py, fewer trees), and its mature test rows."""
-    from pm_assets.core.features import build_features
-    from pm_assets.core.labels import build_labels
-    from pm_assets.core.model import TrainParams, fit_bundle, split_by_cutoff, training_rows
-    from pm_assets.core.simulate import SimulationConfig, simulate
-
-    sim = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=3, component_min_age={})
-    tables = simulate(sim)
-    features = build_features(
-        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], sim.start, sim.end
-    )
-    labels = build_labels(features[["machineID", "datetime"]], tables["failures"], 24, sim.end)
-    train, test = split_by_cutoff(training_rows(features, labels), pd.Timestamp("2015-03-20"), 24)
-    with threadpool_limits(limits=1):
-        bundle = fit_bundle(train, TrainParams(max_iter=10, anomaly_trees=5))
-    return bundle, test
+def bundle_and_test(model_fleet):
+    """The session's small bundle trained on the simulator (``conftest.model_fleet``), and its mature test rows."""
+    return model_fleet.bundle, model_fleet.test
 
 
 SMALL = MonitoringParams(importance_sample=400, importance_repeats=2, seed=1)
@@ -743,9 +728,8 @@ SMALL = MonitoringParams(importance_sample=400, importance_repeats=2, seed=1)
 def test_permutation_importance_has_one_value_per_feature_and_is_deterministic(bundle_and_test):
     bundle, test = bundle_and_test
     assert test["failure_within_horizon"].astype(float).nunique() == 2
-    with threadpool_limits(limits=1):
-        first = permutation_importance_of(bundle, test, SMALL)
-        again = permutation_importance_of(bundle, test, SMALL)
+    first = permutation_importance_of(bundle, test, SMALL)
+    again = permutation_importance_of(bundle, test, SMALL)
     assert list(first.index) == list(bundle.features)
     assert np.isfinite(first.to_numpy()).all()
     pd.testing.assert_series_equal(first, again)
