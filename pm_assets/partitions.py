@@ -41,16 +41,3 @@ def partition_rows(frame, column: str, keys: list[str], partitions_def=daily_par
         )
         lo, hi = np.searchsorted(ordered, start, "left"), np.searchsorted(ordered, end, "left")
         yield key, np.sort(order[lo:hi])
-
-
-def split_by_partition(frame, column: str | None, keys: list[str], partitions_def=daily_partitions):
-    """Yield (key, rows of ``frame`` in that partition's window) for each key (see :func:`partition_rows`).
-
-    Without a column every key gets the whole frame (an unpartitioned or single-partition output).
-    """
-    if column is None:
-        for key in keys:
-            yield key, frame
-        return
-    for key, rows in partition_rows(frame, column, keys, partitions_def):
-        yield key, frame.iloc[rows]

@@ -1,5 +1,5 @@
-"""The daily partitions: which days exist at a given time, and which rows of a frame fall in each day's UTC window,
-against a plain loop over the rows."""
+"""The daily partitions: which days exist at a given time, and which rows of a frame fall in each day's UTC window
+(what the IO manager splits a ranged run's output by), against a plain loop over the rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from dagster import DailyPartitionsDefinition
 
-from pm_assets.partitions import daily_partitions, partition_range, partition_rows, split_by_partition
+from pm_assets.partitions import daily_partitions, partition_range, partition_rows
 
 OPEN = DailyPartitionsDefinition(start_date="2015-01-01")
 KEYS = ["2014-12-31", "2015-01-01", "2015-01-02", "2015-01-03"]
@@ -89,13 +89,3 @@ def test_windows_of_another_timezone_are_compared_in_utc():
 def test_an_empty_frame_gives_every_key_no_rows():
     empty = _frame().iloc[:0]
     assert [(k, len(rows)) for k, rows in partition_rows(empty, "datetime", KEYS, OPEN)] == [(k, 0) for k in KEYS]
-    for key, part in split_by_partition(empty, "datetime", KEYS, OPEN):
-        assert part.empty and list(part.columns) == ["datetime", "row"], key
-
-
-def test_split_by_partition_gives_each_days_rows_or_the_whole_frame_without_a_column():
-    frame = _frame().set_index(pd.Index(list("abcdefghij")))
-    for key, part in split_by_partition(frame, "datetime", KEYS, OPEN):
-        pd.testing.assert_frame_equal(part, frame.iloc[naive_rows(frame["datetime"], key)])
-    whole = list(split_by_partition(frame, None, KEYS[:2], OPEN))
-    assert [k for k, _ in whole] == KEYS[:2] and all(part is frame for _, part in whole)
