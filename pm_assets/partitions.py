@@ -1,4 +1,5 @@
-"""The daily partitions every time-based asset shares (UTC days; see settings for the range).
+"""The daily partitions every time-based asset shares (UTC days; see settings for the range), and which rows of a
+frame fall in each.
 
 Open-ended by default: the last partition is the last complete UTC day, so a new partition appears every night.
 """
