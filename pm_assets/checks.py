@@ -1,4 +1,4 @@
-"""Asset checks of the raw tables.
+"""Asset checks of the raw tables: schema, one check per validation rule, row accounting and hourly completeness.
 
 The checks are evaluated inside the ingestion step (they need the rows it quarantined), so each one sees both
 what was stored and what was rejected. A rule check fails with severity ERROR when the stored rows break the

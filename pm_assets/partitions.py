@@ -1,5 +1,5 @@
-"""The daily partitions every time-based asset shares (UTC days; see settings for the range), and their time
-windows as the naive UTC timestamps the tables hold.
+"""The daily partitions every time-based asset shares (UTC days; see settings for the range), their time
+windows as the naive UTC timestamps the tables hold, and which rows of a frame fall in each.
 
 Open-ended by default: the last partition is the last complete UTC day, so a new partition appears every night.
 """
@@ -51,16 +51,3 @@ def partition_rows(frame, column: str, keys: list[str], partitions_def=daily_par
         start, end = (t.to_datetime64() for t in naive_window(key, partitions_def))
         lo, hi = np.searchsorted(ordered, start, "left"), np.searchsorted(ordered, end, "left")
         yield key, np.sort(order[lo:hi])
-
-
-def split_by_partition(frame, column: str | None, keys: list[str], partitions_def=daily_partitions):
-    """Yield (key, rows of ``frame`` in that partition's window) for each key (see :func:`partition_rows`).
-
-    Without a column every key gets the whole frame (an unpartitioned or single-partition output).
-    """
-    if column is None:
-        for key in keys:
-            yield key, frame
-        return
-    for key, rows in partition_rows(frame, column, keys, partitions_def):
-        yield key, frame.iloc[rows]

@@ -1,14 +1,22 @@
-"""Shared fixtures.
+"""Shared fixtures and helpers: the real data, servers, a browser, one way to run assets in process, and the
+simulated fleets several modules train on, built once per session.
 
 Tests that read the real Azure PdM files find them in ``../shared/data/azure_pm`` beside the checkout (or in
 ``PM_REAL_DATA_DIR``). When the folder is absent they skip, except under ``CI=true``, where they must run.
+
+The session-wide fixtures (:func:`model_fleet`, :func:`simulated_pipeline`) hand each test module its own copy, so
+no test can change what another module sees.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 # The tests run on the 2015 calendar of the Kaggle files, with the partitions open-ended as deployed (so a
@@ -16,6 +24,10 @@ import pytest
 # (the end-to-end test) set their own.
 os.environ["PM_PARTITION_START"] = "2015-01-01"
 os.environ.pop("PM_PARTITION_END", None)
+
+# pm_assets imported after the partition settings above
+from pm_assets.core.model import TrainParams
+from pm_assets.core.simulate import SimulationConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA_DIR = Path(os.environ.get("PM_REAL_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "azure_pm"))
@@ -171,3 +183,182 @@ def stored_digests(data: Path) -> dict[str, str]:
         else:
             out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One OpenMP/BLAS thread for the whole session: on a busy 2-core machine the boosting's spinning OpenMP threads
+    turn a 1 s fit into minutes; single-threaded it is fast and the timing does not depend on other processes.
+    Processes the tests start set ``OMP_NUM_THREADS`` themselves."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+# --- running assets in process ------------------------------------------------------------------------------
+
+
+def project_resources(root: Path, raw_dir: Path | None = None, telemetry: str | None = None) -> dict:
+    """The graph's four resources with every store under ``root``: the landing folder (links to the Kaggle files of
+    ``raw_dir``, default ``root/raw``; see :func:`landing_resource`), the warehouse, the model registry, the
+    reports."""
+    from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
+
+    return {
+        "landing": landing_resource(root, raw_dir or root / "raw", telemetry),
+        "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
+        "model_registry": ModelRegistryResource(root=str(root / "models")),
+        "outputs": OutputsResource(root=str(root / "outputs")),
+    }
+
+
+def run_assets(
+    instance,
+    root: Path,
+    *,
+    raw_dir: Path | None = None,
+    telemetry: str | None = None,
+    assets=None,
+    selection=None,
+    days: tuple[str, str] | None = None,
+    partition_key: str | None = None,
+    run_config: dict | None = None,
+    raise_on_error: bool = True,
+):
+    """Materialize ``selection`` of ``assets`` (default: the project's, ``pm_assets.definitions.defs``) in process on
+    ``instance`` with :func:`project_resources` under ``root``: one ranged run over ``days`` (first, last, both
+    included), the one partition ``partition_key``, or neither (unpartitioned assets)."""
+    from dagster import materialize
+
+    if assets is None:
+        from pm_assets.definitions import defs
+
+        assets = list(defs.assets)
+    tags = (
+        {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[1]} if days else None
+    )
+    return materialize(
+        assets,
+        instance=instance,
+        resources=project_resources(root, raw_dir, telemetry),
+        selection=selection,
+        tags=tags,
+        partition_key=partition_key,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+    )
+
+
+def check_evaluations(result) -> dict[tuple[str, str], object]:
+    """The run's asset check evaluations by (asset, check name) (the last one, for a check run per partition)."""
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def materialization_metadata(result, asset: str) -> dict[str | None, dict]:
+    """The metadata values of each materialization of ``asset`` in the run, by partition (None: unpartitioned)."""
+    return {
+        m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)
+    }
+
+
+def step_failures(result) -> dict[str, str]:
+    """The error message of each failed step of a run, by step (asset) name."""
+    return {
+        e.step_key: str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    }
+
+
+def stored_partitions(root: Path, asset: str, days=None) -> pd.DataFrame:
+    """The daily partitions of ``asset`` stored in ``root/warehouse``: every stored day, or the ``days`` given."""
+    from pm_assets.core.parquet_files import read_partitions
+
+    folder = root / "warehouse" / asset
+    return read_partitions(
+        sorted(folder.glob("*.parquet")) if days is None else [folder / f"{d}.parquet" for d in days]
+    )
+
+
+# --- simulated fleets, built once per session ---------------------------------------------------------------
+
+#: The small fleet the core model and monitoring tests train on (12 machines, four months). Every class occurs:
+#: comp4 may fail at any age here (the default: from 14 years, few of 12 machines).
+FLEET = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=5, component_min_age={})
+FLEET_HORIZON = 24
+FLEET_CUTOFF = pd.Timestamp("2015-03-20")
+FLEET_PARAMS = TrainParams(max_iter=30)
+
+
+@dataclass(frozen=True)
+class ModelFleet:
+    """:data:`FLEET` simulated, featurised over its whole span and labelled (horizon :data:`FLEET_HORIZON`); its
+    training rows split at :data:`FLEET_CUTOFF`; and a bundle fitted on the train side with :data:`FLEET_PARAMS`."""
+
+    tables: dict[str, pd.DataFrame]
+    features: pd.DataFrame
+    labels: pd.DataFrame
+    rows: pd.DataFrame
+    train: pd.DataFrame
+    test: pd.DataFrame
+    bundle: object
+
+
+@pytest.fixture(scope="session")
+def _model_fleet_once(one_thread) -> ModelFleet:
+    from pm_assets.core.features import build_features
+    from pm_assets.core.labels import build_labels
+    from pm_assets.core.model import fit_bundle, split_by_cutoff, training_rows
+    from pm_assets.core.simulate import simulate
+
+    tables = simulate(FLEET)
+    features = build_features(
+        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], FLEET.start, FLEET.end
+    )
+    labels = build_labels(features[["machineID", "datetime"]], tables["failures"], FLEET_HORIZON, FLEET.end)
+    rows = training_rows(features, labels)
+    train, test = split_by_cutoff(rows, FLEET_CUTOFF, FLEET_HORIZON)
+    return ModelFleet(tables, features, labels, rows, train, test, fit_bundle(train, FLEET_PARAMS))
+
+
+@pytest.fixture(scope="module")
+def model_fleet(_model_fleet_once) -> ModelFleet:
+    """The :class:`ModelFleet`, built once per session; each module gets its own deep copy (frames and model)."""
+    return copy.deepcopy(_model_fleet_once)
+
+
+#: The fleet the training and monitoring asset tests run the graph on: 15 machines, four months; its Kaggle files
+#: ingested and its features and labels built for :data:`PIPELINE_DAYS`.
+PIPELINE_FLEET = SimulationConfig(machines=15, start="2015-01-01", end="2015-05-01", seed=11)
+PIPELINE_DAYS = ("2015-01-01", "2015-04-30")
+#: The assets :func:`simulated_pipeline` has built.
+UPSTREAM = [
+    "source_files",
+    "machines",
+    "telemetry",
+    "errors",
+    "maintenance",
+    "maintenance_history",
+    "failures",
+    "features",
+    "labels",
+]
+
+
+@pytest.fixture(scope="session")
+def _simulated_pipeline_once(tmp_path_factory, instance) -> Path:
+    from pm_assets.core.simulate import simulate, write_kaggle_csv
+
+    root = tmp_path_factory.mktemp("pipeline")
+    write_kaggle_csv(simulate(PIPELINE_FLEET), root / "raw")
+    assert run_assets(instance, root, selection=UPSTREAM, days=PIPELINE_DAYS).success
+    return root
+
+
+@pytest.fixture(scope="module")
+def simulated_pipeline(_simulated_pipeline_once, tmp_path_factory) -> Path:
+    """A project folder (raw files, landing, staging, warehouse) holding :data:`UPSTREAM` of
+    :data:`PIPELINE_FLEET`, built once per session; each module gets its own copy to train, score and monitor in
+    (no registry, no reports yet)."""
+    root = tmp_path_factory.mktemp("pipeline_copy")
+    shutil.copytree(_simulated_pipeline_once, root, dirs_exist_ok=True)  # links copied as files: nothing shared
+    return root

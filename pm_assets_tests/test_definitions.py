@@ -30,6 +30,17 @@ def test_every_asset_has_description_group_and_kinds():
             assert spec.kinds, spec.key
 
 
+def test_the_readme_names_the_asset_groups_the_code_has():
+    import re
+
+    from pm_assets_tests.conftest import REPO_ROOT
+
+    (line,) = [t for t in (REPO_ROOT / "README.md").read_text().splitlines() if t.startswith("Groups: ")]
+    named = re.findall(r"`(\w+)`", line.split(". ")[0])
+    groups = {spec.group_name for asset in _assets() for spec in asset.specs}
+    assert sorted(named) == sorted(groups), (named, groups)
+
+
 def test_every_asset_declares_the_code_version_of_the_code_it_runs():
     for asset in _assets():
         for spec in asset.specs:

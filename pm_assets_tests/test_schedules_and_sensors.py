@@ -337,11 +337,7 @@ def test_a_day_whose_data_did_not_arrive_by_the_deadline_is_late(fresh_instance,
 
     def evaluate() -> dict[str, bool]:
         result = job.execute_in_process(instance=fresh_instance, raise_on_error=False)
-        return {
-            e.event_specific_data.asset_key.to_user_string(): e.event_specific_data.passed
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        }
+        return {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
 
     assert evaluate() == {t: False for t in ("telemetry", "errors", "maintenance", "failures")}
     day = _expected_latest_day(pd.Timestamp.now(tz="UTC").tz_localize(None))

@@ -10,15 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COMPLETENESS_COLUMNS = (
-    "machineID",
-    "expected_hours",
-    "present_hours",
-    "missing_hours",
-    "coverage",
-    "longest_gap_hours",
-)
-
 
 def expected_hours(window_start, window_end, source_first, source_last) -> pd.DatetimeIndex:
     """The hourly grid in [window_start, window_end) that lies within [source_first, source_last]."""

@@ -1,6 +1,9 @@
 """Markdown tables for Dagster metadata: floats to 4 significant digits and cells escaped for a pipe table, the same
-everywhere (pandas' ``to_markdown``, through tabulate, formats floats by column and leaves a ``|`` in a cell as it
-is)."""
+everywhere.
+
+Not pandas' ``to_markdown``: its tabulate (installed with Dagster) shows floats to 6 significant digits, padded by
+column, and leaves a ``|`` in a cell as it is, which splits the cell.
+"""
 
 from __future__ import annotations
 

@@ -56,12 +56,6 @@ def scored_rows(features: pd.DataFrame, labels: pd.DataFrame, bundle) -> pd.Data
     return monitoring_rows(features, score_snapshots(features, bundle, "scenario"), labels)
 
 
-def scenario_rows(config: SimulationConfig, bundle) -> pd.DataFrame:
-    """:func:`scored_rows` of the fleet ``config`` (a scenario: the same fleet as the no-drift one until its drift
-    starts), scored by ``bundle`` (trained once, on the no-drift fleet before the drift)."""
-    return scored_rows(*fleet(config), bundle)
-
-
 def light_days(rows: pd.DataFrame, days, params: MonitoringParams = MonitoringParams()) -> pd.DataFrame:
     """The light of each monitoring day (the partition: its production window ends at the next midnight), the
     alerts that fired, and the figures behind them."""

@@ -64,11 +64,6 @@ class TableSpec:
     def time_column(self) -> str | None:
         return "datetime" if "datetime" in self.columns else None
 
-    @property
-    def string_columns(self) -> tuple[str, ...]:
-        """Columns written quoted in the Kaggle format."""
-        return tuple(c for c in self.columns if self.kinds[c] == "category")
-
 
 TELEMETRY = TableSpec(
     name="telemetry",

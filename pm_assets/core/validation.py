@@ -1,4 +1,4 @@
-"""Row validation and quarantine.
+"""Row validation: which parsed rows are kept (typed) and which are quarantined, with the rules they broke.
 
 Every parsed row either is kept (typed per :mod:`pm_assets.core.schema`) or goes to the rejected table with the
 rules it broke and a human reason naming the value. Nothing is dropped: ``rows in == kept + rejected``.

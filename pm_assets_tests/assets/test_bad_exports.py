@@ -16,8 +16,8 @@ import pytest
 from dagster import AssetCheckSeverity
 
 from pm_assets.core.parquet_files import read_partitions
-from pm_assets_tests.assets.test_ingestion import checks, run_raw, step_failures, stored
-from pm_assets_tests.conftest import Q1_SUBSET
+from pm_assets_tests.assets.test_ingestion import run_raw
+from pm_assets_tests.conftest import Q1_SUBSET, check_evaluations, step_failures, stored_partitions
 
 DAYS = ("2015-01-01", "2015-01-10")
 TELEMETRY = "PdM_telemetry.csv"
@@ -54,7 +54,9 @@ def quarantined(out: Path, table: str) -> pd.DataFrame:
 def reference(real_files, instance, tmp_path_factory):
     result, out = ingest(instance, tmp_path_factory.mktemp("reference"), real_files)
     assert result.success
-    kept = {t: stored(out, t) for t in TABLES} | {"machines": pd.read_parquet(out / "warehouse" / "machines.parquet")}
+    kept = {t: stored_partitions(out, t) for t in TABLES} | {
+        "machines": pd.read_parquet(out / "warehouse" / "machines.parquet")
+    }
     assert len(kept["telemetry"]) == 702 and len(kept["machines"]) == 100
     assert all(quarantined(out, t).empty for t in TABLES)
     return kept
@@ -112,20 +114,20 @@ def test_one_bad_line_costs_only_its_row(real_files, reference, instance, tmp_pa
     bad_line = make(line_of(real_files[TELEMETRY], 100))
     result, out = ingest(instance, tmp_path, {**real_files, TELEMETRY: with_line(real_files[TELEMETRY], 100, bad_line)})
     assert result.success
-    kept = stored(out, "telemetry")
+    kept = stored_partitions(out, "telemetry")
     assert len(kept) == 701
     expected = without(reference["telemetry"], line_of(real_files[TELEMETRY], 100))
     pd.testing.assert_frame_equal(kept.reset_index(drop=True), expected)
     for table in ("errors", "maintenance", "failures"):
-        pd.testing.assert_frame_equal(stored(out, table), reference[table])
+        pd.testing.assert_frame_equal(stored_partitions(out, table), reference[table])
     rejected = pd.read_parquet(out / "quarantine" / "telemetry" / f"{partition}.parquet")
     assert len(rejected) == 1 and len(quarantined(out, "telemetry")) == 1
     row = rejected.iloc[0]
     assert row["source_file"] == TELEMETRY and row["source_line"] == 101 and row["raw_line"] == bad_line
     assert row["rules"] == "unparseable_value" and row["reason"].startswith(reason)
-    accounted = checks(result)[("telemetry", "rows_accounted")]
+    accounted = check_evaluations(result)[("telemetry", "rows_accounted")]
     # a run over ten days says on which day the check found the row
-    check = checks(result)[("telemetry", "no_missing_or_unparseable_values")]
+    check = check_evaluations(result)[("telemetry", "no_missing_or_unparseable_values")]
     assert check.metadata["days"].value == ("none" if partition == "unplaced" else partition)
     # a row without a readable time is in no partition: source_files quarantined it (unplaced)
     assert accounted.passed and accounted.metadata["rows_in"].value == (701 if partition == "unplaced" else 702)
@@ -135,7 +137,7 @@ def test_blank_lines_anywhere_are_quarantined_as_such(real_files, reference, ins
     text = with_line(real_files[TELEMETRY], 50, "", insert=True) + "\n"  # one in the middle, one trailing
     result, out = ingest(instance, tmp_path, {**real_files, TELEMETRY: text})
     assert result.success
-    pd.testing.assert_frame_equal(stored(out, "telemetry"), reference["telemetry"])
+    pd.testing.assert_frame_equal(stored_partitions(out, "telemetry"), reference["telemetry"])
     rejected = pd.read_parquet(out / "quarantine" / "telemetry" / "unplaced.parquet")
     assert rejected["source_line"].tolist() == [51, 705] and (rejected["reason"] == "blank line").all()
 
@@ -151,7 +153,7 @@ def test_a_fixed_quarantined_line_dropped_again_is_ingested(real_files, referenc
     (tmp_path / "raw" / TELEMETRY).write_text(text.replace(row["raw_line"] + "\n", fixed + "\n"))
     again = run_raw(instance, tmp_path / "raw", out, *DAYS)
     assert again.success
-    pd.testing.assert_frame_equal(stored(out, "telemetry"), reference["telemetry"])
+    pd.testing.assert_frame_equal(stored_partitions(out, "telemetry"), reference["telemetry"])
     assert quarantined(out, "telemetry").empty
     inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet")
     assert inventory[inventory["name"] == TELEMETRY]["days_replaced"].tolist() == [10, 0]
@@ -165,7 +167,7 @@ def test_a_byte_order_mark_changes_nothing(real_files, reference, instance, tmp_
     result, out = ingest(instance, tmp_path, files)
     assert result.success
     for table in TABLES:
-        pd.testing.assert_frame_equal(stored(out, table), reference[table])
+        pd.testing.assert_frame_equal(stored_partitions(out, table), reference[table])
 
 
 def test_iso_8601_timestamps_with_offsets_are_stored_in_utc(real_files, reference, instance, tmp_path):
@@ -179,7 +181,7 @@ def test_iso_8601_timestamps_with_offsets_are_stored_in_utc(real_files, referenc
     iso = [lines[0]] + [forms[i % 3](line[:19]) + line[19:] for i, line in enumerate(lines[1:])]
     result, out = ingest(instance, tmp_path, {**real_files, TELEMETRY: "\n".join(iso) + "\n"})
     assert result.success
-    pd.testing.assert_frame_equal(stored(out, "telemetry"), reference["telemetry"])
+    pd.testing.assert_frame_equal(stored_partitions(out, "telemetry"), reference["telemetry"])
     assert quarantined(out, "telemetry").empty
 
 
@@ -192,8 +194,8 @@ def test_columns_in_another_order_and_an_extra_column(real_files, reference, ins
     ]
     result, out = ingest(instance, tmp_path, {**real_files, TELEMETRY: "\n".join(moved) + "\n"})
     assert result.success
-    pd.testing.assert_frame_equal(stored(out, "telemetry"), reference["telemetry"])
-    check = checks(result)[("source_files", "no_unexpected_columns")]
+    pd.testing.assert_frame_equal(stored_partitions(out, "telemetry"), reference["telemetry"])
+    check = check_evaluations(result)[("source_files", "no_unexpected_columns")]
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert check.description == "PdM_telemetry.csv: humidity"
 
@@ -203,7 +205,7 @@ def test_a_row_dated_2031_is_quarantined_as_implausible(real_files, reference, i
     line = line_of(errors, 1)
     result, out = ingest(instance, tmp_path, {**real_files, "PdM_errors.csv": with_line(errors, 1, "2031" + line[4:])})
     assert result.success
-    pd.testing.assert_frame_equal(stored(out, "errors"), without(reference["errors"], line))
+    pd.testing.assert_frame_equal(stored_partitions(out, "errors"), without(reference["errors"], line))
     rejected = pd.read_parquet(out / "quarantine" / "errors" / "unplaced.parquet")
     assert len(rejected) == 1 and rejected["rules"].iloc[0] == "implausible_time"
     assert rejected["reason"].iloc[0].startswith(f"datetime: 2031{line[4:19]} is after the plausible range (ends ")
@@ -231,7 +233,7 @@ def test_a_machine_with_an_impossible_age_takes_its_rows_with_the_true_reason(
         assert len(rejected) == rows and (rejected["machineID"] == 2).all(), table
         assert (rejected["reason"] == reason).all() and (rejected["rules"] == "rejected_machine").all()
     pd.testing.assert_frame_equal(
-        stored(out, "telemetry"),
+        stored_partitions(out, "telemetry"),
         reference["telemetry"][reference["telemetry"]["machineID"] != 2].reset_index(drop=True),
     )
     assert not (quarantined(out, "telemetry")["reason"].str.contains("not in the machines table")).any()
@@ -240,7 +242,7 @@ def test_a_machine_with_an_impossible_age_takes_its_rows_with_the_true_reason(
 def test_conflicting_rows_of_a_machine_are_an_error_naming_both_lines(real_files, reference, instance, tmp_path):
     machines = real_files["PdM_machines.csv"].rstrip("\r\n") + '\r\n1,"model1",3\r\n'
     result, out = ingest(instance, tmp_path, {**real_files, "PdM_machines.csv": machines})
-    conflict = checks(result)[("machines", "no_conflicting_rows")]
+    conflict = check_evaluations(result)[("machines", "no_conflicting_rows")]
     assert not conflict.passed and conflict.severity == AssetCheckSeverity.ERROR
     message = (
         "machineID 1 is listed with different values: PdM_machines.csv line 2 (model 'model3', age 18); "
@@ -301,6 +303,6 @@ def test_an_unreadable_file_fails_only_its_tables_asset(
     failed_steps = {"maintenance", "maintenance_history"} if asset == "maintenance" else {asset}
     assert set(failures) == failed_steps
     assert message in failures[asset]
-    assert checks(result)[("source_files", "landed_files_readable")].severity == AssetCheckSeverity.ERROR
+    assert check_evaluations(result)[("source_files", "landed_files_readable")].severity == AssetCheckSeverity.ERROR
     for table in (t for t in TABLES if t != asset):
-        pd.testing.assert_frame_equal(stored(out, table), reference[table])
+        pd.testing.assert_frame_equal(stored_partitions(out, table), reference[table])

@@ -8,34 +8,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import load_assets_from_modules, materialize
+from dagster import load_assets_from_modules
 
 from pm_assets.assets import features as features_module
 from pm_assets.assets import ingestion
 from pm_assets.core.features import feature_columns
-from pm_assets.core.parquet_files import read_partitions
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.resources import ParquetIOManager
-from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL, landing_resource
+from pm_assets_tests.conftest import (
+    Q1_SUBSET,
+    UNION_PARTIAL,
+    check_evaluations,
+    materialization_metadata,
+    run_assets,
+    stored_partitions,
+)
 
 ASSETS = load_assets_from_modules([ingestion, features_module])
 
 
 def run(instance, raw_dir, out: Path, first: str, last: str | None = None, selection=None, telemetry_file=None):
-    resources = {
-        "landing": landing_resource(out, raw_dir, telemetry_file),
-        "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
-    }
-    if last is None:
-        return materialize(ASSETS, instance=instance, resources=resources, partition_key=first, selection=selection)
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    return materialize(ASSETS, instance=instance, resources=resources, tags=tags, selection=selection)
-
-
-def table(out: Path, asset: str, days=None) -> pd.DataFrame:
-    folder = out / "warehouse" / asset
-    paths = sorted(folder.glob("*.parquet")) if days is None else [folder / f"{d}.parquet" for d in days]
-    return read_partitions(paths)
+    """The raw, features and labels assets (``selection`` of them, default all) for the day ``first``, or the days
+    ``first`` to ``last`` in one run, every store under ``out``."""
+    days = None if last is None else (first, last)
+    return run_assets(
+        instance,
+        out,
+        raw_dir=raw_dir,
+        telemetry=telemetry_file,
+        assets=ASSETS,
+        selection=selection,
+        days=days,
+        partition_key=first if last is None else None,
+    )
 
 
 #: The history of the partition-by-partition test: 35 days, every one of them run alone. The first 14 build up the
@@ -60,14 +64,16 @@ def test_partition_by_partition_equals_one_run_over_the_history(simulated_raw, i
     shutil.copytree(
         ranged / "warehouse",
         single / "warehouse",
-        ignore=lambda folder, names: [n for n in names if n in ("features", "labels")],
+        ignore=lambda _folder, names: [n for n in names if n in ("features", "labels")],
     )
     days = [d.strftime("%Y-%m-%d") for d in pd.date_range(*HISTORY)]
     for day in days:
         assert run(instance, simulated_raw, single, day, selection=["features", "labels"]).success
     for asset in ("features", "labels"):
-        pd.testing.assert_frame_equal(table(ranged, asset, days), table(single, asset, days), check_exact=True)
-    feats = table(ranged, "features", days)
+        pd.testing.assert_frame_equal(
+            stored_partitions(ranged, asset, days), stored_partitions(single, asset, days), check_exact=True
+        )
+    feats = stored_partitions(ranged, "features", days)
     assert len(feats) == 6 * 8 * len(days)
     # the first days lack 14 days of history: flagged, and their long windows are not invented
     first = feats[feats["datetime"] < "2015-01-02"]
@@ -84,8 +90,8 @@ def real_q1(real_data_dir, instance, tmp_path_factory):
 
 
 def test_real_failures_with_a_day_of_telemetry_are_exactly_the_positively_labelled_ones(real_q1, real_data_dir):
-    features, labels = table(real_q1, "features"), table(real_q1, "labels")
-    telemetry = table(real_q1, "telemetry")
+    features, labels = stored_partitions(real_q1, "features"), stored_partitions(real_q1, "labels")
+    telemetry = stored_partitions(real_q1, "telemetry")
     failures = pd.read_csv(real_data_dir / "PdM_failures.csv.gz", parse_dates=["datetime"])
     failures = failures[(failures["datetime"] >= "2015-01-01") & (failures["datetime"] < "2015-04-04")]
 
@@ -114,7 +120,7 @@ def test_real_failures_with_a_day_of_telemetry_are_exactly_the_positively_labell
 
 
 def test_real_q1_labels_are_mature_except_at_the_edge_of_the_data(real_q1):
-    labels = table(real_q1, "labels")
+    labels = stored_partitions(real_q1, "labels")
     assert labels.loc[labels["datetime"] < "2015-04-02", "label_mature"].all()
     last_day = labels[labels["datetime"] >= "2015-04-03"]
     assert not last_day["label_mature"].all()  # failures after 2015-04-03 were not ingested in this run
@@ -142,19 +148,13 @@ def test_gappy_real_telemetry_reports_coverage_and_keeps_nan_out_of_complete_sna
         selection=["source_files", "machines", "telemetry", "errors", "maintenance", "maintenance_history", "features"],
     )
     assert result.success
-    feats = table(tmp_path, "features")
+    feats = stored_partitions(tmp_path, "features")
     complete = feats[feats["complete"]]
     assert 0 < len(complete) < len(feats)
     assert not complete[feature_columns()].isna().any().any()
     assert feats["coverage_14d"].between(0, 1).all() and feats["coverage_14d"].mean() < 0.5
-    check = next(
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == "complete_snapshots_have_no_nan"
-    )
-    assert check.passed
-    mats = {m.partition: m.metadata for m in result.asset_materializations_for_node("features")}
+    assert check_evaluations(result)[("features", "complete_snapshots_have_no_nan")].passed
+    mats = materialization_metadata(result, "features")
     assert len(mats) == len(pd.date_range(*GAPPY))
-    shares = np.array([m["share_complete"].value for m in mats.values()])
+    shares = np.array([m["share_complete"] for m in mats.values()])
     assert shares.min() >= 0 and shares.max() <= 1 and 0 < shares.mean() < 1

@@ -6,47 +6,38 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity, load_assets_from_modules, materialize
+from dagster import AssetCheckSeverity, load_assets_from_modules
 
 from pm_assets.assets import ingestion
-from pm_assets.core.parquet_files import read_partitions
 from pm_assets.core.schema import TABLES
 from pm_assets.core.validation import empty_table
-from pm_assets.resources import ParquetIOManager
-from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL, landing_resource
+from pm_assets_tests.conftest import (
+    Q1_SUBSET,
+    UNION_PARTIAL,
+    check_evaluations,
+    materialization_metadata,
+    run_assets,
+    step_failures,
+    stored_partitions,
+)
 
 RAW_ASSETS = load_assets_from_modules([ingestion])
 YEAR = ("2015-01-01", "2016-01-01")  # the default partition range: the span of the real files
 
 
 def run_raw(instance, raw_dir, out: Path, first: str, last: str, telemetry_file: str | None = None, selection=None):
-    resources = {
-        "landing": landing_resource(out, raw_dir, telemetry_file),
-        "io_manager": ParquetIOManager(base_dir=str(out / "warehouse")),
-    }
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    return materialize(
-        RAW_ASSETS, instance=instance, resources=resources, tags=tags, selection=selection, raise_on_error=False
+    """The raw assets (``selection`` of them, default all) over the days ``first`` to ``last``, the landing folder
+    holding ``raw_dir``'s files, every store under ``out``; a failed step does not raise."""
+    return run_assets(
+        instance,
+        out,
+        raw_dir=raw_dir,
+        telemetry=telemetry_file,
+        assets=RAW_ASSETS,
+        selection=selection,
+        days=(first, last),
+        raise_on_error=False,
     )
-
-
-def stored(out: Path, table: str) -> pd.DataFrame:
-    return read_partitions(sorted((out / "warehouse" / table).glob("*.parquet")))
-
-
-def checks(result) -> dict[tuple[str, str], object]:
-    return {
-        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name): e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
-def materialization_metadata(result, asset: str) -> dict[str | None, dict]:
-    """Metadata of each materialization of ``asset`` in the run, by partition."""
-    return {
-        m.partition: {k: v.value for k, v in m.metadata.items()} for m in result.asset_materializations_for_node(asset)
-    }
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +52,7 @@ def real_q1(real_data_dir, instance, tmp_path_factory):
 def real_q1_tables(real_q1) -> dict[str, pd.DataFrame]:
     """The four daily tables the year's run stored, each read once (366 files apiece) for the tests below."""
     _, out = real_q1
-    return {name: stored(out, name) for name in ("telemetry", "errors", "maintenance", "failures")}
+    return {name: stored_partitions(out, name) for name in ("telemetry", "errors", "maintenance", "failures")}
 
 
 def test_real_event_files_are_ingested_exactly(real_q1, real_q1_tables):
@@ -104,7 +95,7 @@ def test_real_q1_telemetry_complete_for_its_20_machines(real_q1, real_q1_tables)
     assert telemetry.groupby("machineID").size().eq(90 * 24).all()
     quarantined = pd.concat([pd.read_parquet(f) for f in (out / "quarantine" / "telemetry").glob("*.parquet")])
     assert len(quarantined) == 0
-    completeness = checks(result)[("telemetry", "hourly_completeness")]
+    completeness = check_evaluations(result)[("telemetry", "hourly_completeness")]
     meta = {k: v.value for k, v in completeness.metadata.items()}
     # the other 80 machines of the machines table have no telemetry in this subset: reported, not hidden
     assert meta["machines_complete"] == 20 and meta["machines_without_data"] == 80
@@ -119,7 +110,7 @@ def test_real_q1_telemetry_complete_for_its_20_machines(real_q1, real_q1_tables)
 
 def test_real_q1_rule_checks_pass_and_dtypes_match_schema(real_q1, real_q1_tables):
     result, out = real_q1
-    evaluations = checks(result)
+    evaluations = check_evaluations(result)
     assert all(evaluations[k].passed for k in evaluations if k[1] != "hourly_completeness")
     for name in ("telemetry", "errors", "maintenance", "failures"):
         assert real_q1_tables[name].dtypes.equals(empty_table(TABLES[name]).dtypes), name
@@ -137,11 +128,11 @@ def test_real_union_telemetry_gaps_are_reported_not_fatal(real_data_dir, instanc
         selection=["source_files", "machines", "telemetry"],
     )
     assert result.success
-    assert len(stored(tmp_path, "telemetry")) == 144_262
+    assert len(stored_partitions(tmp_path, "telemetry")) == 144_262
     by_partition = materialization_metadata(result, "telemetry")
     assert sum(m["rows_rejected"] for m in by_partition.values()) == 0
     assert 0 < by_partition["2015-06-01"]["coverage"] < 1
-    completeness = checks(result)[("telemetry", "hourly_completeness")]
+    completeness = check_evaluations(result)[("telemetry", "hourly_completeness")]
     assert not completeness.passed and completeness.severity == AssetCheckSeverity.WARN
     # expected: 100 machines x the hours from the file's first hour (2015-01-01 06:00) to the last partition's end
     hours = len(pd.date_range("2015-01-01 06:00", "2016-01-01 06:00", freq="h"))
@@ -200,7 +191,7 @@ def test_bad_rows_are_quarantined_per_partition_and_accounted(bad_raw_dir, insta
         ["missing_value", "out_of_bounds", "not_on_the_hour", "unknown_machine", "duplicate_key"]
     )
     assert rejected["reason"].str.len().gt(0).all()
-    evaluations = checks(result)
+    evaluations = check_evaluations(result)
     for check in (
         "within_physical_bounds",
         "timestamps_on_the_hour",
@@ -232,13 +223,6 @@ def test_partition_by_partition_equals_one_ranged_run(bad_raw_dir, instance, tmp
                 pd.testing.assert_frame_equal(a, b)
 
 
-def step_failures(result) -> dict[str, str]:
-    """The error message of each failed step of a run, by step (asset) name."""
-    return {
-        e.step_key: str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE"
-    }
-
-
 def test_an_unreadable_file_fails_only_its_table(bad_raw_dir, instance, tmp_path):
     """A file-level problem (here: semicolons) fails the asset of that file's table, naming file, line and problem;
     the four other tables of the same run are ingested and stored, source_files succeeds with its ERROR check."""
@@ -251,7 +235,7 @@ def test_an_unreadable_file_fails_only_its_table(bad_raw_dir, instance, tmp_path
     assert list(failures) == ["telemetry"]
     assert "telemetry cannot be built: " in failures["telemetry"]
     assert "PdM_telemetry.csv, line 1: header is not comma-separated (found ';' as delimiter?)" in failures["telemetry"]
-    check = checks(result)[("source_files", "landed_files_readable")]
+    check = check_evaluations(result)[("source_files", "landed_files_readable")]
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert "PdM_telemetry.csv, line 1" in check.description and "delimiter" in check.description
     inventory = pd.read_parquet(out / "warehouse" / "source_files.parquet").set_index("table")
@@ -259,14 +243,14 @@ def test_an_unreadable_file_fails_only_its_table(bad_raw_dir, instance, tmp_path
     assert (inventory.drop(index="telemetry")["status"] == "ingested").all()
     for table in ("errors", "maintenance", "failures"):
         assert (out / "warehouse" / table / "2015-01-01.parquet").exists(), table
-    assert len(stored(out, "errors")) > 0 and not (out / "warehouse" / "telemetry").exists()
+    assert len(stored_partitions(out, "errors")) > 0 and not (out / "warehouse" / "telemetry").exists()
     # fixed (new bytes): the next run stages it and builds the table; the check passes again
     (bad_raw_dir / "PdM_telemetry.csv").write_text(
         "datetime,machineID,volt,rotate,pressure,vibration\n2015-01-01 00:00:00,1,1,1,1,1\n"
     )
     again = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-01")
-    assert again.success and checks(again)[("source_files", "landed_files_readable")].passed
-    assert len(stored(out, "telemetry")) == 1
+    assert again.success and check_evaluations(again)[("source_files", "landed_files_readable")].passed
+    assert len(stored_partitions(out, "telemetry")) == 1
 
 
 def test_a_named_unreadable_file_fails_its_tables_asset_not_source_files(bad_raw_dir, instance, tmp_path):
@@ -275,14 +259,11 @@ def test_a_named_unreadable_file_fails_its_tables_asset_not_source_files(bad_raw
         "datetime,machineID,volt,rotate,pressure\n2015-01-01 00:00:00,1,1,1,1\n"
     )
     (bad_raw_dir / "PdM_telemetry.csv").unlink()
-    resources = {
-        "landing": landing_resource(tmp_path, bad_raw_dir),
-        "io_manager": ParquetIOManager(base_dir=str(tmp_path / "warehouse")),
-    }
-    result = materialize(
-        RAW_ASSETS,
-        instance=instance,
-        resources=resources,
+    result = run_assets(
+        instance,
+        tmp_path,
+        raw_dir=bad_raw_dir,
+        assets=RAW_ASSETS,
         selection=["source_files", "machines", "telemetry"],
         partition_key="2015-01-01",
         run_config={
@@ -298,10 +279,11 @@ def test_a_named_unreadable_file_fails_its_tables_asset_not_source_files(bad_raw
     ) in failures["telemetry"]
     assert result.asset_materializations_for_node("source_files")
     # another day of the table is not concerned by that file
-    other = materialize(
-        RAW_ASSETS,
-        instance=instance,
-        resources=resources,
+    other = run_assets(
+        instance,
+        tmp_path,
+        raw_dir=bad_raw_dir,
+        assets=RAW_ASSETS,
         selection=["machines", "telemetry"],
         partition_key="2015-01-02",
         raise_on_error=False,
@@ -317,10 +299,10 @@ def test_an_extra_column_is_ignored_and_reported_by_a_warn_check(bad_raw_dir, in
     out = tmp_path / "out"
     result = run_raw(instance, bad_raw_dir, out, "2015-01-01", "2015-01-02")
     assert result.success
-    check = checks(result)[("source_files", "no_unexpected_columns")]
+    check = check_evaluations(result)[("source_files", "no_unexpected_columns")]
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert check.description == "PdM_errors.csv: site"
-    stored_errors = stored(out, "errors")
+    stored_errors = stored_partitions(out, "errors")
     assert list(stored_errors.columns) == list(TABLES["errors"].columns) and len(stored_errors) > 0
 
 
@@ -339,7 +321,7 @@ def test_a_bad_line_costs_only_that_row_and_keeps_its_text(bad_raw_dir, instance
     assert result.success
     # every row the clean file stores is stored, and every other table too
     for table in ("telemetry", "errors", "maintenance", "failures"):
-        pd.testing.assert_frame_equal(stored(out, table), stored(reference, table))
+        pd.testing.assert_frame_equal(stored_partitions(out, table), stored_partitions(reference, table))
     quarantined = pd.concat(pd.read_parquet(f) for f in sorted((out / "quarantine" / "telemetry").glob("*.parquet")))
     bad = quarantined.set_index("source_line")
     assert bad.loc[4, "reason"] == "datetime: not a timestamp '2015-13-45 99:00:00'"

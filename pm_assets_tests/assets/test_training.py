@@ -2,95 +2,93 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, AssetRecordsFilter, load_assets_from_modules, materialize
+from dagster import AssetCheckSeverity, AssetKey, AssetRecordsFilter
 
-from pm_assets.assets import features as features_module
-from pm_assets.assets import ingestion, scoring, training
 from pm_assets.core.model import PROBA_COLUMNS
-from pm_assets.core.parquet_files import read_partitions
 from pm_assets.core.registry import LocalRegistry
-from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.resources import ModelRegistryResource, ParquetIOManager
-from pm_assets_tests.conftest import landing_resource
+from pm_assets_tests.conftest import (
+    PIPELINE_DAYS,
+    check_evaluations,
+    materialization_metadata,
+    run_assets,
+    step_failures,
+    stored_partitions,
+)
 
-ASSETS = load_assets_from_modules([ingestion, features_module, training, scoring])
-FIRST, LAST = "2015-01-01", "2015-04-30"
+FIRST, LAST = PIPELINE_DAYS
 #: A model that barely learns: one boosting iteration at a tiny learning rate.
 WEAK = {"max_iter": 1, "learning_rate": 0.001}
 #: Another weak model (not the same training as WEAK, which would reuse its version).
 WORSE = {"max_iter": 2, "learning_rate": 0.001}
 
 
+def train(instance, root: Path, **config):
+    """``failure_model`` trained on ``root``'s warehouse into ``root/models`` with ``config``; a failure does not
+    raise."""
+    return run_assets(
+        instance,
+        root,
+        selection=["failure_model"],
+        run_config={"ops": {"failure_model": {"config": config}}},
+        raise_on_error=False,
+    )
+
+
+def score(instance, root: Path, first: str = FIRST, last: str = LAST):
+    """``scores`` and ``maintenance_worklist`` for the days ``first`` to ``last`` by ``root/models``' champion."""
+    return run_assets(instance, root, selection=["scores", "maintenance_worklist"], days=(first, last))
+
+
+@pytest.fixture()
+def project(simulated_pipeline, tmp_path) -> Path:
+    """This test's own project folder: a copy of the simulated pipeline (features and labels built), no model yet."""
+    root = tmp_path / "project"
+    shutil.copytree(simulated_pipeline, root)
+    return root
+
+
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, instance):
-    root = tmp_path_factory.mktemp("training")
-    raw = root / "raw"
-    write_kaggle_csv(simulate(SimulationConfig(machines=15, start=FIRST, end="2015-05-01", seed=11)), raw)
-    resources = {
-        "landing": landing_resource(root, raw),
-        "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
-        "model_registry": ModelRegistryResource(root=str(root / "models")),
-    }
-    tags = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
-    selection = [
-        "source_files",
-        "machines",
-        "telemetry",
-        "errors",
-        "maintenance",
-        "maintenance_history",
-        "failures",
-        "features",
-        "labels",
-    ]
-    assert materialize(ASSETS, instance=instance, resources=resources, tags=tags, selection=selection).success
+def champion_models(simulated_pipeline, instance, tmp_path_factory) -> Path:
+    """A registry whose champion is the default training's model: trained once for the module, in a copy."""
+    root = tmp_path_factory.mktemp("champion") / "project"
+    shutil.copytree(simulated_pipeline, root)
+    assert train(instance, root).success
+    return root / "models"
 
-    def train(**config):
-        return materialize(
-            ASSETS,
-            instance=instance,
-            resources=resources,
-            selection=["failure_model"],
-            run_config={"ops": {"failure_model": {"config": config}}},
-            raise_on_error=False,
-        )
 
-    def score(first=FIRST, last=LAST):
-        return materialize(
-            ASSETS,
-            instance=instance,
-            resources=resources,
-            selection=["scores", "maintenance_worklist"],
-            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        )
-
-    return root, train, score
+@pytest.fixture()
+def with_champion(project, champion_models) -> Path:
+    """This test's project folder with its own copy of :func:`champion_models`."""
+    shutil.copytree(champion_models, project / "models")
+    return project
 
 
 def _gate(result):
-    return next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+    return check_evaluations(result)[("failure_model", "champion_gate")]
 
 
 def _meta(result) -> dict:
-    return {k: v.value for k, v in result.asset_materializations_for_node("failure_model")[0].metadata.items()}
+    return materialization_metadata(result, "failure_model")[None]
 
 
-def test_first_model_becomes_champion_better_is_promoted_worse_is_not(pipeline):
-    root, train, _ = pipeline
-    registry = LocalRegistry(root / "models")
+def test_first_model_becomes_champion_better_is_promoted_worse_is_not(project, instance):
+    registry = LocalRegistry(project / "models")
 
-    first = train(**WEAK)  # the first model is champion whatever its quality
+    first = train(instance, project, **WEAK)  # the first model is champion whatever its quality
     assert first.success and _gate(first).passed and registry.champion() == "v0001"
     weak_ap = _meta(first)["average_precision"]
 
-    better = train()
+    better = train(instance, project)
     assert better.success and _gate(better).passed
     assert registry.champion() == "v0002" and _meta(better)["average_precision"] > weak_ap + 0.1
 
-    worse = train(**WORSE)
+    worse = train(instance, project, **WORSE)
     gate = _gate(worse)
     # a decision, not a failure: the run succeeds, the check warns, the champion stays
     assert worse.success and not gate.passed and gate.severity == AssetCheckSeverity.WARN
@@ -108,56 +106,43 @@ def test_first_model_becomes_champion_better_is_promoted_worse_is_not(pipeline):
     assert f"{card['metrics']['average_precision']:.4g}" == f"{_meta(worse)['average_precision']:.4g}"  # shown rounded
 
 
-def test_training_is_deterministic_and_the_same_training_reuses_its_version(pipeline):
-    root, train, _ = pipeline
-    registry = LocalRegistry(root / "models")
-    before = registry.versions()
-    a = _meta(train(max_iter=30))
-    b = _meta(train(max_iter=30))
+def test_training_is_deterministic_and_the_same_training_reuses_its_version(project, instance):
+    registry = LocalRegistry(project / "models")
+    a = _meta(train(instance, project, max_iter=30))
+    b = _meta(train(instance, project, max_iter=30))
     for key in ("average_precision", "roc_auc", "brier", "ece", "macro_f1_components"):
         assert a[key] == b[key], key
     # one version: the second run trained the same model from the same rows, parameters and code, and reused it
-    assert registry.versions() == [*before, a["version"]] and b["version"] == a["version"]
+    assert registry.versions() == [a["version"]] and b["version"] == a["version"]
     assert registry.find(registry.card(a["version"])["fingerprint"]) == a["version"]
-    c = _meta(train(max_iter=31))  # other parameters: a new version
+    c = _meta(train(instance, project, max_iter=31))  # other parameters: a new version
     assert c["version"] != a["version"] and registry.versions()[-1] == c["version"]
 
 
-def test_a_champion_that_cannot_be_loaded_fails_the_step_and_leaves_no_version(pipeline):
-    root, train, _ = pipeline
-    registry = LocalRegistry(root / "models")
+def test_a_champion_that_cannot_be_loaded_fails_the_step_and_leaves_no_version(with_champion, instance):
+    registry = LocalRegistry(with_champion / "models")
     before, champion = registry.versions(), registry.champion()
     artifact = registry.root / champion / "model.joblib"
-    original = artifact.read_bytes()
-    artifact.write_bytes(original + b"tampered")
-    try:
-        result = train(max_iter=3, learning_rate=0.001)  # a training not done before (it would reuse its version)
-        assert not result.success
-        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-        assert "was changed after registration" in str(failure.event_specific_data.error)
-        # nothing registered, nothing half-written: no folder without its decision, no temporary folder
-        assert registry.versions() == before and registry.champion() == champion
-        assert sorted(p.name for p in registry.root.iterdir()) == sorted([*before, "champion"])
-    finally:
-        artifact.write_bytes(original)
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")  # this test's copy of the registry
+    result = train(instance, with_champion, max_iter=3, learning_rate=0.001)  # not the champion's training
+    assert not result.success
+    assert "was changed after registration" in step_failures(result)["failure_model"]
+    # nothing registered, nothing half-written: no folder without its decision, no temporary folder
+    assert registry.versions() == before and registry.champion() == champion
+    assert sorted(p.name for p in registry.root.iterdir()) == sorted([*before, "champion"])
 
 
-def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(pipeline):
-    root, train, score = pipeline
-    if LocalRegistry(root / "models").champion() is None:
-        assert train().success
+def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(with_champion, instance):
+    root = with_champion
     champion = LocalRegistry(root / "models").champion()
-    result = score("2015-04-01", LAST)
+    result = score(instance, root, "2015-04-01", LAST)
     assert result.success
-    evaluations = {
-        e.event_specific_data.check_name: e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+    evaluations = {check: e for (_, check), e in check_evaluations(result).items()}
     assert set(evaluations) == {"valid_probabilities", "scored_by_the_champion", "consistent_ranking"}
     assert all(e.passed for e in evaluations.values())
     assert evaluations["scored_by_the_champion"].description == f"every row by {champion}"
-    scores = read_partitions(sorted((root / "warehouse" / "scores").glob("2015-04-*.parquet")))
+    scores = stored_partitions(root, "scores")
+    assert scores["datetime"].min() >= pd.Timestamp("2015-04-01")  # only the days this test scored
     scored = scores[scores["scored"]]
     assert len(scored) > 0.9 * len(scores)
     proba = scored[PROBA_COLUMNS].to_numpy()
@@ -166,7 +151,7 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
     np.testing.assert_allclose(scored["p_any"], 1 - scored["p_none"], atol=1e-12)
     assert (scored["model_version"] == champion).all()
     assert scores.loc[~scores["scored"], "p_any"].isna().all()
-    worklist = read_partitions(sorted((root / "warehouse" / "maintenance_worklist").glob("2015-04-*.parquet")))
+    worklist = stored_partitions(root, "maintenance_worklist")
     for _, day in worklist.groupby("date"):
         assert list(day["rank"]) == list(range(1, len(day) + 1))
         assert day["expected_saving"].is_monotonic_decreasing
@@ -177,14 +162,12 @@ def test_scores_are_probabilities_from_the_champion_and_the_worklist_ranks_them(
         np.testing.assert_allclose(day.set_index("machineID")["p_any"].sort_index(), worst.sort_index())
 
 
-def test_predict_cli_scores_one_machine_with_the_champion(pipeline, capsys):
+def test_predict_cli_scores_one_machine_with_the_champion(with_champion, instance, capsys):
     import json
 
     from pm_assets.cli import main
 
-    root, train, score = pipeline
-    if LocalRegistry(root / "models").champion() is None:
-        assert train().success
+    root = with_champion
     args = ["predict", "--machine", "4", "--registry", str(root / "models"), "--warehouse", str(root / "warehouse")]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
@@ -193,18 +176,18 @@ def test_predict_cli_scores_one_machine_with_the_champion(pipeline, capsys):
     assert result["p_any"] == pytest.approx(1 - result["p_none"])
     assert sum(result[c] for c in PROBA_COLUMNS) == pytest.approx(1.0)
     # the same snapshot scored by the scores asset gives the same probability
-    assert score("2015-04-30", LAST).success
+    assert score(instance, root, "2015-04-30", LAST).success
     stored = pd.read_parquet(root / "warehouse" / "scores" / "2015-04-30.parquet")
     row = stored[(stored["machineID"] == 4) & (stored["datetime"] == pd.Timestamp("2015-04-30 21:00"))]
     assert row["p_any"].iloc[0] == pytest.approx(result["p_any"], abs=1e-12)
     assert main([*args[:2], "999", *args[3:]]) == 1  # unknown machine: a clear failure, not a crash
 
 
-def test_the_champions_version_is_the_model_lineage_of_scores_and_worklist(pipeline, instance):
+def test_the_champions_version_is_the_model_lineage_of_scores_and_worklist(project, instance):
     """failure_model's data version is the champion's version after the gate (a refused challenger leaves it), so
     each scores materialization records the version that scored it as its input data version of failure_model,
     beside its model_version metadata; the worklist names the version of the scores it ranks."""
-    root, train, score = pipeline
+    root = project
     registry = LocalRegistry(root / "models")
 
     def latest(asset: str, partition: str | None = None):
@@ -213,15 +196,15 @@ def test_the_champions_version_is_the_model_lineage_of_scores_and_worklist(pipel
         found = instance.fetch_materializations(AssetRecordsFilter(AssetKey(asset), [partition]), limit=1)
         return found.records[0].asset_materialization
 
-    assert train().success
+    assert train(instance, root).success
     champion = registry.champion()
     assert latest("failure_model").tags["dagster/data_version"] == champion
-    refused = train(max_iter=1, learning_rate=0.0005)  # far worse than the champion: kept out
+    refused = train(instance, root, **WEAK)  # far worse than the champion: kept out
     assert refused.success and not _gate(refused).passed and registry.champion() == champion
     assert _meta(refused)["version"] != champion
     assert latest("failure_model").tags["dagster/data_version"] == champion
-    days = ["2015-04-29", "2015-04-30"]
-    assert score(*days).success
+    days = [str((pd.Timestamp(LAST) - pd.Timedelta(days=1)).date()), LAST]
+    assert score(instance, root, *days).success
     for day in days:
         scores, worklist = latest("scores", day), latest("maintenance_worklist", day)
         assert scores.tags["dagster/input_data_version/failure_model"] == champion

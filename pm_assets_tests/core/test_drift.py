@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -21,11 +22,11 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from pm_assets.core import drift
 from pm_assets.core.drift import (
     MIN_EDGES,
     MIN_SAMPLE,
     PSI_BINS,
-    PSI_EPSILON,
     BinnedColumn,
     chi2_p_value,
     discrete_psi,
@@ -44,6 +45,7 @@ from pm_assets.core.drift import (
     sorted_window_statistics,
     window_statistics,
 )
+from pm_assets_tests.conftest import REPO_ROOT
 
 # --- naive references ---------------------------------------------------------------------------------------
 
@@ -84,8 +86,26 @@ def probability_of(y: np.ndarray, p: np.ndarray) -> float:
 # --- constants ----------------------------------------------------------------------------------------------
 
 
-def test_documented_constants():
-    assert (PSI_BINS, PSI_EPSILON, MIN_SAMPLE, MIN_EDGES) == (10, 1e-4, 50, 3)
+#: Where the README states each drift constant: a pattern whose one group is the value, and how to read it.
+DOCUMENTED = {
+    "PSI_BINS": (
+        r"PSI on the reference's (\w+) \(open outer bins",
+        {"quartiles": 4, "quintiles": 5, "deciles": 10}.get,
+    ),
+    "PSI_EPSILON": (r"empty bins floored at ([0-9.e-]+)\)", float),
+    "MIN_EDGES": (r"give fewer than (\d+) edges, so its decile PSI", int),
+    "MIN_SAMPLE": (r"fewer than (\d+) values in a\s+window", int),
+    "DISCRETE_MAX_VALUES": (r"at most `discrete_max_values` = (\d+) distinct values", int),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_the_readme_states_each_constant_as_the_code_has_it(name):
+    """Each value the README gives for a drift constant is the code's (a reworded README must still state it)."""
+    pattern, read = DOCUMENTED[name]
+    found = re.findall(pattern, (REPO_ROOT / "README.md").read_text())
+    assert len(found) == 1, f"the README no longer states {name} as {pattern!r}"
+    assert read(found[0]) == getattr(drift, name), f"README: {found[0]}, code: {getattr(drift, name)}"
 
 
 # --- KS -----------------------------------------------------------------------------------------------------

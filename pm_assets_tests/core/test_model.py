@@ -1,7 +1,7 @@
 """The failure and anomaly models, their metrics and the decisions on them, against sklearn and naive loops.
 
-One small simulated fleet (12 machines, four months) is featurised, labelled and split once per module; one bundle
-is trained on it (30 boosting iterations) and reused by every test that needs a fitted model.
+One small simulated fleet (12 machines, four months: ``conftest.FLEET``) is featurised, labelled and split, and one
+bundle is trained on it (30 boosting iterations), once per session; every test that needs a fitted model reuses it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from threadpoolctl import threadpool_limits
 
-from pm_assets.core.features import build_features
-from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE, build_labels
+from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE
 from pm_assets.core.model import (
     ANOMALY_FEATURES,
     PROBA_COLUMNS,
@@ -54,57 +52,37 @@ from pm_assets.core.model import (
 )
 from pm_assets.core.registry import LocalRegistry
 from pm_assets.core.schema import COMPONENTS
-from pm_assets.core.simulate import SimulationConfig, simulate
+from pm_assets_tests.conftest import FLEET_CUTOFF, FLEET_HORIZON, FLEET_PARAMS
 
-# every class in a small fleet: comp4 may fail at any age here (the default: from 14 years, few of 12 machines)
-SIM = SimulationConfig(machines=12, start="2015-01-01", end="2015-05-01", seed=5, component_min_age={})
-HORIZON = 24
-CUTOFF = pd.Timestamp("2015-03-20")
-PARAMS = TrainParams(max_iter=30)
 COMPONENT_COLUMNS = [f"p_{c}" for c in COMPONENTS]
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One OpenMP/BLAS thread: on a busy 2-core machine the boosting's spinning OpenMP threads turn a 1 s fit into
-    minutes; single-threaded it is fast and the timing does not depend on other processes."""
-    with threadpool_limits(limits=1):
-        yield
+@pytest.fixture(scope="module")
+def features(model_fleet) -> pd.DataFrame:
+    return model_fleet.features
 
 
 @pytest.fixture(scope="module")
-def tables() -> dict[str, pd.DataFrame]:
-    return simulate(SIM)
+def labels(model_fleet) -> pd.DataFrame:
+    return model_fleet.labels
 
 
 @pytest.fixture(scope="module")
-def features(tables) -> pd.DataFrame:
-    return build_features(
-        tables["telemetry"], tables["errors"], tables["maintenance"], tables["machines"], SIM.start, SIM.end
-    )
+def rows(model_fleet) -> pd.DataFrame:
+    return model_fleet.rows
 
 
 @pytest.fixture(scope="module")
-def labels(tables, features) -> pd.DataFrame:
-    return build_labels(features[["machineID", "datetime"]], tables["failures"], HORIZON, SIM.end)
+def split(model_fleet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return model_fleet.train, model_fleet.test
 
 
 @pytest.fixture(scope="module")
-def rows(features, labels) -> pd.DataFrame:
-    return training_rows(features, labels)
-
-
-@pytest.fixture(scope="module")
-def split(rows) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return split_by_cutoff(rows, CUTOFF, HORIZON)
-
-
-@pytest.fixture(scope="module")
-def bundle(split) -> ModelBundle:
-    return fit_bundle(split[0], PARAMS)
+def bundle(model_fleet) -> ModelBundle:
+    return model_fleet.bundle
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +168,8 @@ def test_anomaly_model_is_fitted_on_normal_rows_only(bundle, split):
     train = split[0]
     normal = int((train["failure_component"].astype(str) == NO_FAILURE).sum())
     assert bundle.anomaly.n_features_in_ == len(ANOMALY_FEATURES)
-    assert bundle.anomaly.max_samples_ == min(PARAMS.anomaly_max_samples, normal)
-    assert bundle.params["max_iter"] == PARAMS.max_iter and bundle.params["seed"] == PARAMS.seed
+    assert bundle.anomaly.max_samples_ == min(FLEET_PARAMS.anomaly_max_samples, normal)
+    assert bundle.params["max_iter"] == FLEET_PARAMS.max_iter and bundle.params["seed"] == FLEET_PARAMS.seed
 
 
 def test_score_ignores_column_order(bundle, split, test_scores):
@@ -205,11 +183,11 @@ def test_score_ignores_column_order(bundle, split, test_scores):
 
 def test_fitting_is_deterministic_per_seed(bundle, split):
     train, test = split
-    again = fit_bundle(train, PARAMS).score(test)
+    again = fit_bundle(train, FLEET_PARAMS).score(test)
     first = bundle.score(test)
     pd.testing.assert_frame_equal(again, first, check_exact=True)
 
-    other = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, seed=PARAMS.seed + 1)).score(test)
+    other = fit_bundle(train, TrainParams(max_iter=FLEET_PARAMS.max_iter, seed=FLEET_PARAMS.seed + 1)).score(test)
     assert not np.array_equal(other["anomaly_score"].to_numpy(), first["anomaly_score"].to_numpy())
 
 
@@ -260,9 +238,9 @@ def test_sampled_training_stays_calibrated_and_matches_the_full_fit(split):
     """With the prior correction the mean p_any stays at the failure rate (the sample's own probabilities are
     inflated on the no-failure rows) and the model ranks about as well as one trained on every row."""
     train, test = split
-    full = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, max_negative_rows=None)).score(test)
+    full = fit_bundle(train, TrainParams(max_iter=FLEET_PARAMS.max_iter, max_negative_rows=None)).score(test)
     negatives = int((train["failure_component"].astype(str) == NO_FAILURE).sum())
-    bundle = fit_bundle(train, TrainParams(max_iter=PARAMS.max_iter, max_negative_rows=negatives // 4))
+    bundle = fit_bundle(train, TrainParams(max_iter=FLEET_PARAMS.max_iter, max_negative_rows=negatives // 4))
     assert bundle.negative_sample_rate == pytest.approx((negatives // 4) / negatives)
     sampled = bundle.score(test)
     y = (test["failure_component"].astype(str) != NO_FAILURE).to_numpy()
@@ -512,7 +490,7 @@ def test_fit_bundle_names_missing_classes(split, absent):
     train = split[0]
     without = train[~train["failure_component"].astype(str).isin(absent)]
     with pytest.raises(ValueError, match="lack classes") as info:
-        fit_bundle(without, PARAMS)
+        fit_bundle(without, FLEET_PARAMS)
     message = str(info.value)
     for c in LABEL_CLASSES:
         assert (repr(c) in message) == (c in absent), (c, message)
@@ -633,7 +611,7 @@ def _card_inputs(bundle, split):
         normal=np.empty((0, len(ANOMALY_FEATURES))),
         rate=1.0,
         test=test,
-        cutoff=CUTOFF,
+        cutoff=FLEET_CUTOFF,
         train_rows=len(train),
         train_window=(train["datetime"].min(), train["datetime"].max()),
         train_sha256=rows_sha256(train).hexdigest(),
@@ -641,7 +619,7 @@ def _card_inputs(bundle, split):
     )
     metrics = evaluate(test, bundle.score(test), 0.5)
     importance = pd.Series(np.arange(len(bundle.features), dtype=float), index=bundle.features)
-    settings = {"anomaly_auc": 0.75, "horizon_hours": HORIZON, "operating_threshold": 0.5, "partitions": 120}
+    settings = {"anomaly_auc": 0.75, "horizon_hours": FLEET_HORIZON, "operating_threshold": 0.5, "partitions": 120}
     return data, metrics, importance, settings
 
 
@@ -652,8 +630,8 @@ def test_the_model_card_records_the_training_and_its_evaluation(bundle, split):
     assert card["training_window"] == {
         "start": str(train["datetime"].min()),
         "end": str(train["datetime"].max()),
-        "cutoff": str(CUTOFF),
-        "horizon_hours": HORIZON,
+        "cutoff": str(FLEET_CUTOFF),
+        "horizon_hours": FLEET_HORIZON,
     }
     assert card["test_window"] == {"start": str(test["datetime"].min()), "end": str(test["datetime"].max())}
     assert card["partitions"] == {
@@ -781,11 +759,11 @@ def test_training_gathered_chunk_by_chunk_is_the_whole_history_in_one_frame(feat
         f = features[feature_days.isin(keys)].reset_index(drop=True)
         return (f if columns is None else f[columns]), labels[label_days.isin(keys)].reset_index(drop=True)
 
-    gathered = gather_training(read, chunks, params, HORIZON, test_days=30, train_start="2015-01-10")
+    gathered = gather_training(read, chunks, params, FLEET_HORIZON, test_days=30, train_start="2015-01-10")
     rows = training_rows(features, labels)
     rows = rows[rows["datetime"] >= pd.Timestamp("2015-01-10")].reset_index(drop=True)
     cutoff = rows["datetime"].max() - pd.Timedelta(days=30)
-    train, test = split_by_cutoff(rows, cutoff, HORIZON)
+    train, test = split_by_cutoff(rows, cutoff, FLEET_HORIZON)
     negative = train["failure_component"].astype(str).to_numpy() == NO_FAILURE
     rate = negative_sample_rate(int(negative.sum()), params.max_negative_rows)
     assert 0 < rate < 1 and gathered.rate == rate and gathered.cutoff == cutoff
