@@ -334,6 +334,7 @@ def day_metadata(row: dict, result) -> dict:
     return shown(
         {
             "traffic_light": result.light,
+            "model_version": row["model_version"],
             "light_code": row["light_code"],
             "alert_count": row["alert_count"],
             "retrain_recommended": row["retrain_recommended"],

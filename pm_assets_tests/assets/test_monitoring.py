@@ -7,9 +7,10 @@ import math
 
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity
+from dagster import AssetCheckSeverity, AssetKey, AssetRecordsFilter
 
 from pm_assets.assets.monitoring import ALERT_CHECKS
+from pm_assets.core.registry import LocalRegistry
 from pm_assets_tests.conftest import PIPELINE_DAYS, check_evaluations, materialization_metadata, run_assets
 
 REPORT_FILES = {
@@ -54,11 +55,16 @@ def test_every_partition_writes_its_reports(monitored):
         assert weighted["importance"].max() == pytest.approx(1.0)  # from the champion's card, normalised
 
 
-def test_metadata_per_partition_and_warn_checks(monitored):
+def test_metadata_per_partition_and_warn_checks(monitored, instance):
     root, result = monitored
     mats = materialization_metadata(result, "monitoring")
     assert sorted(mats) == [d.strftime("%Y-%m-%d") for d in pd.date_range(*MONITORED)]
-    for meta in mats.values():
+    champion = LocalRegistry(root / "models").champion()
+    for day, meta in mats.items():
+        # the model version is lineage: failure_model's data version, recorded on each partition, and in its metadata
+        (record,) = instance.fetch_materializations(AssetRecordsFilter(AssetKey("monitoring"), [day]), limit=1).records
+        assert record.asset_materialization.tags["dagster/input_data_version/failure_model"] == champion
+        assert meta["model_version"] == champion
         assert meta["light_code"] in (0, 1, 2) and isinstance(meta["score_psi"], float)
         assert meta["report"].endswith("report.html")
         assert not math.isnan(meta["ap_reference"])
