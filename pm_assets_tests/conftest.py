@@ -225,10 +225,12 @@ def run_assets(
     partition_key: str | None = None,
     run_config: dict | None = None,
     raise_on_error: bool = True,
+    resources: dict | None = None,
 ):
     """Materialize ``selection`` of ``assets`` (default: the project's, ``pm_assets.definitions.defs``) in process on
     ``instance`` with :func:`project_resources` under ``root``: one ranged run over ``days`` (first, last, both
-    included), the one partition ``partition_key``, or neither (unpartitioned assets)."""
+    included), the one partition ``partition_key``, or neither (unpartitioned assets). ``resources`` replaces
+    :func:`project_resources` (stores elsewhere, e.g. on an object store)."""
     from dagster import materialize
 
     if assets is None:
@@ -241,7 +243,7 @@ def run_assets(
     return materialize(
         assets,
         instance=instance,
-        resources=project_resources(root, raw_dir, telemetry),
+        resources=resources or project_resources(root, raw_dir, telemetry),
         selection=selection,
         tags=tags,
         partition_key=partition_key,

@@ -24,19 +24,16 @@ import subprocess
 import sys
 
 import pandas as pd
-from dagster import BackfillPolicy, materialize
+from dagster import BackfillPolicy
 
 from pm_assets import settings
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.definitions import defs
-from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
-from pm_assets_tests.conftest import landing_resource, stored_digests
+from pm_assets_tests.conftest import run_assets, stored_digests
 
 #: A lighter training (20 boosting iterations): what is compared is where things are stored, not the model's quality.
 LIGHT = {"ops": {"failure_model": {"config": {"max_iter": 20}}}}
 FIRST, LAST = "2015-01-01", "2015-04-30"  # 120 days (see the module's docstring)
 CHUNK = 45  # days: the last chunk is shorter; every lookback (features 14 days, monitoring 73) crosses a chunk edge
-ASSETS = list(defs.assets)
 #: Monitoring runs from the first day with its whole 73-day lookback (FIRST + 73 days) to LAST: 47 days in two
 #: chunked runs, the second of which (from 04-01) reads its whole lookback from runs before it.
 MONITOR_FROM = "2015-03-15"
@@ -61,26 +58,15 @@ def _chunks(size: int | None, first: str = FIRST) -> list[tuple[str, str]]:
 
 
 def _build(root, raw, chunk: int | None, instance) -> dict[str, str]:
-    resources = {
-        "landing": landing_resource(root, raw),
-        "io_manager": ParquetIOManager(base_dir=str(root / "warehouse")),
-        "model_registry": ModelRegistryResource(root=str(root / "models")),
-        "outputs": OutputsResource(root=str(root / "outputs")),
-    }
     for selection, partitioned in STAGES:
         start = MONITOR_FROM if selection == ["monitoring"] else FIRST
-        for first, last in _chunks(chunk, start) if partitioned else [(None, None)]:
-            tags = (
-                {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-                if first
-                else {}
-            )
-            assert materialize(
-                ASSETS,
-                instance=instance,
-                resources=resources,
+        for days in _chunks(chunk, start) if partitioned else [None]:
+            assert run_assets(
+                instance,
+                root,
+                raw_dir=raw,
                 selection=selection,
-                tags=tags,
+                days=days,
                 run_config=LIGHT if "failure_model" in selection else None,
             ).success
     return stored_digests(root)

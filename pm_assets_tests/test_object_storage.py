@@ -18,15 +18,13 @@ import time
 
 import pandas as pd
 import pytest
-from dagster import materialize
 
 from pm_assets.core.atomic import write_bytes_atomic, write_new
 from pm_assets.core.locations import as_path, is_remote, read_bytes
 from pm_assets.core.registry import LocalRegistry, RegistryError
 from pm_assets.core.simulate import SimulationConfig, simulate, write_kaggle_csv
-from pm_assets.definitions import defs
 from pm_assets.resources import ModelRegistryResource, OutputsResource, ParquetIOManager
-from pm_assets_tests.conftest import landing_resource
+from pm_assets_tests.conftest import landing_resource, run_assets
 
 pytestmark = pytest.mark.azurite
 
@@ -54,17 +52,12 @@ def _run(root, raw, stores: dict[str, str], instance) -> None:
         "outputs": OutputsResource(root=stores["outputs"]),
     }
     for selection, days in STAGES:
-        tags = (
-            {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[1]}
-            if days
-            else {}
-        )
-        assert materialize(
-            list(defs.assets),
-            instance=instance,
+        assert run_assets(
+            instance,
+            root,
             resources=resources,
             selection=selection,
-            tags=tags,
+            days=days,
             run_config=LIGHT if "failure_model" in selection else None,
         ).success
 
