@@ -1,6 +1,7 @@
 """Resources: the landing folder files arrive in, the model registry, report outputs, and the parquet IO manager."""
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -182,14 +183,23 @@ class ParquetIOManager(ConfigurableIOManager):
         keys = context.asset_partition_keys
         if isinstance(obj, ChunkedFrames):
             shas, done = [], []
-            for chunk_keys, frame in obj:
-                if chunk_keys != keys[len(done) : len(done) + len(chunk_keys)]:
-                    raise ValueError(
-                        f"{context.asset_key.to_user_string()}: chunk {chunk_keys[0]}..{chunk_keys[-1]} "
-                        f"is not the next run of partitions after {done[-1] if done else 'the start'}"
-                    )
-                shas += self._write_partitions(context, frame, chunk_keys, remember=len(chunk_keys) == len(keys))
-                done += chunk_keys
+            # each chunk's files are written in a thread while the next chunk is computed (Arrow and file writes
+            # release the interpreter lock): at most two chunks are held, the one written and the one computed
+            with ThreadPoolExecutor(max_workers=1) as writer:
+                writing = None
+                for chunk_keys, frame in obj:
+                    if chunk_keys != keys[len(done) : len(done) + len(chunk_keys)]:
+                        raise ValueError(
+                            f"{context.asset_key.to_user_string()}: chunk {chunk_keys[0]}..{chunk_keys[-1]} "
+                            f"is not the next run of partitions after {done[-1] if done else 'the start'}"
+                        )
+                    if writing is not None:
+                        shas += self._record(context, *writing.result())
+                    remember = len(chunk_keys) == len(keys)
+                    writing = writer.submit(self._write_files, context, frame, chunk_keys, remember)
+                    done += chunk_keys
+                if writing is not None:
+                    shas += self._record(context, *writing.result())
             if done != keys:
                 raise ValueError(
                     f"{context.asset_key.to_user_string()}: the chunks covered {len(done)} of {len(keys)} partitions"
@@ -205,6 +215,19 @@ class ParquetIOManager(ConfigurableIOManager):
     ) -> list[str]:
         """The partitions ``keys`` of the frame, one file each (split by the ``partition_expr`` column); their
         hashes, also recorded on each partition's materialization."""
+        return self._record(context, *self._write_files(context, obj, keys, remember))
+
+    @staticmethod
+    def _record(context: OutputContext, keys: list[str], shas: list[str]) -> list[str]:
+        """Each partition's file hash on its materialization (in the step's thread); the hashes."""
+        for key, sha in zip(keys, shas, strict=True):
+            context.step_context.add_asset_metadata({CONTENT_SHA: sha}, asset_key=context.asset_key, partition_key=key)
+        return shas
+
+    def _write_files(
+        self, context: OutputContext, obj: pd.DataFrame, keys: list[str], remember: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files of :meth:`_write_partitions`: (keys, hashes of their files)."""
         column = context.definition_metadata.get("partition_expr")
         if len(keys) > 1 and not column:
             raise ValueError(f"{context.asset_key.to_user_string()}: a multi-partition output needs partition_expr")
@@ -221,12 +244,10 @@ class ParquetIOManager(ConfigurableIOManager):
         paths = [self._path(context.asset_key, key) for key in keys]
         table = arrow_table(obj)
         shas = write_partitions_atomic(table, ((path, rows) for path, (_, rows) in zip(paths, parts, strict=True)))
-        for key, sha in zip(keys, shas, strict=True):
-            context.step_context.add_asset_metadata({CONTENT_SHA: sha}, asset_key=context.asset_key, partition_key=key)
         if remember:
             order = np.concatenate([rows for _, rows in parts]) if parts else np.arange(0)
             _RECENT.remember(self._name(context), keys, paths, table, order)
-        return shas
+        return keys, shas
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         """The stored frame; for partitioned inputs, the partitions concatenated.

@@ -51,14 +51,14 @@ def _run(root, raw, stores: dict[str, str], instance) -> None:
         "model_registry": ModelRegistryResource(root=stores["models"]),
         "outputs": OutputsResource(root=stores["outputs"]),
     }
+    # the object store's reports come from the report process, the local ones from a thread: the same files
+    reports = {"report_process_days": 1 if is_remote(stores["outputs"]) else MONITORED + 1}
     for selection, days in STAGES:
+        run_config = LIGHT if "failure_model" in selection else None
+        if "monitoring" in selection:
+            run_config = {"ops": {"monitoring": {"config": reports}}}
         assert run_assets(
-            instance,
-            root,
-            resources=resources,
-            selection=selection,
-            days=days,
-            run_config=LIGHT if "failure_model" in selection else None,
+            instance, root, resources=resources, selection=selection, days=days, run_config=run_config
         ).success
 
 

@@ -16,6 +16,7 @@ A backfill over many partitions runs as a single run (``BackfillPolicy.single_ru
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -46,7 +47,7 @@ from pm_assets.core.completeness import HourlyPresence, machines_complete, overa
 from pm_assets.core.landing import ALL_ROWS, UNPLACED, inventory, unreadable, unusable
 from pm_assets.core.locations import sha256_of
 from pm_assets.core.markdown import markdown_table
-from pm_assets.core.parquet_files import write_parquet_atomic
+from pm_assets.core.parquet_files import write_parquet_atomic, write_partitions_atomic
 from pm_assets.core.schema import DAILY_TABLES, MACHINES, MAINTENANCE, TABLES, TableSpec
 from pm_assets.core.validation import (
     FILE_COLUMN,
@@ -73,12 +74,16 @@ def _quarantine(landing: LandingResource, spec: TableSpec, rejected: pd.DataFram
     """Write the rejected rows of each partition (an empty file where none), replacing earlier runs' files. Rows are
     split by the day they were staged under, so a row whose timestamp could not be read lands in its file's day."""
     if len(keys) == 1:  # one key ("history", "all", or a day) takes every row
-        parts = [(keys[0], rejected)]
+        groups = {keys[0]: rejected}
     else:
         groups = dict(list(rejected.groupby(STAGED_DAY, sort=False)))
-        parts = ((key, groups.get(key, rejected.iloc[:0])) for key in keys)
-    for key, part in parts:
-        write_parquet_atomic(part.reset_index(drop=True), landing.quarantine_path(spec.name, key))
+    for key in keys:
+        if key in groups:
+            write_parquet_atomic(groups[key].reset_index(drop=True), landing.quarantine_path(spec.name, key))
+    # the days without a rejected row (most of a year): one empty table written to each file, converted once
+    empty = [(landing.quarantine_path(spec.name, key), np.arange(0)) for key in keys if key not in groups]
+    if empty:
+        write_partitions_atomic(rejected.iloc[:0], empty)
 
 
 def _metadata(spec: TableSpec, landing: LandingResource, totals: ValidationTotals, keys: list[str]) -> dict:

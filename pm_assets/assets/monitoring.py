@@ -9,7 +9,6 @@ drift_segments.csv, monitoring_summary.json and report.html (self-contained).
 
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from dagster import (
@@ -51,7 +50,7 @@ from pm_assets.core.monitoring import (
     monitoring_rows,
     stored_window_drift,
 )
-from pm_assets.core.reports import REPORT_PAGE, TREND_DAYS, day_figures, drawn_features, past_figures, write_reports
+from pm_assets.core.reports import REPORT_PAGE, TREND_DAYS, ReportWriter, day_figures, drawn_features, past_figures
 from pm_assets.partitions import naive_window
 from pm_assets.resources import ModelRegistryResource, OutputsResource
 
@@ -162,6 +161,12 @@ class MonitoringConfig(Config):
         ge=1,
         description="Days monitored at once in a ranged run (default: the CPUs this process may use).",
     )
+    report_process_days: int = Field(
+        default=30,
+        ge=1,
+        description="A run of at least this many days writes its reports in a separate process, on another CPU "
+        "(a shorter one in a thread: the process takes about a second to start).",
+    )
 
     def params(self) -> MonitoringParams:
         if self.reference_days + self.production_days - 1 > MONITORING_LOOKBACK_DAYS:
@@ -223,11 +228,12 @@ def monitoring(
     state = {"done": 0, "last": None}
 
     def chunks():
-        with ThreadPoolExecutor(max_workers=1) as writer:  # report files are written while the next days are monitored
+        # report files are written while the next days are monitored
+        with ReportWriter(process=len(keys) >= config.report_process_days) as writer:
             for chunk in chunks_of(context):
                 days = range(keys.index(chunk[0]), keys.index(chunk[0]) + len(chunk))
                 rows = _chunk_rows(features, scores, labels, chunk, drawn_features(drift, days))
-                summaries, written = [], []
+                summaries = []
                 for key, result in zip(chunk, monitor_stored(rows, ends, days, drift, params, importance), strict=True):
                     state["done"] += 1
                     progress.update(state["done"])
@@ -236,11 +242,10 @@ def monitoring(
                     summaries.append(row)
                     recent.append(row)
                     trend = history_table(pd.DataFrame(list(recent)))
-                    written.append(writer.submit(write_reports, folder, key, result, params, row, trend))
+                    writer.submit(folder, key, result, params, row, trend)
                     context.add_asset_metadata(day_metadata(row, result), partition_key=key)
                     state["last"] = result
-                for future in written:
-                    future.result()  # a failed write fails the step
+                writer.wait()  # a day is stored with its reports written: a failed write fails the step
                 table = pd.DataFrame(summaries)
                 state["schema"] = table.head(0)
                 yield chunk, table

@@ -9,6 +9,11 @@ files. No Dagster import.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import sys
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -103,12 +108,17 @@ def report_summary(date: str, result: MonitoringResult, params: MonitoringParams
     return to_json_safe(summary)
 
 
+def _histogram_features(result: MonitoringResult) -> list[str]:
+    """The features whose histograms the day's page draws: its :data:`HISTOGRAM_FEATURES` most drifted by PSI."""
+    return result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
+
+
 def report_page(
     date: str, result: MonitoringResult, params: MonitoringParams, summary: dict, trend: pd.DataFrame | None
 ) -> str:
     """The day's HTML page: the summary, the tables, histograms of the most drifted features and of the score,
     and the trend panel of ``trend`` (rows of :func:`pm_assets.core.history.history_table`) when it has any."""
-    top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
+    top = _histogram_features(result)
     ref, prod = result.reference_rows, result.production_rows
     samples = {f: (ref[f].to_numpy(), prod[f].to_numpy()) for f in top}
     samples["p_any (score)"] = (ref["p_any"].to_numpy(), prod["p_any"].to_numpy())
@@ -148,3 +158,60 @@ def write_reports(
         write_bytes_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False).encode())
         write_bytes_atomic(out / REPORT_PAGE, report_page(date, result, params, summary, trend).encode())
     return folder / REPORT_PAGE
+
+
+def drawn_rows(result: MonitoringResult) -> MonitoringResult:
+    """``result`` with only the window columns its report draws (:func:`report_page`: the most drifted features and
+    the score): what a report needs, so that handing it to another process moves a few columns, not the rows."""
+    columns = [*_histogram_features(result), "p_any"]
+    ref, prod = result.reference_rows[columns], result.production_rows[columns]
+    return replace(result, reference_rows=ref, production_rows=prod)
+
+
+class ReportWriter:
+    """Writes days' reports (:func:`write_reports`) in the background while the next days are monitored.
+
+    ``process``: in a separate process (started once), so that the pages' Python work (HTML,
+    histograms, CSVs) runs on another CPU instead of taking the interpreter lock from the monitoring; else in a
+    thread (what a run of a few days uses: a process costs about a second to start). At most ``ahead`` days wait
+    to be written (``submit`` blocks until the oldest is done), so memory holds a few days' rows, not a run's.
+    ``wait()`` returns when every report is written and raises the first failure (a failed write fails the step).
+    """
+
+    def __init__(self, process: bool = False, ahead: int = 4):
+        self.ahead = ahead
+        self.pending: deque[Future] = deque()
+        # A forked process: it starts at once with the code already imported, and runs only this module's functions
+        # (pandas, numpy, files: no OpenMP, no database, no logging). A spawned one would import the caller's main
+        # script again, which breaks a script that runs a job at its top level. Fork is Linux's; elsewhere a thread.
+        process = process and sys.platform == "linux"
+        self.pool: Executor = (
+            ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            if process
+            else ThreadPoolExecutor(max_workers=1)
+        )
+        if process:
+            self.pending.append(self.pool.submit(_warm_up))  # starts the process now, while the drift is computed
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+
+    def submit(self, folder, date: str, result: MonitoringResult, params: MonitoringParams, figures=None, trend=None):
+        while len(self.pending) >= self.ahead:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(write_reports, folder, date, drawn_rows(result), params, figures, trend))
+
+    def wait(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+
+def _warm_up() -> None:
+    """Nothing: the worker process imports this module (and the report code) on its first task."""

@@ -23,8 +23,10 @@ from pm_assets.core.reports import (
     REPORT_PAGE,
     REPORT_TABLES,
     SUMMARY_FILE,
+    ReportWriter,
     day_figures,
     drawn_features,
+    drawn_rows,
     past_figures,
     write_reports,
 )
@@ -183,3 +185,40 @@ def test_a_chunk_reads_every_feature_its_pages_draw(rows):
     for result in monitor_stored(rows, ends, days, drift, PARAMS):
         top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"]
         assert set(top) <= set(drawn)
+
+
+def _folder_bytes(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_drawn_rows_keeps_the_columns_the_page_draws_and_the_page_is_the_same(result, tmp_path):
+    slim = drawn_rows(result)
+    top = result.drift_features.dropna(subset=["psi"]).head(HISTOGRAM_FEATURES)["feature"].tolist()
+    assert list(slim.reference_rows.columns) == [*top, "p_any"] == list(slim.production_rows.columns)
+    assert len(slim.reference_rows) == len(result.reference_rows) and set(top) < set(result.reference_rows.columns)
+    write_reports(tmp_path / "whole", "2015-03-24", result, PARAMS)
+    write_reports(tmp_path / "slim", "2015-03-24", slim, PARAMS)
+    assert _folder_bytes(tmp_path / "whole") == _folder_bytes(tmp_path / "slim")
+
+
+@pytest.mark.parametrize("process", [True, False])
+def test_the_report_writer_writes_what_write_reports_writes(result, tmp_path, process):
+    days = ["2015-03-22", "2015-03-23", "2015-03-24"]
+    with ReportWriter(process=process, ahead=1) as writer:  # ahead=1: each submit waits for the one before
+        for i, day in enumerate(days):
+            row = day_figures(day, result, f"v{i}", tmp_path / "bg" / day / REPORT_PAGE)
+            writer.submit(tmp_path / "bg" / day, day, result, PARAMS, row)
+            write_reports(tmp_path / "direct" / day, day, result, PARAMS, row)
+    for day in days:
+        assert _folder_bytes(tmp_path / "bg" / day) == _folder_bytes(tmp_path / "direct" / day)
+
+
+@pytest.mark.parametrize("process", [True, False])
+def test_a_failed_report_write_is_raised(result, tmp_path, process):
+    (tmp_path / "file").write_text("not a folder")
+    with ReportWriter(process=process) as writer:
+        writer.submit(tmp_path / "file" / "2015-03-24", "2015-03-24", result, PARAMS)
+        with pytest.raises(OSError, match="file"):
+            writer.wait()
+    with pytest.raises(OSError), ReportWriter(process=process) as failing:  # leaving the block raises it too
+        failing.submit(tmp_path / "file" / "2015-03-24", "2015-03-24", result, PARAMS)
