@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from itertools import chain
 
 import numpy as np
@@ -232,6 +233,20 @@ class PreparedRows:
             y=rows["failure_within_horizon"].to_numpy(dtype=np.float64, na_value=np.nan),
             mature=rows["label_mature"].fillna(False).to_numpy(dtype=bool),
         )
+
+    @cached_property
+    def by_score(self) -> np.ndarray:
+        """Row positions in order of p_any, ties by position (a stable sort, once for every date)."""
+        return np.argsort(self.p_any, kind="stable")
+
+    def sorted_by_score(self, span: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The positions of the mature rows of ``span`` and of the immature ones, each in order of p_any with ties
+        by position: what ``np.argsort(p_any[span][mask], kind="stable")`` gives (offset by ``span.start``), taken
+        from :attr:`by_score` in one pass instead of a sort per window."""
+        order = self.by_score
+        inside = order[(order >= span.start) & (order < span.stop)]
+        mature = self.mature[inside]
+        return inside[mature], inside[~mature]
 
     def span(self, start, end) -> slice:
         """The rows with start <= datetime < end (rows are sorted by time: two binary searches)."""
@@ -608,17 +623,16 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params:
     rows = []
 
     def add(period: str, start, end, span: slice):
-        mature, p = data.mature[span], data.p_any[span]
-        order = np.argsort(p[mature], kind="stable")
-        y, p_mature = data.y[span][mature][order], p[mature][order]  # mature rows sorted by score
+        mature, immature = data.sorted_by_score(span)
+        y, p_mature = data.y[mature], data.p_any[mature]  # mature rows sorted by score
         auc, ap = roc_auc_and_average_precision_sorted(y, p_mature)
-        p_immature = np.sort(p[~mature])
+        p_immature = data.p_any[immature]
         rows.append(
             {
                 "period": period,
                 "start": str(start),
                 "end": str(end),
-                "rows": len(p),
+                "rows": span.stop - span.start,
                 "mature_rows": len(y),
                 "failure_rate": float(y.mean()) if len(y) else float("nan"),
                 "roc_auc": auc,
