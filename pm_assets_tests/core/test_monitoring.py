@@ -33,6 +33,7 @@ from pm_assets.core.monitoring import (
     Alert,
     MonitoringParams,
     MonitoringResult,
+    PreparedRows,
     alerts,
     monitor,
     monitor_days,
@@ -726,3 +727,26 @@ def test_monitoring_rows_of_aligned_frames_equal_the_merge_of_the_same_frames():
     pd.testing.assert_frame_equal(monitoring_rows(features, scores, labels), merged, check_exact=True)
     shuffled = scores.sample(frac=1.0, random_state=0)
     pd.testing.assert_frame_equal(monitoring_rows(features, shuffled, labels), merged, check_exact=True)
+
+
+def test_rows_in_score_order_equal_a_stable_sort_of_each_window():
+    rng = np.random.default_rng(3)
+    n = 2_000
+    p = np.round(rng.random(n), 2)  # many ties
+    p[rng.random(n) < 0.01] = np.nan
+    rows = pd.DataFrame(
+        {
+            "datetime": pd.date_range("2015-01-01", periods=n, freq="h"),
+            "p_any": p,
+            "failure_within_horizon": (rng.random(n) < 0.1).astype(float),
+            "label_mature": rng.random(n) < 0.8,
+        }
+    )
+    data = PreparedRows.of(rows)
+    for span in (slice(0, n), slice(17, 1_203), slice(500, 501), slice(900, 900)):
+        mature, immature = data.sorted_by_score(span)
+        in_span = data.mature[span]
+        expected = np.flatnonzero(in_span)[np.argsort(p[span][in_span], kind="stable")] + span.start
+        assert np.array_equal(mature, expected)
+        expected = np.flatnonzero(~in_span)[np.argsort(p[span][~in_span], kind="stable")] + span.start
+        assert np.array_equal(immature, expected)
