@@ -99,7 +99,7 @@ class ObservationSpec:
       failure end 26 h after it;
     - ``windows_per_machine_year`` runs of ``window_hours`` hours at random hours: real 641 runs of 50 h (694 runs
       of 2 h or more holding no failure, 6.9 per machine-year); 8.5 rather than 6.9 because a quarter of random
-      windows overlap a failure's run or another window, or fall on the complete machines (simulated: 6.1-6.5
+      windows overlap a failure's run or another window, or fall on the complete machines (simulated: 6.5-7.1
       such runs per machine-year, seeds 42, 1, 2, 3);
     - one reading every ``single_every_hours`` hours from a random offset per machine, each kept with probability
       ``single_keep`` (real: 3,665 single hours, 36.7 per machine-year; 3,114 of the gaps between consecutive ones
