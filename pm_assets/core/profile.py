@@ -189,3 +189,44 @@ def components_by_model(failures: pd.DataFrame, machines: pd.DataFrame) -> pd.Da
     counts = pd.crosstab(failures["machineID"].map(model), failures["failure"].astype(str))
     counts = counts.reindex(index=list(MODELS), columns=list(COMPONENTS), fill_value=0)
     return counts.div(model.value_counts().reindex(list(MODELS)), axis=0)
+
+
+def observed_runs(telemetry: pd.DataFrame, failures: pd.DataFrame, machines: int) -> pd.Series:
+    """How a (partial) telemetry copy is observed: its runs of consecutive hours, and where they lie against failures.
+
+    - ``rows_per_machine``: readings per machine (``machines`` machines);
+    - ``failures_with_48h_before``: share of the failure rows with a reading in each of the 48 hours before them;
+    - ``median_hours_before_failure`` / ``median_hours_after_failure``: over the failure hours that have a reading,
+      the median count of consecutive observed hours just before (``t - 1``, ``t - 2``, ...) and just after them;
+    - ``runs_without_failure_per_machine``: runs of at least 2 hours holding no failure hour (nor ending just
+      before one), per machine; ``single_hours_per_machine``: runs of one hour, per machine.
+    """
+    hour = telemetry["datetime"].to_numpy(dtype="datetime64[ns]").astype("datetime64[h]").astype(np.int64)
+    keys = pd.DataFrame({"m": telemetry["machineID"].to_numpy(np.int64), "h": hour}).drop_duplicates()
+    keys = keys.sort_values(["m", "h"], kind="stable")
+    m, h = keys["m"].to_numpy(), keys["h"].to_numpy()
+    new = np.r_[True, (m[1:] != m[:-1]) | (h[1:] - h[:-1] != 1)]
+    run = np.cumsum(new) - 1
+    runs = pd.DataFrame({"m": m[new], "first": h[new], "last": pd.Series(h).groupby(run).max().to_numpy()})
+    fail_hour = failures["datetime"].to_numpy(dtype="datetime64[ns]").astype("datetime64[h]").astype(np.int64)
+    fails = pd.DataFrame({"m": failures["machineID"].to_numpy(np.int64), "h": fail_hour})
+    have = pd.MultiIndex.from_arrays([m, h])
+    before = np.stack([fails["h"].to_numpy() - k for k in range(1, 49)], axis=1)
+    full = pd.MultiIndex.from_arrays([np.repeat(fails["m"].to_numpy(), 48), before.ravel()]).isin(have)
+    hours = fails.drop_duplicates().merge(runs, on="m")
+    inside = hours[(hours["h"] >= hours["first"]) & (hours["h"] <= hours["last"])]
+    near = hours[(hours["h"] >= hours["first"]) & (hours["h"] <= hours["last"] + 1)]
+    with_failure = set(zip(near["m"], near["first"]))
+    length = runs["last"] - runs["first"] + 1
+    no_failure = ~pd.Series(list(zip(runs["m"], runs["first"]))).isin(with_failure).to_numpy()
+    return pd.Series(
+        {
+            "rows_per_machine": len(keys) / machines,
+            "failures_with_48h_before": float(full.reshape(len(fails), 48).all(axis=1).mean()),
+            "median_hours_before_failure": float((inside["h"] - inside["first"]).median()),
+            "median_hours_after_failure": float((inside["last"] - inside["h"]).median()),
+            "runs_without_failure_per_machine": float(((length >= 2).to_numpy() & no_failure).sum() / machines),
+            "single_hours_per_machine": float((length == 1).sum() / machines),
+        },
+        name="observed_runs",
+    )

@@ -155,3 +155,22 @@ def test_replacement_gap_median_days():
         times.sort()
         gaps += [(b - a).total_seconds() / 86400 for a, b in zip(times, times[1:])]
     assert profile.replacement_gap_median_days(maintenance) == statistics.median(gaps)
+
+
+def test_observed_runs_counts_runs_around_failures_windows_and_single_hours():
+    t0 = pd.Timestamp("2015-03-01 06:00")
+    hours = lambda first, last: [t0 + pd.Timedelta(hours=h) for h in range(first, last + 1)]  # noqa: E731
+    # machine 1: a run from 30 h before its failure to 5 h after, a 10 h window, a single hour; machine 2: a single
+    times = hours(-30, 5) + hours(100, 109) + hours(200, 200)
+    telemetry = pd.DataFrame(
+        {"machineID": [1] * len(times) + [2], "datetime": times + [t0], "volt": 1.0, "rotate": 1.0}
+        | {"pressure": 1.0, "vibration": 1.0}
+    )
+    failures = pd.DataFrame({"machineID": [1, 2], "datetime": [t0, t0 + pd.Timedelta(hours=50)], "failure": "comp1"})
+    runs = profile.observed_runs(telemetry, failures, machines=2)
+    assert runs["rows_per_machine"] == (36 + 10 + 1 + 1) / 2
+    assert runs["failures_with_48h_before"] == 0  # 30 h before the first, nothing before the second
+    assert runs["median_hours_before_failure"] == 30  # only the first failure hour has a reading
+    assert runs["median_hours_after_failure"] == 5
+    assert runs["runs_without_failure_per_machine"] == 1 / 2  # the 10 h window
+    assert runs["single_hours_per_machine"] == 2 / 2

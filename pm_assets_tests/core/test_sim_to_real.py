@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from pm_assets.core.labels import LABEL_CLASSES
 from pm_assets.core.schema import COMPONENTS
+from pm_assets.core.simulate import ObservationSpec, SimulationConfig
 
 BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
 sys.path.insert(0, BENCHMARKS)  # the benchmarks import each other as top-level modules
@@ -34,6 +35,12 @@ def naive_ece(y, p, bins=10):
         predicted[b] += pi
         observed[b] += yi
     return sum(n / len(p) * abs(predicted[b] / n - observed[b] / n) for b, n in enumerate(count) if n)
+
+
+def test_the_simulated_fleet_is_observed_as_the_real_copy_unless_complete():
+    observed, complete = sim_to_real.observed_config(seed=3, machines=50), sim_to_real.observed_config(complete=True)
+    assert observed == SimulationConfig(seed=3, machines=50, observation=ObservationSpec())
+    assert complete == SimulationConfig()  # every hour: the simulator's defaults
 
 
 def test_events_need_a_reading_in_each_of_the_48_hours_before_the_failure():

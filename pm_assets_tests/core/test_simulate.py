@@ -13,7 +13,14 @@ import pytest
 
 from pm_assets.core import profile
 from pm_assets.core.schema import COMPONENTS, ERROR_IDS, MODELS, SENSORS, TABLES
-from pm_assets.core.simulate import DriftSpec, SimulationConfig, sensor_baseline, simulate, write_kaggle_csv
+from pm_assets.core.simulate import (
+    DriftSpec,
+    ObservationSpec,
+    SimulationConfig,
+    sensor_baseline,
+    simulate,
+    write_kaggle_csv,
+)
 from pm_assets_tests.conftest import Q1_SUBSET, UNION_PARTIAL
 
 SMALL = SimulationConfig(machines=20, start="2015-01-01", end="2015-04-01", seed=7)
@@ -274,6 +281,7 @@ def real(real_data_dir: Path) -> dict[str, pd.DataFrame]:
         "maintenance": read("PdM_maint.csv.gz"),
         "failures": read("PdM_failures.csv.gz"),
         "q1": q1,
+        "telemetry_union": union,
         "telemetry": pd.concat([union, q1]).drop_duplicates(["machineID", "datetime"]),
     }
 
@@ -384,3 +392,30 @@ def test_gaps_are_an_option_that_removes_runs_of_hours():
     assert len(kept) == len(gappy) and (kept["volt"] == kept["volt_full"]).all()  # the same readings, some removed
     runs = gappy.groupby("machineID")["datetime"].diff().dropna() / pd.Timedelta(hours=1)
     assert runs.max() > 3  # whole runs of hours are missing, not scattered single hours
+
+
+def test_observation_keeps_the_hours_the_public_copy_holds(real):
+    """ObservationSpec: the simulated telemetry observed as the real union file is (each figure within 15 %)."""
+    config = SimulationConfig(observation=ObservationSpec())
+    observed = simulate(config)
+    full = simulate(dataclasses.replace(config, observation=None))
+    for name in ("machines", "errors", "maintenance", "failures"):
+        pd.testing.assert_frame_equal(observed[name], full[name])  # only telemetry hours are dropped
+    kept = observed["telemetry"].merge(full["telemetry"], on=["machineID", "datetime"], suffixes=("", "_full"))
+    assert len(kept) == len(observed["telemetry"]) < 0.25 * len(full["telemetry"])
+    assert (kept["volt"] == kept["volt_full"]).all()
+    simulated = profile.observed_runs(observed["telemetry"], observed["failures"], config.machines)
+    union = real["telemetry_union"]
+    measured = profile.observed_runs(union, real["failures"], 100)
+    assert measured["median_hours_after_failure"] == 26 and measured["failures_with_48h_before"] > 0.7
+    assert ((simulated / measured - 1).abs() <= 0.15).all(), (simulated.to_dict(), measured.to_dict())
+    assert (profile.observed_runs(full["telemetry"], full["failures"], 100)["rows_per_machine"]) == _hours(config)
+
+
+def test_observation_spec_rejects_bad_values():
+    with pytest.raises(ValueError):
+        ObservationSpec(hours_before_failure=((30, 20, 1.0),))
+    with pytest.raises(ValueError):
+        ObservationSpec(single_keep=1.5)
+    with pytest.raises(ValueError):
+        ObservationSpec(window_hours=0)
