@@ -124,8 +124,11 @@ class BinnedColumn:
             order = np.argsort(bins.astype(np.int64) * n_blocks + block, kind="stable")
         self.values = x[order]
         counts = np.bincount(block * self.n_bins + bins, minlength=n_blocks * self.n_bins)
-        self.before = np.zeros((n_blocks + 1, self.n_bins), dtype=np.int32)  # rows of each bin in the blocks before
-        np.cumsum(counts.reshape(n_blocks, self.n_bins), axis=0, out=self.before[1:])
+        self.before = np.empty((n_blocks + 1, self.n_bins), dtype=np.int32)  # rows of each bin in the blocks before
+        self.before[0] = 0
+        self.before[1:] = counts.reshape(n_blocks, self.n_bins)
+        for i in range(1, n_blocks + 1):  # row by row: a cumsum down the columns is 10x slower (strided)
+            self.before[i] += self.before[i - 1]
         self.bin_start = np.concatenate([[0], np.cumsum(self.before[-1], dtype=np.int64)[:-1]])
         self.sums = np.bincount(block, weights=x, minlength=n_blocks)
 
