@@ -74,6 +74,12 @@ class TrainParams:
     anomaly_max_samples: int = 4096
 
 
+#: Rows the classifier predicts at once. Its trees are walked one at a time over every row given, so rows that stay in
+#: the CPU's cache between trees predict faster: 233,000 rows (30 days of 1,000 machines) took 4.02 s at once,
+#: 1.48-1.59 s in pieces of 16,384-65,536 rows, the same probabilities bit for bit (2026-12-02).
+PREDICT_ROWS = 32_768
+
+
 @dataclass
 class ModelBundle:
     """What one registry version holds: both models and what they need to score."""
@@ -101,8 +107,11 @@ class ModelBundle:
         return list(self.classifier.classes_).index(NO_FAILURE)
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        """The classifier's probabilities (its classes' order) on the full data's class balance."""
-        return prior_correction(self.classifier.predict_proba(matrix), self.negative_column, self.negative_sample_rate)
+        """The classifier's probabilities (its classes' order) on the full data's class balance, predicted
+        :data:`PREDICT_ROWS` rows at a time (the same numbers as at once: each row's prediction is its own)."""
+        starts = range(0, len(matrix), PREDICT_ROWS) if len(matrix) > PREDICT_ROWS else [0]
+        proba = np.concatenate([self.classifier.predict_proba(matrix[i : i + PREDICT_ROWS]) for i in starts])
+        return prior_correction(proba, self.negative_column, self.negative_sample_rate)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities, p_any, most likely component and anomaly score for each row of ``frame``."""

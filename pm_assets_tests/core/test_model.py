@@ -783,3 +783,16 @@ def test_training_gathered_chunk_by_chunk_is_the_whole_history_in_one_frame(feat
     np.testing.assert_array_equal(
         pieces.score(test)["anomaly_score"].to_numpy(), whole.score(test)["anomaly_score"].to_numpy()
     )
+
+
+def test_predicting_in_pieces_gives_the_probabilities_of_one_prediction(bundle, split, monkeypatch):
+    import pm_assets.core.model as model
+
+    matrix = feature_matrix(split[1], bundle.features)
+    whole = model.prior_correction(
+        bundle.classifier.predict_proba(matrix), bundle.negative_column, bundle.negative_sample_rate
+    )
+    monkeypatch.setattr(model, "PREDICT_ROWS", 1_000)
+    assert len(matrix) > 3_000  # several pieces and a last, shorter one
+    assert np.array_equal(bundle.predict_proba(matrix), whole)
+    assert np.array_equal(bundle.predict_proba(matrix[:1]), whole[:1])
