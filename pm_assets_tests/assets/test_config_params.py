@@ -16,7 +16,7 @@ from pm_assets.core.monitoring import MonitoringParams
 
 #: (config, params, params fields not configurable: fixed by design, config fields that are not model params)
 PAIRS = [
-    (MonitoringConfig, MonitoringParams, set(), {"threads"}),
+    (MonitoringConfig, MonitoringParams, set(), {"threads", "report_process_days"}),
     (
         TrainingConfig,
         TrainParams,
