@@ -53,6 +53,7 @@ from threadpoolctl import threadpool_limits
 from pm_assets.core.labels import NO_FAILURE
 from pm_assets.core.model import TrainParams, fit_bundle, split_by_cutoff
 from pm_assets.core.model import evaluate as model_metrics
+from pm_assets.core.profile import readings_before
 from pm_assets.core.schema import COMPONENTS
 from pm_assets.core.simulate import ObservationSpec, SimulationConfig, simulate
 
@@ -72,14 +73,7 @@ def observed_config(seed: int = 42, machines: int = 100, complete: bool = False)
 
 def events_with_history(telemetry: pd.DataFrame, failures: pd.DataFrame, hours: int = EVENT_HOURS) -> pd.DataFrame:
     """The failure rows whose machine has a telemetry reading in each of the ``hours`` hours before the failure."""
-    have = pd.MultiIndex.from_arrays(
-        [telemetry["machineID"].to_numpy(np.int64), telemetry["datetime"].to_numpy("datetime64[ns]")]
-    )
-    machine = np.repeat(failures["machineID"].to_numpy(np.int64), hours)
-    lags = np.tile(np.arange(1, hours + 1), len(failures)) * _HOUR
-    before = np.repeat(failures["datetime"].to_numpy("datetime64[ns]"), hours) - lags
-    complete = pd.MultiIndex.from_arrays([machine, before]).isin(have).reshape(len(failures), hours).all(axis=1)
-    return failures[complete].reset_index(drop=True)
+    return failures[readings_before(telemetry, failures, hours)].reset_index(drop=True)
 
 
 def alerted(events: pd.DataFrame, scored: pd.DataFrame, threshold: float, hours: int = EVENT_HOURS) -> np.ndarray:

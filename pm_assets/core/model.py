@@ -109,7 +109,7 @@ class ModelBundle:
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """The classifier's probabilities (its classes' order) on the full data's class balance, predicted
         :data:`PREDICT_ROWS` rows at a time (the same numbers as at once: each row's prediction is its own)."""
-        starts = range(0, len(matrix), PREDICT_ROWS) if len(matrix) > PREDICT_ROWS else [0]
+        starts = range(0, max(len(matrix), 1), PREDICT_ROWS)  # no row: one call, which raises as sklearn does
         proba = np.concatenate([self.classifier.predict_proba(matrix[i : i + PREDICT_ROWS]) for i in starts])
         return prior_correction(proba, self.negative_column, self.negative_sample_rate)
 

@@ -210,9 +210,6 @@ def observed_runs(telemetry: pd.DataFrame, failures: pd.DataFrame, machines: int
     runs = pd.DataFrame({"m": m[new], "first": h[new], "last": pd.Series(h).groupby(run).max().to_numpy()})
     fail_hour = failures["datetime"].to_numpy(dtype="datetime64[ns]").astype("datetime64[h]").astype(np.int64)
     fails = pd.DataFrame({"m": failures["machineID"].to_numpy(np.int64), "h": fail_hour})
-    have = pd.MultiIndex.from_arrays([m, h])
-    before = np.stack([fails["h"].to_numpy() - k for k in range(1, 49)], axis=1)
-    full = pd.MultiIndex.from_arrays([np.repeat(fails["m"].to_numpy(), 48), before.ravel()]).isin(have)
     hours = fails.drop_duplicates().merge(runs, on="m")
     inside = hours[(hours["h"] >= hours["first"]) & (hours["h"] <= hours["last"])]
     near = hours[(hours["h"] >= hours["first"]) & (hours["h"] <= hours["last"] + 1)]
@@ -222,7 +219,7 @@ def observed_runs(telemetry: pd.DataFrame, failures: pd.DataFrame, machines: int
     return pd.Series(
         {
             "rows_per_machine": len(keys) / machines,
-            "failures_with_48h_before": float(full.reshape(len(fails), 48).all(axis=1).mean()),
+            "failures_with_48h_before": float(readings_before(telemetry, failures, 48).mean()),
             "median_hours_before_failure": float((inside["h"] - inside["first"]).median()),
             "median_hours_after_failure": float((inside["last"] - inside["h"]).median()),
             "runs_without_failure_per_machine": float(((length >= 2).to_numpy() & no_failure).sum() / machines),
@@ -230,3 +227,15 @@ def observed_runs(telemetry: pd.DataFrame, failures: pd.DataFrame, machines: int
         },
         name="observed_runs",
     )
+
+
+def readings_before(telemetry: pd.DataFrame, failures: pd.DataFrame, hours: int) -> np.ndarray:
+    """For each failure row: whether its machine has a telemetry reading at each of the ``hours`` hours before it
+    (``t - 1 h`` .. ``t - hours``)."""
+    have = pd.MultiIndex.from_arrays(
+        [telemetry["machineID"].to_numpy(np.int64), telemetry["datetime"].to_numpy("datetime64[ns]")]
+    )
+    machine = np.repeat(failures["machineID"].to_numpy(np.int64), hours)
+    lags = np.tile(np.arange(1, hours + 1), len(failures)) * np.timedelta64(1, "h")
+    before = np.repeat(failures["datetime"].to_numpy("datetime64[ns]"), hours) - lags
+    return pd.MultiIndex.from_arrays([machine, before]).isin(have).reshape(len(failures), hours).all(axis=1)
