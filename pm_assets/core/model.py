@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -380,29 +381,45 @@ def permutation_importance_of(
     repeats: int = IMPORTANCE_REPEATS,
     seed: int = IMPORTANCE_SEED,
 ) -> pd.Series:
-    """Permutation importance (sklearn) of the bundle's classifier for the average precision of p_any, on a seeded
-    sample of at most ``sample`` of ``rows`` (usable snapshots with mature labels), ``repeats`` permutations per
-    feature; NaN for every feature when the rows do not hold both outcomes."""
-    from sklearn.inspection import permutation_importance
+    """Permutation importance of the bundle's classifier for the average precision of p_any, on a seeded sample of at
+    most ``sample`` of ``rows`` (usable snapshots with mature labels), ``repeats`` permutations per feature; NaN for
+    every feature when the rows do not hold both outcomes.
 
+    The numbers of ``sklearn.inspection.permutation_importance`` (the same permutations from the same seed; equal in
+    the tests), computed differently: sklearn predicts each permuted copy of the sample on its own (1 + features x
+    repeats predictions of 2,000 rows, each tree walked with its thread start-up for few rows), this stacks the copies
+    and predicts :data:`PREDICT_ROWS` rows at a time (each row's prediction is its own, so the same probabilities):
+    the 100-machine year's 54 features x 3 repeats 6.1 s -> 3.5-4.1 s (2026-12-03, 2 cores)."""
     if len(rows) == 0 or rows["failure_within_horizon"].astype(float).nunique() < 2:
         return pd.Series(np.nan, index=bundle.features)
     drawn = rows.sample(min(sample, len(rows)), random_state=seed)
+    matrix = feature_matrix(drawn, bundle.features)
+    y = drawn["failure_within_horizon"].astype(int).to_numpy()
     negative = bundle.negative_column
+    # sklearn's draws: one seed from ``seed``, and from it each feature's shuffles, cumulative over its repeats
+    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
 
-    def ap_of_p_any(estimator, X, y):
-        # the classifier's own p_any: the bundle's prior correction is increasing in it, so AP is the same
-        return average_precision_score(y, 1.0 - estimator.predict_proba(X)[:, negative])
+    def copies():
+        yield matrix
+        for col in range(matrix.shape[1]):
+            shuffles, permuted = np.random.RandomState(column_seed), matrix.copy()
+            order = np.arange(len(matrix))
+            for _ in range(repeats):
+                shuffles.shuffle(order)
+                permuted[:, col] = permuted[order, col]
+                yield permuted.copy()
 
-    result = permutation_importance(
-        bundle.classifier,
-        feature_matrix(drawn, bundle.features),
-        drawn["failure_within_horizon"].astype(int).to_numpy(),
-        scoring=ap_of_p_any,
-        n_repeats=repeats,
-        random_state=seed,
-    )
-    return pd.Series(result.importances_mean, index=bundle.features)
+    per_prediction = max(1, PREDICT_ROWS // len(matrix))
+    scores, batch = [], []
+    for copy in chain(copies(), [None]):
+        if copy is not None:
+            batch.append(copy)
+        if batch and (copy is None or len(batch) == per_prediction):
+            p_any = 1.0 - bundle.classifier.predict_proba(np.concatenate(batch))[:, negative]
+            scores += [average_precision_score(y, part) for part in np.split(p_any, len(batch))]
+            batch = []
+    baseline, permuted = scores[0], np.array(scores[1:]).reshape(matrix.shape[1], repeats)
+    return pd.Series(np.mean(baseline - permuted, axis=1), index=bundle.features)
 
 
 def model_card(

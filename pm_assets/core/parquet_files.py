@@ -72,12 +72,25 @@ def write_partitions_atomic(df, parts) -> list[str]:
     return shas
 
 
+#: Threads that read a run of partition files. A day's file is small (a few hundred KB), so what costs is the work
+#: around each read, which Arrow does with the GIL released: 367 feature files of the 100-machine year read in 1.96 s
+#: with ``pq.read_table`` one after the other, 1.25 s with ``ParquetFile.read`` (no dataset discovery) and 0.68 s
+#: with that on two threads (2026-12-03, 2 cores; the same table).
+READ_THREADS = 2
+
+
 def read_partitions(paths, columns: list[str] | None = None) -> pd.DataFrame:
     """The parquet files concatenated in order, as :func:`concat_partitions` of each file read with pandas would
-    give them; read as Arrow tables and converted once (falls back to pandas when the files' schemas differ).
-    ``columns``: only these (in the files' order)."""
+    give them; read as Arrow tables (``READ_THREADS`` files at a time) and converted once (falls back to pandas when
+    the files' schemas differ). ``columns``: only these (in the files' order)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    def read(source):
+        with pq.ParquetFile(source) as file:
+            return file.read(columns=columns, use_threads=False)
 
     paths = list(paths)
     if paths and is_remote(paths[0]):  # fetched together (fsspec's async filesystems request them concurrently)
@@ -85,9 +98,14 @@ def read_partitions(paths, columns: list[str] | None = None) -> pd.DataFrame:
 
         located = [as_path(p) for p in paths]
         blobs = located[0].fs.cat([p.path for p in located])
-        tables = [pq.read_table(io.BytesIO(blobs[p.path]), columns=columns) for p in located]
+        sources = [io.BytesIO(blobs[p.path]) for p in located]
     else:
-        tables = [pq.read_table(p, columns=columns) for p in paths]
+        sources = [os.fspath(p) for p in paths]
+    if len(sources) > 1:
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            tables = list(pool.map(read, sources))
+    else:
+        tables = [read(source) for source in sources]
     if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
         return pa.concat_tables(tables).to_pandas()
     return concat_partitions([t.to_pandas() for t in tables])

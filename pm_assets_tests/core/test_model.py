@@ -21,6 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from pm_assets.core import model
 from pm_assets.core.labels import LABEL_CLASSES, NO_FAILURE
 from pm_assets.core.model import (
     ANOMALY_FEATURES,
@@ -690,6 +691,29 @@ def test_permutation_importance_has_one_value_per_feature_and_is_deterministic(b
     assert np.isfinite(first.to_numpy()).all()
     pd.testing.assert_series_equal(first, again)
     assert (first > 0).any()  # some feature matters for the average precision of p_any
+
+
+@pytest.mark.parametrize("sample, repeats, seed", [(400, 2, 1), (2000, 3, 0), (150, 1, 7)])
+def test_permutation_importance_equals_sklearns(bundle, split, sample, repeats, seed, monkeypatch):
+    """The stacked predictions give sklearn's importances exactly: the same permutations from the same seed, the same
+    probabilities. A small PREDICT_ROWS makes the copies go through several predictions, some not full."""
+    from sklearn.inspection import permutation_importance
+
+    monkeypatch.setattr(model, "PREDICT_ROWS", 3 * min(sample, len(split[1])) + 5)
+    test = split[1]
+    drawn = test.sample(min(sample, len(test)), random_state=seed)
+    negative = bundle.negative_column
+    reference = permutation_importance(
+        bundle.classifier,
+        feature_matrix(drawn, bundle.features),
+        drawn["failure_within_horizon"].astype(int).to_numpy(),
+        scoring=lambda est, X, y: average_precision_score(y, 1.0 - est.predict_proba(X)[:, negative]),
+        n_repeats=repeats,
+        random_state=seed,
+    )
+    out = permutation_importance_of(bundle, test, sample=sample, repeats=repeats, seed=seed)
+    np.testing.assert_array_equal(out.to_numpy(), reference.importances_mean)
+    assert (out != 0).sum() >= 3  # a test of permutations that change something
 
 
 def test_permutation_importance_is_nan_when_labels_have_one_class(bundle, split):
