@@ -117,7 +117,8 @@ def _partition_metadata(
     """Per partition: row count (plotted by the UI), rows in and rejected, machines seen, time span, the files that
     brought its rows."""
     rows_in = window_rows.groupby(STAGED_DAY).size()  # by staged day: a row without a readable time counts too
-    files = {key: ", ".join(dict.fromkeys(day[FILE_COLUMN])) for key, day in window_rows.groupby(STAGED_DAY)}
+    pairs = window_rows[[STAGED_DAY, FILE_COLUMN]].drop_duplicates()  # each day's files in arrival order
+    files = pairs[FILE_COLUMN].astype(str).groupby(pairs[STAGED_DAY].to_numpy()).agg(", ".join).to_dict()
     kept = by_day(result.kept, spec.time_column).agg(
         rows=("machineID", "size"),
         machines=("machineID", "nunique"),

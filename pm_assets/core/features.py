@@ -150,11 +150,8 @@ def _slice_windows(
     hour = np.arange(slices.shape[1], dtype=np.float64)[None, :, None]
     x = np.where(present, hour, 0.0)
 
-    def running(a: np.ndarray) -> np.ndarray:  # running[:, r] = sum of rows < r
-        return np.concatenate([np.zeros_like(a[:, :1]), np.cumsum(a, axis=1)], axis=1)
-
-    sums = {"n": running(present.astype(np.float64)), "y": running(y), "yy": running(y * y)}
-    trend_sums = {"x": running(x), "xx": running(x * x), "xy": running(x * y)}
+    sums = {"n": running_sums(present.astype(np.float64)), "y": running_sums(y), "yy": running_sums(y * y)}
+    trend_sums = {"x": running_sums(x), "xx": running_sums(x * x), "xy": running_sums(x * y)}
 
     def window(cum: np.ndarray, hours: int) -> np.ndarray:  # sum over rows (row - hours, row]: (snapshot x machine)
         return cum[day, row + 1] - cum[day, row + 1 - hours]
@@ -175,6 +172,23 @@ def _slice_windows(
         cov, var = sxy - sx * sy / n, sxx - sx * sx / n
         ok = (n >= _min_readings(hours, params.min_coverage)) & (n >= 2) & (var > 0)
         out[f"trend_{TREND_WINDOW}"] = np.where(ok, cov / var * 24.0, np.nan)
+    return out
+
+
+def running_sums(a: np.ndarray) -> np.ndarray:
+    """Running sums along the hours of a stack of day slices (day x hour x machine): ``out[:, r]`` is the sum of rows
+    before ``r`` (``out[:, 0]`` is 0), added in hour order as ``np.cumsum(a, axis=1)`` adds them, so the same bits
+    (asserted in the tests).
+
+    ``np.cumsum`` along the middle axis walks each (day, machine) column with a stride of a whole hour row, which
+    misses the cache at every step; adding hour rows one after the other walks memory in order: a month of 1,000
+    machines' slices (32 x 359 x 1,000) 373 ms -> 45 ms, of 100 machines 11.5 -> 5.6 ms (2026-12-03)."""
+    out = np.empty((a.shape[0], a.shape[1] + 1, *a.shape[2:]))
+    out[:, 0] = 0.0
+    if a.shape[1]:
+        out[:, 1] = a[:, 0]
+    for hour in range(1, a.shape[1]):
+        np.add(out[:, hour], a[:, hour], out=out[:, hour + 1])
     return out
 
 

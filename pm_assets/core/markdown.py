@@ -24,7 +24,7 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, max_rows: int = 50)
         return "_no rows_"
     shown = frame.head(max_rows)
     lines = ["| " + " | ".join(_cell(c) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False, name=None)]
     if len(frame) > max_rows:
         lines.append(f"\n_{len(frame) - max_rows} more rows not shown_")
     return "\n".join(lines)

@@ -333,8 +333,8 @@ class WindowDrift:
 
     def most_drifted(self, day: int, count: int) -> list[str]:
         """The ``count`` features of highest PSI on date ``day`` (the report draws them), NaN left out."""
-        table = pd.DataFrame({"feature": self.features, "psi": self.stats[day, :-1, 0]})
-        return _by_psi(table).dropna(subset=["psi"]).head(count)["feature"].tolist()
+        psi = self.stats[day, :-1, 0]
+        return [self.features[i] for i in _psi_order(psi) if not np.isnan(psi[i])][:count]
 
 
 def window_drift(

@@ -58,7 +58,7 @@ def day_figures(key: str, result: MonitoringResult, champion: str | None, report
             f"{f} {v:.3g}"
             for f, v in result.drift_features.dropna(subset=["psi"])
             .head(TOP_DRIFTED)[["feature", "psi"]]
-            .itertuples(index=False)
+            .itertuples(index=False, name=None)
         ),
         "ap_reference": perf.loc["reference", "average_precision"],
         "ap_production": perf.loc["production", "average_precision"],

@@ -23,6 +23,7 @@ from pm_assets.core.features import (
     build_features,
     coverage_columns,
     feature_columns,
+    running_sums,
     snapshot_times,
 )
 from pm_assets.core.schema import COMPONENTS, ERROR_IDS, MODELS, SENSORS
@@ -509,3 +510,17 @@ def test_totals_summed_by_chunks_are_the_whole_tables(case):
     assert totals.share(3) == 0.0  # no snapshot yet
     totals.add(broken)
     assert totals.nan_in_complete == 1
+
+
+@pytest.mark.parametrize("shape", [(3, 359, 7), (1, 1, 4), (4, 25, 1)])
+def test_running_sums_are_cumsums_bit_for_bit(shape):
+    """The same bits as a zero row then ``np.cumsum`` along the hours (the reference), signed zeros and magnitudes
+    that round included."""
+    rng = np.random.default_rng(sum(shape))
+    a = rng.normal(0, 1, shape) * 10.0 ** rng.integers(-8, 8, shape)
+    a[rng.random(shape) < 0.2] = 0.0
+    a[rng.random(shape) < 0.1] = -0.0
+    reference = np.concatenate([np.zeros_like(a[:, :1]), np.cumsum(a, axis=1)], axis=1)
+    out = running_sums(a)
+    assert out.shape == reference.shape
+    np.testing.assert_array_equal(out.view(np.int64), reference.view(np.int64))
