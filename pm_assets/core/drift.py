@@ -87,6 +87,41 @@ def grid_size(rows: int) -> int:
     return int(min(16_000, max(1_024, 8 * np.sqrt(rows))))
 
 
+def grid_positions(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(grid, values, side="left")`` (``grid`` sorted, distinct), the same numbers, faster for many
+    values on a large grid.
+
+    numpy's binary search costs a mispredicted branch per step and value (~140 ns a value on a grid of 15,000). Here
+    the range of the grid is cut into 4 cells per grid value; a value's cell bounds its position between the grid
+    values of the cells before it and those of its own cell (the cell is a monotone function of the value, so a
+    grid value in an earlier cell is smaller, one in a later cell larger), and a branch-free binary search over
+    all values at once narrows that range, a few steps as the grid follows the values' distribution: a column of
+    3.5 M feature values 0.45 s -> 0.17 s. NaN, infinite grid ends and small inputs go to numpy's search."""
+    n = len(grid)
+    if n < 256 or len(values) < 65_536 or not np.isfinite(grid[[0, -1]]).all() or np.isnan(values).any():
+        return np.searchsorted(grid, values, side="left")
+    low, cells = float(grid[0]), 4 * n
+    scale = cells / (float(grid[-1]) - low)
+    if not np.isfinite(scale):
+        return np.searchsorted(grid, values, side="left")
+
+    def cell(v: np.ndarray) -> np.ndarray:  # clipped to [0, cells - 1] first, so truncation is the floor
+        return np.clip((v - low) * scale, 0, cells - 1).astype(np.int64)
+
+    grid_cells = cell(grid)
+    first = np.searchsorted(grid_cells, np.arange(cells), side="left")  # the grid values of earlier cells
+    last = np.searchsorted(grid_cells, np.arange(cells), side="right")  # ... and of this cell
+    value_cells = cell(values)
+    at, count = first[value_cells], last[value_cells] - first[value_cells]
+    for _ in range(int((last - first).max()).bit_length()):  # the first grid value >= the value, in [at, at + count]
+        half = count // 2
+        middle = at + half
+        right = (count > 0) & (grid[np.minimum(middle, n - 1)] < values)
+        at = np.where(right, middle + 1, at)
+        count = np.where(right, count - half - 1, half)
+    return at
+
+
 class BinnedColumn:
     """One column's values (NaN dropped) grouped by bin of a grid of its values, then by block: the values of a run
     of consecutive blocks (a window: blocks are the days between the monitoring windows' boundaries) that fall in
@@ -148,7 +183,7 @@ class BinnedColumn:
         return cls(values, blocks, n_blocks, grid=distinct)
 
     def bins_of(self, values: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(self.grid, values, side="left")
+        at = grid_positions(self.grid, values)
         if not len(self.grid):
             return 2 * at
         return 2 * at + ((at < len(self.grid)) & (self.grid[np.minimum(at, len(self.grid) - 1)] == values))

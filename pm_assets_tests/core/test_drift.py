@@ -24,6 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pm_assets.core import drift
 from pm_assets.core.drift import (
+    grid_positions,
     MIN_EDGES,
     MIN_SAMPLE,
     PSI_BINS,
@@ -614,3 +615,33 @@ def test_rows_outside_every_block_are_not_counted():
     stats = window_statistics(BinnedColumn(values, blocks, 3), [0], [1], [3])
     assert stats[0, 2] == values[12:24].mean() and stats[0, 3] == values[24:48].mean()
     assert stats[0, 1] == 1.0  # the windows do not overlap: KS is 1
+
+
+@pytest.mark.parametrize("kind", ["normal", "cauchy", "grid values", "outside", "integers", "narrow", "inf", "nan"])
+def test_grid_positions_are_numpys_searchsorted(kind):
+    """The positions np.searchsorted gives (the reference), on grids sampled from the values as BinnedColumn does
+    and on values that sit on grid values, beyond both ends, heavy tails, a grid of tiny range, and the fallbacks."""
+    rng = np.random.default_rng(len(kind))
+    n = 200_000
+    values = {
+        "normal": rng.normal(5, 2, n),
+        "cauchy": rng.standard_cauchy(n),
+        "grid values": rng.normal(0, 1, n),
+        "outside": rng.normal(0, 1, n),
+        "integers": rng.integers(0, 5_000, n).astype(float),
+        "narrow": 1.0 + rng.random(n) * 1e-12,
+        "inf": rng.normal(0, 1, n),
+        "nan": rng.normal(0, 1, n),
+    }[kind]
+    grid = np.unique(np.sort(values[::7])[:: max(1, n // 7 // 3_000)])
+    if kind == "grid values":
+        values = np.concatenate([values, rng.choice(grid, 50_000)])
+    if kind == "outside":
+        values = np.concatenate([values, grid[0] - rng.random(1_000), grid[-1] + rng.random(1_000)])
+    if kind == "inf":
+        values[:10] = np.inf
+        values[10:20] = -np.inf
+    if kind == "nan":
+        values[::1000] = np.nan
+    assert len(grid) >= 256
+    np.testing.assert_array_equal(grid_positions(grid, values), np.searchsorted(grid, values, side="left"))
