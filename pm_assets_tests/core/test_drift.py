@@ -24,7 +24,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pm_assets.core import drift
 from pm_assets.core.drift import (
-    grid_positions,
     MIN_EDGES,
     MIN_SAMPLE,
     PSI_BINS,
@@ -34,6 +33,7 @@ from pm_assets.core.drift import (
     expected_average_precision,
     expected_failure_rate,
     expected_roc_auc,
+    grid_positions,
     jensen_shannon,
     ks_sorted,
     ks_statistic,
