@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pm_assets.core.atomic import write_bytes_atomic
 from pm_assets.core.locations import sha256_of
@@ -122,12 +123,6 @@ def unusable(landing_dir: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-def day_keys(times: pd.Series) -> np.ndarray:
-    """YYYY-MM-DD of each timestamp (formatted once per distinct day)."""
-    days, codes = np.unique(times.to_numpy().astype("datetime64[D]"), return_inverse=True)
-    return np.datetime_as_string(days, unit="D")[codes.reshape(-1)]
-
-
 def declared_day(name: str) -> str | None:
     """The day a file's name says it exports (``PdM_failures_2026-11-30.csv``: 2026-11-30), if it names a valid one."""
     match = DAY_IN_NAME.search(name)
@@ -142,14 +137,40 @@ def declared_day(name: str) -> str | None:
 def buckets(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> np.ndarray:
     """The staging bucket of each row: its UTC day; for a row whose timestamp could not be read or is not plausible
     (``time_problem``), the day the file's name declares, else ``unplaced``; ``all`` for the machines table."""
+    labels, codes = bucket_codes(frame, spec, name)
+    return labels.astype(object)[codes]
+
+
+def bucket_codes(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`buckets` as the distinct buckets, sorted, and each row's position among them: the rows' days found by
+    counting (not by sorting or comparing 8.8 M strings, a year of 1,000 machines' telemetry), each day's name
+    formatted once. The day the file's name declares is among the buckets even with no row (a daily export of a day
+    without failures says so)."""
     if not spec.time_column:
-        return np.full(len(frame), ALL_ROWS, dtype=object)
-    keys = day_keys(frame[spec.time_column]).astype(object)
-    homeless = frame[spec.time_column].isna().to_numpy().copy()
+        return np.array([ALL_ROWS]), np.zeros(len(frame), dtype=np.intp)
+    times = frame[spec.time_column]
+    homeless = times.isna().to_numpy().copy()
     if TIME_PROBLEM in frame:
         homeless |= (frame[TIME_PROBLEM] != "").to_numpy()
-    keys[homeless] = declared_day(name) or UNPLACED
-    return keys
+    days = times.to_numpy().astype("datetime64[D]").astype(np.int64)
+    placed = days[~homeless]
+    first = int(placed.min()) if len(placed) else 0
+    present = np.flatnonzero(np.bincount(placed - first)) + first if len(placed) else np.array([], dtype=np.int64)
+    named = np.datetime_as_string(present.astype("datetime64[D]"), unit="D").tolist()
+    declared = declared_day(name)
+    labels = sorted(
+        set(named) | ({declared} if declared else set()) | ({declared or UNPLACED} if homeless.any() else set())
+    )
+    position = {label: i for i, label in enumerate(labels)}
+    lookup = np.array([position[label] for label in named], dtype=np.intp)
+    codes = np.empty(len(frame), dtype=np.intp)
+    if len(placed):
+        rank = np.zeros(int(present[-1]) - first + 1, dtype=np.intp)
+        rank[present - first] = lookup
+        codes[~homeless] = rank[placed - first]
+    if homeless.any():
+        codes[homeless] = position[declared or UNPLACED]
+    return np.array(labels), codes
 
 
 def rows_per_day(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> dict[str, int]:
@@ -157,17 +178,8 @@ def rows_per_day(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> dict[s
     counts even with no row: a daily export of a day without failures says so."""
     if not spec.time_column:
         return {ALL_ROWS: len(frame)}
-    return _per_bucket(buckets(frame, spec, name), name)
-
-
-def _per_bucket(keys: np.ndarray, name: str) -> dict[str, int]:
-    """Rows per bucket of :func:`buckets`, plus the day ``name`` declares (possibly with no row), in order."""
-    keys, counts = np.unique(keys.astype(str), return_counts=True)
-    out = {str(k): int(n) for k, n in zip(keys, counts)}
-    day = declared_day(name)
-    if day is not None:
-        out.setdefault(day, 0)
-    return dict(sorted(out.items()))
+    labels, codes = bucket_codes(frame, spec, name)
+    return dict(zip(labels.tolist(), np.bincount(codes, minlength=len(labels)).tolist()))
 
 
 def file_id(sha: str, name: str) -> str:
@@ -266,18 +278,20 @@ class Staging:
                         plausible.problems(frame[spec.time_column], spec.time_column) if plausible else ""
                     )
                     implausible += int((frame[TIME_PROBLEM] != "").sum())
-                keys = buckets(frame, spec, landed.name).astype(str)
-                days = _per_bucket(keys, landed.name) if spec.time_column else {ALL_ROWS: len(frame)}
+                labels, codes = bucket_codes(frame, spec, landed.name)
+                counts = np.bincount(codes, minlength=len(labels))
+                days = dict(zip(labels.tolist(), counts.tolist()))
                 frame[FILE_COLUMN] = landed.name
-                frame[STAGED_DAY] = keys  # stored with the rows: reading a day back needs nothing else
+                # stored with the rows (reading a day back needs nothing else): each day's name taken, not formatted
+                frame[STAGED_DAY] = pd.Series(pa.array(labels).take(pa.array(codes)), dtype="str", index=frame.index)
                 for day in days.keys() - per_day.keys():
                     # chunks of a staging of this file killed before its ledger entry: replaced, not doubled
                     for leftover in (self.root / spec.name / day).glob(f"*-{identity[:12]}*.parquet"):
                         leftover.unlink()
                 chunk = f"{now}-{identity[:12]}-{piece:05d}.parquet"  # arrival order within a day: by name
-                order = np.argsort(keys, kind="stable")
-                bounds = np.searchsorted(keys[order], list(days), side="left")  # days is sorted, empty days included
-                ends = [*bounds[1:], len(order)]
+                order = np.argsort(codes, kind="stable")  # days is sorted, empty days included
+                ends = np.cumsum(counts)
+                bounds = ends - counts
                 targets = [self.root / spec.name / day / chunk for day in days]
                 write_partitions_atomic(
                     frame, ((target, np.sort(order[lo:hi])) for target, lo, hi in zip(targets, bounds, ends))

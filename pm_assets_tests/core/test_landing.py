@@ -10,6 +10,7 @@ import pytest
 
 from pm_assets.core.landing import (
     Staging,
+    buckets,
     declared_day,
     file_id,
     inventory,
@@ -163,6 +164,24 @@ def test_inventory_counts_rows_outside_the_partitions(tmp_path, fleet):
 def test_rows_per_day_counts_by_utc_day():
     frame = pd.DataFrame({"datetime": pd.to_datetime(["2015-01-01 23:00", "2015-01-02 00:00", "2015-01-02 01:00"])})
     assert rows_per_day(frame, TELEMETRY) == {"2015-01-01": 1, "2015-01-02": 2}
+
+
+@pytest.mark.parametrize("name", ["PdM_telemetry.csv", "PdM_telemetry_2015-01-03.csv"])
+def test_buckets_are_each_rows_day_its_declared_day_or_unplaced(name):
+    """Against a row-by-row reference: a row's UTC day; a row without a time or with a time problem goes to the day
+    the file's name declares, else to ``unplaced``; days far apart, before 1970 and the declared day among them."""
+    times = pd.to_datetime(
+        ["2015-01-02 23:59", None, "1969-12-31 01:00", "2015-01-01 00:00", "2031-06-01 12:00", "2015-01-02 00:00"]
+    )
+    frame = pd.DataFrame({"datetime": times, "time_problem": ["", "", "", "implausible", "", ""]})
+    declared = declared_day(name)
+    expected = [
+        (declared or "unplaced") if pd.isna(t) or problem else t.strftime("%Y-%m-%d")
+        for t, problem in zip(frame["datetime"], frame["time_problem"], strict=True)
+    ]
+    assert buckets(frame, TELEMETRY, name).tolist() == expected
+    counts = {key: expected.count(key) for key in sorted(set(expected) | ({declared} if declared else set()))}
+    assert rows_per_day(frame, TELEMETRY, name) == counts
 
 
 def _stage_in_a_process(staging_root, landing_dir):
