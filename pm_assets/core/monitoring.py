@@ -239,12 +239,18 @@ class PreparedRows:
         """Row positions in order of p_any, ties by position (a stable sort, once for every date)."""
         return np.argsort(self.p_any, kind="stable")
 
-    def sorted_by_score(self, span: slice) -> tuple[np.ndarray, np.ndarray]:
+    def in_score_order(self, span: slice, among: np.ndarray | None = None) -> np.ndarray:
+        """The positions of ``span``'s rows in order of p_any, ties by position, taken from :attr:`by_score` in one
+        pass instead of a sort per window; ``among``: from these positions instead (in that order, e.g. a larger
+        window's, which holds ``span``: a week's rows from its window's, not from the whole chunk's)."""
+        order = self.by_score if among is None else among
+        return order[(order >= span.start) & (order < span.stop)]
+
+    def sorted_by_score(self, span: slice, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The positions of the mature rows of ``span`` and of the immature ones, each in order of p_any with ties
-        by position: what ``np.argsort(p_any[span][mask], kind="stable")`` gives (offset by ``span.start``), taken
-        from :attr:`by_score` in one pass instead of a sort per window."""
-        order = self.by_score
-        inside = order[(order >= span.start) & (order < span.stop)]
+        by position: what ``np.argsort(p_any[span][mask], kind="stable")`` gives (offset by ``span.start``); see
+        :meth:`in_score_order`."""
+        inside = self.in_score_order(span, among)
         mature = self.mature[inside]
         return inside[mature], inside[~mature]
 
@@ -622,8 +628,8 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params:
     the half-widths of their bands (``params.band_z`` standard errors; :func:`bands`)."""
     rows = []
 
-    def add(period: str, start, end, span: slice):
-        mature, immature = data.sorted_by_score(span)
+    def add(period: str, start, end, span: slice, among: np.ndarray | None = None):
+        mature, immature = data.sorted_by_score(span, among)
         y, p_mature = data.y[mature], data.p_any[mature]  # mature rows sorted by score
         auc, ap = roc_auc_and_average_precision_sorted(y, p_mature)
         p_immature = data.p_any[immature]
@@ -650,12 +656,13 @@ def _performance(data: PreparedRows, win: dict, ref: slice, prod: slice, params:
         rows[-1] |= bands(rows[-1], y.sum(), len(y) - y.sum(), p_mature, p_immature, params)
 
     add("reference", *win["reference"], ref)
-    add("production", *win["production"], prod)
+    production = data.in_score_order(prod)
+    add("production", *win["production"], prod, production)
     start, end = win["production"]
     week = start
-    while week < end:
+    while week < end:  # a week's rows are among the production window's
         stop = min(week + pd.Timedelta(days=7), end)
-        add(f"week of {week.date()}", week, stop, data.span(week, stop))
+        add(f"week of {week.date()}", week, stop, data.span(week, stop), production)
         week = stop
     return pd.DataFrame(rows)
 

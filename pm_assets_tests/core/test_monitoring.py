@@ -750,3 +750,7 @@ def test_rows_in_score_order_equal_a_stable_sort_of_each_window():
         assert np.array_equal(mature, expected)
         expected = np.flatnonzero(~in_span)[np.argsort(p[span][~in_span], kind="stable")] + span.start
         assert np.array_equal(immature, expected)
+        # from a larger span's rows in score order: the same
+        larger = data.in_score_order(slice(max(0, span.start - 40), span.stop + 40))
+        for got, want in zip(data.sorted_by_score(span, larger), (mature, immature), strict=True):
+            assert np.array_equal(got, want)
