@@ -232,7 +232,9 @@ def monitoring(
         with ReportWriter(process=len(keys) >= config.report_process_days) as writer:
             for chunk in chunks_of(context):
                 days = range(keys.index(chunk[0]), keys.index(chunk[0]) + len(chunk))
-                rows = _chunk_rows(features, scores, labels, chunk, drawn_features(drift, days))
+                drawn = drawn_features(drift, days)
+                rows = _chunk_rows(features, scores, labels, chunk, drawn)
+                writer.share(rows[[*drawn, "p_any"]])  # the days' results give their windows by position in these
                 summaries = []
                 for key, result in zip(chunk, monitor_stored(rows, ends, days, drift, params, importance), strict=True):
                     state["done"] += 1

@@ -144,6 +144,9 @@ class MonitoringResult:
     reference_rows: pd.DataFrame | None = None  # the windows' rows, for histograms
     production_rows: pd.DataFrame | None = None
     multivariate: dict | None = None  # the PCA reconstruction error (multivariate.RECONSTRUCTION), None when off
+    #: the windows' rows as positions in the rows monitored ("reference", "production": slices), which the two
+    #: frames above are taken from (what lets a report process take them from rows it already holds)
+    spans: dict | None = None
 
     @property
     def alert_count(self) -> int:
@@ -572,6 +575,7 @@ def monitor_prepared(
         reference_rows=data.rows.iloc[ref],
         production_rows=data.rows.iloc[prod],
         multivariate=multivariate,
+        spans={"reference": ref, "production": prod},
     )
     result.alerts = alerts(
         drift_scores.iloc[0], drift_features, perf.loc["reference"], perf.loc["production"], params, multivariate

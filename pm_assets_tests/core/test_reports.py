@@ -222,3 +222,26 @@ def test_a_failed_report_write_is_raised(result, tmp_path, process):
             writer.wait()
     with pytest.raises(OSError), ReportWriter(process=process) as failing:  # leaving the block raises it too
         failing.submit(tmp_path / "file" / "2015-03-24", "2015-03-24", result, PARAMS)
+
+
+@pytest.mark.parametrize("process", [True, False])
+@pytest.mark.parametrize("shared_columns", ["drawn", "too few"])
+def test_reports_from_shared_rows_are_those_of_each_days_rows(rows, tmp_path, process, shared_columns):
+    """A chunk's rows shared once, each day's windows taken from them by position: the same files as each day's
+    result written with its own rows; rows without a drawn column are not used (the day's own rows are sent)."""
+    ends = list(pd.date_range(END - pd.Timedelta(days=3), END + pd.Timedelta(days=2)))
+    drift = stored_window_drift(lambda c: rows[c], lambda c: rows[c], FEATURES, ends, PARAMS)
+    days = range(1, 5)
+    drawn = drawn_features(drift, days)
+    shared = rows[[*drawn, "p_any"]] if shared_columns == "drawn" else rows[["p_any"]]
+    results = list(monitor_stored(rows, ends, days, drift, PARAMS))
+    with ReportWriter(process=process, ahead=2) as writer:
+        writer.share(shared)
+        for day, result in zip(days, results, strict=True):
+            key = ends[day].strftime("%Y-%m-%d")
+            assert result.reference_rows.equals(rows.iloc[result.spans["reference"]])
+            writer.submit(tmp_path / "shared" / key, key, result, PARAMS)
+    for day, result in zip(days, results, strict=True):
+        key = ends[day].strftime("%Y-%m-%d")
+        write_reports(tmp_path / "own" / key, key, result, PARAMS)
+        assert _folder_bytes(tmp_path / "shared" / key) == _folder_bytes(tmp_path / "own" / key)
