@@ -820,3 +820,45 @@ def test_predicting_in_pieces_gives_the_probabilities_of_one_prediction(bundle, 
     assert len(matrix) > 3_000  # several pieces and a last, shorter one
     assert np.array_equal(bundle.predict_proba(matrix), whole)
     assert np.array_equal(bundle.predict_proba(matrix[:1]), whole[:1])
+
+
+def test_the_feature_matrix_is_the_columns_as_floats_with_category_codes(split, bundle):
+    """Against a naive reference (each column converted on its own, stacked), a missing model code as NaN."""
+    frame = split[1].head(500).copy()
+    frame.loc[frame.index[:3], "model"] = None
+    reference = np.column_stack(
+        [
+            np.where(frame[c].cat.codes.to_numpy() < 0, np.nan, frame[c].cat.codes.to_numpy())
+            if isinstance(frame[c].dtype, pd.CategoricalDtype)
+            else frame[c].astype(float).to_numpy()
+            for c in bundle.features
+        ]
+    )
+    matrix = feature_matrix(frame, bundle.features)
+    np.testing.assert_array_equal(matrix, reference)
+    assert np.isnan(matrix[:3, bundle.features.index("model")]).all()
+
+
+def test_the_models_do_not_depend_on_the_matrix_layout(split):
+    """Column-major (what feature_matrix gives) and row-major matrices: the same fitted models, the same numbers."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+
+    from pm_assets.core.features import feature_columns
+
+    train, test = split
+    features = feature_columns()
+    x, x_test = feature_matrix(train, features), feature_matrix(test, features)
+    assert x.flags["F_CONTIGUOUS"]
+    y = train["failure_component"].astype(str).to_numpy()
+    fitted = [
+        CalibratedClassifierCV(HistGradientBoostingClassifier(max_iter=20, random_state=0), cv=3).fit(m, y)
+        for m in (x, np.ascontiguousarray(x))
+    ]
+    probabilities = [f.predict_proba(m) for f in fitted for m in (x_test, np.ascontiguousarray(x_test))]
+    assert all(np.array_equal(p, probabilities[0]) for p in probabilities[1:])
+    forests = [
+        IsolationForest(n_estimators=8, random_state=0).fit(np.nan_to_num(m)) for m in (x, np.ascontiguousarray(x))
+    ]
+    scores = [f.score_samples(np.nan_to_num(x_test)) for f in forests]
+    assert np.array_equal(scores[0], scores[1])
