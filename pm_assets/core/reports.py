@@ -176,28 +176,32 @@ def drawn_rows(result: MonitoringResult) -> MonitoringResult:
 class ReportWriter:
     """Writes days' reports (:func:`write_reports`) in the background while the next days are monitored.
 
-    ``process``: in a separate process (started once), so that the pages' Python work (HTML,
-    histograms, CSVs) runs on another CPU instead of taking the interpreter lock from the monitoring; else in a
-    thread (what a run of a few days uses: a process costs about a second to start). At most ``ahead`` days wait
-    to be written (``submit`` blocks until the oldest is done), so memory holds a few days' rows, not a run's.
-    ``wait()`` returns when every report is written and raises the first failure (a failed write fails the step).
+    ``process``: in ``processes`` separate processes (started once; days go to them in turn), so that the pages'
+    Python work (HTML, histograms, CSVs) runs on other CPUs instead of taking the interpreter lock from the
+    monitoring; else in a thread (what a run of a few days uses: a process costs about a second to start). Two by
+    default: one report process took ~65 ms a day of the 100-machine year, more than the monitoring of a day, so the
+    monitoring waited for it (see the README, "Fleet size"). At most ``ahead`` days wait to be written (``submit``
+    blocks until the oldest is done), so memory holds a few days' results, not a run's. ``wait()`` returns when
+    every report is written and raises the first failure (a failed write fails the step).
     """
 
-    def __init__(self, process: bool = False, ahead: int = 4):
+    def __init__(self, process: bool = False, ahead: int = 4, processes: int = 2):
         self.ahead = ahead
         self._shared: tuple[int, set] | None = None  # the rows shared last: their count and columns
         self.pending: deque[Future] = deque()
-        # A forked process: it starts at once with the code already imported, and runs only this module's functions
+        self._turn = 0
+        # Forked processes: they start at once with the code already imported, and run only this module's functions
         # (pandas, numpy, files: no OpenMP, no database, no logging). A spawned one would import the caller's main
         # script again, which breaks a script that runs a job at its top level. Fork is Linux's; elsewhere a thread.
         process = process and sys.platform == "linux"
-        self.pool: Executor = (
-            ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        fork = multiprocessing.get_context("fork")
+        self.pools: list[Executor] = (
+            [ProcessPoolExecutor(max_workers=1, mp_context=fork) for _ in range(max(1, processes))]
             if process
-            else ThreadPoolExecutor(max_workers=1)
+            else [ThreadPoolExecutor(max_workers=1)]
         )
-        if process:
-            self.pending.append(self.pool.submit(_warm_up))  # starts the process now, while the drift is computed
+        if process:  # starts the processes now, while the drift is computed
+            self.pending.extend(pool.submit(_warm_up) for pool in self.pools)
 
     def __enter__(self) -> ReportWriter:
         return self
@@ -207,7 +211,12 @@ class ReportWriter:
             if exc[0] is None:
                 self.wait()
         finally:
-            self.pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+            for pool in self.pools:
+                pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+
+    def _next_pool(self) -> Executor:
+        self._turn = (self._turn + 1) % len(self.pools)
+        return self.pools[self._turn]
 
     def share(self, rows: pd.DataFrame) -> None:
         """The rows the next days' results are monitored from (a chunk's, with the columns their reports draw): a
@@ -215,9 +224,10 @@ class ReportWriter:
         (``MonitoringResult.spans``) instead of coming with the day (a 60-day window of 1,000 machines is ~480,000
         rows: sent with every day, ~24 MB a day went through the pipe). A thread needs nothing: it has the day."""
         self._shared = None
-        if isinstance(self.pool, ProcessPoolExecutor):
-            self._wait_for_room()
-            self.pending.append(self.pool.submit(_keep_rows, rows))
+        if isinstance(self.pools[0], ProcessPoolExecutor):
+            for pool in self.pools:  # each process keeps them: days go to either
+                self._wait_for_room()
+                self.pending.append(pool.submit(_keep_rows, rows))
             self._shared = len(rows), set(rows.columns)
 
     def submit(self, folder, date: str, result: MonitoringResult, params: MonitoringParams, figures=None, trend=None):
@@ -230,9 +240,9 @@ class ReportWriter:
             and set(drawn_rows_columns(result)) <= shared[1]
         ):
             light = replace(result, reference_rows=None, production_rows=None)
-            task = self.pool.submit(_write_from_kept, folder, date, light, params, figures, trend)
+            task = self._next_pool().submit(_write_from_kept, folder, date, light, params, figures, trend)
         else:
-            task = self.pool.submit(write_reports, folder, date, drawn_rows(result), params, figures, trend)
+            task = self._next_pool().submit(write_reports, folder, date, drawn_rows(result), params, figures, trend)
         self.pending.append(task)
 
     def _wait_for_room(self) -> None:
