@@ -95,8 +95,9 @@ def grid_positions(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
     the range of the grid is cut into 4 cells per grid value; a value's cell bounds its position between the grid
     values of the cells before it and those of its own cell (the cell is a monotone function of the value, so a
     grid value in an earlier cell is smaller, one in a later cell larger), and a branch-free binary search over
-    all values at once narrows that range, a few steps as the grid follows the values' distribution: a column of
-    3.5 M feature values 0.45 s -> 0.17 s. NaN, infinite grid ends and small inputs go to numpy's search."""
+    all values at once narrows that range, a few steps as the grid follows the values' distribution: 1.2 M values
+    of a feature on a grid of ~8,700 values 0.11-0.15 s -> 0.05-0.10 s (four columns, 2026-12-03). NaN, infinite
+    grid ends and small inputs go to numpy's search."""
     n = len(grid)
     if n < 256 or len(values) < 65_536 or not np.isfinite(grid[[0, -1]]).all() or np.isnan(values).any():
         return np.searchsorted(grid, values, side="left")
