@@ -234,7 +234,7 @@ def monitoring(
                 days = range(keys.index(chunk[0]), keys.index(chunk[0]) + len(chunk))
                 drawn = drawn_features(drift, days)
                 rows = _chunk_rows(features, scores, labels, chunk, drawn)
-                writer.share(rows[[*drawn, "p_any"]])  # the days' results give their windows by position in these
+                writer.share(rows, [*drawn, "p_any"])  # the days' results give their windows by position in these
                 summaries = []
                 for key, result in zip(chunk, monitor_stored(rows, ends, days, drift, params, importance), strict=True):
                     state["done"] += 1

@@ -157,10 +157,8 @@ def bucket_codes(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> tuple[
     first = int(placed.min()) if len(placed) else 0
     present = np.flatnonzero(np.bincount(placed - first)) + first if len(placed) else np.array([], dtype=np.int64)
     named = np.datetime_as_string(present.astype("datetime64[D]"), unit="D").tolist()
-    declared = declared_day(name)
-    labels = sorted(
-        set(named) | ({declared} if declared else set()) | ({declared or UNPLACED} if homeless.any() else set())
-    )
+    declared, unplaced = declared_day(name), homeless.any()
+    labels = sorted(set(named) | ({declared} if declared else set()) | ({declared or UNPLACED} if unplaced else set()))
     position = {label: i for i, label in enumerate(labels)}
     lookup = np.array([position[label] for label in named], dtype=np.intp)
     codes = np.empty(len(frame), dtype=np.intp)
@@ -168,16 +166,14 @@ def bucket_codes(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> tuple[
         rank = np.zeros(int(present[-1]) - first + 1, dtype=np.intp)
         rank[present - first] = lookup
         codes[~homeless] = rank[placed - first]
-    if homeless.any():
+    if unplaced:
         codes[homeless] = position[declared or UNPLACED]
-    return np.array(labels), codes
+    return np.array(labels, dtype=str), codes
 
 
 def rows_per_day(frame: pd.DataFrame, spec: TableSpec, name: str = "") -> dict[str, int]:
     """Rows of a parsed file per staging bucket (see :func:`buckets`), in order. The day a file's name declares
     counts even with no row: a daily export of a day without failures says so."""
-    if not spec.time_column:
-        return {ALL_ROWS: len(frame)}
     labels, codes = bucket_codes(frame, spec, name)
     return dict(zip(labels.tolist(), np.bincount(codes, minlength=len(labels)).tolist()))
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from itertools import chain
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -414,15 +414,11 @@ def permutation_importance_of(
                 permuted[:, col] = permuted[order, col]
                 yield permuted.copy()
 
-    per_prediction = max(1, PREDICT_ROWS // len(matrix))
-    scores, batch = [], []
-    for copy in chain(copies(), [None]):
-        if copy is not None:
-            batch.append(copy)
-        if batch and (copy is None or len(batch) == per_prediction):
-            p_any = 1.0 - bundle.classifier.predict_proba(np.concatenate(batch))[:, negative]
-            scores += [average_precision_score(y, part) for part in np.split(p_any, len(batch))]
-            batch = []
+    stacked, per_prediction, scores = copies(), max(1, PREDICT_ROWS // len(matrix)), []
+    while batch := list(islice(stacked, per_prediction)):
+        # the classifier's own p_any: the bundle's prior correction is increasing in it, so AP is the same
+        p_any = 1.0 - bundle.classifier.predict_proba(np.concatenate(batch))[:, negative]
+        scores += [average_precision_score(y, part) for part in np.split(p_any, len(batch))]
     baseline, permuted = scores[0], np.array(scores[1:]).reshape(matrix.shape[1], repeats)
     return pd.Series(np.mean(baseline - permuted, axis=1), index=bundle.features)
 

@@ -218,13 +218,14 @@ class ReportWriter:
         self._turn = (self._turn + 1) % len(self.pools)
         return self.pools[self._turn]
 
-    def share(self, rows: pd.DataFrame) -> None:
-        """The rows the next days' results are monitored from (a chunk's, with the columns their reports draw): a
-        report process receives them once, and each day's windows are then taken from them by position
+    def share(self, rows: pd.DataFrame, columns: list[str]) -> None:
+        """The rows the next days' results are monitored from (a chunk's) and the ``columns`` of them their reports
+        draw: report processes receive those once, and each day's windows are then taken from them by position
         (``MonitoringResult.spans``) instead of coming with the day (a 60-day window of 1,000 machines is ~480,000
         rows: sent with every day, ~24 MB a day went through the pipe). A thread needs nothing: it has the day."""
         self._shared = None
         if isinstance(self.pools[0], ProcessPoolExecutor):
+            rows = rows[columns]
             for pool in self.pools:  # each process keeps them: days go to either
                 self._wait_for_room()
                 self.pending.append(pool.submit(_keep_rows, rows))

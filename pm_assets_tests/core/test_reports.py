@@ -233,10 +233,10 @@ def test_reports_from_shared_rows_are_those_of_each_days_rows(rows, tmp_path, pr
     drift = stored_window_drift(lambda c: rows[c], lambda c: rows[c], FEATURES, ends, PARAMS)
     days = range(1, 5)
     drawn = drawn_features(drift, days)
-    shared = rows[[*drawn, "p_any"]] if shared_columns == "drawn" else rows[["p_any"]]
+    shared = [*drawn, "p_any"] if shared_columns == "drawn" else ["p_any"]
     results = list(monitor_stored(rows, ends, days, drift, PARAMS))
     with ReportWriter(process=process, ahead=2) as writer:
-        writer.share(shared)
+        writer.share(rows, shared)
         for day, result in zip(days, results, strict=True):
             key = ends[day].strftime("%Y-%m-%d")
             assert result.reference_rows.equals(rows.iloc[result.spans["reference"]])
