@@ -135,17 +135,23 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 
 
 def _group_by_days(files: list[dict]) -> list[list[dict]]:
-    """Files whose partition-day spans touch or overlap, grouped (each group becomes one run). Files with no day
-    inside the partitions (the machines table, history, the hours of today) join the first group."""
-    dated = sorted((f for f in files if f["first"] is not None), key=lambda f: (f["first"], f["name"]))
-    groups, last_end = [], None
-    for f in dated:
-        if groups and f["first"] <= _next_day(last_end):
-            groups[-1].append(f)
-            last_end = max(last_end, f["last"])
-        else:
-            groups.append([f])
-            last_end = f["last"]
+    """The new files as run groups: per table, files whose partition-day spans touch or overlap; then the tables
+    whose spans are the same days, together (a day's complete drop is one run). Each run builds exactly the table
+    days its files bring: a drop that a tick saw half of (a day's telemetry, not yet its errors) is not built again
+    for the half it already had when the rest arrives. Files with no day inside the partitions (the machines
+    table, history, the hours of today) join the first group."""
+    spans: dict[tuple[str, str], list[dict]] = {}
+    for table in sorted({f["table"] for f in files if f["first"] is not None}):
+        dated = sorted((f for f in files if f["table"] == table and f["first"] is not None), key=lambda f: f["first"])
+        runs: list[list[dict]] = []
+        for f in dated:
+            if runs and f["first"] <= _next_day(max(g["last"] for g in runs[-1])):
+                runs[-1].append(f)
+            else:
+                runs.append([f])
+        for run in runs:
+            spans.setdefault((run[0]["first"], max(g["last"] for g in run)), []).extend(run)
+    groups = [sorted(spans[span], key=lambda f: f["name"]) for span in sorted(spans)]
     undated = [f for f in files if f["first"] is None]
     if undated:
         if groups:
@@ -234,15 +240,14 @@ def _ingest_request(files: list[dict]) -> RunRequest:
     key = hashlib.sha256(",".join(sorted(f["sha"] for f in files)).encode()).hexdigest()[:16]
     selection = ["source_files"]
     tags = {TRIGGER_TAG: "landing_sensor", "pm_assets/files": ",".join(names)[:1000]}
-    tables = {f["table"] for f in files}
-    days = [d for f in files for d in (f["first"], f["last"]) if d]
-    if "machines" in tables:
+    dated = [f for f in files if f["first"] is not None]
+    if any(f["table"] == "machines" for f in files):
         selection.append("machines")
     if any(f["history"] and f["table"] == "maintenance" for f in files):
         selection.append("maintenance_history")
-    if days:
-        selection += [t for t in RAW_TABLES if t in tables]
-        tags.update(_range_tags(min(days), max(days)))
+    if dated:  # the tables of the files with days, over those days (_group_by_days: the same days for each)
+        selection += [t for t in RAW_TABLES if t in {f["table"] for f in dated}]
+        tags.update(_range_tags(min(f["first"] for f in dated), max(f["last"] for f in dated)))
     return RunRequest(
         run_key=f"landing-{key}",
         job_name=ingest_job.name,

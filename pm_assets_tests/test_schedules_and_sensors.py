@@ -21,7 +21,7 @@ from dagster import (
 
 from pm_assets.automation import daily_schedule, downstream_sensor, landing_sensor, weekly_retraining_schedule
 from pm_assets.core.landing import list_landed
-from pm_assets.core.simulate import SimulationConfig, simulate, write_day_files, write_kaggle_csv
+from pm_assets.core.simulate import SimulationConfig, day_tables, simulate, write_day_files, write_kaggle_csv
 from pm_assets.definitions import defs
 from pm_assets.resources import LandingResource
 
@@ -184,6 +184,46 @@ def test_landing_sensor_groups_touching_days_and_keeps_a_late_day_apart(fresh_in
         write_day_files(fleet, day, landing.landing_dir)
     requests = sensor_tick(landing_sensor, fresh_instance, {"landing": landing}).run_requests
     assert sorted(_range(r) for r in requests) == [("2015-01-05", "2015-01-05"), ("2015-01-20", "2015-01-21")]
+
+
+def _table_days(requests) -> list[tuple[str, str]]:
+    """Every (raw table, day) the requests would build, once per request that builds it."""
+    return sorted(
+        (table, day)
+        for r in requests
+        for table in _selection(r) & {"telemetry", "errors", "maintenance", "failures"}
+        for day in pd.date_range(*_range(r)).strftime("%Y-%m-%d")
+    )
+
+
+def test_landing_sensor_builds_each_table_day_once_when_a_tick_sees_half_a_drop(fresh_instance, landing, fleet):
+    # a tick that lands between two files of a drop: both days' telemetry and 01-20's errors, not yet the rest
+    days = ("2015-01-20", "2015-01-21")
+    parts = {day: day_tables(fleet, day) for day in days}
+    for day in days:
+        write_kaggle_csv({"telemetry": parts[day]["telemetry"]}, landing.landing_dir, suffix=f"_{day}")
+    write_kaggle_csv({"errors": parts[days[0]]["errors"]}, landing.landing_dir, suffix=f"_{days[0]}")
+    first = sensor_tick(landing_sensor, fresh_instance, {"landing": landing})
+    # exactly what landed: the telemetry of both days and the errors of one, not a rectangle of tables x days
+    assert _table_days(first.run_requests) == [
+        ("errors", days[0]),
+        ("telemetry", days[0]),
+        ("telemetry", days[1]),
+    ]
+    for file in list_landed(landing.landing_dir)[0]:  # what those runs do
+        landing.staging().stage(file)
+    for day in days:
+        write_day_files(fleet, day, landing.landing_dir)  # the rest of the drop (the same bytes for what was there)
+    rest = sensor_tick(landing_sensor, fresh_instance, {"landing": landing}, cursor=first.cursor).run_requests
+    assert _table_days(rest) == sorted(
+        [("errors", days[1])] + [(t, d) for t in ("failures", "maintenance") for d in days]
+    )
+    # one run for the tables whose days are the same (maintenance and failures of both days)
+    assert sorted(_range(r) for r in rest) == [(days[0], days[1]), (days[1], days[1])]
+    files = sorted(f for r in rest for f in r.run_config["ops"]["source_files"]["config"]["files"])
+    assert files == sorted(
+        [f"PdM_errors_{days[1]}.csv"] + [f"PdM_{stem}_{d}.csv" for stem in ("failures", "maint") for d in days]
+    )
 
 
 def test_landing_sensor_gives_an_unreadable_file_a_run_of_its_own(fresh_instance, landing, fleet):
