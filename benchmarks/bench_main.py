@@ -1,6 +1,7 @@
 """Benchmark: the main command (`pm-assets main`) over the full simulated year, stage by stage.
 
     .venv/bin/python benchmarks/bench_main.py [--keep DIR] [--skip-direct] [--drift]
+    .venv/bin/python benchmarks/bench_main.py --direct-only LANDING FIRST_DAY END_DAY
 
 Runs in a temporary project folder (its own data/ and a copy of dagster.yaml, so the SQLite instance is the
 real one): simulates the year, runs ``pm-assets main`` (one run over every partition, in-process executor),
@@ -15,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +59,7 @@ def direct_run(raw_dir: Path, reports_dir: Path, first_day: str, end_day: str) -
     import pandas as pd
 
     from pm_assets.core.features import build_features
+    from pm_assets.core.history import history_table
     from pm_assets.core.labels import DEFAULT_HORIZON_HOURS, build_labels
     from pm_assets.core.model import (
         TrainParams,
@@ -69,7 +71,7 @@ def direct_run(raw_dir: Path, reports_dir: Path, first_day: str, end_day: str) -
     )
     from pm_assets.core.monitoring import MonitoringParams, monitor_days, monitored_features, monitoring_rows
     from pm_assets.core.parsing import find_source_file, read_source_csv
-    from pm_assets.core.reports import write_reports
+    from pm_assets.core.reports import REPORT_PAGE, TREND_DAYS, ReportWriter, day_figures
     from pm_assets.core.schema import TABLES
     from pm_assets.core.scoring import score_snapshots
     from pm_assets.core.validation import validate_rows
@@ -101,12 +103,22 @@ def direct_run(raw_dir: Path, reports_dir: Path, first_day: str, end_day: str) -
     scores = score_snapshots(feats, bundle, "direct")
     times["scoring"] = time.perf_counter() - started
     started = time.perf_counter()
+    # as the monitoring asset does it: the drift on as many threads, the reports (with the day's figures and the
+    # trend panel) in report processes that get the rows once, the next days monitored meanwhile
     monitored = monitoring_rows(feats, scores, labels)
     days = pd.date_range(start, end, freq="D", inclusive="left")
     params = MonitoringParams()
     names = monitored_features()
-    for day, result in zip(days, monitor_days(monitored, days + pd.Timedelta(days=1), names, params, importance)):
-        write_reports(reports_dir / day.strftime("%Y-%m-%d"), day.strftime("%Y-%m-%d"), result, params)
+    threads = len(os.sched_getaffinity(0))  # the asset's default (MonitorConfig.threads)
+    recent = deque(maxlen=TREND_DAYS)
+    results = monitor_days(monitored, days + pd.Timedelta(days=1), names, params, importance, threads)
+    with ReportWriter(process=True) as writer:
+        writer.share(monitored, [c for c in monitored.columns if c in set(names) | {"p_any"}])
+        for day, result in zip(days.strftime("%Y-%m-%d"), results):
+            folder = reports_dir / day
+            row = day_figures(day, result, "direct", folder / REPORT_PAGE)
+            recent.append(row)
+            writer.submit(folder, day, result, params, row, history_table(pd.DataFrame(list(recent))))
     times["monitoring (+ reports)"] = time.perf_counter() - started
     return times
 
@@ -116,7 +128,21 @@ def main() -> None:
     parser.add_argument("--keep", help="project folder to use and keep (default: a temporary one)")
     parser.add_argument("--skip-direct", action="store_true")
     parser.add_argument("--drift", action="store_true", help="the demo's drift episode (default: a steady fleet)")
+    parser.add_argument(
+        "--direct-only",
+        nargs=3,
+        metavar=("LANDING", "FIRST_DAY", "END_DAY"),
+        help="only the direct calls, over the files of LANDING from FIRST_DAY to END_DAY (exclusive); prints the "
+        "stage times as JSON (what bench_scale.py --direct runs)",
+    )
     args = parser.parse_args()
+    if args.direct_only:
+        import json
+
+        landing, first_day, end_day = args.direct_only
+        with tempfile.TemporaryDirectory(prefix="pm_direct_reports_") as reports:
+            print(json.dumps(direct_run(Path(landing), Path(reports), first_day, end_day)))
+        return
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pm_bench_main_"))
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")

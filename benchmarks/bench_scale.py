@@ -1,6 +1,6 @@
 """Benchmark: the main command over fleets of growing size, one process each: time per step, peak memory, slopes.
 
-    .venv/bin/python benchmarks/bench_scale.py [--machines 100 300 1000] [--days 365] [--svg docs/scale.svg]
+    .venv/bin/python benchmarks/bench_scale.py [--machines 100 300 1000] [--days 365] [--svg docs/scale.svg] [--direct]
 
 For each fleet size, in a new temporary project folder (its own data/ and a copy of dagster.yaml, so the SQLite
 instance is the real one): ``pm-assets simulate`` writes the fleet's year, then ``pm-assets main --no-drift`` runs
@@ -8,7 +8,9 @@ in its own process, whose peak resident memory (``ru_maxrss`` from ``wait4``) is
 time comes from the run's event log (STEP_START to STEP_SUCCESS); "Dagster before the first step" is from the run's
 first event to the first step's start (planning: one planned event per asset and partition). The slope of a step
 is the exponent b of time ~ machines^b fitted on the sizes run (1 = linear). With --svg, a log-log plot of the
-whole run and the largest steps.
+whole run and the largest steps. With --direct, after each run the same computation as plain core calls in memory
+(``bench_main.py --direct-only``: no Dagster, no partition files), in its own process: its time per stage and peak
+memory, the floor of the run at that size, and the run's share above it.
 """
 
 import argparse
@@ -25,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def run_fleet(machines: int, days: int, keep: Path | None) -> dict:
+def run_fleet(machines: int, days: int, keep: Path | None, direct: bool = False) -> dict:
     import pandas as pd
 
     folder = keep / f"m{machines}" if keep else Path(tempfile.mkdtemp(prefix=f"pm_scale_{machines}_"))
@@ -71,9 +73,26 @@ def run_fleet(machines: int, days: int, keep: Path | None) -> dict:
         sys.exit(f"pm-assets main failed for {machines} machines: see {folder / 'main.log'}")
     figures = {"machines": machines, "simulate_s": simulated, "process_s": wall, "peak_rss_gb": usage.ru_maxrss / 1e6}
     figures |= _steps(folder, env)
+    if direct:
+        figures["direct"] = _direct(folder, start, end)
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
     return figures
+
+
+def _direct(folder: Path, start: str, end: str) -> dict:
+    """``bench_main.py --direct-only`` over the fleet's landed files, in its own process: stage times, their
+    total, the process's peak RSS."""
+    import json
+
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_main.py"), "--direct-only"]
+    process = subprocess.Popen([*command, str(folder / "data" / "landing"), start, end], stdout=subprocess.PIPE)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"the direct calls failed for {folder}")
+    stages = json.loads(out.decode().strip().splitlines()[-1])
+    return {"stages": stages, "total_s": sum(stages.values()), "peak_rss_gb": usage.ru_maxrss / 1e6}
 
 
 def _steps(folder: Path, env: dict) -> dict:
@@ -157,10 +176,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--keep", help="keep each fleet's project folder under this folder")
     parser.add_argument("--svg", help="write the log-log chart here")
+    parser.add_argument("--direct", action="store_true", help="also the direct core calls of each fleet (no Dagster)")
     args = parser.parse_args()
     results = []
     for machines in args.machines:
-        result = run_fleet(machines, args.days, Path(args.keep) if args.keep else None)
+        result = run_fleet(machines, args.days, Path(args.keep) if args.keep else None, args.direct)
         results.append(result)
         print(
             f"{machines} machines: run {result['run_s']:.1f} s (process {result['process_s']:.1f} s), peak RSS "
@@ -168,6 +188,15 @@ def main() -> None:
             "before the first step",
             flush=True,
         )
+        if args.direct:
+            d = result["direct"]
+            stages = ", ".join(f"{k} {v:.1f} s" for k, v in d["stages"].items())
+            share = 1 - d["total_s"] / result["run_s"]
+            print(
+                f"  direct core calls: {d['total_s']:.1f} s ({stages}), peak RSS {d['peak_rss_gb']:.2f} GB; the "
+                f"run's share above them {share:.0%}",
+                flush=True,
+            )
     steps = sorted(results[-1]["steps"], key=lambda k: -results[-1]["steps"][k])
     header = "| step | " + " | ".join(f"{r['machines']:,} machines" for r in results) + " | ratio | slope |"
     print("\n" + header + "\n|---|" + "---:|" * (len(results) + 2))

@@ -18,7 +18,7 @@ VALUES = {"offset": 0.0}
 def readings(context) -> pd.DataFrame:
     window = context.partition_time_window
     hours = pd.date_range(window.start, window.end, freq="h", inclusive="left").tz_localize(None)
-    return pd.DataFrame({"datetime": hours, "value": hours.dayofyear * 100.0 + hours.hour + VALUES["offset"]})
+    return pd.DataFrame({"datetime": hours, "value": hours.day_of_year * 100.0 + hours.hour + VALUES["offset"]})
 
 
 def _run(instance, base_dir, first, last) -> dict[str, tuple[str, str]]:
