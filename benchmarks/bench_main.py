@@ -113,7 +113,7 @@ def direct_run(raw_dir: Path, reports_dir: Path, first_day: str, end_day: str) -
     recent = deque(maxlen=TREND_DAYS)
     results = monitor_days(monitored, days + pd.Timedelta(days=1), names, params, importance, threads)
     with ReportWriter(process=True) as writer:
-        writer.share(monitored, [c for c in monitored.columns if c in set(names) | {"p_any"}])
+        writer.share(monitored, [c for c in monitored.columns if c in {*names, "p_any"}])
         for day, result in zip(days.strftime("%Y-%m-%d"), results):
             folder = reports_dir / day
             row = day_figures(day, result, "direct", folder / REPORT_PAGE)

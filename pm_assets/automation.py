@@ -142,15 +142,8 @@ def _group_by_days(files: list[dict]) -> list[list[dict]]:
     table, history, the hours of today) join the first group."""
     spans: dict[tuple[str, str], list[dict]] = {}
     for table in sorted({f["table"] for f in files if f["first"] is not None}):
-        dated = sorted((f for f in files if f["table"] == table and f["first"] is not None), key=lambda f: f["first"])
-        runs: list[list[dict]] = []
-        for f in dated:
-            if runs and f["first"] <= _next_day(max(g["last"] for g in runs[-1])):
-                runs[-1].append(f)
-            else:
-                runs.append([f])
-        for run in runs:
-            spans.setdefault((run[0]["first"], max(g["last"] for g in run)), []).extend(run)
+        for first, last, run in _touching([f for f in files if f["table"] == table and f["first"] is not None]):
+            spans.setdefault((first, last), []).extend(run)
     groups = [sorted(spans[span], key=lambda f: f["name"]) for span in sorted(spans)]
     undated = [f for f in files if f["first"] is None]
     if undated:
@@ -158,6 +151,19 @@ def _group_by_days(files: list[dict]) -> list[list[dict]]:
             groups[0] = undated + groups[0]
         else:
             groups.append(undated)
+    return groups
+
+
+def _touching(files: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    """(first day, last day, files) of each group of ``files`` whose day spans touch or overlap, in day order."""
+    groups: list[tuple[str, str, list[dict]]] = []
+    for f in sorted(files, key=lambda f: f["first"]):
+        if groups and f["first"] <= _next_day(groups[-1][1]):
+            first, last, run = groups[-1]
+            run.append(f)
+            groups[-1] = (first, max(last, f["last"]), run)
+        else:
+            groups.append((f["first"], f["last"], [f]))
     return groups
 
 
